@@ -1,0 +1,77 @@
+//! The wire contract between the eBPF programs and userspace: map keys, map values and the
+//! redirect event. Everything is `#[repr(C)]` plain data, in network byte order where the kernel
+//! hands it over that way, so both sides read the same bytes.
+#![no_std]
+
+/// 169.254.169.254, the IMDS IPv4 address, in network byte order as `bpf_sock_addr.user_ip4` holds it.
+pub const IMDS_IPV4_BE: u32 = u32::from_ne_bytes([169, 254, 169, 254]);
+/// fd00:ec2::254, the IMDS IPv6 address, as the four network-order words of `user_ip6`.
+pub const IMDS_IPV6_BE: [u32; 4] = [
+    u32::from_ne_bytes([0xfd, 0x00, 0x0e, 0xc2]),
+    0,
+    0,
+    u32::from_ne_bytes([0x00, 0x00, 0x02, 0x54]),
+];
+/// The IMDS port (80) in network byte order, as `user_port` holds it.
+pub const IMDS_PORT_BE: u32 = (80u16).to_be() as u32;
+
+/// `SO_MARK` that spot-sim puts on its own sockets (the passthrough upstream) so the
+/// redirect never catches them, whatever cgroup spot-sim itself runs in. ASCII "SPOT".
+pub const OWN_SOCKET_MARK: u32 = 0x5350_4f54;
+
+/// How deep the eBPF side walks up the cgroup tree to find the target a process belongs to.
+pub const MAX_CGROUP_DEPTH: u32 = 32;
+
+/// Where a target's connects go: its responder's ports on loopback, in the target's own
+/// network namespace. Keyed by the target cgroup's id (the inode of its cgroup v2 directory).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Target {
+    /// Responder port for IPv4 (and IPv4-mapped IPv6), host byte order. 0: leave IPv4 alone.
+    pub port4: u16,
+    /// Responder port on `::1`, host byte order. 0: leave native IPv6 alone.
+    pub port6: u16,
+    /// A stable index userspace uses to name the target in events.
+    pub index: u32,
+}
+
+/// The original destination of a redirected socket, kept per socket cookie so getpeername can
+/// report the address the client asked for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrigDst {
+    /// Network-order address words; IPv4 uses `addr[0]` only.
+    pub addr: [u32; 4],
+    /// Network-order port, as `user_port` holds it.
+    pub port: u32,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u32,
+}
+
+/// Sent through the ring buffer for every redirect.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RedirectEvent {
+    pub pid: u32,
+    pub tgid: u32,
+    pub cgroup_id: u64,
+    pub target_index: u32,
+    /// `AF_INET` or `AF_INET6` of the socket.
+    pub family: u32,
+    /// Original destination, network order.
+    pub orig_addr: [u32; 4],
+    /// 1 when the IPv6 destination was an IPv4-mapped IMDS address.
+    pub mapped: u32,
+    pub comm: [u8; 16],
+}
+
+pub const AF_INET: u32 = 2;
+pub const AF_INET6: u32 = 10;
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain `#[repr(C)]` data with no padding-dependent invariants; any bit pattern is valid.
+    unsafe impl aya::Pod for super::Target {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::OrigDst {}
+}

@@ -1,0 +1,23 @@
+//! The kernel side of spot-sim: cgroup sock_addr programs attached to each target cgroup.
+//!
+//! `connect4`/`connect6` rewrite a TCP connect to the IMDS address to the target's responder
+//! on loopback; `getpeername4`/`getpeername6` put the IMDS address back so the client sees the
+//! peer it asked for. Every program returns 1 (allow) on every path: spot-sim must never make a
+//! connect fail, it only changes where one goes.
+#![no_std]
+#![no_main]
+
+mod connect;
+mod maps;
+mod peer;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach this, so it is never called.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

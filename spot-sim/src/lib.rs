@@ -1,0 +1,12 @@
+//! spot-sim: rehearse EC2 Spot interruptions for real.
+//!
+//! Data flows one way: [`cli`] → [`scenario`] + [`target`] → [`redirect`] + [`imds`], with
+//! [`session`] holding a running instance together and [`control`] talking to it.
+
+pub mod cli;
+pub mod control;
+pub mod imds;
+pub mod redirect;
+pub mod scenario;
+pub mod session;
+pub mod target;

@@ -1,0 +1,142 @@
+//! Developer tasks: build the eBPF object (installing its toolchain pieces on first use), run
+//! spot-sim, run the test suite, run the benchmarks.
+
+mod toolchain;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "spot-sim developer tasks")]
+enum Task {
+    /// Build the eBPF programs (installs the nightly's rust-src and bpf-linker on first use).
+    BuildEbpf,
+    /// Build everything, then run `spot-sim ARGS` as root (through `sudo -E` when not root).
+    Run {
+        /// Build spot-sim in release mode.
+        #[arg(long)]
+        release: bool,
+        /// Arguments for spot-sim.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build everything, then run the whole test suite (the privileged tests need root).
+    Test {
+        /// Extra arguments for `cargo test` (a test name filter, `--nocapture`, ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Task::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> Result<ExitCode> {
+    let root = workspace_root();
+    match task {
+        Task::BuildEbpf => {
+            build_ebpf(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Run { release, args } => {
+            build_ebpf(&root)?;
+            let bin = build_spot_sim(&root, release)?;
+            let mut cmd = if is_root() {
+                Command::new(&bin)
+            } else {
+                eprintln!("xtask: not root; running spot-sim through sudo -E");
+                let mut c = Command::new("sudo");
+                c.arg("-E").arg(&bin);
+                c
+            };
+            cmd.args(&args);
+            Ok(exit_code(cmd.status().context("starting spot-sim")?))
+        }
+        Task::Test { args } => {
+            build_ebpf(&root)?;
+            let bin = build_spot_sim(&root, false)?;
+            let status = Command::new(cargo())
+                .current_dir(&root)
+                .args(["test", "--workspace", "--"])
+                .args(&args)
+                .env("SPOT_SIM_BIN", &bin)
+                .status()
+                .context("running cargo test")?;
+            Ok(exit_code(status))
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Builds the eBPF object into `target/ebpf/`, where `spot-sim/build.rs` picks it up.
+pub fn build_ebpf(root: &Path) -> Result<()> {
+    let tools = toolchain::ensure(root)?;
+    let status = Command::new("cargo")
+        .current_dir(root.join("spot-sim-ebpf"))
+        .args(["+nightly", "build", "--release", "--target-dir"])
+        .arg(root.join("target/ebpf"))
+        .env("PATH", tools.path_with_linker())
+        // The host workspace's cargo/rustc variables would point the nightly build at stable.
+        .env_remove("RUSTC")
+        .env_remove("RUSTDOC")
+        .env_remove("CARGO")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .status()
+        .context("running cargo +nightly build for the eBPF crate")?;
+    if !status.success() {
+        bail!("building the eBPF programs failed (see the compiler output above)");
+    }
+    Ok(())
+}
+
+fn build_spot_sim(root: &Path, release: bool) -> Result<PathBuf> {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(root).args(["build", "--package", "spot-sim"]);
+    if release {
+        cmd.arg("--release");
+    }
+    if !cmd.status().context("running cargo build")?.success() {
+        bail!("building spot-sim failed (see the compiler output above)");
+    }
+    let profile = if release { "release" } else { "debug" };
+    Ok(root.join("target").join(profile).join("spot-sim"))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    match status.code() {
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    }
+}

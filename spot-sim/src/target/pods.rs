@@ -87,7 +87,13 @@ impl Pod {
 /// Which pod the user means.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PodSelector {
+    /// `NAMESPACE/NAME`.
     Name { namespace: String, name: String },
+    /// `NAMESPACE/PREFIX*`: the one running pod whose name starts with the prefix. A DaemonSet
+    /// of spot-sim needs it to pick, on each node, that node's pod of another DaemonSet
+    /// (`kube-system/aws-node-termination-handler-*`), whose names end in a random suffix.
+    NamePrefix { namespace: String, prefix: String },
+    /// The pod's `metadata.uid`, with dashes.
     Uid(String),
 }
 
@@ -109,21 +115,34 @@ impl PodSelector {
 impl FromStr for PodSelector {
     type Err = PodError;
 
-    /// Parses `NAMESPACE/NAME`.
+    /// Parses `NAMESPACE/NAME` or `NAMESPACE/PREFIX*`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once('/') {
-            Some((namespace, name))
-                if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
-            {
-                Ok(PodSelector::Name {
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                })
-            }
-            _ => Err(PodError::BadSelector {
-                given: s.to_owned(),
-            }),
+        let bad = || PodError::BadSelector {
+            given: s.to_owned(),
+        };
+        let (namespace, name) = s.split_once('/').ok_or_else(bad)?;
+        let (stem, is_prefix) = match name.strip_suffix('*') {
+            Some(stem) => (stem, true),
+            None => (name, false),
+        };
+        if namespace.is_empty()
+            || stem.is_empty()
+            || [namespace, stem].iter().any(|p| p.contains(['/', '*']))
+        {
+            return Err(bad());
         }
+        let namespace = namespace.to_owned();
+        Ok(if is_prefix {
+            PodSelector::NamePrefix {
+                namespace,
+                prefix: stem.to_owned(),
+            }
+        } else {
+            PodSelector::Name {
+                namespace,
+                name: stem.to_owned(),
+            }
+        })
     }
 }
 
@@ -131,6 +150,7 @@ impl fmt::Display for PodSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PodSelector::Name { namespace, name } => write!(f, "{namespace}/{name}"),
+            PodSelector::NamePrefix { namespace, prefix } => write!(f, "{namespace}/{prefix}*"),
             PodSelector::Uid(uid) => write!(f, "uid {uid}"),
         }
     }
@@ -140,7 +160,7 @@ impl fmt::Display for PodSelector {
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
     #[error(
-        "invalid pod `{given}`: expected NAMESPACE/NAME, e.g. kube-system/aws-node-termination-handler-x7k2p (or select by uid with --pod-uid)"
+        "invalid pod `{given}`: expected NAMESPACE/NAME or NAMESPACE/PREFIX*, e.g. kube-system/aws-node-termination-handler-x7k2p or kube-system/aws-node-termination-handler-* (or select by uid with --pod-uid)"
     )]
     BadSelector { given: String },
 
@@ -149,10 +169,10 @@ pub enum PodError {
     )]
     BadUid { given: String },
 
-    #[error("no pod {namespace}/{name} on this node{}; list pods with --list-pods", closest_hint(.closest))]
+    #[error("no pod {pod} on this node{}; list pods with --list-pods", closest_hint(.closest))]
     UnknownPod {
-        namespace: String,
-        name: String,
+        /// What the user asked for: `namespace/name` or `namespace/prefix*`.
+        pod: String,
         /// Up to three similar `namespace/name`s on this node.
         closest: Vec<String>,
     },
@@ -166,11 +186,16 @@ pub enum PodError {
     PodGone { pod: String, uid: String },
 
     #[error(
-        "pod {pod} has {} running instances on this node (uids {}), e.g. while it is being recreated; pick one with --pod-uid",
-        .uids.len(),
-        .uids.join(", ")
+        "{pod} matches {} running pods on this node ({}), e.g. while a pod is being recreated; pick one with --pod-uid",
+        .running.len(),
+        .running.join(", ")
     )]
-    Ambiguous { pod: String, uids: Vec<String> },
+    Ambiguous {
+        /// What the user asked for: `namespace/name` or `namespace/prefix*`.
+        pod: String,
+        /// `namespace/name uid <uid>` of each running match.
+        running: Vec<String>,
+    },
 
     #[error(
         "no kubepods cgroup hierarchy under {}: not a Kubernetes node? use --cgroup or --host-root",
@@ -233,33 +258,9 @@ pub fn list_pods(host: &HostView) -> Result<Vec<Pod>, PodError> {
 /// The running pod `sel` names, with its pod cgroup.
 pub fn resolve(host: &HostView, sel: &PodSelector) -> Result<Pod, PodError> {
     match sel {
-        PodSelector::Name { namespace, name } => {
-            let pods = list_pods(host)?;
-            let same: Vec<&Pod> = pods
-                .iter()
-                .filter(|p| &p.namespace == namespace && &p.name == name)
-                .collect();
-            let mut running: Vec<&Pod> = same
-                .iter()
-                .copied()
-                .filter(|p| p.cgroup.is_some())
-                .collect();
-            match (running.len(), same.first()) {
-                (1, _) => Ok(running.remove(0).clone()),
-                (0, Some(gone)) => Err(PodError::PodGone {
-                    pod: gone.full_name(),
-                    uid: gone.uid.clone(),
-                }),
-                (0, None) => Err(PodError::UnknownPod {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    closest: closest_names(&format!("{namespace}/{name}"), &pods),
-                }),
-                _ => Err(PodError::Ambiguous {
-                    pod: format!("{namespace}/{name}"),
-                    uids: running.iter().map(|p| p.uid.clone()).collect(),
-                }),
-            }
+        PodSelector::Name { namespace, name } => resolve_by_name(host, namespace, name, false),
+        PodSelector::NamePrefix { namespace, prefix } => {
+            resolve_by_name(host, namespace, prefix, true)
         }
         PodSelector::Uid(uid) => {
             let uid = normalize_uid(uid);
@@ -284,6 +285,55 @@ pub fn resolve(host: &HostView, sel: &PodSelector) -> Result<Pod, PodError> {
                 }),
             }
         }
+    }
+}
+
+/// The one running pod in `namespace` named `stem`, or whose name starts with it.
+fn resolve_by_name(
+    host: &HostView,
+    namespace: &str,
+    stem: &str,
+    is_prefix: bool,
+) -> Result<Pod, PodError> {
+    let matches = |name: &str| {
+        if is_prefix {
+            name.starts_with(stem)
+        } else {
+            name == stem
+        }
+    };
+    let typed = if is_prefix {
+        format!("{namespace}/{stem}*")
+    } else {
+        format!("{namespace}/{stem}")
+    };
+    let pods = list_pods(host)?;
+    let known: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.namespace == namespace && matches(&p.name))
+        .collect();
+    let mut running: Vec<&Pod> = known
+        .iter()
+        .copied()
+        .filter(|p| p.cgroup.is_some())
+        .collect();
+    match (running.len(), known.first()) {
+        (1, _) => Ok(running.remove(0).clone()),
+        (0, Some(gone)) => Err(PodError::PodGone {
+            pod: gone.full_name(),
+            uid: gone.uid.clone(),
+        }),
+        (0, None) => Err(PodError::UnknownPod {
+            closest: closest_names(&format!("{namespace}/{stem}"), &pods),
+            pod: typed,
+        }),
+        _ => Err(PodError::Ambiguous {
+            pod: typed,
+            running: running
+                .iter()
+                .map(|p| format!("{} uid {}", p.full_name(), p.uid))
+                .collect(),
+        }),
     }
 }
 
@@ -744,7 +794,27 @@ mod tests {
                 name: "handler".into()
             }
         );
-        for bad in ["handler", "/handler", "kube-system/", "a/b/c", ""] {
+        assert_eq!(
+            by_name("kube-system/handler-*"),
+            PodSelector::NamePrefix {
+                namespace: "kube-system".into(),
+                prefix: "handler-".into()
+            }
+        );
+        assert_eq!(
+            by_name("kube-system/handler-*").to_string(),
+            "kube-system/handler-*"
+        );
+        for bad in [
+            "handler",
+            "/handler",
+            "kube-system/",
+            "a/b/c",
+            "",
+            "ns/*",
+            "ns/a*b",
+            "*/a",
+        ] {
             let err = bad.parse::<PodSelector>().expect_err("not NAMESPACE/NAME");
             assert!(
                 err.to_string().contains("expected NAMESPACE/NAME"),
@@ -1002,6 +1072,51 @@ mod tests {
         )
         .expect("the uid picks one");
         assert_eq!(pod.cgroup, Some(new));
+    }
+
+    #[test]
+    fn a_daemonset_pod_is_picked_on_each_node_by_its_name_prefix() {
+        let node = FakeNode::new();
+        let nth = "aws-node-termination-handler";
+        let cgroup = node.running(
+            "kube-system",
+            &format!("{nth}-x7k2p"),
+            HANDLER_UID,
+            Driver::Systemd,
+            Qos::Burstable,
+        );
+        node.running(
+            "kube-system",
+            "coredns-5d78c",
+            WEB_UID,
+            Driver::Systemd,
+            Qos::Burstable,
+        );
+        let sel = by_name(&format!("kube-system/{nth}-*"));
+
+        let pod = resolve(&node.host(), &sel).expect("one pod matches the prefix");
+        assert_eq!(pod.cgroup, Some(cgroup));
+        assert_eq!(pod.name, format!("{nth}-x7k2p"));
+
+        let other = "1e2d3c4b-5a69-4788-9a6b-5c4d3e2f1a0b";
+        node.running(
+            "kube-system",
+            &format!("{nth}-webhook-abcde"),
+            other,
+            Driver::Systemd,
+            Qos::Burstable,
+        );
+        let err = resolve(&node.host(), &sel).expect_err("two pods match the prefix");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "kube-system/{nth}-* matches 2 running pods on this node (kube-system/{nth}-webhook-abcde uid {other}, kube-system/{nth}-x7k2p uid {HANDLER_UID}), e.g. while a pod is being recreated; pick one with --pod-uid"
+            )
+        );
+
+        let err =
+            resolve(&node.host(), &by_name("default/aws-node-*")).expect_err("wrong namespace");
+        assert!(err.to_string().starts_with("no pod default/aws-node-* on this node (closest: kube-system/aws-node-termination-handler-"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,210 @@
+//! The redirect: loads the eBPF programs once and attaches them to target cgroups.
+//!
+//! [`Redirector`] owns the loaded programs and maps; every [`TargetLink`] it hands out owns the
+//! kernel links for one cgroup, so dropping it (or the process dying, even by SIGKILL, which
+//! closes the link fds) detaches. Nothing is pinned: no redirect can outlive spot-sim.
+
+mod events;
+mod preflight;
+
+use std::sync::{Arc, Mutex};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData},
+    programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, cgroup_sock_addr::CgroupSockAddrLink},
+};
+pub use events::{EventReader, RedirectEvent};
+pub use preflight::preflight;
+use spot_sim_common::Target;
+
+use crate::target::CgroupDir;
+
+/// The eBPF object, built by `cargo xtask build-ebpf` and embedded by build.rs (empty when it
+/// was missing at build time).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/spot-sim.bpf.o"));
+
+/// The programs every target gets; [`TargetLink`] detaches them in reverse order.
+const PROGRAMS: [&str; 4] = ["connect4", "connect6", "getpeername4", "getpeername6"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedirectError {
+    #[error(
+        "this spot-sim was built without its eBPF programs: run `cargo xtask build-ebpf`, then rebuild (or use `cargo xtask run`)"
+    )]
+    MissingObject,
+    #[error("{0}")]
+    Preflight(String),
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("the kernel refused eBPF program {program}: {source}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("the eBPF object has no {0}: rebuild it with `cargo xtask build-ebpf`")]
+    Missing(&'static str),
+    #[error("cannot attach to cgroup {cgroup}: {source}")]
+    Attach {
+        cgroup: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("cgroup {0} is already a target of this spot-sim")]
+    AlreadyTargeted(String),
+    #[error("cannot update the target map: {0}")]
+    Map(#[from] aya::maps::MapError),
+}
+
+type TargetMap = Arc<Mutex<HashMap<MapData, u64, Target>>>;
+
+/// The loaded programs and maps. One per spot-sim process.
+pub struct Redirector {
+    ebpf: Ebpf,
+    targets: TargetMap,
+    events: Option<EventReader>,
+}
+
+impl std::fmt::Debug for Redirector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redirector").finish_non_exhaustive()
+    }
+}
+
+impl Redirector {
+    /// Checks the kernel and privileges, then loads the programs. Must run inside a tokio
+    /// runtime: the eBPF side's log records are forwarded to spot-sim's log by a task.
+    pub fn load() -> Result<Self, RedirectError> {
+        if OBJECT.is_empty() {
+            return Err(RedirectError::MissingObject);
+        }
+        preflight().map_err(RedirectError::Preflight)?;
+        let level = ebpf_log_level();
+        let mut ebpf = EbpfLoader::new()
+            .override_global(aya_log::LEVEL, &level, false)
+            .load(OBJECT)
+            .map_err(|e| RedirectError::Preflight(preflight::explain_load_error(e)))?;
+        events::forward_ebpf_logs(&mut ebpf);
+        for name in PROGRAMS {
+            let prog: &mut CgroupSockAddr = ebpf
+                .program_mut(name)
+                .ok_or(RedirectError::Missing(name))?
+                .try_into()
+                .map_err(|source| RedirectError::Program {
+                    program: name,
+                    source,
+                })?;
+            prog.load().map_err(|source| RedirectError::Program {
+                program: name,
+                source,
+            })?;
+        }
+        let targets = ebpf
+            .take_map("TARGETS")
+            .ok_or(RedirectError::Missing("TARGETS map"))?;
+        let targets = HashMap::try_from(targets)?;
+        let events = ebpf
+            .take_map("EVENTS")
+            .ok_or(RedirectError::Missing("EVENTS map"))?;
+        Ok(Self {
+            ebpf,
+            targets: Arc::new(Mutex::new(targets)),
+            events: Some(EventReader::new(events)?),
+        })
+    }
+
+    /// The redirect events; there is one reader, so the first call takes it.
+    pub fn take_events(&mut self) -> Option<EventReader> {
+        self.events.take()
+    }
+
+    /// Sends `cgroup`'s IMDS connects (and its descendants') to `target`'s ports on loopback.
+    pub fn attach(&mut self, cgroup: &CgroupDir, target: Target) -> Result<TargetLink, RedirectError> {
+        let id = cgroup.id();
+        {
+            let mut map = lock(&self.targets);
+            if map.get(&id, 0).is_ok() {
+                return Err(RedirectError::AlreadyTargeted(cgroup.path().display().to_string()));
+            }
+            map.insert(id, target, 0)?;
+        }
+        // From here on, the guard removes the entry and detaches whatever attached if we fail.
+        let mut link = TargetLink {
+            cgroup_id: id,
+            links: Vec::with_capacity(PROGRAMS.len()),
+            targets: Arc::clone(&self.targets),
+        };
+        for name in PROGRAMS {
+            let prog: &mut CgroupSockAddr = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(RedirectError::Missing(name))?
+                .try_into()
+                .map_err(|source| RedirectError::Program {
+                    program: name,
+                    source,
+                })?;
+            let attach_err = |source| RedirectError::Attach {
+                cgroup: cgroup.path().display().to_string(),
+                source,
+            };
+            // Single: with bpf links the kernel rejects the other modes, and links from
+            // several programs (or several spot-sims) to one cgroup coexist anyway.
+            let id = prog.attach(cgroup, CgroupAttachMode::Single).map_err(attach_err)?;
+            link.links.push(prog.take_link(id).map_err(attach_err)?);
+        }
+        Ok(link)
+    }
+}
+
+/// One target cgroup's redirect. Dropping it detaches the programs, then forgets the target.
+pub struct TargetLink {
+    cgroup_id: u64,
+    links: Vec<CgroupSockAddrLink>,
+    targets: TargetMap,
+}
+
+impl TargetLink {
+    pub fn cgroup_id(&self) -> u64 {
+        self.cgroup_id
+    }
+}
+
+impl std::fmt::Debug for TargetLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetLink")
+            .field("cgroup_id", &self.cgroup_id)
+            .field("links", &self.links.len())
+            .finish()
+    }
+}
+
+impl Drop for TargetLink {
+    fn drop(&mut self) {
+        // Detach first: a connect between the two steps then simply goes where it was going.
+        while let Some(link) = self.links.pop() {
+            drop(link);
+        }
+        let _ = lock(&self.targets).remove(&self.cgroup_id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the map in a state worse than the kernel's.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The eBPF side's log level follows ours, so debug records cost nothing unless asked for.
+fn ebpf_log_level() -> u8 {
+    use aya_log::Level;
+    let level = match log::max_level() {
+        log::LevelFilter::Off => return 0,
+        log::LevelFilter::Error => Level::Error,
+        log::LevelFilter::Warn => Level::Warn,
+        log::LevelFilter::Info => Level::Info,
+        log::LevelFilter::Debug => Level::Debug,
+        log::LevelFilter::Trace => Level::Trace,
+    };
+    level as u8
+}

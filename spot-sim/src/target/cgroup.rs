@@ -1,0 +1,263 @@
+//! cgroup v2 directories: finding the mount, opening a target, and transient cgroups that
+//! remove themselves.
+
+use std::{
+    fs,
+    io::{self, ErrorKind},
+    os::{
+        fd::{AsFd, BorrowedFd, OwnedFd},
+        unix::fs::MetadataExt,
+    },
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use nix::{
+    fcntl::{OFlag, open},
+    sys::{stat::Mode, statfs::statfs},
+};
+
+/// `CGROUP2_SUPER_MAGIC` from linux/magic.h.
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error(
+        "no cgroup v2 filesystem is mounted (spot-sim attaches to cgroup v2 only): boot with systemd.unified_cgroup_hierarchy=1 or mount one with `mount -t cgroup2 none /sys/fs/cgroup`"
+    )]
+    NoCgroup2,
+    #[error(
+        "cgroup {path} does not exist: check the path (absolute, or relative to the cgroup v2 mount {mount})"
+    )]
+    NotFound { path: PathBuf, mount: PathBuf },
+    #[error(
+        "{path} is not a cgroup v2 directory: give a directory under the cgroup v2 mount {mount}"
+    )]
+    NotCgroup2 { path: PathBuf, mount: PathBuf },
+    #[error("cannot create a cgroup under {parent}: {source} (spot-sim needs root, or a delegated cgroup subtree)")]
+    Create { parent: PathBuf, source: io::Error },
+    #[error("cannot move a process into cgroup {path}: {source}")]
+    Move { path: PathBuf, source: io::Error },
+    #[error("cannot open cgroup {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+}
+
+/// The cgroup v2 mount point, from `/proc/self/mountinfo` (hybrid hosts mount it at
+/// `/sys/fs/cgroup/unified`, unified ones at `/sys/fs/cgroup`).
+pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
+    let text = fs::read_to_string("/proc/self/mountinfo").map_err(|source| CgroupError::Read {
+        path: "/proc/self/mountinfo".into(),
+        source,
+    })?;
+    super::host::cgroup2_mount_from_mountinfo(&text).ok_or(CgroupError::NoCgroup2)
+}
+
+/// An open cgroup v2 directory: the fd the kernel attaches programs to, and its id (the
+/// directory's inode number, which is what `bpf_get_current_ancestor_cgroup_id` returns).
+#[derive(Debug)]
+pub struct CgroupDir {
+    path: PathBuf,
+    fd: OwnedFd,
+    id: u64,
+}
+
+impl CgroupDir {
+    /// Opens `path`, absolute or relative to the cgroup v2 mount `mount`.
+    pub fn open(mount: &Path, path: &Path) -> Result<Self, CgroupError> {
+        let full = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            mount.join(path)
+        };
+        let meta = fs::metadata(&full).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => CgroupError::NotFound {
+                path: full.clone(),
+                mount: mount.to_path_buf(),
+            },
+            _ => CgroupError::Open {
+                path: full.clone(),
+                source: e,
+            },
+        })?;
+        let not_cg2 = || CgroupError::NotCgroup2 {
+            path: full.clone(),
+            mount: mount.to_path_buf(),
+        };
+        if !meta.is_dir() {
+            return Err(not_cg2());
+        }
+        let fs_type = statfs(&full).map_err(|e| CgroupError::Open {
+            path: full.clone(),
+            source: e.into(),
+        })?;
+        if fs_type.filesystem_type().0 as i64 != CGROUP2_SUPER_MAGIC {
+            return Err(not_cg2());
+        }
+        let fd = open(&full, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| CgroupError::Open {
+                path: full.clone(),
+                source: e.into(),
+            })?;
+        Ok(Self {
+            path: full,
+            // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+            fd: unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) },
+            id: meta.ino(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The kernel's cgroup id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the directory is still there (a pod's cgroup disappears when the pod is deleted).
+    pub fn exists(&self) -> bool {
+        fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.id)
+    }
+
+    /// Every pid in this cgroup and below it.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        collect_pids(&self.path, &mut pids, 0);
+        pids
+    }
+
+    /// Kills every process in this cgroup and below (`cgroup.kill`, Linux 5.14+; otherwise
+    /// SIGKILL to each pid).
+    pub fn kill_all(&self) -> io::Result<()> {
+        match fs::write(self.path.join("cgroup.kill"), "1") {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                for pid in self.pids() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl AsFd for CgroupDir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn collect_pids(dir: &Path, pids: &mut Vec<u32>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_pids(&entry.path(), pids, depth + 1);
+            }
+        }
+    }
+}
+
+/// A cgroup spot-sim created for `exec`; dropping it kills what is left inside and removes it.
+#[derive(Debug)]
+pub struct TransientCgroup {
+    dir: CgroupDir,
+    /// `cgroup.procs`, opened up front so a forked child can move itself in with one write.
+    procs: fs::File,
+}
+
+impl TransientCgroup {
+    /// Creates a uniquely named cgroup next to spot-sim's own (so it inherits the same
+    /// delegation and limits), falling back to the mount root.
+    pub fn create(mount: &Path, prefix: &str) -> Result<Self, CgroupError> {
+        let own = own_cgroup_path(mount);
+        let name = format!("{prefix}-{}-{}", std::process::id(), unique_suffix());
+        let mut last = None;
+        for parent in [own.as_deref(), Some(mount)].into_iter().flatten() {
+            let path = parent.join(&name);
+            match fs::create_dir(&path) {
+                Ok(()) => {
+                    let dir = CgroupDir::open(mount, &path)?;
+                    let procs = fs::OpenOptions::new()
+                        .write(true)
+                        .open(path.join("cgroup.procs"))
+                        .map_err(|source| CgroupError::Open {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    return Ok(Self { dir, procs });
+                }
+                Err(source) => {
+                    last = Some(CgroupError::Create {
+                        parent: parent.to_path_buf(),
+                        source,
+                    })
+                }
+            }
+        }
+        Err(last.unwrap_or(CgroupError::NoCgroup2))
+    }
+
+    pub fn dir(&self) -> &CgroupDir {
+        &self.dir
+    }
+
+    /// The open `cgroup.procs`: writing "0" to it moves the writing process in.
+    pub fn procs_fd(&self) -> BorrowedFd<'_> {
+        self.procs.as_fd()
+    }
+}
+
+impl Drop for TransientCgroup {
+    fn drop(&mut self) {
+        let path = self.dir.path.clone();
+        // Processes the command left behind (daemons it forked) would keep the cgroup alive.
+        for attempt in 0..50 {
+            match fs::remove_dir(&path) {
+                Ok(()) => return,
+                Err(e) if e.kind() == ErrorKind::NotFound => return,
+                Err(_) if attempt == 0 => {
+                    if !self.dir.pids().is_empty() {
+                        log::info!(
+                            "killing processes left in {} by the command",
+                            path.display()
+                        );
+                    }
+                    let _ = self.dir.kill_all();
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        log::warn!("could not remove cgroup {}", path.display());
+    }
+}
+
+/// spot-sim's own cgroup v2 directory, from `/proc/self/cgroup` ("0::/path").
+fn own_cgroup_path(mount: &Path) -> Option<PathBuf> {
+    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let p = mount.join(rel.trim_start_matches('/'));
+    p.is_dir().then_some(p)
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:x}{}", nanos, N.fetch_add(1, Ordering::Relaxed))
+}

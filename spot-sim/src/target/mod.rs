@@ -1,0 +1,13 @@
+//! What to target: cgroup v2 directories (given, transient, or a pod's), the node they live on
+//! (seen from the node itself or from a debug container), and the network namespaces their
+//! processes use.
+
+pub mod cgroup;
+pub mod host;
+pub mod netns;
+pub mod pods;
+
+pub use cgroup::{CgroupDir, CgroupError, TransientCgroup};
+pub use host::HostView;
+pub use netns::{NetNs, NetNsError};
+pub use pods::{Pod, PodError, PodSelector};

@@ -1,0 +1,265 @@
+//! Fixtures for the end-to-end tests: a test-owned cgroup subtree, private network namespaces,
+//! running commands inside both, and spot-sim itself as a child process.
+//!
+//! Every fixture owns what it created and removes it on drop, so a failing test leaves nothing
+//! behind. Clients that might reach the IMDS address always run in a private namespace with
+//! only `lo`: a missed redirect fails with "network unreachable" instead of leaving the machine.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+pub use spot_sim::target::NetNs;
+
+/// Skips (returns false) with a loud message when not root, unless CI is set: then it fails.
+pub fn require_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("these tests need root, and CI is set: run the suite as root");
+    }
+    eprintln!("\n!!!!! SKIPPED: this end-to-end test needs root (run `sudo -E cargo xtask test`) !!!!!\n");
+    false
+}
+
+/// The spot-sim binary `cargo xtask test` built (SPOT_SIM_BIN), else target/debug/spot-sim.
+pub fn spot_sim_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SPOT_SIM_BIN") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/spot-sim")
+}
+
+pub fn cgroup2_mount() -> PathBuf {
+    spot_sim::target::cgroup::cgroup2_mount().expect("cgroup v2 mounted")
+}
+
+/// A unique name for this test's objects.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "spot-sim-test-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A cgroup the test created; dropping it kills what is inside and removes the whole subtree.
+pub struct TestCgroup {
+    pub path: PathBuf,
+}
+
+impl TestCgroup {
+    /// A new cgroup directly under the cgroup v2 mount.
+    pub fn new(tag: &str) -> Self {
+        let path = cgroup2_mount().join(unique(tag));
+        fs::create_dir(&path).unwrap();
+        Self { path }
+    }
+
+    /// A child cgroup, owned by this one's drop.
+    pub fn child(&self, name: &str) -> PathBuf {
+        let p = self.path.join(name);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        remove_cgroup_tree(&self.path);
+    }
+}
+
+/// Kills everything in the tree and removes it, deepest first.
+pub fn remove_cgroup_tree(path: &Path) {
+    if !path.exists() {
+        return;
+    }
+    let _ = fs::write(path.join("cgroup.kill"), "1");
+    let mut dirs = Vec::new();
+    collect_dirs(path, &mut dirs);
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        for _ in 0..100 {
+            if fs::remove_dir(&d).is_ok() || !d.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn collect_dirs(p: &Path, out: &mut Vec<PathBuf>) {
+    out.push(p.to_path_buf());
+    if let Ok(rd) = fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_dirs(&e.path(), out);
+            }
+        }
+    }
+}
+
+/// A command set to start inside `cgroup` and `netns`.
+pub fn command_in(cgroup: &Path, netns: &NetNs, program: &str, args: &[&str]) -> Command {
+    let procs = fs::OpenOptions::new()
+        .write(true)
+        .open(cgroup.join("cgroup.procs"))
+        .unwrap();
+    let ns = netns.try_clone().unwrap();
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    // SAFETY: only setns and write run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// curl inside `cgroup` and `netns`, with a short timeout; returns its output.
+pub fn curl_in(cgroup: &Path, netns: &NetNs, args: &[&str]) -> Output {
+    let mut all = vec!["-sS", "--max-time", "5"];
+    all.extend_from_slice(args);
+    command_in(cgroup, netns, "curl", &all).output().unwrap()
+}
+
+/// A child process killed (by pid) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until spot-sim's stderr contains `needle`, or panics with what it printed.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log.lock().unwrap().contains(needle) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "spot-sim exited ({status}) before logging {needle:?}; it printed:\n{}",
+                    self.log.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "spot-sim did not log {needle:?} within {timeout:?}; it printed:\n{}",
+            self.log.lock().unwrap()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig);
+    }
+
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts spot-sim with `args`, collecting its stderr.
+pub fn spawn_spot_sim(args: &[&str]) -> Proc {
+    spawn_logged(Command::new(spot_sim_bin()).args(args))
+}
+
+/// Starts `cmd` with stderr collected into [`Proc::log`] (and echoed, for failing tests).
+pub fn spawn_logged(cmd: &mut Command) -> Proc {
+    let mut child = cmd
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[spot-sim] {line}");
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    Proc { child, log }
+}
+
+/// A process that idles inside `cgroup` and `netns`, so spot-sim finds the namespace there.
+pub fn sleeper_in(cgroup: &Path, netns: &NetNs) -> Proc {
+    spawn_logged(&mut command_in(cgroup, netns, "sleep", &["600"]))
+}
+
+/// A control socket path unique to this test.
+pub fn control_path(tag: &str) -> PathBuf {
+    PathBuf::from(format!("/run/spot-sim/{}.sock", unique(tag)))
+}
+
+/// Names of our programs attached to `cgroup`, per `bpftool cgroup show`.
+pub fn attached_programs(cgroup: &Path) -> Vec<String> {
+    let out = Command::new("bpftool")
+        .args(["-j", "cgroup", "show"])
+        .arg(cgroup)
+        .output()
+        .expect("bpftool is installed (.ci/run installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_default();
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Parses an RFC 3339 `...Z` timestamp.
+pub fn parse_time(s: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+}

@@ -1,0 +1,280 @@
+//! The spine: a targeted process sees the simulated interruption through the redirect; its
+//! neighbours do not; nothing survives spot-sim; bad input fails cleanly.
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, SystemTime},
+};
+
+use nix::sys::signal::Signal;
+use spot_sim_tests::*;
+
+const INSTANCE_ACTION: &str = "http://169.254.169.254/latest/meta-data/spot/instance-action";
+
+/// A fake "node": a parent cgroup with a target child and a sibling, each with a process
+/// idling in its own private network namespace.
+struct Node {
+    cg: TestCgroup,
+    target: std::path::PathBuf,
+    sibling: std::path::PathBuf,
+    target_ns: NetNs,
+    sibling_ns: NetNs,
+    parent_ns: NetNs,
+    _sleepers: Vec<Proc>,
+}
+
+fn node(tag: &str) -> Node {
+    let cg = TestCgroup::new(tag);
+    let target = cg.child("target");
+    let sibling = cg.child("sibling");
+    let target_ns = NetNs::new_private().unwrap();
+    let sibling_ns = NetNs::new_private().unwrap();
+    let parent_ns = NetNs::new_private().unwrap();
+    let sleepers = vec![sleeper_in(&target, &target_ns)];
+    Node {
+        cg,
+        target,
+        sibling,
+        target_ns,
+        sibling_ns,
+        parent_ns,
+        _sleepers: sleepers,
+    }
+}
+
+fn start_run(node: &Node, extra: &[&str]) -> Proc {
+    let control = control_path("run");
+    let mut args = vec![
+        "run",
+        "--cgroup",
+        node.target.to_str().unwrap(),
+        "--control",
+        control.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let mut p = spawn_spot_sim(&args);
+    p.wait_for_log("serving 1 target", Duration::from_secs(20));
+    p
+}
+
+fn instance_action(cg: &Path, ns: &NetNs) -> serde_json::Value {
+    let out = curl_in(cg, ns, &["-f", INSTANCE_ACTION]);
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+    })
+}
+
+#[test]
+fn a_targeted_process_sees_a_termination_notice_two_minutes_ahead() {
+    if !require_root() {
+        return;
+    }
+    let node = node("notice");
+    let _run = start_run(&node, &[]);
+    let first = instance_action(&node.target, &node.target_ns);
+    assert_eq!(first["action"], "terminate");
+    let t = parse_time(first["time"].as_str().unwrap());
+    let ahead = t.unix_timestamp()
+        - SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+    assert!(
+        (100..=121).contains(&ahead),
+        "time should be ~2 minutes ahead, is {ahead} s"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let second = instance_action(&node.target, &node.target_ns);
+    assert_eq!(first["time"], second["time"], "the notice time must not move");
+}
+
+#[test]
+fn neighbours_and_the_parent_are_not_redirected() {
+    if !require_root() {
+        return;
+    }
+    let node = node("neighbours");
+    let _run = start_run(&node, &[]);
+    // The target works, so the redirect is in place...
+    instance_action(&node.target, &node.target_ns);
+    // ...and the sibling and the parent still go to the real address, which in their private
+    // namespace is unreachable.
+    for (cg, ns) in [(&node.sibling, &node.sibling_ns), (&node.cg.path, &node.parent_ns)] {
+        let out = curl_in(cg, ns, &[INSTANCE_ACTION]);
+        assert!(!out.status.success(), "{} was redirected", cg.display());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("unreachable") || err.contains("Couldn't connect"),
+            "unexpected curl error for {}: {err}",
+            cg.display()
+        );
+    }
+}
+
+#[test]
+fn sigkill_leaves_no_redirect_behind() {
+    if !require_root() {
+        return;
+    }
+    let node = node("sigkill");
+    let mut run = start_run(&node, &[]);
+    instance_action(&node.target, &node.target_ns);
+    assert_eq!(attached_programs(&node.target).len(), 4, "connect4/6 + getpeername4/6 attached");
+    run.signal(Signal::SIGKILL);
+    run.wait_timeout(Duration::from_secs(5)).expect("spot-sim died");
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while !attached_programs(&node.target).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(attached_programs(&node.target), Vec::<String>::new());
+    let out = curl_in(&node.target, &node.target_ns, &[INSTANCE_ACTION]);
+    assert!(!out.status.success(), "still redirected after SIGKILL");
+}
+
+#[test]
+fn sigterm_detaches_and_exits_cleanly() {
+    if !require_root() {
+        return;
+    }
+    let node = node("sigterm");
+    let mut run = start_run(&node, &[]);
+    run.signal(Signal::SIGTERM);
+    let status = run.wait_timeout(Duration::from_secs(5)).expect("exited");
+    assert!(status.success(), "exit status {status}");
+    assert!(attached_programs(&node.target).is_empty());
+}
+
+fn exec_cgroups_of(pid: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    let prefix = format!("spot-sim-exec-{pid}-");
+    for dir in [cgroup2_mount()] {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&prefix) {
+                found.push(n);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn exec_returns_the_command_status_and_leaves_no_cgroup() {
+    if !require_root() {
+        return;
+    }
+    let mut p = spawn_logged(Command::new(spot_sim_bin()).args(["exec", "--netns", "new", "--", "sh", "-c", "exit 7"]));
+    let status = p.wait_timeout(Duration::from_secs(20)).expect("exec finished");
+    assert_eq!(status.code(), Some(7), "log:\n{}", p.log());
+    assert_eq!(exec_cgroups_of(p.pid()), Vec::<String>::new());
+}
+
+#[test]
+fn exec_with_a_private_netns_shows_the_notice_to_curl() {
+    if !require_root() {
+        return;
+    }
+    let out = Command::new(spot_sim_bin())
+        .args(["exec", "--netns", "new", "--", "curl", "-sS", "--max-time", "5", INSTANCE_ACTION])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.starts_with("{\"action\": \"terminate\", \"time\": \""),
+        "body: {body}"
+    );
+}
+
+/// Runs spot-sim, expecting failure: returns (exit code, stderr).
+fn fails(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "should fail; stderr:\n{err}");
+    assert!(!err.contains("panicked"), "panicked:\n{err}");
+    let lines: Vec<_> = err.lines().filter(|l| l.starts_with("spot-sim:") || l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected:\n{err}");
+    (out.status.code().unwrap_or(-1), err)
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let bin = spot_sim_bin();
+    // A cgroup that does not exist.
+    let (code, err) = fails(Command::new(&bin).args(["run", "--cgroup", "/no/such/cgroup-spot-sim-test"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("does not exist") && err.contains("cgroup v2 mount"), "{err}");
+    // A directory that is not a cgroup v2 directory.
+    let (_, err) = fails(Command::new(&bin).args(["run", "--cgroup", "/tmp"]));
+    assert!(err.contains("is not a cgroup v2 directory"), "{err}");
+    // A command that does not exist: nothing created.
+    let mut p = spawn_logged(Command::new(&bin).args(["exec", "--netns", "new", "--", "no-such-command-spot-sim"]));
+    let status = p.wait_timeout(Duration::from_secs(10)).unwrap();
+    assert!(!status.success());
+    assert!(p.log().contains("command not found: no-such-command-spot-sim"), "{}", p.log());
+    assert_eq!(exec_cgroups_of(p.pid()), Vec::<String>::new());
+    // Nothing to target.
+    let (_, err) = fails(Command::new(&bin).args(["run"]));
+    assert!(err.contains("--cgroup"), "{err}");
+}
+
+#[test]
+fn a_taken_responder_port_is_reported_and_nothing_is_left() {
+    if !require_root() {
+        return;
+    }
+    let node = node("port");
+    // The workload already listens on the port inside its namespace.
+    let taken = node
+        .target_ns
+        .run(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let control = control_path("port");
+    let (_, err) = fails(Command::new(spot_sim_bin()).args([
+        "run",
+        "--cgroup",
+        node.target.to_str().unwrap(),
+        "--port",
+        &port,
+        "--control",
+        control.to_str().unwrap(),
+    ]));
+    assert!(err.contains(&format!("port {port} is already in use")), "{err}");
+    assert!(attached_programs(&node.target).is_empty());
+    assert!(!control.exists());
+}
+
+#[test]
+fn without_root_it_says_so() {
+    if !require_root() {
+        return;
+    }
+    let (_, err) = fails(Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]).arg(spot_sim_bin()).args(["exec", "--netns", "new", "--", "true"]));
+    assert!(err.contains("needs root"), "{err}");
+}
+
+#[test]
+fn without_cgroup_v2_it_says_so() {
+    if !require_root() {
+        return;
+    }
+    // A private mount namespace where the cgroup v2 mount is gone; the host is untouched.
+    let mount = cgroup2_mount();
+    let script = format!(
+        "umount -l {} && exec {} exec --netns new -- true",
+        mount.display(),
+        spot_sim_bin().display()
+    );
+    let (_, err) = fails(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]));
+    assert!(err.contains("no cgroup v2 filesystem is mounted"), "{err}");
+}

@@ -1,0 +1,41 @@
+//! The fake IMDS: a hyper 1.x responder per target with its router, IMDSv2 token store,
+//! phase-dependent metadata tree, fault injection and passthrough to the real IMDS.
+
+mod config;
+mod passthrough;
+mod router;
+mod server;
+mod stats;
+mod tokens;
+mod tree;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+
+pub use config::{
+    default_hostname, Faults, ImdsConfig, Imdsv2Mode, Limits, MaintenanceEvent, Metadata,
+    Passthrough,
+};
+pub use router::Responder;
+pub use server::{serve_standalone, ServeEnd};
+pub use stats::ResponderStats;
+pub use tokens::{TokenRejection, TokenStore, MAX_TOKEN_TTL};
+
+/// Why a responder could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ImdsError {
+    #[error("cannot listen on {addr}: {source} (is another spot-sim or amazon-ec2-metadata-mock on that port? choose another with --listen)")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving the fake IMDS on {addr} failed: {source}")]
+    Serve {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}

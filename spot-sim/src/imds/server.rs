@@ -1,0 +1,171 @@
+//! Serving a responder on listeners: connection limits, slow and idle clients, and vanishing
+//! at the interruption the way a terminated instance does.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::router::Responder;
+use super::ImdsError;
+use crate::scenario::{lock, Phase, Settings, SystemClock, Timeline};
+
+/// Longest the accept loop sleeps before looking at the timeline again; a bound because a
+/// test's manual clock can jump without telling anyone.
+const TIMELINE_POLL: Duration = Duration::from_millis(200);
+
+/// Why [`Responder::serve`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServeEnd {
+    /// `shutdown` flipped to true (or its sender went away).
+    Shutdown,
+    /// The timeline reached its interruption: the listener and every connection are gone.
+    Interrupted,
+}
+
+impl Responder {
+    /// Serves connections from `listener` until `shutdown` flips to true, or until the timeline
+    /// reaches its interrupted phase: then it drops the listener and every open connection, so
+    /// the target gets "connection refused" like from an instance that is gone. May run on
+    /// several listeners at once (IPv4 and IPv6).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<ServeEnd> {
+        let mut connections = JoinSet::new();
+        let mut started = self.timeline.subscribe();
+        loop {
+            if self.timeline.phase() == Phase::Interrupted {
+                log::info!("{}: instance interrupted; no longer answering", self.target);
+                // Dropping the JoinSet aborts every connection task, closing its socket.
+                return Ok(ServeEnd::Interrupted);
+            }
+            if *shutdown.borrow_and_update() {
+                return Ok(ServeEnd::Shutdown);
+            }
+            let wait = self.timeline.next_change().map_or(TIMELINE_POLL, |at| {
+                at.duration_since(self.clock.now())
+                    .unwrap_or(Duration::ZERO)
+                    .min(TIMELINE_POLL)
+            });
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => match self.connections.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            connections.spawn(Arc::clone(&self).connection(stream, peer, permit));
+                        }
+                        Err(_) => {
+                            lock(&self.counters).stats.connections_over_limit += 1;
+                            log::debug!("{}: at the connection limit; closing {peer}", self.target);
+                        }
+                    },
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    Err(e) => {
+                        log::warn!("{}: accept failed: {e}", self.target);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                changed = shutdown.changed() => if changed.is_err() {
+                    return Ok(ServeEnd::Shutdown);
+                },
+                _ = started.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+    }
+
+    /// One client connection, closed when idle for the keep-alive limit.
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let limits = self.config.limits.clone();
+        let last_active = Arc::new(Mutex::new(Instant::now()));
+        let responder = Arc::clone(&self);
+        let active = Arc::clone(&last_active);
+        let service = service_fn(move |req| {
+            let responder = Arc::clone(&responder);
+            let active = Arc::clone(&active);
+            async move {
+                *lock(&active) = Instant::now();
+                let response = responder.handle(req).await;
+                *lock(&active) = Instant::now();
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes)
+            .keep_alive(true);
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        let tick = (limits.keep_alive_idle / 4).max(Duration::from_millis(10));
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        log::debug!("{}: connection from {peer}: {e}", self.target);
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep(tick), if !closing => {
+                    if lock(&last_active).elapsed() >= limits.keep_alive_idle {
+                        // Lets an answer in flight finish, then closes.
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `spot-sim serve`: the responder alone on `listen` (no eBPF, no root), until ctrl-c or the
+/// interruption.
+pub async fn serve_standalone(listen: SocketAddr, settings: Settings) -> Result<(), ImdsError> {
+    let clock: Arc<dyn crate::scenario::Clock> = Arc::new(SystemClock);
+    let timeline = Timeline::new(settings.scenario, Arc::clone(&clock));
+    let responder = Responder::new("standalone".into(), timeline, settings.imds, clock);
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| ImdsError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ImdsError::Bind {
+        addr: listen,
+        source,
+    })?;
+    println!("spot-sim: fake IMDS on http://{addr}/latest/meta-data/ (ctrl-c to stop)");
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop.send(true);
+        }
+        // Keep `stop` alive when ctrl-c cannot be watched, so serving goes on.
+        std::future::pending::<()>().await;
+    });
+    match responder.serve(listener, shutdown).await {
+        Ok(ServeEnd::Interrupted) => {
+            println!("spot-sim: the instance was interrupted; stopped answering");
+            Ok(())
+        }
+        Ok(ServeEnd::Shutdown) => Ok(()),
+        Err(source) => Err(ImdsError::Serve { addr, source }),
+    }
+}

@@ -1,0 +1,88 @@
+//! What a responder saw: request counts by path and status, IMDS versions, tokens, and
+//! warnings about handler behaviour worth knowing before a real interruption.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Distinct paths counted by name; past it they are counted under [`OTHER_PATHS`], so a client
+/// spraying random paths cannot grow the map.
+const MAX_PATHS: usize = 256;
+const MAX_PATH_KEY_LEN: usize = 200;
+pub(crate) const OTHER_PATHS: &str = "(other)";
+
+/// A snapshot of what one responder served.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ResponderStats {
+    pub target: String,
+    pub requests_total: u64,
+    /// Path → HTTP status → count.
+    pub by_path: BTreeMap<String, BTreeMap<u16, u64>>,
+    /// Requests without a token.
+    pub imds_v1_requests: u64,
+    /// Requests with a token, and token requests.
+    pub imds_v2_requests: u64,
+    pub tokens_issued: u64,
+    /// Connections closed at once because the responder was at its connection limit.
+    pub connections_over_limit: u64,
+    /// RFC 3339, whole seconds.
+    pub last_request_at: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// The counters behind [`ResponderStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub stats: ResponderStats,
+    /// 401s answered to token-less requests in required mode.
+    pub v1_refused: u64,
+}
+
+impl Counters {
+    pub fn record(&mut self, path: &str, status: u16, v2: bool, at: String) {
+        let s = &mut self.stats;
+        s.requests_total += 1;
+        if v2 {
+            s.imds_v2_requests += 1;
+        } else {
+            s.imds_v1_requests += 1;
+        }
+        s.last_request_at = Some(at);
+        let key = if s.by_path.contains_key(path)
+            || (s.by_path.len() < MAX_PATHS && path.len() <= MAX_PATH_KEY_LEN)
+        {
+            path
+        } else {
+            OTHER_PATHS
+        };
+        *s.by_path
+            .entry(key.to_string())
+            .or_default()
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> ResponderStats {
+        let mut s = self.stats.clone();
+        if s.imds_v1_requests > 0 && s.imds_v2_requests == 0 {
+            s.warnings.push(format!(
+                "the handler polls only with IMDSv1 ({} token-less requests): it fails on \
+                 instances with HttpTokens=required; rehearse with --imdsv2 required",
+                s.imds_v1_requests
+            ));
+        }
+        if self.v1_refused > 0 {
+            s.warnings.push(format!(
+                "{} token-less requests were answered 401 (--imdsv2 required)",
+                self.v1_refused
+            ));
+        }
+        if s.tokens_issued >= 50 && s.tokens_issued * 2 > s.imds_v2_requests {
+            s.warnings.push(format!(
+                "the handler fetched {} tokens for {} requests: it does not reuse its token",
+                s.tokens_issued, s.imds_v2_requests
+            ));
+        }
+        s
+    }
+}

@@ -1,0 +1,475 @@
+//! The scenario options shared by `exec`, `run` and `serve`, and their resolution into
+//! [`Settings`]: command line over scenario file over defaults.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::file::{parse_duration, ScenarioFile};
+use super::{Action, Scenario, ScenarioError, Start};
+use crate::imds::{
+    default_hostname, Faults, ImdsConfig, Imdsv2Mode, MaintenanceEvent, Metadata, Passthrough,
+};
+
+/// Where passthrough forwards to unless told otherwise: the real IMDS.
+pub const DEFAULT_UPSTREAM: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)), 80);
+/// Bound on one upstream exchange (connect + answer).
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What happens to the target's processes at the interruption.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInterrupt {
+    /// Leave them running; only the IMDS goes away.
+    #[default]
+    None,
+    /// Kill every process of the target cgroup (cgroup.kill), as the instance vanishing would.
+    Kill,
+}
+
+/// A resolved run: the timeline, the responder configuration and the interrupt action.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub scenario: Scenario,
+    pub imds: ImdsConfig,
+    pub on_interrupt: OnInterrupt,
+}
+
+/// Options shared by `exec`, `run` and `serve`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ScenarioArgs {
+    /// Scenario file (TOML) setting the timeline, IMDS options and metadata values; options
+    /// given on the command line override it
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+
+    /// When t0 comes (the rebalance recommendation), counted from the start [default: 0s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "manual")]
+    pub start_in: Option<Duration>,
+
+    /// Do not start on a timer: wait for `spot-sim trigger` to start the timeline
+    #[arg(long)]
+    pub manual: bool,
+
+    /// D, as in FIS: from the start of the interruption sequence to the interruption. The
+    /// notice comes 2 min before it, or at the start when D is shorter (e.g. 5s for tests)
+    /// [default: 2m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub interruption_in: Option<Duration>,
+
+    /// Issue the rebalance recommendation this long before the interruption sequence: the
+    /// notice and the interruption move later by as much [default: 0s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub rebalance_lead: Option<Duration>,
+
+    /// The notice's action; with hibernate the notice and the interruption come at once, as on
+    /// AWS [default: terminate]
+    #[arg(long, value_enum)]
+    pub action: Option<Action>,
+
+    /// Issue no rebalance recommendation
+    #[arg(long)]
+    pub no_rebalance: bool,
+
+    /// What happens to the target's processes at the interruption [default: none]
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub on_interrupt: Option<OnInterrupt>,
+
+    /// Whether token-less (IMDSv1) requests are answered; `required` answers them 401
+    /// [default: optional]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub imdsv2: Option<Imdsv2Mode>,
+
+    /// Forward paths spot-sim does not simulate (instance id, region, identity document...) to
+    /// the real IMDS, for runs on a real EC2 node
+    #[arg(long)]
+    pub passthrough: bool,
+
+    /// Where --passthrough forwards to [default: 169.254.169.254:80]
+    #[arg(long, value_name = "ADDR")]
+    pub passthrough_upstream: Option<SocketAddr>,
+
+    /// With --passthrough, also forward iam/ and identity-credentials/ paths (refused, 404,
+    /// otherwise: the handler under test does not get the node's credentials)
+    #[arg(long)]
+    pub allow_credentials: bool,
+
+    /// Answer this fraction (0.0 to 1.0) of requests with 503 [default: 0]
+    #[arg(long, value_name = "F", value_parser = parse_rate)]
+    pub fault_503_rate: Option<f64>,
+
+    /// Add this delay before every answer [default: 0s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub fault_latency: Option<Duration>,
+
+    /// Expire every token after this many seconds, whatever TTL the client asked for
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub fault_token_ttl: Option<u64>,
+
+    /// The instance id to serve [default: i-0e5a6b3c9d2f41a78]
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+
+    /// The instance type to serve [default: m5.large]
+    #[arg(long, value_name = "TYPE")]
+    pub instance_type: Option<String>,
+
+    /// The availability zone to serve; the region follows from it [default: us-east-1a]
+    #[arg(long, value_name = "AZ")]
+    pub availability_zone: Option<String>,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "`{s}` is not a fraction; write one between 0.0 and 1.0, e.g. 0.2"
+        )),
+    }
+}
+
+impl ScenarioArgs {
+    /// The settings for this run: command line over `--scenario` file over defaults.
+    pub fn resolve(&self) -> Result<Settings, ScenarioError> {
+        let (mut file, origin) = match &self.scenario {
+            Some(path) => (ScenarioFile::load(path)?, path.display().to_string()),
+            None => (ScenarioFile::default(), "command line".to_string()),
+        };
+        self.overlay(&mut file);
+        settings_from(file, &origin)
+    }
+
+    fn overlay(&self, file: &mut ScenarioFile) {
+        use super::file::Dur;
+        let s = &mut file.scenario;
+        // Either start option on the command line replaces the file's choice of start.
+        if let Some(d) = self.start_in {
+            s.start_in = Some(Dur(d));
+            s.manual = None;
+        }
+        if self.manual {
+            s.manual = Some(true);
+            s.start_in = None;
+        }
+        set(&mut s.interruption_in, self.interruption_in.map(Dur));
+        set(&mut s.rebalance_lead, self.rebalance_lead.map(Dur));
+        set(&mut s.action, self.action);
+        set(&mut s.rebalance, self.no_rebalance.then_some(false));
+        set(&mut s.on_interrupt, self.on_interrupt);
+
+        let i = &mut file.imds;
+        set(&mut i.imdsv2, self.imdsv2);
+        set(&mut i.passthrough, self.passthrough.then_some(true));
+        set(
+            &mut i.passthrough_upstream,
+            self.passthrough_upstream.map(|a| a.to_string()),
+        );
+        set(
+            &mut i.allow_credentials,
+            self.allow_credentials.then_some(true),
+        );
+
+        let f = &mut file.faults;
+        set(&mut f.error_503_rate, self.fault_503_rate);
+        set(&mut f.latency, self.fault_latency.map(Dur));
+        set(&mut f.token_ttl, self.fault_token_ttl);
+
+        let m = &mut file.metadata;
+        set(&mut m.instance_id, self.instance_id.clone());
+        set(&mut m.instance_type, self.instance_type.clone());
+        if let Some(az) = &self.availability_zone {
+            m.availability_zone = Some(az.clone());
+            // The file's region belonged to the file's zone.
+            m.region = None;
+        }
+    }
+}
+
+fn set<T>(field: &mut Option<T>, cli: Option<T>) {
+    if cli.is_some() {
+        *field = cli;
+    }
+}
+
+impl Settings {
+    /// The settings a scenario file gives on its own (file over defaults).
+    pub fn from_file(path: &Path) -> Result<Settings, ScenarioError> {
+        let file = ScenarioFile::load(path)?;
+        settings_from(file, &path.display().to_string())
+    }
+
+    /// Parses scenario TOML text; `path` only names it in errors.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Settings, ScenarioError> {
+        let file = ScenarioFile::parse(path, text)?;
+        settings_from(file, &path.display().to_string())
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            scenario: Scenario::default(),
+            imds: ImdsConfig::default(),
+            on_interrupt: OnInterrupt::None,
+        }
+    }
+}
+
+fn invalid(
+    origin: &str,
+    field: &str,
+    value: impl ToString,
+    problem: &str,
+    allowed: &str,
+) -> ScenarioError {
+    ScenarioError::Invalid {
+        origin: origin.to_string(),
+        field: field.to_string(),
+        value: value.to_string(),
+        problem: problem.to_string(),
+        allowed: allowed.to_string(),
+    }
+}
+
+fn settings_from(file: ScenarioFile, origin: &str) -> Result<Settings, ScenarioError> {
+    let defaults = Scenario::default();
+    let s = file.scenario;
+    let start = match (s.manual, s.start_in) {
+        (Some(true), Some(d)) => {
+            return Err(invalid(
+                origin,
+                "scenario.manual",
+                "true",
+                &format!(
+                    "contradicts scenario.start-in = {:?}",
+                    humantime::format_duration(d.0).to_string()
+                ),
+                "either manual = true or start-in, not both",
+            ))
+        }
+        (Some(true), None) => Start::Manual,
+        (_, Some(d)) => Start::In(d.0),
+        (_, None) => defaults.start,
+    };
+    let scenario = Scenario {
+        start,
+        interruption_in: s.interruption_in.map_or(defaults.interruption_in, |d| d.0),
+        rebalance_lead: s.rebalance_lead.map_or(defaults.rebalance_lead, |d| d.0),
+        action: s.action.unwrap_or(defaults.action),
+        rebalance: s.rebalance.unwrap_or(defaults.rebalance),
+    };
+    if scenario.interruption_in.is_zero() && scenario.action != Action::Hibernate {
+        return Err(invalid(
+            origin,
+            "scenario.interruption-in",
+            "0s",
+            "the instance would vanish before its notice",
+            "a positive duration like \"5s\" or \"2m\"",
+        ));
+    }
+
+    let i = file.imds;
+    let passthrough = if i.passthrough.unwrap_or(false) {
+        let upstream = match &i.passthrough_upstream {
+            Some(a) => a.parse().map_err(|_| {
+                invalid(
+                    origin,
+                    "imds.passthrough-upstream",
+                    format!("{a:?}"),
+                    "not an address",
+                    "IP:port, like 169.254.169.254:80",
+                )
+            })?,
+            None => DEFAULT_UPSTREAM,
+        };
+        Some(Passthrough {
+            upstream,
+            timeout: i
+                .passthrough_timeout
+                .map_or(DEFAULT_UPSTREAM_TIMEOUT, |d| d.0),
+        })
+    } else {
+        None
+    };
+
+    let f = file.faults;
+    let rate = f.error_503_rate.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&rate) {
+        return Err(invalid(
+            origin,
+            "faults.error-503-rate",
+            rate,
+            "not a fraction",
+            "0.0 to 1.0",
+        ));
+    }
+    if f.token_ttl == Some(0) {
+        return Err(invalid(
+            origin,
+            "faults.token-ttl",
+            0,
+            "tokens would be expired when issued",
+            "1 or more seconds",
+        ));
+    }
+    let faults = Faults {
+        error_503_rate: rate,
+        latency: f.latency.map_or(Duration::ZERO, |d| d.0),
+        token_ttl: f.token_ttl,
+    };
+
+    let metadata = metadata_from(file.metadata, file.maintenance, origin)?;
+    Ok(Settings {
+        scenario,
+        imds: ImdsConfig {
+            imdsv2: i.imdsv2.unwrap_or_default(),
+            faults,
+            passthrough,
+            allow_credentials: i.allow_credentials.unwrap_or(false),
+            metadata,
+            limits: Default::default(),
+        },
+        on_interrupt: s.on_interrupt.unwrap_or_default(),
+    })
+}
+
+fn metadata_from(
+    m: super::file::MetadataSection,
+    maintenance: Vec<super::file::MaintenanceSection>,
+    origin: &str,
+) -> Result<Metadata, ScenarioError> {
+    let d = Metadata::default();
+    let availability_zone = m.availability_zone.unwrap_or(d.availability_zone);
+    let region = match m.region {
+        Some(r) => r,
+        None => region_of(&availability_zone).ok_or_else(|| {
+            invalid(
+                origin,
+                "metadata.availability-zone",
+                format!("{availability_zone:?}"),
+                "no region follows from it",
+                "a zone like \"eu-west-1b\", or set metadata.region too",
+            )
+        })?,
+    };
+    let local_ipv4 = m.local_ipv4.unwrap_or(d.local_ipv4);
+    if local_ipv4.parse::<Ipv4Addr>().is_err() {
+        return Err(invalid(
+            origin,
+            "metadata.local-ipv4",
+            format!("{local_ipv4:?}"),
+            "not an IPv4 address",
+            "a private address like \"10.0.12.34\"",
+        ));
+    }
+    let hostname = m
+        .hostname
+        .unwrap_or_else(|| default_hostname(&local_ipv4, &region));
+    let local_hostname = m.local_hostname.unwrap_or_else(|| hostname.clone());
+    let maintenance = maintenance
+        .into_iter()
+        .enumerate()
+        .map(|(n, e)| maintenance_event(n, e, origin))
+        .collect::<Result<_, _>>()?;
+    Ok(Metadata {
+        instance_id: m.instance_id.unwrap_or(d.instance_id),
+        instance_type: m.instance_type.unwrap_or(d.instance_type),
+        ami_id: m.ami_id.unwrap_or(d.ami_id),
+        hostname,
+        local_hostname,
+        local_ipv4,
+        mac: m.mac.unwrap_or(d.mac),
+        availability_zone,
+        region,
+        account_id: m.account_id.unwrap_or(d.account_id),
+        architecture: m.architecture.unwrap_or(d.architecture),
+        autoscaling: m.autoscaling.unwrap_or(d.autoscaling),
+        maintenance,
+    })
+}
+
+/// "us-east-1a" → "us-east-1".
+fn region_of(zone: &str) -> Option<String> {
+    let region = zone.trim_end_matches(|c: char| c.is_ascii_lowercase());
+    (region.len() < zone.len() && region.ends_with(|c: char| c.is_ascii_digit()))
+        .then(|| region.to_string())
+}
+
+const MAINTENANCE_CODES: &[&str] = &[
+    "instance-reboot",
+    "system-reboot",
+    "system-maintenance",
+    "instance-retirement",
+    "instance-stop",
+];
+const MAINTENANCE_STATES: &[&str] = &["active", "completed", "canceled"];
+
+fn maintenance_event(
+    n: usize,
+    e: super::file::MaintenanceSection,
+    origin: &str,
+) -> Result<MaintenanceEvent, ScenarioError> {
+    let field = |name: &str| format!("maintenance[{n}].{name}");
+    if !MAINTENANCE_CODES.contains(&e.code.as_str()) {
+        return Err(invalid(
+            origin,
+            &field("code"),
+            format!("{:?}", e.code),
+            "unknown event code",
+            &MAINTENANCE_CODES.join(", "),
+        ));
+    }
+    let state = e.state.unwrap_or_else(|| "active".into());
+    if !MAINTENANCE_STATES.contains(&state.as_str()) {
+        return Err(invalid(
+            origin,
+            &field("state"),
+            format!("{state:?}"),
+            "unknown state",
+            &MAINTENANCE_STATES.join(", "),
+        ));
+    }
+    for (name, value) in [
+        ("not-before", Some(&e.not_before)),
+        ("not-after", e.not_after.as_ref()),
+    ] {
+        if let Some(v) = value {
+            if !is_maintenance_date(v) {
+                return Err(invalid(
+                    origin,
+                    &field(name),
+                    format!("{v:?}"),
+                    "not an IMDS date",
+                    "a date like \"21 Jan 2026 09:00:00 GMT\"",
+                ));
+            }
+        }
+    }
+    Ok(MaintenanceEvent {
+        description: e
+            .description
+            .unwrap_or_else(|| format!("scheduled {}", e.code.replace('-', " "))),
+        code: e.code,
+        event_id: e
+            .event_id
+            .unwrap_or_else(|| format!("instance-event-0{:016x}", 0x5ba7_0000_u64 + n as u64)),
+        state,
+        not_before: e.not_before,
+        not_after: e.not_after,
+    })
+}
+
+/// `21 Jan 2026 09:00:00 GMT`, the format IMDS writes maintenance dates in.
+fn is_maintenance_date(s: &str) -> bool {
+    let padded = time::macros::format_description!(
+        "[day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let unpadded = time::macros::format_description!(
+        "[day padding:none] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(s, padded).is_ok()
+        || time::PrimitiveDateTime::parse(s, unpadded).is_ok()
+}

@@ -1,0 +1,48 @@
+//! Time and events: the clock, the interruption timeline, and the scenario that configures a
+//! run (TOML file and command-line options, resolved into [`Settings`]).
+
+mod args;
+mod clock;
+mod file;
+mod timeline;
+
+use std::path::PathBuf;
+
+pub use args::{OnInterrupt, ScenarioArgs, Settings};
+pub(crate) use clock::lock;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use timeline::{
+    rfc3339, whole_seconds, Action, EventKind, IssuedEvent, NextEvent, Phase, Scenario, Schedule,
+    Start, Timeline, TimelineStatus, NOTICE_LEAD,
+};
+
+/// Why a scenario could not be loaded or a timeline action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario file {}: {source} (check the path given to --scenario)", path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or a field has the wrong name, type or value.
+    #[error("{}:{line}: {problem}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        /// Names the field, the problem and the allowed values.
+        problem: String,
+    },
+    /// A value parsed but makes no sense (out of range, contradicts another field).
+    #[error("{origin}: {field} = {value}: {problem} (allowed: {allowed})")]
+    Invalid {
+        /// The file path, or "command line".
+        origin: String,
+        field: String,
+        value: String,
+        problem: String,
+        allowed: String,
+    },
+    #[error("the timeline already started at {at}; a run is triggered once (start a new session to rehearse again)")]
+    AlreadyStarted { at: String },
+}

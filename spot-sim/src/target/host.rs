@@ -534,6 +534,33 @@ mod tests {
     }
 
     #[test]
+    fn the_deploy_manifests_layout_finds_the_nodes_cgroup_tree_under_host() {
+        // deploy/pod.yaml: hostPID, only /var/log/pods and /sys/fs/cgroup of the node mounted
+        // under /host, and the container's own cgroup namespace mount at /sys/fs/cgroup.
+        let fs = FakeFs::new();
+        let mounts = format!(
+            "{CONTAINER}1230 1200 259:2 /var/log/pods /host/var/log/pods ro,relatime - ext4 /dev/nvme0n1p2 rw\n\
+             1240 1200 0:24 /../../.. /host/sys/fs/cgroup ro,relatime - cgroup2 cgroup2 rw\n"
+        );
+        fs.file("proc/self/mountinfo", &mounts)
+            .ns_link("proc/self/ns/cgroup", "cgroup:[4026532999]")
+            .ns_link("proc/1/ns/cgroup", "cgroup:[4026531835]")
+            .dir("host/var/log/pods")
+            .dir("host/sys/fs/cgroup")
+            .dir("sys/fs/cgroup");
+        let host = fs
+            .detect(Some(Path::new("/host")), &[])
+            .expect("detecting the node in the deploy Pod");
+        assert_eq!(host.root, fs.path("host"));
+        assert_eq!(
+            host.proc,
+            fs.path("proc"),
+            "hostPID: our own /proc is the node's"
+        );
+        assert_eq!(host.cgroup2, fs.path("host/sys/fs/cgroup"));
+    }
+
+    #[test]
     fn an_explicit_host_root_wins_and_must_exist() {
         let fs = debug_container();
         fs.dir("node/var/log/pods");

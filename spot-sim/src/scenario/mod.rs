@@ -46,3 +46,6 @@ pub enum ScenarioError {
     #[error("the timeline already started at {at}; a run is triggered once (start a new session to rehearse again)")]
     AlreadyStarted { at: String },
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let object = std::env::var_os("SPOT_SIM_EBPF_OBJECT").map(PathBuf::from).unwrap_or_else(|| {
-        manifest.join("../target/ebpf/bpfel-unknown-none/release/spot-sim")
-    });
+    let object = std::env::var_os("SPOT_SIM_EBPF_OBJECT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../target/ebpf/bpfel-unknown-none/release/spot-sim"));
     println!("cargo:rerun-if-env-changed=SPOT_SIM_EBPF_OBJECT");
     println!("cargo:rerun-if-changed={}", object.display());
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("spot-sim.bpf.o");

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
@@ -19,8 +19,8 @@ use crate::{
     scenario::{ScenarioArgs, Settings, SystemClock},
     session::{Session, TargetSpec},
     target::{
-        CgroupDir, HostView, NetNs, PodError, PodSelector, TransientCgroup, cgroup::cgroup2_mount,
-        pods,
+        cgroup::cgroup2_mount, pods, CgroupDir, HostView, NetNs, PodError, PodSelector,
+        TransientCgroup,
     },
 };
 
@@ -223,9 +223,12 @@ impl Command {
             Command::Status(a) => status(a).await,
             Command::Trigger(a) => {
                 for path in control::discover(a.control.as_deref()).await? {
-                    let reply = control::call(&path, &Request::Trigger {
-                        target: a.target.clone(),
-                    })
+                    let reply = control::call(
+                        &path,
+                        &Request::Trigger {
+                            target: a.target.clone(),
+                        },
+                    )
                     .await?;
                     print_done(reply)?;
                 }
@@ -308,9 +311,14 @@ fn check_program(program: &std::ffi::OsStr) -> Result<()> {
         ),
         Some(f) => {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&f).map(|m| m.permissions().mode()).unwrap_or(0);
+            let mode = std::fs::metadata(&f)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
             if mode & 0o111 == 0 || f.is_dir() {
-                bail!("{} is not an executable file (chmod +x it, or run it through its interpreter)", f.display());
+                bail!(
+                    "{} is not an executable file (chmod +x it, or run it through its interpreter)",
+                    f.display()
+                );
             }
             Ok(())
         }
@@ -322,7 +330,7 @@ async fn wait_forwarding_signals(
     pid: u32,
     session: &Arc<Session>,
 ) -> Result<std::process::ExitStatus> {
-    use tokio::signal::unix::{SignalKind, signal};
+    use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -358,7 +366,10 @@ fn exit_code_of(status: std::process::ExitStatus) -> ExitCode {
 async fn run(a: RunArgs) -> Result<ExitCode> {
     let wants_pods = a.list_pods || !a.pods.is_empty() || !a.pod_uids.is_empty();
     let host = if wants_pods {
-        Some(HostView::detect(a.host_root.as_deref(), a.cgroup_root.as_deref())?)
+        Some(HostView::detect(
+            a.host_root.as_deref(),
+            a.cgroup_root.as_deref(),
+        )?)
     } else {
         None
     };
@@ -374,7 +385,9 @@ async fn run(a: RunArgs) -> Result<ExitCode> {
         Some(h) => h.cgroup2.clone(),
         None => cgroup2_mount()?,
     };
-    let proc = host.as_ref().map_or_else(|| PathBuf::from("/proc"), |h| h.proc.clone());
+    let proc = host
+        .as_ref()
+        .map_or_else(|| PathBuf::from("/proc"), |h| h.proc.clone());
     let mut specs = Vec::new();
     for arg in &a.cgroups {
         let (path, file) = split_target_arg(arg);
@@ -431,7 +444,7 @@ async fn run(a: RunArgs) -> Result<ExitCode> {
 }
 
 async fn wait_for_shutdown(session: &Arc<Session>) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
+    use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -478,12 +491,19 @@ fn relative_name(mount: &Path, path: &Path) -> String {
 
 /// A pod's target: its pod-level cgroup (so restarted containers stay covered) and the
 /// network namespace its containers share.
-fn pod_target(host: &HostView, sel: &PodSelector, settings: Settings, port: u16) -> Result<TargetSpec> {
+fn pod_target(
+    host: &HostView,
+    sel: &PodSelector,
+    settings: Settings,
+    port: u16,
+) -> Result<TargetSpec> {
     let pod = pods::resolve(host, sel)?;
-    let path = pod
-        .cgroup
-        .clone()
-        .ok_or_else(|| anyhow!("pod {} has no cgroup on this node (is it still running?)", pod.full_name()))?;
+    let path = pod.cgroup.clone().ok_or_else(|| {
+        anyhow!(
+            "pod {} has no cgroup on this node (is it still running?)",
+            pod.full_name()
+        )
+    })?;
     let cgroup = CgroupDir::open(&host.cgroup2, &path)?;
     let netns = netns_of(&cgroup, &host.proc)?;
     Ok(TargetSpec {
@@ -648,9 +668,19 @@ async fn status(a: StatusArgs) -> Result<ExitCode> {
     for (path, pid, targets) in all {
         println!("spot-sim pid {pid} ({})", path.display());
         for t in targets {
-            println!("  {} — cgroup {} (id {}){}", t.name, t.cgroup.display(), t.cgroup_id,
-                if t.cgroup_exists { "" } else { " [GONE]" });
-            println!("    responder: {} in net:[{}]; redirects: {}", t.listen.join(", "), t.netns, t.redirects);
+            println!(
+                "  {} — cgroup {} (id {}){}",
+                t.name,
+                t.cgroup.display(),
+                t.cgroup_id,
+                if t.cgroup_exists { "" } else { " [GONE]" }
+            );
+            println!(
+                "    responder: {} in net:[{}]; redirects: {}",
+                t.listen.join(", "),
+                t.netns,
+                t.redirects
+            );
             for line in t.timeline_text.lines() {
                 println!("    {line}");
             }
@@ -691,20 +721,18 @@ async fn target_action(action: TargetAction) -> Result<ExitCode> {
             },
         ),
         TargetAction::Remove { name, control } => (control, Request::TargetRemove { name }),
-        TargetAction::List { control } => {
-            match control::call(&control, &Request::Status).await? {
-                Reply::Status { targets, .. } => {
-                    for t in targets {
-                        println!("{}\t{}\t{}", t.name, t.cgroup.display(), t.listen.join(","));
-                    }
-                    return Ok(ExitCode::SUCCESS);
+        TargetAction::List { control } => match control::call(&control, &Request::Status).await? {
+            Reply::Status { targets, .. } => {
+                for t in targets {
+                    println!("{}\t{}\t{}", t.name, t.cgroup.display(), t.listen.join(","));
                 }
-                other => {
-                    print_done(other)?;
-                    return Ok(ExitCode::SUCCESS);
-                }
+                return Ok(ExitCode::SUCCESS);
             }
-        }
+            other => {
+                print_done(other)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+        },
     };
     print_done(control::call(&path, &req).await?)?;
     Ok(ExitCode::SUCCESS)

@@ -9,8 +9,8 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener},
     path::PathBuf,
     sync::{
-        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -162,7 +162,11 @@ impl Session {
         } else {
             String::new()
         };
-        let family = if ev.ipv6_socket { "IPv6 socket" } else { "IPv4" };
+        let family = if ev.ipv6_socket {
+            "IPv6 socket"
+        } else {
+            "IPv4"
+        };
         log::info!(
             "{name}: pid {} ({}) → IMDS {} redirected ({family}){more}",
             ev.tgid,
@@ -270,7 +274,9 @@ impl Session {
         let targets = lock(&self.targets);
         let mut done = Vec::new();
         for t in targets.iter().filter(|t| name.is_none_or(|n| n == t.name)) {
-            t.timeline.trigger().map_err(|e| format!("{}: {e}", t.name))?;
+            t.timeline
+                .trigger()
+                .map_err(|e| format!("{}: {e}", t.name))?;
             done.push(t.name.clone());
         }
         if done.is_empty() {

@@ -13,8 +13,8 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
     sync::{
-        Arc, Mutex,
         atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -29,7 +29,9 @@ pub fn require_root() -> bool {
     if std::env::var_os("CI").is_some() {
         panic!("these tests need root, and CI is set: run the suite as root");
     }
-    eprintln!("\n!!!!! SKIPPED: this end-to-end test needs root (run `sudo -E cargo xtask test`) !!!!!\n");
+    eprintln!(
+        "\n!!!!! SKIPPED: this end-to-end test needs root (run `sudo -E cargo xtask test`) !!!!!\n"
+    );
     false
 }
 
@@ -147,6 +149,8 @@ pub fn curl_in(cgroup: &Path, netns: &NetNs, args: &[&str]) -> Output {
 pub struct Proc {
     pub child: Child,
     pub log: Arc<Mutex<String>>,
+    /// The control socket of a spot-sim, removed after the process is gone.
+    pub control: Option<ControlSocket>,
 }
 
 impl Proc {
@@ -196,10 +200,14 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    /// SIGTERM first, so spot-sim cleans up as it would for a user; SIGKILL if it hangs.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.signal(nix::sys::signal::Signal::SIGTERM);
+            if self.wait_timeout(Duration::from_secs(3)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
         }
     }
 }
@@ -212,7 +220,10 @@ pub fn spawn_spot_sim(args: &[&str]) -> Proc {
 /// Starts `cmd` with stderr collected into [`Proc::log`] (and echoed, for failing tests).
 pub fn spawn_logged(cmd: &mut Command) -> Proc {
     let mut child = cmd
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -228,7 +239,11 @@ pub fn spawn_logged(cmd: &mut Command) -> Proc {
             l.push('\n');
         }
     });
-    Proc { child, log }
+    Proc {
+        child,
+        log,
+        control: None,
+    }
 }
 
 /// A process that idles inside `cgroup` and `netns`, so spot-sim finds the namespace there.
@@ -236,9 +251,25 @@ pub fn sleeper_in(cgroup: &Path, netns: &NetNs) -> Proc {
     spawn_logged(&mut command_in(cgroup, netns, "sleep", &["600"]))
 }
 
-/// A control socket path unique to this test.
-pub fn control_path(tag: &str) -> PathBuf {
-    PathBuf::from(format!("/run/spot-sim/{}.sock", unique(tag)))
+/// A control socket path unique to this test, removed on drop (a spot-sim the test killed
+/// with SIGKILL cannot remove it itself).
+pub struct ControlSocket(PathBuf);
+
+impl std::ops::Deref for ControlSocket {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+pub fn control_path(tag: &str) -> ControlSocket {
+    ControlSocket(PathBuf::from(format!("/run/spot-sim/{}.sock", unique(tag))))
 }
 
 /// Names of our programs attached to `cgroup`, per `bpftool cgroup show`.

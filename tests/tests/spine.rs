@@ -1,5 +1,6 @@
 //! The spine: a targeted process sees the simulated interruption through the redirect; its
 //! neighbours do not; nothing survives spot-sim; bad input fails cleanly.
+#![allow(clippy::unwrap_used, reason = "a test panics with the message of what failed")]
 
 use std::{
     path::Path,
@@ -54,6 +55,7 @@ fn start_run(node: &Node, extra: &[&str]) -> Proc {
     ];
     args.extend_from_slice(extra);
     let mut p = spawn_spot_sim(&args);
+    p.control = Some(control);
     p.wait_for_log("serving 1 target", Duration::from_secs(20));
     p
 }
@@ -65,9 +67,8 @@ fn instance_action(cg: &Path, ns: &NetNs) -> serde_json::Value {
         "curl failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]
@@ -91,7 +92,10 @@ fn a_targeted_process_sees_a_termination_notice_two_minutes_ahead() {
     );
     std::thread::sleep(Duration::from_secs(1));
     let second = instance_action(&node.target, &node.target_ns);
-    assert_eq!(first["time"], second["time"], "the notice time must not move");
+    assert_eq!(
+        first["time"], second["time"],
+        "the notice time must not move"
+    );
 }
 
 #[test]
@@ -105,7 +109,10 @@ fn neighbours_and_the_parent_are_not_redirected() {
     instance_action(&node.target, &node.target_ns);
     // ...and the sibling and the parent still go to the real address, which in their private
     // namespace is unreachable.
-    for (cg, ns) in [(&node.sibling, &node.sibling_ns), (&node.cg.path, &node.parent_ns)] {
+    for (cg, ns) in [
+        (&node.sibling, &node.sibling_ns),
+        (&node.cg.path, &node.parent_ns),
+    ] {
         let out = curl_in(cg, ns, &[INSTANCE_ACTION]);
         assert!(!out.status.success(), "{} was redirected", cg.display());
         let err = String::from_utf8_lossy(&out.stderr);
@@ -125,9 +132,14 @@ fn sigkill_leaves_no_redirect_behind() {
     let node = node("sigkill");
     let mut run = start_run(&node, &[]);
     instance_action(&node.target, &node.target_ns);
-    assert_eq!(attached_programs(&node.target).len(), 4, "connect4/6 + getpeername4/6 attached");
+    assert_eq!(
+        attached_programs(&node.target).len(),
+        4,
+        "connect4/6 + getpeername4/6 attached"
+    );
     run.signal(Signal::SIGKILL);
-    run.wait_timeout(Duration::from_secs(5)).expect("spot-sim died");
+    run.wait_timeout(Duration::from_secs(5))
+        .expect("spot-sim died");
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
     while !attached_programs(&node.target).is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -169,8 +181,12 @@ fn exec_returns_the_command_status_and_leaves_no_cgroup() {
     if !require_root() {
         return;
     }
-    let mut p = spawn_logged(Command::new(spot_sim_bin()).args(["exec", "--netns", "new", "--", "sh", "-c", "exit 7"]));
-    let status = p.wait_timeout(Duration::from_secs(20)).expect("exec finished");
+    let mut p = spawn_logged(
+        Command::new(spot_sim_bin()).args(["exec", "--netns", "new", "--", "sh", "-c", "exit 7"]),
+    );
+    let status = p
+        .wait_timeout(Duration::from_secs(20))
+        .expect("exec finished");
     assert_eq!(status.code(), Some(7), "log:\n{}", p.log());
     assert_eq!(exec_cgroups_of(p.pid()), Vec::<String>::new());
 }
@@ -181,10 +197,24 @@ fn exec_with_a_private_netns_shows_the_notice_to_curl() {
         return;
     }
     let out = Command::new(spot_sim_bin())
-        .args(["exec", "--netns", "new", "--", "curl", "-sS", "--max-time", "5", INSTANCE_ACTION])
+        .args([
+            "exec",
+            "--netns",
+            "new",
+            "--",
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            INSTANCE_ACTION,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(
         body.starts_with("{\"action\": \"terminate\", \"time\": \""),
@@ -198,7 +228,10 @@ fn fails(cmd: &mut Command) -> (i32, String) {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "should fail; stderr:\n{err}");
     assert!(!err.contains("panicked"), "panicked:\n{err}");
-    let lines: Vec<_> = err.lines().filter(|l| l.starts_with("spot-sim:") || l.starts_with("error:")).collect();
+    let lines: Vec<_> = err
+        .lines()
+        .filter(|l| l.starts_with("spot-sim:") || l.starts_with("error:"))
+        .collect();
     assert_eq!(lines.len(), 1, "one error line expected:\n{err}");
     (out.status.code().unwrap_or(-1), err)
 }
@@ -210,17 +243,32 @@ fn bad_input_gets_one_clear_line_and_leaves_nothing() {
     }
     let bin = spot_sim_bin();
     // A cgroup that does not exist.
-    let (code, err) = fails(Command::new(&bin).args(["run", "--cgroup", "/no/such/cgroup-spot-sim-test"]));
+    let (code, err) =
+        fails(Command::new(&bin).args(["run", "--cgroup", "/no/such/cgroup-spot-sim-test"]));
     assert_ne!(code, 0);
-    assert!(err.contains("does not exist") && err.contains("cgroup v2 mount"), "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("cgroup v2 mount"),
+        "{err}"
+    );
     // A directory that is not a cgroup v2 directory.
     let (_, err) = fails(Command::new(&bin).args(["run", "--cgroup", "/tmp"]));
     assert!(err.contains("is not a cgroup v2 directory"), "{err}");
     // A command that does not exist: nothing created.
-    let mut p = spawn_logged(Command::new(&bin).args(["exec", "--netns", "new", "--", "no-such-command-spot-sim"]));
+    let mut p = spawn_logged(Command::new(&bin).args([
+        "exec",
+        "--netns",
+        "new",
+        "--",
+        "no-such-command-spot-sim",
+    ]));
     let status = p.wait_timeout(Duration::from_secs(10)).unwrap();
     assert!(!status.success());
-    assert!(p.log().contains("command not found: no-such-command-spot-sim"), "{}", p.log());
+    assert!(
+        p.log()
+            .contains("command not found: no-such-command-spot-sim"),
+        "{}",
+        p.log()
+    );
     assert_eq!(exec_cgroups_of(p.pid()), Vec::<String>::new());
     // Nothing to target.
     let (_, err) = fails(Command::new(&bin).args(["run"]));
@@ -249,7 +297,10 @@ fn a_taken_responder_port_is_reported_and_nothing_is_left() {
         "--control",
         control.to_str().unwrap(),
     ]));
-    assert!(err.contains(&format!("port {port} is already in use")), "{err}");
+    assert!(
+        err.contains(&format!("port {port} is already in use")),
+        "{err}"
+    );
     assert!(attached_programs(&node.target).is_empty());
     assert!(!control.exists());
 }
@@ -259,7 +310,17 @@ fn without_root_it_says_so() {
     if !require_root() {
         return;
     }
-    let (_, err) = fails(Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]).arg(spot_sim_bin()).args(["exec", "--netns", "new", "--", "true"]));
+    let (_, err) = fails(
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(spot_sim_bin())
+            .args(["exec", "--netns", "new", "--", "true"]),
+    );
     assert!(err.contains("needs root"), "{err}");
 }
 
@@ -275,6 +336,13 @@ fn without_cgroup_v2_it_says_so() {
         mount.display(),
         spot_sim_bin().display()
     );
-    let (_, err) = fails(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]));
+    let (_, err) = fails(Command::new("unshare").args([
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ]));
     assert!(err.contains("no cgroup v2 filesystem is mounted"), "{err}");
 }

@@ -8,7 +8,7 @@ use std::{
     process::{Command, ExitCode},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -67,7 +67,16 @@ fn run(task: Task) -> Result<ExitCode> {
         Task::Test { args } => {
             build_ebpf(&root)?;
             let bin = build_spot_sim(&root, false)?;
-            let status = Command::new(cargo())
+            // The end-to-end tests attach eBPF programs and create cgroups: they need root.
+            let mut cmd = if is_root() {
+                Command::new(cargo())
+            } else {
+                eprintln!("xtask: not root; running the tests through sudo -E");
+                let mut c = Command::new("sudo");
+                c.arg("-E").arg(cargo());
+                c
+            };
+            let status = cmd
                 .current_dir(&root)
                 .args(["test", "--workspace", "--"])
                 .args(&args)
@@ -113,7 +122,8 @@ pub fn build_ebpf(root: &Path) -> Result<()> {
 
 fn build_spot_sim(root: &Path, release: bool) -> Result<PathBuf> {
     let mut cmd = Command::new(cargo());
-    cmd.current_dir(root).args(["build", "--package", "spot-sim"]);
+    cmd.current_dir(root)
+        .args(["build", "--package", "spot-sim"]);
     if release {
         cmd.arg("--release");
     }

@@ -7,7 +7,7 @@ use std::{
     process::Command,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{bail, Context, Result};
 
 /// bpf-linker release known to work with aya-ebpf 0.2 and LLVM 21–23.
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -64,7 +64,9 @@ fn ensure_rust_src(sysroot: &Path) -> Result<()> {
         .context("running rustup")?
         .success();
     if !ok {
-        bail!("could not install rust-src; run `rustup component add rust-src --toolchain nightly`");
+        bail!(
+            "could not install rust-src; run `rustup component add rust-src --toolchain nightly`"
+        );
     }
     Ok(())
 }
@@ -103,7 +105,12 @@ fn install_bpf_linker(root: &Path, sysroot: &Path, linker_root: &Path) -> Result
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with(&format!("libLLVM.so.{major}")))
         })
-        .with_context(|| format!("no libLLVM.so.{major}* in {}", sysroot.join("lib").display()))?;
+        .with_context(|| {
+            format!(
+                "no libLLVM.so.{major}* in {}",
+                sysroot.join("lib").display()
+            )
+        })?;
     let prefix = root.join("target/tools/llvm");
     std::fs::create_dir_all(prefix.join("lib"))?;
     let link = prefix.join("lib/libLLVM.so");

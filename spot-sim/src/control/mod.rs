@@ -61,9 +61,16 @@ pub enum Request {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Reply {
-    Status { pid: u32, targets: Vec<TargetStatus> },
-    Done { message: String },
-    Error { message: String },
+    Status {
+        pid: u32,
+        targets: Vec<TargetStatus>,
+    },
+    Done {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// What the running instance does with a request.
@@ -142,7 +149,10 @@ async fn serve_one(stream: UnixStream, handler: Arc<dyn Handler>) -> io::Result<
     let cred = stream.peer_cred()?;
     let me = nix::unistd::geteuid().as_raw();
     if cred.uid() != 0 && cred.uid() != me {
-        return Err(io::Error::new(io::ErrorKind::PermissionDenied, "peer is not root"));
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "peer is not root",
+        ));
     }
     let (read, mut write) = stream.into_split();
     let mut line = String::new();

@@ -3,8 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::{
-    Ebpf,
     maps::{Map, MapData, MapError, RingBuf},
+    Ebpf,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -35,7 +35,11 @@ impl RedirectEvent {
             }
             IpAddr::V6(Ipv6Addr::from(bytes))
         };
-        let end = raw.comm.iter().position(|&b| b == 0).unwrap_or(raw.comm.len());
+        let end = raw
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(raw.comm.len());
         Self {
             pid: raw.pid,
             tgid: raw.tgid,
@@ -78,7 +82,9 @@ impl EventReader {
                     // SAFETY: the kernel wrote a whole RedirectEvent there; read_unaligned
                     // copes with the ring buffer's 8-byte alignment.
                     let raw = unsafe {
-                        std::ptr::read_unaligned(item.as_ptr().cast::<spot_sim_common::RedirectEvent>())
+                        std::ptr::read_unaligned(
+                            item.as_ptr().cast::<spot_sim_common::RedirectEvent>(),
+                        )
                     };
                     f(RedirectEvent::from_raw(&raw));
                 }

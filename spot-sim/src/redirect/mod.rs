@@ -10,9 +10,11 @@ mod preflight;
 use std::sync::{Arc, Mutex};
 
 use aya::{
-    Ebpf, EbpfLoader,
     maps::{HashMap, MapData},
-    programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, cgroup_sock_addr::CgroupSockAddrLink},
+    programs::{
+        cgroup_sock_addr::CgroupSockAddrLink, CgroupAttachMode, CgroupSockAddr, ProgramError,
+    },
+    Ebpf, EbpfLoader,
 };
 pub use events::{EventReader, RedirectEvent};
 pub use preflight::preflight;
@@ -120,12 +122,18 @@ impl Redirector {
     }
 
     /// Sends `cgroup`'s IMDS connects (and its descendants') to `target`'s ports on loopback.
-    pub fn attach(&mut self, cgroup: &CgroupDir, target: Target) -> Result<TargetLink, RedirectError> {
+    pub fn attach(
+        &mut self,
+        cgroup: &CgroupDir,
+        target: Target,
+    ) -> Result<TargetLink, RedirectError> {
         let id = cgroup.id();
         {
             let mut map = lock(&self.targets);
             if map.get(&id, 0).is_ok() {
-                return Err(RedirectError::AlreadyTargeted(cgroup.path().display().to_string()));
+                return Err(RedirectError::AlreadyTargeted(
+                    cgroup.path().display().to_string(),
+                ));
             }
             map.insert(id, target, 0)?;
         }
@@ -151,7 +159,9 @@ impl Redirector {
             };
             // Single: with bpf links the kernel rejects the other modes, and links from
             // several programs (or several spot-sims) to one cgroup coexist anyway.
-            let id = prog.attach(cgroup, CgroupAttachMode::Single).map_err(attach_err)?;
+            let id = prog
+                .attach(cgroup, CgroupAttachMode::Single)
+                .map_err(attach_err)?;
             link.links.push(prog.take_link(id).map_err(attach_err)?);
         }
         Ok(link)

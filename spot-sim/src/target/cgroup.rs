@@ -13,7 +13,7 @@ use std::{
 };
 
 use nix::{
-    fcntl::{OFlag, open},
+    fcntl::{open, OFlag},
     sys::{stat::Mode, statfs::statfs},
 };
 
@@ -95,11 +95,15 @@ impl CgroupDir {
         if fs_type.filesystem_type().0 as i64 != CGROUP2_SUPER_MAGIC {
             return Err(not_cg2());
         }
-        let fd = open(&full, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| CgroupError::Open {
-                path: full.clone(),
-                source: e.into(),
-            })?;
+        let fd = open(
+            &full,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| CgroupError::Open {
+            path: full.clone(),
+            source: e.into(),
+        })?;
         Ok(Self {
             path: full,
             // SAFETY: `open` returned a fresh descriptor that nothing else owns.

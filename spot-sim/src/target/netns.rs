@@ -14,7 +14,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use nix::sched::{CloneFlags, setns, unshare};
+use nix::sched::{setns, unshare, CloneFlags};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetNsError {
@@ -71,7 +71,8 @@ impl NetNs {
     /// A fresh network namespace with only `lo`, up: nothing in it can reach another machine.
     pub fn new_private() -> Result<Self, NetNsError> {
         std::thread::spawn(|| {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| NetNsError::Create { source: e.into() })?;
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| NetNsError::Create { source: e.into() })?;
             loopback_up().map_err(|source| NetNsError::Loopback { source })?;
             let mut ns = Self::open(Path::new("/proc/thread-self/ns/net"))?;
             ns.path = PathBuf::from("(private)");

@@ -57,7 +57,12 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     if !is_tcp(sa) || sa.user_port != IMDS_PORT_BE {
         return ALLOW;
     }
-    let ip = [sa.user_ip6[0], sa.user_ip6[1], sa.user_ip6[2], sa.user_ip6[3]];
+    let ip = [
+        sa.user_ip6[0],
+        sa.user_ip6[1],
+        sa.user_ip6[2],
+        sa.user_ip6[3],
+    ];
     let mapped = ip[0] == 0 && ip[1] == 0 && ip[2] == MAPPED_PREFIX_BE && ip[3] == IMDS_IPV4_BE;
     if !mapped && ip != IMDS_IPV6_BE {
         return ALLOW;
@@ -125,7 +130,12 @@ fn remember(ctx: &SockAddrContext, family: u32, addr: [u32; 4], port: u32) {
 
 fn emit(ctx: &SockAddrContext, target: &Target, family: u32, addr: [u32; 4], mapped: bool) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    debug!(ctx, "redirected pid {} to target {}", (pid_tgid >> 32) as u32, target.index);
+    debug!(
+        ctx,
+        "redirected pid {} to target {}",
+        (pid_tgid >> 32) as u32,
+        target.index
+    );
     let Some(mut entry) = EVENTS.reserve::<RedirectEvent>(0) else {
         // Ring buffer full: userspace is behind; the redirect itself still happens.
         return;

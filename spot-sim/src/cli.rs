@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    control::{self, ControlServer, Handler, Reply, Request},
+    control::{self, ControlServer, Handler, Reply, Request, metrics::MetricsServer},
     scenario::{ScenarioArgs, Settings, SystemClock},
     session::{Session, TargetSpec},
     target::{
@@ -75,6 +75,9 @@ struct ExecArgs {
     /// Control socket for `spot-sim status`/`trigger` [default: /run/spot-sim/exec-PID.sock].
     #[arg(long)]
     control: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (in spot-sim's own network namespace).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     scenario: ScenarioArgs,
     /// The command and its arguments.
@@ -113,6 +116,9 @@ struct RunArgs {
     /// Control socket for `status`, `trigger` and `target`.
     #[arg(long, default_value_os_t = control::default_run_socket())]
     control: PathBuf,
+    /// Serve Prometheus metrics on this address (in spot-sim's own network namespace).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     scenario: ScenarioArgs,
 }
@@ -262,6 +268,10 @@ async fn exec(a: ExecArgs) -> Result<ExitCode> {
     })?;
     let control_path = a.control.unwrap_or_else(control::default_exec_socket);
     let _control = start_control(&control_path, &session, None).await?;
+    let _metrics = match a.metrics {
+        Some(addr) => Some(MetricsServer::start(addr, &session).await?),
+        None => None,
+    };
 
     let mut cmd = std::process::Command::new(&program);
     cmd.args(&a.command[1..]);
@@ -432,6 +442,10 @@ async fn run(a: RunArgs) -> Result<ExitCode> {
         port: a.port,
     };
     let _control = start_control(&a.control, &session, Some(add)).await?;
+    let _metrics = match a.metrics {
+        Some(addr) => Some(MetricsServer::start(addr, &session).await?),
+        None => None,
+    };
     log::info!(
         "serving {} target(s); `spot-sim status` shows the timeline; Ctrl-C detaches",
         session.target_names().len()

@@ -294,3 +294,52 @@ pub fn attached_programs(cgroup: &Path) -> Vec<String> {
 pub fn parse_time(s: &str) -> time::OffsetDateTime {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
 }
+
+/// A fake "node": a parent cgroup with a target child and a sibling, each with a process
+/// idling in its own private network namespace.
+pub struct Node {
+    pub cg: TestCgroup,
+    pub target: PathBuf,
+    pub sibling: PathBuf,
+    pub target_ns: NetNs,
+    pub sibling_ns: NetNs,
+    pub parent_ns: NetNs,
+    _sleepers: Vec<Proc>,
+}
+
+pub fn node(tag: &str) -> Node {
+    let cg = TestCgroup::new(tag);
+    let target = cg.child("target");
+    let sibling = cg.child("sibling");
+    let target_ns = NetNs::new_private().unwrap();
+    let sibling_ns = NetNs::new_private().unwrap();
+    let parent_ns = NetNs::new_private().unwrap();
+    let sleepers = vec![sleeper_in(&target, &target_ns)];
+    Node {
+        cg,
+        target,
+        sibling,
+        target_ns,
+        sibling_ns,
+        parent_ns,
+        _sleepers: sleepers,
+    }
+}
+
+/// Starts `spot-sim run` on the node's target cgroup (plus `extra` arguments) and waits
+/// until it serves.
+pub fn start_run(node: &Node, extra: &[&str]) -> Proc {
+    let control = control_path("run");
+    let mut args = vec![
+        "run",
+        "--cgroup",
+        node.target.to_str().unwrap(),
+        "--control",
+        control.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let mut p = spawn_spot_sim(&args);
+    p.control = Some(control);
+    p.wait_for_log("serving 1 target", Duration::from_secs(20));
+    p
+}

@@ -16,53 +16,6 @@ use spot_sim_tests::*;
 
 const INSTANCE_ACTION: &str = "http://169.254.169.254/latest/meta-data/spot/instance-action";
 
-/// A fake "node": a parent cgroup with a target child and a sibling, each with a process
-/// idling in its own private network namespace.
-struct Node {
-    cg: TestCgroup,
-    target: std::path::PathBuf,
-    sibling: std::path::PathBuf,
-    target_ns: NetNs,
-    sibling_ns: NetNs,
-    parent_ns: NetNs,
-    _sleepers: Vec<Proc>,
-}
-
-fn node(tag: &str) -> Node {
-    let cg = TestCgroup::new(tag);
-    let target = cg.child("target");
-    let sibling = cg.child("sibling");
-    let target_ns = NetNs::new_private().unwrap();
-    let sibling_ns = NetNs::new_private().unwrap();
-    let parent_ns = NetNs::new_private().unwrap();
-    let sleepers = vec![sleeper_in(&target, &target_ns)];
-    Node {
-        cg,
-        target,
-        sibling,
-        target_ns,
-        sibling_ns,
-        parent_ns,
-        _sleepers: sleepers,
-    }
-}
-
-fn start_run(node: &Node, extra: &[&str]) -> Proc {
-    let control = control_path("run");
-    let mut args = vec![
-        "run",
-        "--cgroup",
-        node.target.to_str().unwrap(),
-        "--control",
-        control.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let mut p = spawn_spot_sim(&args);
-    p.control = Some(control);
-    p.wait_for_log("serving 1 target", Duration::from_secs(20));
-    p
-}
-
 fn instance_action(cg: &Path, ns: &NetNs) -> serde_json::Value {
     let out = curl_in(cg, ns, &["-f", INSTANCE_ACTION]);
     assert!(

@@ -1,5 +1,7 @@
 //! Talking to a running spot-sim: a Unix socket (mode 0600, root or the same user only) that
-//! carries one JSON request and one JSON reply per connection.
+//! carries one JSON request and one JSON reply per connection; and the optional metrics endpoint.
+
+pub mod metrics;
 
 use std::{
     io,

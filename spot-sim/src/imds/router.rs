@@ -60,7 +60,7 @@ impl Responder {
                     target: target_name.clone(),
                     ..Default::default()
                 },
-                v1_refused: 0,
+                ..Default::default()
             }),
             target: target_name,
             timeline,
@@ -117,6 +117,19 @@ impl Responder {
             counters.v1_refused += 1;
         }
         counters.record(path, status, routed.v2, now);
+        let version = if routed.v2 { "IMDSv2" } else { "IMDSv1" };
+        // Every request at debug; at info one line a second per target, so a handler polling
+        // in a tight loop cannot flood the log. The path is cut short: it is client input.
+        let shown: String = path.chars().take(120).collect();
+        log::debug!("{}: {} {shown} → {status} ({version})", self.target, parts.method);
+        if let Some(more) = counters.log_slot() {
+            let more = if more > 0 {
+                format!(" (+{more} more since the last line)")
+            } else {
+                String::new()
+            };
+            log::info!("{}: {} {shown} → {status} ({version}){more}", self.target, parts.method);
+        }
         response
     }
 

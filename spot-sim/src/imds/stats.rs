@@ -36,6 +36,9 @@ pub(crate) struct Counters {
     pub stats: ResponderStats,
     /// 401s answered to token-less requests in required mode.
     pub v1_refused: u64,
+    /// When a request was last logged at info level, and how many went unlogged since.
+    pub last_logged: Option<std::time::Instant>,
+    pub unlogged: u64,
 }
 
 impl Counters {
@@ -60,6 +63,22 @@ impl Counters {
             .or_default()
             .entry(status)
             .or_default() += 1;
+    }
+
+    /// `Some(unlogged since the last line)` when this request may be logged at info level:
+    /// at most one line a second.
+    pub fn log_slot(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        match self.last_logged {
+            Some(t) if now.duration_since(t) < std::time::Duration::from_secs(1) => {
+                self.unlogged += 1;
+                None
+            }
+            _ => {
+                self.last_logged = Some(now);
+                Some(std::mem::take(&mut self.unlogged))
+            }
+        }
     }
 
     pub fn snapshot(&self) -> ResponderStats {

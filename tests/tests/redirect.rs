@@ -1,0 +1,170 @@
+//! The redirect is complete and observable: every way a client reaches the IMDS (IPv4, IPv6,
+//! IPv4-mapped IPv6) lands on spot-sim, the client still sees the IMDS as its peer, UDP is
+//! left alone, and each redirect shows up in the log and the metrics.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test panics with the message of what failed"
+)]
+
+use std::time::{Duration, Instant};
+
+use spot_sim_tests::*;
+
+/// A real client: connects with the given family to `addr`:80, records its peer as
+/// getpeername() reports it, and fetches the instance action over raw HTTP/1.1.
+const CLIENT: &str = r#"
+import json, os, socket, sys
+family, addr = sys.argv[1], sys.argv[2]
+if family == "6":
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # dual-stack, as Java does
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect((addr, 80))
+peer = s.getpeername()
+s.sendall(b"GET /latest/meta-data/spot/instance-action HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(json.dumps({"pid": os.getpid(), "peer": [peer[0], peer[1]], "response": data.decode("latin-1")}))
+"#;
+
+const UDP_CLIENT: &str = r#"
+import json, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    s.connect(("169.254.169.254", 80))
+    print(json.dumps({"connected": True, "peer": list(s.getpeername())}))
+except OSError as e:
+    print(json.dumps({"connected": False, "errno": e.errno}))
+"#;
+
+fn python_in(node: &Node, script: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["-c", script];
+    all.extend_from_slice(args);
+    let out = command_in(&node.target, &node.target_ns, "python3", &all)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn assert_notice(reply: &serde_json::Value) {
+    let response = reply["response"].as_str().unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("{\"action\": \"terminate\", \"time\": \""),
+        "{response}"
+    );
+}
+
+#[test]
+fn a_dual_stack_socket_asking_for_the_ipv4_imds_gets_the_notice_and_sees_the_imds_as_peer() {
+    if !require_root() {
+        return;
+    }
+    let node = node("mapped");
+    let _run = start_run(&node, &[]);
+    let reply = python_in(&node, CLIENT, &["6", "::ffff:169.254.169.254"]);
+    assert_notice(&reply);
+    assert_eq!(reply["peer"], serde_json::json!(["::ffff:169.254.169.254", 80]));
+}
+
+#[test]
+fn the_ipv6_imds_endpoint_gets_the_notice_and_sees_the_imds_as_peer() {
+    if !require_root() {
+        return;
+    }
+    let node = node("ipv6");
+    let _run = start_run(&node, &[]);
+    let reply = python_in(&node, CLIENT, &["6", "fd00:ec2::254"]);
+    assert_notice(&reply);
+    assert_eq!(reply["peer"], serde_json::json!(["fd00:ec2::254", 80]));
+}
+
+#[test]
+fn an_ipv4_client_sees_the_imds_as_its_peer() {
+    if !require_root() {
+        return;
+    }
+    let node = node("peer4");
+    let _run = start_run(&node, &[]);
+    let reply = python_in(&node, CLIENT, &["4", "169.254.169.254"]);
+    assert_notice(&reply);
+    assert_eq!(reply["peer"], serde_json::json!(["169.254.169.254", 80]));
+}
+
+#[test]
+fn udp_to_the_imds_address_is_not_rewritten() {
+    if !require_root() {
+        return;
+    }
+    let node = node("udp");
+    let _run = start_run(&node, &[]);
+    // Unrewritten, a UDP connect to 169.254.169.254 finds no route in the private namespace.
+    let reply = python_in(&node, UDP_CLIENT, &[]);
+    assert_eq!(reply["connected"], false, "{reply}");
+    assert_eq!(reply["errno"], libc::ENETUNREACH, "{reply}");
+}
+
+#[test]
+fn each_redirect_is_logged_with_pid_and_target_and_counted_in_the_metrics() {
+    if !require_root() {
+        return;
+    }
+    let node = node("events");
+    let mut run = start_run(&node, &["--metrics", "127.0.0.1:0"]);
+    let reply = python_in(&node, CLIENT, &["4", "169.254.169.254"]);
+    assert_notice(&reply);
+    let pid = reply["pid"].as_u64().unwrap();
+    let target = format!(
+        "cgroup /{}",
+        node.target.strip_prefix(cgroup2_mount()).unwrap().display()
+    );
+    run.wait_for_log(&format!("{target}: pid {pid} ("), Duration::from_secs(5));
+    assert!(run.log().contains("→ IMDS 169.254.169.254 redirected"), "{}", run.log());
+
+    // The metrics address is in the log; scrape it from the host side (loopback only).
+    let log = run.log();
+    let addr = log
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .expect("metrics address logged")
+        .to_string();
+    let want = format!("spot_sim_redirects_total{{target=\"{target}\"}} 1");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "2", &format!("http://{addr}/metrics")])
+            .output()
+            .unwrap();
+        text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains(&want) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(text.contains(&want), "metrics lack {want}:\n{text}");
+    assert!(
+        text.contains(&format!(
+            "spot_sim_requests_total{{target=\"{target}\",path=\"/latest/meta-data/spot/instance-action\",status=\"200\"}} 1"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "spot_sim_scenario_phase{{target=\"{target}\",phase=\"notice\"}} 1"
+        )),
+        "{text}"
+    );
+}

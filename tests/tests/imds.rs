@@ -1,0 +1,369 @@
+//! The fake IMDS through the real redirect: the timeline moves as FIS would move it, IMDSv2
+//! works with curl and with an AWS SDK's own client, and passthrough reaches a stand-in
+//! "real IMDS" without ever redirecting spot-sim's own upstream connection.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test panics with the message of what failed"
+)]
+
+use std::{
+    process::{Command, Output},
+    time::{Duration, SystemTime},
+};
+
+use spot_sim_tests::*;
+
+const BASE: &str = "http://169.254.169.254";
+
+fn get(node: &Node, path: &str, extra: &[&str]) -> Output {
+    let url = format!("{BASE}{path}");
+    let mut args = vec!["-s", "-i"];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    curl_in(&node.target, &node.target_ns, &args)
+}
+
+fn status_of(out: &Output) -> u16 {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no HTTP status in {text:?} (stderr {:?})",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+fn body_of(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn sleep_until(unix: f64) {
+    let now = unix_now();
+    if unix > now {
+        std::thread::sleep(Duration::from_secs_f64(unix - now));
+    }
+}
+
+#[test]
+fn the_timeline_moves_from_rebalance_to_notice_to_gone() {
+    if !require_root() {
+        return;
+    }
+    let node = node("timeline");
+    let _run = start_run(
+        &node,
+        &["--rebalance-lead", "2s", "--interruption-in", "3s"],
+    );
+    // t0: the rebalance recommendation is out, the notice is not.
+    let rebalance = get(
+        &node,
+        "/latest/meta-data/events/recommendations/rebalance",
+        &[],
+    );
+    assert_eq!(status_of(&rebalance), 200);
+    let notice_time: serde_json::Value = serde_json::from_str(&body_of(&rebalance)).unwrap();
+    let t0 = parse_time(notice_time["noticeTime"].as_str().unwrap()).unix_timestamp();
+    let early = get(&node, "/latest/meta-data/spot/instance-action", &[]);
+    if unix_now() < t0 as f64 + 1.8 {
+        assert_eq!(status_of(&early), 404, "no notice before t0 + lead");
+        let listing = body_of(&get(&node, "/latest/meta-data/", &[]));
+        assert!(
+            !listing.lines().any(|l| l == "spot/"),
+            "spot/ listed early:\n{listing}"
+        );
+    }
+    // t0 + lead: the notice, for an interruption at t0 + lead + D.
+    sleep_until(t0 as f64 + 2.5);
+    let notice = get(&node, "/latest/meta-data/spot/instance-action", &[]);
+    assert_eq!(status_of(&notice), 200);
+    let action: serde_json::Value = serde_json::from_str(&body_of(&notice)).unwrap();
+    assert_eq!(
+        parse_time(action["time"].as_str().unwrap()).unix_timestamp(),
+        t0 + 5
+    );
+    let listing = body_of(&get(&node, "/latest/meta-data/", &[]));
+    assert!(
+        listing.lines().any(|l| l == "spot/"),
+        "spot/ missing:\n{listing}"
+    );
+    let termination = get(&node, "/latest/meta-data/spot/termination-time", &[]);
+    assert_eq!(body_of(&termination), action["time"].as_str().unwrap());
+    // t0 + lead + D: the instance is gone; connects are refused.
+    sleep_until(t0 as f64 + 5.6);
+    let gone = get(&node, "/latest/meta-data/spot/instance-action", &[]);
+    assert!(
+        !gone.status.success(),
+        "still answering after the interruption"
+    );
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert_eq!(gone.status.code(), Some(7), "curl: {err}");
+}
+
+#[test]
+fn imdsv2_works_with_curl_and_reports_the_remaining_ttl() {
+    if !require_root() {
+        return;
+    }
+    let node = node("imdsv2");
+    let _run = start_run(&node, &[]);
+    let put = get(
+        &node,
+        "/latest/api/token",
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "X-aws-ec2-metadata-token-ttl-seconds: 60",
+        ],
+    );
+    assert_eq!(status_of(&put), 200);
+    let token = body_of(&put);
+    assert!(token.len() >= 40, "token too short: {token:?}");
+    let header = format!("X-aws-ec2-metadata-token: {token}");
+    let got = get(
+        &node,
+        "/latest/meta-data/spot/instance-action",
+        &["-H", &header],
+    );
+    assert_eq!(status_of(&got), 200);
+    let head = String::from_utf8_lossy(&got.stdout).to_lowercase();
+    let ttl: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-aws-ec2-metadata-token-ttl-seconds: "))
+        .map(|v| v.trim().parse().unwrap())
+        .expect("remaining TTL header");
+    assert!((58..=60).contains(&ttl), "remaining ttl {ttl}");
+    // A forged token is refused even in optional mode, as the real service does.
+    let forged = get(
+        &node,
+        "/latest/meta-data/instance-id",
+        &["-H", "X-aws-ec2-metadata-token: AAAA"],
+    );
+    assert_eq!(status_of(&forged), 401);
+    // A PUT that came through a proxy is refused.
+    let proxied = get(
+        &node,
+        "/latest/api/token",
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "X-aws-ec2-metadata-token-ttl-seconds: 60",
+            "-H",
+            "X-Forwarded-For: 10.0.0.1",
+        ],
+    );
+    assert_eq!(status_of(&proxied), 403);
+}
+
+#[test]
+fn required_mode_answers_401_without_a_token() {
+    if !require_root() {
+        return;
+    }
+    let node = node("required");
+    let _run = start_run(&node, &["--imdsv2", "required"]);
+    let plain = get(&node, "/latest/meta-data/spot/instance-action", &[]);
+    assert_eq!(status_of(&plain), 401);
+    let put = get(
+        &node,
+        "/latest/api/token",
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "X-aws-ec2-metadata-token-ttl-seconds: 10",
+        ],
+    );
+    let header = format!("X-aws-ec2-metadata-token: {}", body_of(&put));
+    assert_eq!(
+        status_of(&get(
+            &node,
+            "/latest/meta-data/spot/instance-action",
+            &["-H", &header]
+        )),
+        200
+    );
+}
+
+/// botocore's own IMDS client, as the AWS CLI and boto3 use it.
+const BOTOCORE: &str = r#"
+import json
+from botocore.utils import InstanceMetadataFetcher
+f = InstanceMetadataFetcher(timeout=2, num_attempts=1)
+token = f._fetch_metadata_token()
+# botocore joins its base URL (with its trailing slash) and paths written without one.
+r = f._get_request("latest/meta-data/spot/instance-action", None, token)
+print(json.dumps({"token": bool(token), "status": r.status_code, "body": r.text}))
+"#;
+
+#[test]
+fn botocore_fetches_a_token_and_reads_the_notice_through_the_redirect() {
+    if !require_root() {
+        return;
+    }
+    let node = node("botocore");
+    let _run = start_run(&node, &["--imdsv2", "required"]);
+    let out = command_in(&node.target, &node.target_ns, "python3", &["-c", BOTOCORE])
+        .env("AWS_EC2_METADATA_DISABLED", "false")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["token"], true, "botocore got no token: {v}");
+    assert_eq!(v["status"], 200, "{v}");
+    let body: serde_json::Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["action"], "terminate");
+}
+
+/// A stand-in for the real IMDS: IMDSv2-only, with its own instance id and a credentials tree,
+/// refusing X-Forwarded-For like the real one.
+const STANDIN: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def reply(self, code, body):
+        b = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+    def do_PUT(self):
+        if self.headers.get("X-Forwarded-For"):
+            return self.reply(403, "forwarded")
+        self.reply(200, "standin-token")
+    def do_GET(self):
+        if self.headers.get("X-aws-ec2-metadata-token") != "standin-token":
+            return self.reply(401, "")
+        pages = {
+            "/latest/meta-data/instance-id": "i-0standin0000real",
+            "/latest/meta-data/iam/security-credentials/": "node-role",
+        }
+        if self.path in pages:
+            return self.reply(200, pages[self.path])
+        self.reply(404, "")
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("169.254.169.254", 80), H).serve_forever()
+"#;
+
+#[test]
+fn passthrough_reads_the_real_imds_and_never_redirects_spot_sims_own_connection() {
+    if !require_root() {
+        return;
+    }
+    // One private namespace holds the stand-in "real IMDS" (on an alias of lo), spot-sim and
+    // the client; spot-sim itself runs inside the targeted cgroup, so its upstream connect
+    // would loop back to itself if the redirect caught it.
+    let cg = TestCgroup::new("passthrough");
+    let target = cg.child("target");
+    let standin_cg = cg.child("standin");
+    let ns = NetNs::new_private().unwrap();
+    let alias = command_in(
+        &standin_cg,
+        &ns,
+        "ip",
+        &["addr", "add", "169.254.169.254/32", "dev", "lo"],
+    )
+    .status()
+    .unwrap();
+    assert!(alias.success());
+    let _standin = spawn_logged(&mut command_in(
+        &standin_cg,
+        &ns,
+        "python3",
+        &["-c", STANDIN],
+    ));
+    let control = control_path("passthrough");
+    let mut run = spawn_logged(
+        command_in(
+            &target,
+            &ns,
+            spot_sim_bin().to_str().unwrap(),
+            &[
+                "run",
+                "--cgroup",
+                target.to_str().unwrap(),
+                "--control",
+                control.to_str().unwrap(),
+                "--passthrough",
+            ],
+        )
+        .env("RUST_LOG", "info"),
+    );
+    run.control = Some(control);
+    run.wait_for_log("serving 1 target", Duration::from_secs(20));
+    let node_like = |path: &str| {
+        let out = curl_in(
+            &target,
+            &ns,
+            &["-s", "-i", "--max-time", "5", &format!("{BASE}{path}")],
+        );
+        (status_of(&out), body_of(&out))
+    };
+    // Wait for the stand-in to listen.
+    let mut id = (0, String::new());
+    for _ in 0..50 {
+        id = node_like("/latest/meta-data/instance-id");
+        if id.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        id,
+        (200, "i-0standin0000real".to_string()),
+        "log:\n{}",
+        run.log()
+    );
+    // The client's connection went through spot-sim (it is redirected)...
+    assert!(
+        run.log()
+            .contains("(curl) → IMDS 169.254.169.254 redirected"),
+        "{}",
+        run.log()
+    );
+    // ...the simulation still answers what it simulates...
+    assert_eq!(node_like("/latest/meta-data/spot/instance-action").0, 200);
+    // ...and credentials stay refused without --allow-credentials.
+    assert_eq!(
+        node_like("/latest/meta-data/iam/security-credentials/").0,
+        404
+    );
+}
+
+#[test]
+fn bad_scenario_options_get_one_clear_line() {
+    let bin = spot_sim_bin();
+    let cases: [(&[&str], &str); 3] = [
+        (&["serve", "--action", "explode"], "explode"),
+        (
+            &["serve", "--scenario", "/nonexistent/spot.toml"],
+            "/nonexistent/spot.toml",
+        ),
+        (&["serve", "--fault-503-rate", "7"], "503"),
+    ];
+    for (args, needle) in cases {
+        let out = Command::new(&bin).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    control::{self, ControlServer, Handler, Reply, Request, metrics::MetricsServer},
+    control::{self, metrics::MetricsServer, ControlServer, Handler, Reply, Request},
     scenario::{ScenarioArgs, Settings, SystemClock},
     session::{Session, TargetSpec},
     target::{
@@ -680,36 +680,44 @@ async fn status(a: StatusArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for (path, pid, targets) in all {
-        println!("spot-sim pid {pid} ({})", path.display());
+        println!("spot-sim pid {pid} (control {})", path.display());
         for t in targets {
+            let gone = if t.cgroup_exists {
+                ""
+            } else {
+                "  [cgroup GONE]"
+            };
+            println!("  {}{gone}", t.name);
+            println!("    cgroup:    {} (id {})", t.cgroup.display(), t.cgroup_id);
             println!(
-                "  {} — cgroup {} (id {}){}",
-                t.name,
-                t.cgroup.display(),
-                t.cgroup_id,
-                if t.cgroup_exists { "" } else { " [GONE]" }
-            );
-            println!(
-                "    responder: {} in net:[{}]; redirects: {}",
+                "    responder: {} in net:[{}]",
                 t.listen.join(", "),
-                t.netns,
-                t.redirects
+                t.netns
             );
             for line in t.timeline_text.lines() {
                 println!("    {line}");
             }
-            if let Some(obj) = t.responder.as_object() {
-                let compact: Vec<String> = obj
-                    .iter()
-                    .filter(|(_, v)| !v.is_object() && !v.is_array())
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                println!("    requests: {}", compact.join(" "));
-                if let Some(w) = obj.get("warnings").and_then(|w| w.as_array()) {
-                    for w in w {
-                        println!("    WARNING: {}", w.as_str().unwrap_or_default());
-                    }
-                }
+            let r = &t.responder;
+            let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+            let last = r
+                .get("last_request_at")
+                .and_then(|v| v.as_str())
+                .unwrap_or("never");
+            println!(
+                "    traffic:   {} redirects, {} requests (IMDSv1 {}, IMDSv2 {}), {} tokens, last poll {last}",
+                t.redirects,
+                n("requests_total"),
+                n("imds_v1_requests"),
+                n("imds_v2_requests"),
+                n("tokens_issued"),
+            );
+            for w in r
+                .get("warnings")
+                .and_then(|w| w.as_array())
+                .into_iter()
+                .flatten()
+            {
+                println!("    WARNING:   {}", w.as_str().unwrap_or_default());
             }
         }
     }

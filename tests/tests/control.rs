@@ -57,7 +57,7 @@ fn a_manual_scenario_waits_for_trigger_and_status_shows_it() {
 
     let (ok, out, err) = spot_sim(&["status", "--control", &control]);
     assert!(ok, "{err}");
-    assert!(out.contains("redirects: "), "{out}");
+    assert!(out.contains(" redirects, "), "{out}");
     assert!(out.to_lowercase().contains("notice"), "{out}");
     // A second trigger is refused: a timeline starts once.
     let (ok, _, err) = spot_sim(&["trigger", "--control", &control]);

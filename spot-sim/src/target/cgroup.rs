@@ -66,10 +66,12 @@ pub struct CgroupDir {
 impl CgroupDir {
     /// Opens `path`, absolute or relative to the cgroup v2 mount `mount`.
     pub fn open(mount: &Path, path: &Path) -> Result<Self, CgroupError> {
-        let full = if path.is_absolute() {
+        // "/system.slice/x.service" as /proc/PID/cgroup writes it is relative to the mount too,
+        // unless it names an existing directory as it is.
+        let full = if path.is_absolute() && (path.starts_with(mount) || path.exists()) {
             path.to_path_buf()
         } else {
-            mount.join(path)
+            mount.join(path.strip_prefix("/").unwrap_or(path))
         };
         let meta = fs::metadata(&full).map_err(|e| match e.kind() {
             ErrorKind::NotFound => CgroupError::NotFound {

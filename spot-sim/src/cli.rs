@@ -99,6 +99,10 @@ struct RunArgs {
     /// A pod to target by its uid. Repeatable; `UID=SCENARIO.toml` as for --pod.
     #[arg(long = "pod-uid", value_name = "UID[=FILE]")]
     pod_uids: Vec<String>,
+    /// Keep following --pod/--pod-uid targets: when a pod is deleted and one is recreated under
+    /// the same name, target the new one (with the same scenario, started afresh).
+    #[arg(long)]
+    follow: bool,
     /// List the pods on this node (namespace, name, uid, QoS class, cgroup) and exit.
     #[arg(long)]
     list_pods: bool,
@@ -424,10 +428,20 @@ async fn run(a: RunArgs) -> Result<ExitCode> {
             Ok((PodSelector::uid(uid)?, file))
         }))
         .collect::<Result<Vec<_>, PodError>>()?;
+    let mut followed = Vec::new();
     for (sel, file) in selectors {
         let host = host.as_ref().ok_or_else(|| anyhow!("no node view"))?;
         let settings = settings_for(&a.scenario, file.as_deref())?;
-        specs.push(pod_target(host, &sel, settings, a.port)?);
+        let spec = pod_target(host, &sel, settings, a.port)?;
+        if a.follow {
+            followed.push(Followed {
+                name: spec.name.clone(),
+                cgroup: spec.cgroup.path().to_path_buf(),
+                sel,
+                file,
+            });
+        }
+        specs.push(spec);
     }
     let session = Session::start(Arc::new(SystemClock))?;
     for spec in specs {
@@ -450,14 +464,21 @@ async fn run(a: RunArgs) -> Result<ExitCode> {
         "serving {} target(s); `spot-sim status` shows the timeline; Ctrl-C detaches",
         session.target_names().len()
     );
-    wait_for_shutdown(&session).await?;
+    wait_for_shutdown(&session, || {
+        if let Some(host) = &host {
+            for f in &mut followed {
+                f.refollow(&session, host, &a.scenario, a.port);
+            }
+        }
+    })
+    .await?;
     // Detach first, then stop answering, then exit.
     session.shutdown();
     log::info!("detached; exiting");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_shutdown(session: &Arc<Session>) -> Result<()> {
+async fn wait_for_shutdown(session: &Arc<Session>, mut on_tick: impl FnMut()) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -466,7 +487,10 @@ async fn wait_for_shutdown(session: &Arc<Session>) -> Result<()> {
         tokio::select! {
             _ = int.recv() => break,
             _ = term.recv() => break,
-            _ = tick.tick() => session.tick(),
+            _ = tick.tick() => {
+                session.tick();
+                on_tick();
+            }
         }
     }
     // A second signal while we clean up exits at once.
@@ -501,6 +525,55 @@ fn relative_name(mount: &Path, path: &Path) -> String {
     path.strip_prefix(mount)
         .map(|p| format!("/{}", p.display()))
         .unwrap_or_else(|_| path.display().to_string())
+}
+
+/// A pod target that `--follow` re-resolves once its cgroup is gone.
+struct Followed {
+    name: String,
+    cgroup: PathBuf,
+    sel: PodSelector,
+    file: Option<PathBuf>,
+}
+
+impl Followed {
+    fn refollow(
+        &mut self,
+        session: &Arc<Session>,
+        host: &HostView,
+        args: &ScenarioArgs,
+        port: u16,
+    ) {
+        // Alive: nothing to do. Gone, or removed after a failed re-add: look for the new pod.
+        if session.cgroup_alive(&self.name) == Some(true) {
+            return;
+        }
+        let Ok(pod) = pods::resolve(host, &self.sel) else {
+            return; // Not back yet; look again on the next tick.
+        };
+        if pod.cgroup.as_ref().is_none_or(|c| *c == self.cgroup) {
+            return;
+        }
+        let spec = settings_for(args, self.file.as_deref())
+            .and_then(|settings| pod_target(host, &self.sel, settings, port));
+        match spec {
+            Ok(spec) => {
+                let (name, cgroup) = (spec.name.clone(), spec.cgroup.path().to_path_buf());
+                let _ = session.remove_target(&self.name);
+                match session.add_target(spec) {
+                    Ok(_) => {
+                        log::info!(
+                            "{}: recreated as {name}; following it (--follow)",
+                            self.name
+                        );
+                        self.name = name;
+                        self.cgroup = cgroup;
+                    }
+                    Err(e) => log::warn!("{}: cannot follow the recreated pod: {e}", self.name),
+                }
+            }
+            Err(e) => log::warn!("{}: cannot follow the recreated pod: {e:#}", self.name),
+        }
+    }
 }
 
 /// A pod's target: its pod-level cgroup (so restarted containers stay covered) and the

@@ -343,6 +343,14 @@ impl Session {
         }
     }
 
+    /// Whether the named target's cgroup still exists (`None`: no such target).
+    pub fn cgroup_alive(&self, name: &str) -> Option<bool> {
+        lock(&self.targets)
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.cgroup.exists())
+    }
+
     pub fn target_names(&self) -> Vec<String> {
         lock(&self.targets).iter().map(|t| t.name.clone()).collect()
     }

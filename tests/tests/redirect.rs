@@ -75,7 +75,10 @@ fn a_dual_stack_socket_asking_for_the_ipv4_imds_gets_the_notice_and_sees_the_imd
     let _run = start_run(&node, &[]);
     let reply = python_in(&node, CLIENT, &["6", "::ffff:169.254.169.254"]);
     assert_notice(&reply);
-    assert_eq!(reply["peer"], serde_json::json!(["::ffff:169.254.169.254", 80]));
+    assert_eq!(
+        reply["peer"],
+        serde_json::json!(["::ffff:169.254.169.254", 80])
+    );
 }
 
 #[test]
@@ -130,7 +133,11 @@ fn each_redirect_is_logged_with_pid_and_target_and_counted_in_the_metrics() {
         node.target.strip_prefix(cgroup2_mount()).unwrap().display()
     );
     run.wait_for_log(&format!("{target}: pid {pid} ("), Duration::from_secs(5));
-    assert!(run.log().contains("→ IMDS 169.254.169.254 redirected"), "{}", run.log());
+    assert!(
+        run.log().contains("→ IMDS 169.254.169.254 redirected"),
+        "{}",
+        run.log()
+    );
 
     // The metrics address is in the log; scrape it from the host side (loopback only).
     let log = run.log();

@@ -6,7 +6,7 @@ use std::{convert::Infallible, fmt::Write as _, net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
+use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request, Response};
 use hyper_util::rt::TokioIo;
 
 use crate::session::{Session, TargetStatus};
@@ -39,7 +39,10 @@ impl MetricsServer {
                 let weak = weak.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |_req: Request<Incoming>| {
-                        let body = weak.upgrade().map(|s| render(&s.status())).unwrap_or_default();
+                        let body = weak
+                            .upgrade()
+                            .map(|s| render(&s.status()))
+                            .unwrap_or_default();
                         async move {
                             let mut resp = Response::new(Full::new(Bytes::from(body)));
                             resp.headers_mut().insert(
@@ -74,7 +77,9 @@ impl Drop for MetricsServer {
 
 /// Label values escaped as the exposition format wants.
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The exposition text for these targets.
@@ -113,8 +118,14 @@ pub fn render(targets: &[TargetStatus]) -> String {
         }
         let get = |k: &str| t.responder.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
         tokens.push(format!("{{target=\"{name}\"}} {}", get("tokens_issued")));
-        versions.push(format!("{{target=\"{name}\",version=\"v1\"}} {}", get("imds_v1_requests")));
-        versions.push(format!("{{target=\"{name}\",version=\"v2\"}} {}", get("imds_v2_requests")));
+        versions.push(format!(
+            "{{target=\"{name}\",version=\"v1\"}} {}",
+            get("imds_v1_requests")
+        ));
+        versions.push(format!(
+            "{{target=\"{name}\",version=\"v2\"}} {}",
+            get("imds_v2_requests")
+        ));
     }
     family(
         "spot_sim_requests_total",
@@ -136,7 +147,11 @@ pub fn render(targets: &[TargetStatus]) -> String {
     );
     let mut phases = Vec::new();
     for t in targets {
-        let current = t.timeline.get("phase").and_then(|p| p.as_str()).unwrap_or("");
+        let current = t
+            .timeline
+            .get("phase")
+            .and_then(|p| p.as_str())
+            .unwrap_or("");
         for phase in ["waiting", "rebalance", "notice", "interrupted"] {
             phases.push(format!(
                 "{{target=\"{}\",phase=\"{phase}\"}} {}",

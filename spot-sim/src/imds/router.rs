@@ -121,14 +121,22 @@ impl Responder {
         // Every request at debug; at info one line a second per target, so a handler polling
         // in a tight loop cannot flood the log. The path is cut short: it is client input.
         let shown: String = path.chars().take(120).collect();
-        log::debug!("{}: {} {shown} → {status} ({version})", self.target, parts.method);
+        log::debug!(
+            "{}: {} {shown} → {status} ({version})",
+            self.target,
+            parts.method
+        );
         if let Some(more) = counters.log_slot() {
             let more = if more > 0 {
                 format!(" (+{more} more since the last line)")
             } else {
                 String::new()
             };
-            log::info!("{}: {} {shown} → {status} ({version}){more}", self.target, parts.method);
+            log::info!(
+                "{}: {} {shown} → {status} ({version}){more}",
+                self.target,
+                parts.method
+            );
         }
         response
     }

@@ -65,8 +65,9 @@ pub struct ScenarioArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub rebalance_lead: Option<Duration>,
 
-    /// The notice's action; with hibernate the notice and the interruption come at once, as on
-    /// AWS [default: terminate]
+    /// The notice's action. With hibernate the notice comes at once with `time` = now, as on
+    /// AWS, and the instance is gone D later (at most 2 min: the guest suspending)
+    /// [default: terminate]
     #[arg(long, value_enum)]
     pub action: Option<Action>,
 

@@ -93,8 +93,14 @@ impl Scenario {
     pub fn schedule(&self, t0: SystemTime) -> Schedule {
         let sequence_start = t0 + self.rebalance_lead;
         let (notice_at, action_time, interrupted_at) = match self.action {
-            // On AWS hibernation starts at once: no two-minute warning, D does not apply.
-            Action::Hibernate => (sequence_start, sequence_start, sequence_start),
+            // On AWS hibernation starts at once: the notice's time is "now", with no two-minute
+            // warning. The instance still answers while the guest suspends to disk; D (at most
+            // two minutes) is how long that takes here, so a handler can see the notice.
+            Action::Hibernate => (
+                sequence_start,
+                sequence_start,
+                sequence_start + self.interruption_in.min(NOTICE_LEAD),
+            ),
             Action::Terminate | Action::Stop => {
                 let action_time = sequence_start + self.interruption_in;
                 // A D shorter than two minutes (handy in tests) clamps the notice to the start.

@@ -89,14 +89,7 @@ impl Redirector {
             .map_err(|e| RedirectError::Preflight(preflight::explain_load_error(e)))?;
         events::forward_ebpf_logs(&mut ebpf);
         for name in PROGRAMS {
-            let prog: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or(RedirectError::Missing(name))?
-                .try_into()
-                .map_err(|source| RedirectError::Program {
-                    program: name,
-                    source,
-                })?;
+            let prog = sock_addr_program(&mut ebpf, name)?;
             prog.load().map_err(|source| RedirectError::Program {
                 program: name,
                 source,
@@ -144,15 +137,7 @@ impl Redirector {
             targets: Arc::clone(&self.targets),
         };
         for name in PROGRAMS {
-            let prog: &mut CgroupSockAddr = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(RedirectError::Missing(name))?
-                .try_into()
-                .map_err(|source| RedirectError::Program {
-                    program: name,
-                    source,
-                })?;
+            let prog = sock_addr_program(&mut self.ebpf, name)?;
             let attach_err = |source| RedirectError::Attach {
                 cgroup: cgroup.path().display().to_string(),
                 source,
@@ -166,6 +151,20 @@ impl Redirector {
         }
         Ok(link)
     }
+}
+
+/// One of our programs, typed.
+fn sock_addr_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut CgroupSockAddr, RedirectError> {
+    ebpf.program_mut(name)
+        .ok_or(RedirectError::Missing(name))?
+        .try_into()
+        .map_err(|source| RedirectError::Program {
+            program: name,
+            source,
+        })
 }
 
 /// One target cgroup's redirect. Dropping it detaches the programs, then forgets the target.

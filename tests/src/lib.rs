@@ -145,6 +145,11 @@ pub fn curl_in(cgroup: &Path, netns: &NetNs, args: &[&str]) -> Output {
     command_in(cgroup, netns, "curl", &all).output().unwrap()
 }
 
+/// The log, even when a panicking test thread poisoned its lock.
+fn lock(log: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A child process killed (by pid) when dropped.
 pub struct Proc {
     pub child: Child,
@@ -162,25 +167,25 @@ impl Proc {
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.log.lock().unwrap().contains(needle) {
+            if lock(&self.log).contains(needle) {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
                     "spot-sim exited ({status}) before logging {needle:?}; it printed:\n{}",
-                    self.log.lock().unwrap()
+                    lock(&self.log)
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!(
             "spot-sim did not log {needle:?} within {timeout:?}; it printed:\n{}",
-            self.log.lock().unwrap()
+            lock(&self.log)
         );
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        lock(&self.log).clone()
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -234,7 +239,7 @@ pub fn spawn_logged(cmd: &mut Command) -> Proc {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("[spot-sim] {line}");
-            let mut l = sink.lock().unwrap();
+            let mut l = lock(&sink);
             l.push_str(&line);
             l.push('\n');
         }

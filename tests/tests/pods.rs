@@ -824,3 +824,27 @@ fn the_deploy_manifests_are_kubernetes_objects_that_can_target_a_pod() {
     }
     check_pod_spec("daemonset.yaml", &ds["spec"]["template"]["spec"]);
 }
+
+#[test]
+fn a_followed_daemonset_pod_that_is_recreated_under_a_new_name_is_redirected_again() {
+    if !require_root() {
+        return;
+    }
+    let node = FakeNode::new("pod-follow");
+    let shape = shape(Systemd, Burstable, Containerd);
+    let mut old = node.running_pod("kube-system", "nth-abc12", shape);
+    let mut run = node.start(&["--pod", "kube-system/nth-*", "--follow"]);
+    old.notice();
+
+    // The DaemonSet's pod is deleted (its logs stay a while, as kubelet keeps them) ...
+    drop(old.sleeper.take());
+    remove_cgroup_tree(&old.cgroup);
+    // ... and recreated with a new name suffix, uid, cgroup and network namespace.
+    let new = node.running_pod("kube-system", "nth-xyz89", shape);
+    run.wait_for_log(
+        "pod kube-system/nth-abc12: recreated as pod kube-system/nth-xyz89; following it",
+        Duration::from_secs(10),
+    );
+    assert_eq!(new.notice()["action"], "terminate");
+    assert_eq!(attached_programs(&new.cgroup).len(), 4);
+}

@@ -27,15 +27,37 @@ impl Tools {
     }
 }
 
+/// A piece the eBPF build needs that is not there yet.
+#[derive(Debug, PartialEq, Eq)]
+enum Missing {
+    RustSrc,
+    BpfLinker,
+}
+
+/// What is missing, given the nightly's sysroot and our bpf-linker folder.
+fn missing(sysroot: &Path, linker_root: &Path) -> Vec<Missing> {
+    let mut out = Vec::new();
+    if !sysroot.join("lib/rustlib/src/rust/library/core").exists() {
+        out.push(Missing::RustSrc);
+    }
+    if !linker_root.join("bin/bpf-linker").exists() {
+        out.push(Missing::BpfLinker);
+    }
+    out
+}
+
 pub fn ensure(root: &Path) -> Result<Tools> {
     let sysroot = nightly_sysroot()?;
-    ensure_rust_src(&sysroot)?;
     let linker_root = root.join("target/tools/bpf-linker");
-    let linker_dir = linker_root.join("bin");
-    if !linker_dir.join("bpf-linker").exists() {
-        install_bpf_linker(root, &sysroot, &linker_root)?;
+    for piece in missing(&sysroot, &linker_root) {
+        match piece {
+            Missing::RustSrc => install_rust_src()?,
+            Missing::BpfLinker => install_bpf_linker(root, &sysroot, &linker_root)?,
+        }
     }
-    Ok(Tools { linker_dir })
+    Ok(Tools {
+        linker_dir: linker_root.join("bin"),
+    })
 }
 
 fn nightly_sysroot() -> Result<PathBuf> {
@@ -53,10 +75,7 @@ fn nightly_sysroot() -> Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-fn ensure_rust_src(sysroot: &Path) -> Result<()> {
-    if sysroot.join("lib/rustlib/src/rust/library/core").exists() {
-        return Ok(());
-    }
+fn install_rust_src() -> Result<()> {
     eprintln!("xtask: the nightly's rust-src is missing (build-std needs it); installing it");
     let ok = Command::new("rustup")
         .args(["component", "add", "rust-src", "--toolchain", "nightly"])
@@ -138,4 +157,25 @@ fn install_bpf_linker(root: &Path, sysroot: &Path, linker_root: &Path) -> Result
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_machine_lacks_both_pieces_and_a_set_up_one_neither() {
+        let dir = std::env::temp_dir().join(format!("xtask-toolchain-{}", std::process::id()));
+        let (sysroot, linker) = (dir.join("sysroot"), dir.join("linker"));
+        std::fs::create_dir_all(&sysroot).unwrap();
+        assert_eq!(
+            missing(&sysroot, &linker),
+            vec![Missing::RustSrc, Missing::BpfLinker]
+        );
+        std::fs::create_dir_all(sysroot.join("lib/rustlib/src/rust/library/core")).unwrap();
+        std::fs::create_dir_all(linker.join("bin")).unwrap();
+        std::fs::write(linker.join("bin/bpf-linker"), "").unwrap();
+        assert_eq!(missing(&sysroot, &linker), vec![]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -110,7 +110,9 @@ impl Responder {
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_bytes)
-            .keep_alive(true);
+            .keep_alive(true)
+            // The real service writes `Server: EC2ws`, `Content-Length: ...`.
+            .title_case_headers(true);
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(conn);
         let tick = (limits.keep_alive_idle / 4).max(Duration::from_millis(10));

@@ -126,32 +126,3 @@ fn serve_answers_without_ebpf_on_its_listen_address() {
     serve.signal(nix::sys::signal::Signal::SIGINT);
     assert!(serve.wait_timeout(Duration::from_secs(5)).is_some());
 }
-
-#[test]
-fn the_ebpf_side_logs_into_spot_sims_log() {
-    if !require_root() {
-        return;
-    }
-    let out = Command::new(spot_sim_bin())
-        .args([
-            "exec",
-            "--netns",
-            "new",
-            "--",
-            "curl",
-            "-s",
-            "--max-time",
-            "5",
-            ACTION,
-        ])
-        .env("RUST_LOG", "debug")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    // Written by aya-log in the connect4 program, read back through its ring buffer.
-    assert!(
-        err.contains("redirected pid "),
-        "no eBPF log record:\n{err}"
-    );
-}

@@ -23,6 +23,14 @@ fn get(node: &Node, path: &str, extra: &[&str]) -> Output {
     curl_in(&node.target, &node.target_ns, &args)
 }
 
+/// `PUT /latest/api/token` with a TTL, plus any extra curl arguments.
+fn put_token(node: &Node, ttl: u32, extra: &[&str]) -> Output {
+    let ttl = format!("X-aws-ec2-metadata-token-ttl-seconds: {ttl}");
+    let mut args = vec!["-X", "PUT", "-H", &ttl];
+    args.extend_from_slice(extra);
+    get(node, "/latest/api/token", &args)
+}
+
 fn status_of(out: &Output) -> u16 {
     let text = String::from_utf8_lossy(&out.stdout);
     text.split_whitespace()
@@ -119,16 +127,7 @@ fn imdsv2_works_with_curl_and_reports_the_remaining_ttl() {
     }
     let node = node("imdsv2");
     let _run = start_run(&node, &[]);
-    let put = get(
-        &node,
-        "/latest/api/token",
-        &[
-            "-X",
-            "PUT",
-            "-H",
-            "X-aws-ec2-metadata-token-ttl-seconds: 60",
-        ],
-    );
+    let put = put_token(&node, 60, &[]);
     assert_eq!(status_of(&put), 200);
     let token = body_of(&put);
     assert!(token.len() >= 40, "token too short: {token:?}");
@@ -154,18 +153,7 @@ fn imdsv2_works_with_curl_and_reports_the_remaining_ttl() {
     );
     assert_eq!(status_of(&forged), 401);
     // A PUT that came through a proxy is refused.
-    let proxied = get(
-        &node,
-        "/latest/api/token",
-        &[
-            "-X",
-            "PUT",
-            "-H",
-            "X-aws-ec2-metadata-token-ttl-seconds: 60",
-            "-H",
-            "X-Forwarded-For: 10.0.0.1",
-        ],
-    );
+    let proxied = put_token(&node, 60, &["-H", "X-Forwarded-For: 10.0.0.1"]);
     assert_eq!(status_of(&proxied), 403);
 }
 
@@ -178,16 +166,7 @@ fn required_mode_answers_401_without_a_token() {
     let _run = start_run(&node, &["--imdsv2", "required"]);
     let plain = get(&node, "/latest/meta-data/spot/instance-action", &[]);
     assert_eq!(status_of(&plain), 401);
-    let put = get(
-        &node,
-        "/latest/api/token",
-        &[
-            "-X",
-            "PUT",
-            "-H",
-            "X-aws-ec2-metadata-token-ttl-seconds: 10",
-        ],
-    );
+    let put = put_token(&node, 10, &[]);
     let header = format!("X-aws-ec2-metadata-token: {}", body_of(&put));
     assert_eq!(
         status_of(&get(

@@ -148,7 +148,7 @@ fn exec_returns_the_command_status_and_leaves_no_cgroup() {
 }
 
 #[test]
-fn exec_with_a_private_netns_shows_the_notice_to_curl() {
+fn exec_with_a_private_netns_shows_the_notice_to_curl_and_logs_the_ebpf_side() {
     if !require_root() {
         return;
     }
@@ -164,17 +164,20 @@ fn exec_with_a_private_netns_shows_the_notice_to_curl() {
             "5",
             INSTANCE_ACTION,
         ])
+        .env("RUST_LOG", "debug")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(
         body.starts_with("{\"action\": \"terminate\", \"time\": \""),
         "body: {body}"
+    );
+    // Written by aya-log in the connect4 program, read back through its ring buffer.
+    assert!(
+        log.contains("redirected pid "),
+        "no eBPF log record:\n{log}"
     );
 }
 

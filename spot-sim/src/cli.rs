@@ -267,6 +267,7 @@ async fn exec(a: ExecArgs) -> Result<ExitCode> {
         name: name.clone(),
         cgroup: CgroupDir::open(&mount, cgroup.dir().path())?,
         netns: netns.try_clone()?,
+        proc: PathBuf::from("/proc"),
         settings,
         port: a.port,
     })?;
@@ -412,6 +413,7 @@ async fn run(a: RunArgs) -> Result<ExitCode> {
             name: format!("cgroup {}", relative_name(&mount, cgroup.path())),
             cgroup,
             netns,
+            proc: proc.clone(),
             settings,
             port: a.port,
         });
@@ -597,6 +599,7 @@ fn pod_target(
         name: format!("pod {}", pod.full_name()),
         cgroup,
         netns,
+        proc: host.proc.clone(),
         settings,
         port,
     })
@@ -699,6 +702,7 @@ impl SessionHandler {
                     name: format!("cgroup {}", relative_name(&ctx.mount, cgroup.path())),
                     cgroup,
                     netns,
+                    proc: ctx.proc.clone(),
                     settings,
                     port: ctx.port,
                 }

@@ -5,7 +5,7 @@
 //! ever redirected to nothing.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener},
     path::PathBuf,
     sync::{
@@ -53,6 +53,8 @@ pub struct TargetSpec {
     pub name: String,
     pub cgroup: CgroupDir,
     pub netns: NetNs,
+    /// The node's `/proc`, to find the namespaces of processes that join the target later.
+    pub proc: PathBuf,
     pub settings: Settings,
     /// Fixed responder port (both families); 0 picks a free one.
     pub port: u16,
@@ -74,6 +76,9 @@ struct ActiveTarget {
     // Field order is drop order: detach first, then stop the responder.
     link: Option<TargetLink>,
     netns_inode: u64,
+    /// Every namespace the responder listens in (by inode), with the same ports in each.
+    served: HashSet<u64>,
+    proc: PathBuf,
     port4: u16,
     port6: u16,
     timeline: Arc<Timeline>,
@@ -202,16 +207,7 @@ impl Session {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for listener in std::iter::once(l4).chain(l6) {
-            let listener = to_tokio(listener, &spec.name)?;
-            let responder = Arc::clone(&responder);
-            let rx = stop_rx.clone();
-            let name = spec.name.clone();
-            tasks.push(tokio::spawn(async move {
-                match responder.serve(listener, rx).await {
-                    Ok(end) => log::debug!("{name}: responder stopped: {end:?}"),
-                    Err(e) => log::warn!("{name}: responder failed: {e}"),
-                }
-            }));
+            tasks.push(spawn_serve(&responder, listener, &stop_rx, &spec.name)?);
         }
         let link = lock(&self.redirector).attach(
             &spec.cgroup,
@@ -240,6 +236,8 @@ impl Session {
             cgroup: spec.cgroup,
             link: Some(link),
             netns_inode: spec.netns.inode(),
+            served: HashSet::from([spec.netns.inode()]),
+            proc: spec.proc,
             port4,
             port6,
             timeline,
@@ -250,6 +248,9 @@ impl Session {
             on_interrupt: spec.settings.on_interrupt,
             gone_reported: false,
         });
+        if let Some(t) = lock(&self.targets).last_mut() {
+            serve_new_namespaces(t);
+        }
         Ok(name)
     }
 
@@ -318,6 +319,7 @@ impl Session {
     pub fn tick(&self) {
         let mut targets = lock(&self.targets);
         for t in targets.iter_mut() {
+            serve_new_namespaces(t);
             if !t.gone_reported && !t.cgroup.exists() {
                 t.gone_reported = true;
                 log::warn!(
@@ -368,6 +370,78 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Starts serving one listener of a target's responder.
+fn spawn_serve(
+    responder: &Arc<Responder>,
+    listener: TcpListener,
+    stop: &watch::Receiver<bool>,
+    name: &str,
+) -> Result<JoinHandle<()>, SessionError> {
+    let listener = to_tokio(listener, name)?;
+    let responder = Arc::clone(responder);
+    let rx = stop.clone();
+    let name = name.to_string();
+    Ok(tokio::spawn(async move {
+        match responder.serve(listener, rx).await {
+            Ok(end) => log::debug!("{name}: responder stopped: {end:?}"),
+            Err(e) => log::warn!("{name}: responder failed: {e}"),
+        }
+    }))
+}
+
+/// The redirect sends a target's connects to its ports on loopback in whatever namespace the
+/// connecting process is in. A cgroup can hold processes of several namespaces (a slice of
+/// pods), and processes can join later in a namespace of their own (a pod that starts after
+/// spot-sim): each such namespace gets a listener on the same ports, so no target process is
+/// redirected to nothing for longer than a tick.
+fn serve_new_namespaces(t: &mut ActiveTarget) {
+    let pids = t.cgroup.pids();
+    for pid in pids {
+        let Ok(ns) = NetNs::of_pid(&t.proc, pid) else {
+            continue; // Gone already, or not ours to see.
+        };
+        if t.served.contains(&ns.inode()) {
+            continue;
+        }
+        t.served.insert(ns.inode());
+        let bound = ns.run(|| {
+            let l4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, t.port4)));
+            let l6 = (t.port6 != 0)
+                .then(|| TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, t.port6))).ok())
+                .flatten();
+            (l4, l6)
+        });
+        let (l4, l6) = match bound {
+            Ok((Ok(l4), l6)) => (l4, l6),
+            Ok((Err(e), _)) => {
+                log::warn!(
+                    "{}: cannot listen on 127.0.0.1:{} in net:[{}] (pid {pid}): {e}; IMDS connects from there are refused",
+                    t.name,
+                    t.port4,
+                    ns.inode()
+                );
+                continue;
+            }
+            Err(e) => {
+                log::warn!("{}: {e}", t.name);
+                continue;
+            }
+        };
+        let stop = t.stop.subscribe();
+        for l in std::iter::once(l4).chain(l6) {
+            match spawn_serve(&t.responder, l, &stop, &t.name) {
+                Ok(task) => t.tasks.push(task),
+                Err(e) => log::warn!("{}: {e}", t.name),
+            }
+        }
+        log::info!(
+            "{}: also serving inside net:[{}] (pid {pid} joined the target)",
+            t.name,
+            ns.inode()
+        );
     }
 }
 

@@ -175,3 +175,36 @@ fn each_redirect_is_logged_with_pid_and_target_and_counted_in_the_metrics() {
         "{text}"
     );
 }
+
+#[test]
+fn a_process_that_joins_the_target_in_a_namespace_of_its_own_is_served_there_too() {
+    if !require_root() {
+        return;
+    }
+    let node = node("late-netns");
+    let mut run = start_run(&node, &[]);
+    // A second workload starts in the target cgroup, in a network namespace of its own (a pod
+    // that starts after spot-sim, or a slice holding several pods).
+    let late_ns = NetNs::new_private().unwrap();
+    let _late = sleeper_in(&node.target, &late_ns);
+    run.wait_for_log(
+        &format!("also serving inside net:[{}]", late_ns.inode()),
+        Duration::from_secs(5),
+    );
+    let out = curl_in(
+        &node.target,
+        &late_ns,
+        &[
+            "-f",
+            "http://169.254.169.254/latest/meta-data/spot/instance-action",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The first namespace is still served.
+    let reply = python_in(&node, CLIENT, &["4", "169.254.169.254"]);
+    assert_notice(&reply);
+}

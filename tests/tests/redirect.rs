@@ -18,6 +18,8 @@ family, addr = sys.argv[1], sys.argv[2]
 if family == "6":
     s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # dual-stack, as Java does
+elif family == "mptcp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_MPTCP)
 else:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 s.settimeout(5)
@@ -206,5 +208,23 @@ fn a_process_that_joins_the_target_in_a_namespace_of_its_own_is_served_there_too
     );
     // The first namespace is still served.
     let reply = python_in(&node, CLIENT, &["4", "169.254.169.254"]);
+    assert_notice(&reply);
+}
+
+/// The kernel runs the connect hook on an MPTCP socket's first subflow, which is plain TCP: a
+/// runtime that dials with MPTCP must not escape the simulation.
+#[test]
+fn a_multipath_tcp_client_does_not_escape_the_simulation() {
+    if !require_root() {
+        return;
+    }
+    let mptcp = std::fs::read_to_string("/proc/sys/net/mptcp/enabled").unwrap_or_default();
+    if mptcp.trim() != "1" {
+        eprintln!("SKIPPED: MPTCP is not enabled on this kernel (net.mptcp.enabled)");
+        return;
+    }
+    let node = node("mptcp");
+    let _run = start_run(&node, &[]);
+    let reply = python_in(&node, CLIENT, &["mptcp", "169.254.169.254"]);
     assert_notice(&reply);
 }

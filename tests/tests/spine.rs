@@ -305,3 +305,24 @@ fn without_cgroup_v2_it_says_so() {
     ]));
     assert!(err.contains("no cgroup v2 filesystem is mounted"), "{err}");
 }
+
+#[test]
+fn exec_forwards_sigterm_to_the_command_and_exits_with_its_status() {
+    if !require_root() {
+        return;
+    }
+    let mut p = spawn_logged(Command::new(spot_sim_bin()).args([
+        "exec",
+        "--netns",
+        "new",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; echo ready >&2; sleep 30 & wait",
+    ]));
+    p.wait_for_log("ready", Duration::from_secs(20));
+    p.signal(Signal::SIGTERM);
+    let status = p.wait_timeout(Duration::from_secs(10)).expect("exec ended");
+    assert_eq!(status.code(), Some(42), "log:\n{}", p.log());
+    assert_eq!(exec_cgroups_of(p.pid()), Vec::<String>::new());
+}

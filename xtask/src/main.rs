@@ -1,6 +1,7 @@
 //! Developer tasks: build the eBPF object (installing its toolchain pieces on first use), run
 //! spot-sim, run the test suite, run the benchmarks.
 
+mod bench;
 mod toolchain;
 
 use std::{
@@ -31,6 +32,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build in release mode, then compare spot-sim with direct loopback, socat and iptables
+    /// (as root, in private network namespaces); writes target/bench/.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +89,7 @@ fn run(task: Task) -> Result<ExitCode> {
                 .context("running cargo test")?;
             Ok(exit_code(status))
         }
+        Task::Bench(args) => bench::run(&root, args),
     }
 }
 

@@ -711,7 +711,7 @@ fn a_deleted_pod_is_reported_gone_and_spot_sim_keeps_serving_the_others() {
     assert_eq!(cart.notice()["action"], "terminate");
 }
 
-/// A manifest as JSON, through PyYAML (`.ci/run` installs python3-yaml).
+/// A manifest as JSON, through PyYAML (`.ci/run` installs it with pip when missing).
 fn manifest(name: &str) -> serde_json::Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../deploy")
@@ -727,7 +727,7 @@ fn manifest(name: &str) -> serde_json::Value {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !err.contains("No module named 'yaml'"),
-        "PyYAML is missing: `.ci/run` installs it (apt-get install python3-yaml)"
+        "PyYAML is missing: `.ci/run` installs it (python3 -m pip install pyyaml)"
     );
     assert!(
         out.status.success(),

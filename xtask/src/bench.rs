@@ -363,7 +363,11 @@ impl Proc {
             }
             check_interrupted()?;
             if let Ok(Some(status)) = self.child.try_wait() {
+                // Its last lines may still be on their way through the pipe.
                 std::thread::sleep(Duration::from_millis(50));
+                if let Some((at, _)) = self.locked().iter().find(|(_, l)| l.contains(needle)) {
+                    return Ok(*at);
+                }
                 bail!(
                     "{} exited ({status}) before printing {needle:?}:\n{}",
                     self.name,

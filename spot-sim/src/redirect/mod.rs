@@ -5,6 +5,7 @@
 //! closes the link fds) detaches. Nothing is pinned: no redirect can outlive spot-sim.
 
 mod events;
+mod holder;
 mod preflight;
 
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 pub use events::{EventReader, RedirectEvent};
+pub use holder::Holder;
 pub use preflight::preflight;
 use spot_sim_common::Target;
 
@@ -55,6 +57,8 @@ pub enum RedirectError {
     },
     #[error("cgroup {0} is already a target of this spot-sim")]
     AlreadyTargeted(String),
+    #[error("cgroup {cgroup} is already redirected by another spot-sim ({holder}): stop that one first, or add this target to it with `spot-sim target add`")]
+    HeldByAnother { cgroup: String, holder: Holder },
     #[error("cannot update the target map: {0}")]
     Map(#[from] aya::maps::MapError),
 }
@@ -121,6 +125,17 @@ impl Redirector {
         target: Target,
     ) -> Result<TargetLink, RedirectError> {
         let id = cgroup.id();
+        // Two spot-sims on one cgroup would each answer some connects: refuse the second.
+        let ours = sock_addr_program(&mut self.ebpf, "connect4")?
+            .info()
+            .map(|i| i.id())
+            .unwrap_or(0);
+        if let Some(holder) = holder::other_spot_sim(cgroup, ours) {
+            return Err(RedirectError::HeldByAnother {
+                cgroup: cgroup.path().display().to_string(),
+                holder,
+            });
+        }
         {
             let mut map = lock(&self.targets);
             if map.get(&id, 0).is_ok() {

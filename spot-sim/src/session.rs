@@ -453,7 +453,18 @@ fn bind_loopback(
     target: &str,
 ) -> Result<(TcpListener, Option<TcpListener>), SessionError> {
     let (l4, l6) = netns.run(|| {
-        let l4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+        let mut l4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+        // The workload got there first: the redirect carries each target's own port, so this
+        // target simply gets another one, instead of failing the whole run.
+        if port != 0 && l4.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse) {
+            l4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+            if let Some(other) = l4.as_ref().ok().and_then(|l| l.local_addr().ok()) {
+                log::warn!(
+                    "{target}: port {port} is already in use in its network namespace (by the workload?); serving it on port {} instead",
+                    other.port()
+                );
+            }
+        }
         let l6 = l4.as_ref().ok().and_then(|l| {
             // Same port on ::1 when it is free, so both families show one number.
             let p = l.local_addr().map(|a| a.port()).unwrap_or(port);

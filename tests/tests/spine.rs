@@ -240,27 +240,27 @@ fn a_taken_responder_port_is_reported_and_nothing_is_left() {
         return;
     }
     let node = node("port");
-    // The workload already listens on the port inside its namespace.
+    // The workload already listens on the port inside its namespace: spot-sim serves this
+    // target on another port (the redirect carries each target's own), and says so.
     let taken = node
         .target_ns
         .run(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let control = control_path("port");
-    let (_, err) = fails(Command::new(spot_sim_bin()).args([
-        "run",
-        "--cgroup",
-        node.target.to_str().unwrap(),
-        "--port",
-        &port,
-        "--control",
-        control.to_str().unwrap(),
-    ]));
+    let mut run = start_run(&node, &["--port", &port]);
     assert!(
-        err.contains(&format!("port {port} is already in use")),
-        "{err}"
+        run.log().contains(&format!(
+            "port {port} is already in use in its network namespace"
+        )),
+        "{}",
+        run.log()
     );
+    instance_action(&node.target, &node.target_ns);
+    run.signal(Signal::SIGTERM);
+    let status = run.wait_timeout(Duration::from_secs(5)).expect("exited");
+    assert!(status.success(), "exit status {status}");
     assert!(attached_programs(&node.target).is_empty());
+    let control = run.control.take().unwrap();
     assert!(!control.exists());
 }
 

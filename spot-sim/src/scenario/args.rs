@@ -235,9 +235,30 @@ fn invalid(
     }
 }
 
+/// Longest duration any option takes. Far beyond any rehearsal, and far from where adding it
+/// to the clock could overflow (found by fuzzing: `start-in = "400000000000y"` panicked).
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 fn settings_from(file: ScenarioFile, origin: &str) -> Result<Settings, ScenarioError> {
     let defaults = Scenario::default();
     let s = file.scenario;
+    for (field, value) in [
+        ("scenario.start-in", &s.start_in),
+        ("scenario.interruption-in", &s.interruption_in),
+        ("scenario.rebalance-lead", &s.rebalance_lead),
+        ("faults.latency", &file.faults.latency),
+        ("imds.passthrough-timeout", &file.imds.passthrough_timeout),
+    ] {
+        if let Some(d) = value.as_ref().filter(|d| d.0 > MAX_DURATION) {
+            return Err(invalid(
+                origin,
+                field,
+                format!("{:?}", humantime::format_duration(d.0).to_string()),
+                "too long",
+                "at most 366 days",
+            ));
+        }
+    }
     let start = match (s.manual, s.start_in) {
         (Some(true), Some(d)) => {
             return Err(invalid(

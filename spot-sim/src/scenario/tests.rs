@@ -448,3 +448,19 @@ fn options_are_checked_when_parsed() {
     assert!(e.contains("terminate, stop, hibernate"), "{e}");
     parse(&["--on-interrupt", "kill", "--fault-latency", "200ms"]).expect("valid");
 }
+
+#[test]
+fn absurd_durations_are_refused_instead_of_overflowing_the_clock() {
+    // Found by `cargo xtask fuzz` (scenario_file): this panicked in Timeline::new.
+    let e = error("[scenario]\nstart-in = \"400000000000y\"\n");
+    assert!(
+        e.contains("scenario.start-in") && e.contains("at most 366 days"),
+        "{e}"
+    );
+    let e = cli(&["--interruption-in", "400000000000y"])
+        .resolve()
+        .expect_err("must be refused")
+        .to_string();
+    assert!(e.contains("command line: scenario.interruption-in"), "{e}");
+    assert!(from_toml("[scenario]\nstart-in = \"366days\"\n").is_ok());
+}

@@ -36,6 +36,8 @@ pub enum CgroupError {
     NotCgroup2 { path: PathBuf, mount: PathBuf },
     #[error("cannot create a cgroup under {parent}: {source} (spot-sim needs root, or a delegated cgroup subtree)")]
     Create { parent: PathBuf, source: io::Error },
+    #[error("the cgroup v2 mount {} is read-only, so spot-sim cannot create a cgroup for the command: mount it read-write (a container needs /sys/fs/cgroup rw), or target an existing cgroup with `spot-sim run --cgroup`, which only reads", mount.display())]
+    ReadOnly { mount: PathBuf },
     #[error("cannot move a process into cgroup {path}: {source}")]
     Move { path: PathBuf, source: io::Error },
     #[error("cannot open cgroup {path}: {source}")]
@@ -204,6 +206,11 @@ impl TransientCgroup {
                             source,
                         })?;
                     return Ok(Self { dir, procs });
+                }
+                Err(source) if source.raw_os_error() == Some(libc::EROFS) => {
+                    return Err(CgroupError::ReadOnly {
+                        mount: mount.to_path_buf(),
+                    });
                 }
                 Err(source) => {
                     last = Some(CgroupError::Create {

@@ -2,6 +2,7 @@
 //! spot-sim, run the test suite, run the benchmarks.
 
 mod bench;
+mod fuzz;
 mod toolchain;
 
 use std::{
@@ -35,6 +36,9 @@ enum Task {
     /// Build in release mode, then compare spot-sim with direct loopback, socat and iptables
     /// (as root, in private network namespaces); writes target/bench/.
     Bench(bench::BenchArgs),
+    /// Run every cargo-fuzz target in fuzz/ for a bounded time (nightly; installs cargo-fuzz
+    /// into target/tools/ on first use).
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +94,7 @@ fn run(task: Task) -> Result<ExitCode> {
             Ok(exit_code(status))
         }
         Task::Bench(args) => bench::run(&root, args),
+        Task::Fuzz(args) => fuzz::run(&root, args),
     }
 }
 

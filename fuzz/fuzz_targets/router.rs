@@ -1,0 +1,105 @@
+//! Any request the HTTP layer lets through: the answer IMDS would give, never a panic, never
+//! a credential, never a server error when no fault is configured.
+#![no_main]
+
+use std::time::Duration;
+
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Request};
+use libfuzzer_sys::fuzz_target;
+use spot_sim::imds::Imdsv2Mode;
+use spot_sim::scenario::Settings;
+
+#[path = "common.rs"]
+mod common;
+
+#[derive(arbitrary::Arbitrary, Debug)]
+struct Call {
+    method: String,
+    path: String,
+    headers: Vec<(String, Vec<u8>)>,
+    /// Present the token the responder issued first.
+    with_token: bool,
+    advance_secs: u16,
+}
+
+#[derive(arbitrary::Arbitrary, Debug)]
+struct Input {
+    required: bool,
+    allow_credentials: bool,
+    calls: Vec<Call>,
+}
+
+fuzz_target!(|input: Input| {
+    let mut settings = Settings::default();
+    settings.imds.imdsv2 = if input.required {
+        Imdsv2Mode::Required
+    } else {
+        Imdsv2Mode::Optional
+    };
+    settings.imds.allow_credentials = input.allow_credentials;
+    let (clock, responder) = common::responder(settings);
+    let rt = common::runtime();
+    let token_req = Request::builder()
+        .method(Method::PUT)
+        .uri("/latest/api/token")
+        .header("x-aws-ec2-metadata-token-ttl-seconds", "21600")
+        .body(())
+        .expect("a token request");
+    let (resp, token) = rt.block_on(common::call(&responder, token_req));
+    assert_eq!(resp.status(), 200);
+    let token = String::from_utf8(token).expect("an ASCII token");
+    for call in input.calls.iter().take(32) {
+        clock.advance(Duration::from_secs(call.advance_secs.into()));
+        let Ok(method) = Method::from_bytes(call.method.as_bytes()) else {
+            continue;
+        };
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(call.path.as_str());
+        for (name, value) in &call.headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(value),
+            ) {
+                req = req.header(n, v);
+            }
+        }
+        if call.with_token {
+            req = req.header("x-aws-ec2-metadata-token", token.as_str());
+        }
+        // Whatever the URI parser refuses, hyper answers 400 before the router sees it.
+        let Ok(req) = req.body(()) else {
+            continue;
+        };
+        let path = req.uri().path().to_string();
+        let (resp, body) = rt.block_on(common::call(&responder, req));
+        let status = resp.status();
+        let h = resp.headers();
+        assert_eq!(h.get("server").map(|v| v.as_bytes()), Some(&b"EC2ws"[..]));
+        let len: usize = h
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .expect("a Content-Length");
+        if method == Method::HEAD {
+            assert!(body.is_empty());
+        } else {
+            assert_eq!(len, body.len());
+        }
+        assert!(!status.is_server_error(), "{method} {path}: {status}");
+        if path.contains('%') || path.split('/').any(|s| s == "..") {
+            assert_eq!(status, 404, "{method} {path}");
+        }
+        let credentials = path.starts_with("/latest/meta-data/iam")
+            || path.starts_with("/latest/meta-data/identity-credentials");
+        if credentials && !input.allow_credentials {
+            assert_ne!(status, 200, "{method} {path} served credentials");
+        }
+        // The token is a secret: it is never echoed.
+        assert!(
+            path == "/latest/api/token"
+                || !body.windows(token.len()).any(|w| w == token.as_bytes()),
+            "{method} {path} echoed the token"
+        );
+    }
+});

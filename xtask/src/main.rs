@@ -86,7 +86,8 @@ fn run(task: Task) -> Result<ExitCode> {
             };
             let status = cmd
                 .current_dir(&root)
-                .args(["test", "--workspace", "--"])
+                // No doc tests: there are none, and their empty summary would close the log.
+                .args(["test", "--workspace", "--lib", "--bins", "--tests", "--"])
                 .args(&args)
                 .env("SPOT_SIM_BIN", &bin)
                 .status()

@@ -1,0 +1,245 @@
+//! Both ends of the control socket: a running instance's answers ([`SessionHandler`]), and
+//! the `status`, `trigger` and `target` commands that ask.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
+
+use anyhow::{anyhow, bail, Result};
+
+use super::{
+    run::{netns_of, pod_target, relative_name, settings_for},
+    StatusArgs, TargetAction,
+};
+use crate::{
+    control::{self as ctl, ControlServer, Handler, Reply, Request},
+    scenario::ScenarioArgs,
+    session::{Session, TargetSpec},
+    target::{CgroupDir, HostView, PodSelector},
+};
+
+/// What `target add` needs to resolve new targets the way the command line did.
+#[derive(Clone)]
+pub(super) struct AddContext {
+    pub(super) mount: PathBuf,
+    pub(super) proc: PathBuf,
+    pub(super) host_root: Option<PathBuf>,
+    pub(super) cgroup_root: Option<PathBuf>,
+    pub(super) args: ScenarioArgs,
+    pub(super) port: u16,
+}
+
+/// The running instance's answers to control requests.
+struct SessionHandler {
+    session: Arc<Session>,
+    /// `None` for `exec`, which takes no new targets.
+    add: Option<AddContext>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Handler for SessionHandler {
+    fn handle(&self, req: Request) -> Reply {
+        match req {
+            Request::Status => Reply::Status {
+                pid: std::process::id(),
+                targets: self.session.status(),
+            },
+            Request::Trigger { target } => match self.session.trigger(target.as_deref()) {
+                Ok(names) => Reply::Done {
+                    message: format!("triggered: {}", names.join(", ")),
+                },
+                Err(message) => Reply::Error { message },
+            },
+            Request::TargetAdd {
+                cgroup,
+                pod,
+                pod_uid,
+                scenario,
+            } => match self.add_target(cgroup, pod, pod_uid, scenario) {
+                Ok(name) => Reply::Done {
+                    message: format!("added {name}"),
+                },
+                Err(e) => Reply::Error {
+                    message: format!("{e:#}"),
+                },
+            },
+            Request::TargetRemove { name } => match self.session.remove_target(&name) {
+                Ok(()) => Reply::Done {
+                    message: format!("removed {name}"),
+                },
+                Err(e) => Reply::Error {
+                    message: e.to_string(),
+                },
+            },
+        }
+    }
+}
+
+impl SessionHandler {
+    fn add_target(
+        &self,
+        cgroup: Option<PathBuf>,
+        pod: Option<String>,
+        pod_uid: Option<String>,
+        scenario: Option<PathBuf>,
+    ) -> Result<String> {
+        let ctx = self
+            .add
+            .as_ref()
+            .ok_or_else(|| anyhow!("this instance (spot-sim exec) takes no new targets"))?;
+        let settings = settings_for(&ctx.args, scenario.as_deref())?;
+        let spec = match (cgroup, pod, pod_uid) {
+            (Some(path), None, None) => {
+                let cgroup = CgroupDir::open(&ctx.mount, &path)?;
+                let netns = netns_of(&cgroup, &ctx.proc)?;
+                TargetSpec {
+                    name: format!("cgroup {}", relative_name(&ctx.mount, cgroup.path())),
+                    cgroup,
+                    netns,
+                    proc: ctx.proc.clone(),
+                    settings,
+                    port: ctx.port,
+                }
+            }
+            (None, pod, uid) if pod.is_some() != uid.is_some() => {
+                let host = HostView::detect(ctx.host_root.as_deref(), ctx.cgroup_root.as_deref())?;
+                let sel = match (pod, uid) {
+                    (Some(p), _) => p.parse::<PodSelector>()?,
+                    (_, Some(u)) => PodSelector::uid(&u)?,
+                    _ => unreachable!("one of the two is set"),
+                };
+                pod_target(&host, &sel, settings, ctx.port)?
+            }
+            _ => bail!("give exactly one of --cgroup PATH, --pod NS/NAME or --pod-uid UID"),
+        };
+        // The responder's listeners are registered with the runtime.
+        let _guard = self.runtime.enter();
+        Ok(self.session.add_target(spec)?)
+    }
+}
+
+pub(super) async fn start_control(
+    path: &Path,
+    session: &Arc<Session>,
+    add: Option<AddContext>,
+) -> Result<ControlServer> {
+    let handler = Arc::new(SessionHandler {
+        session: Arc::clone(session),
+        add,
+        runtime: tokio::runtime::Handle::current(),
+    });
+    Ok(ControlServer::start(path, handler).await?)
+}
+
+pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
+    let mut all = Vec::new();
+    for path in ctl::discover(a.control.as_deref()).await? {
+        match ctl::call(&path, &Request::Status).await? {
+            Reply::Status { pid, targets } => all.push((path, pid, targets)),
+            Reply::Error { message } => bail!("{}: {message}", path.display()),
+            Reply::Done { message } => println!("{message}"),
+        }
+    }
+    if a.json {
+        let v: Vec<_> = all
+            .iter()
+            .map(|(path, pid, targets)| {
+                serde_json::json!({ "control": path, "pid": pid, "targets": targets })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (path, pid, targets) in all {
+        println!("spot-sim pid {pid} (control {})", path.display());
+        for t in targets {
+            let gone = if t.cgroup_exists {
+                ""
+            } else {
+                "  [cgroup GONE]"
+            };
+            println!("  {}{gone}", t.name);
+            println!("    cgroup:    {} (id {})", t.cgroup.display(), t.cgroup_id);
+            println!(
+                "    responder: {} in net:[{}]",
+                t.listen.join(", "),
+                t.netns
+            );
+            for line in t.timeline_text.lines() {
+                println!("    {line}");
+            }
+            let r = &t.responder;
+            let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+            let last = r
+                .get("last_request_at")
+                .and_then(|v| v.as_str())
+                .unwrap_or("never");
+            println!(
+                "    traffic:   {} redirects, {} requests (IMDSv1 {}, IMDSv2 {}), {} tokens, last poll {last}",
+                t.redirects,
+                n("requests_total"),
+                n("imds_v1_requests"),
+                n("imds_v2_requests"),
+                n("tokens_issued"),
+            );
+            for w in r
+                .get("warnings")
+                .and_then(|w| w.as_array())
+                .into_iter()
+                .flatten()
+            {
+                println!("    WARNING:   {}", w.as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn target_action(action: TargetAction) -> Result<ExitCode> {
+    let (path, req) = match action {
+        TargetAction::Add {
+            cgroup,
+            pod,
+            pod_uid,
+            scenario,
+            control,
+        } => (
+            control,
+            Request::TargetAdd {
+                cgroup,
+                pod,
+                pod_uid,
+                // The instance resolves the file from its own working directory.
+                scenario: scenario.map(|f| std::fs::canonicalize(&f).unwrap_or(f)),
+            },
+        ),
+        TargetAction::Remove { name, control } => (control, Request::TargetRemove { name }),
+        TargetAction::List { control } => match ctl::call(&control, &Request::Status).await? {
+            Reply::Status { targets, .. } => {
+                for t in targets {
+                    println!("{}\t{}\t{}", t.name, t.cgroup.display(), t.listen.join(","));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => {
+                print_done(other)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+        },
+    };
+    print_done(ctl::call(&path, &req).await?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn print_done(reply: Reply) -> Result<()> {
+    match reply {
+        Reply::Done { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        Reply::Error { message } => Err(ctl::ControlError::Remote(message).into()),
+        Reply::Status { .. } => Ok(()),
+    }
+}

@@ -1,0 +1,150 @@
+//! `spot-sim exec`: one command in a transient cgroup, with the redirect on it for its
+//! lifetime.
+
+use std::{
+    io::IsTerminal,
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+
+use super::{control::start_control, ExecArgs, NetnsMode};
+use crate::{
+    control::{self as ctl, metrics::MetricsServer},
+    scenario::SystemClock,
+    session::{Session, TargetSpec},
+    target::{cgroup::cgroup2_mount, CgroupDir, NetNs, TransientCgroup},
+};
+
+pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
+    let settings = a.scenario.resolve()?;
+    let program = a.command[0].clone();
+    check_program(&program)?;
+    let mount = cgroup2_mount()?;
+    let session = Session::start(Arc::new(SystemClock))?;
+    let cgroup = TransientCgroup::create(&mount, "spot-sim-exec")?;
+    let netns = match a.netns {
+        NetnsMode::New => NetNs::new_private()?,
+        NetnsMode::Current => NetNs::current()?,
+    };
+    let enter_netns = (a.netns == NetnsMode::New).then(|| netns.as_raw_fd());
+    let procs_fd = cgroup.procs_fd().as_raw_fd();
+    let name = "exec".to_string();
+    session.add_target(TargetSpec {
+        name: name.clone(),
+        cgroup: CgroupDir::open(&mount, cgroup.dir().path())?,
+        netns: netns.try_clone()?,
+        proc: PathBuf::from("/proc"),
+        settings,
+        port: a.port,
+    })?;
+    let control_path = a.control.unwrap_or_else(ctl::default_exec_socket);
+    let _control = start_control(&control_path, &session, None).await?;
+    let _metrics = match a.metrics {
+        Some(addr) => Some(MetricsServer::start(addr, &session).await?),
+        None => None,
+    };
+
+    let mut cmd = std::process::Command::new(&program);
+    cmd.args(&a.command[1..]);
+    // SAFETY: only async-signal-safe syscalls run between fork and exec: setns and write.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(fd) = enter_netns {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // "0" moves the writing process: the child joins the cgroup before it execs.
+            if libc::write(procs_fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = tokio::process::Command::from(cmd)
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.to_string_lossy()))?;
+    let pid = child.id().unwrap_or(0);
+    log::debug!("started {} as pid {pid}", program.to_string_lossy());
+    let status = wait_forwarding_signals(&mut child, pid, &session).await?;
+    session.shutdown();
+    drop(session);
+    drop(cgroup);
+    Ok(exit_code_of(status))
+}
+
+/// A clear error for a command that cannot run, before anything is created.
+fn check_program(program: &std::ffi::OsStr) -> Result<()> {
+    let p = Path::new(program);
+    let found = if p.components().count() > 1 {
+        p.exists().then(|| p.to_path_buf())
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(p))
+                .find(|c| c.is_file())
+        })
+    };
+    match found {
+        None => bail!(
+            "command not found: {} (check the name, or give its full path)",
+            p.display()
+        ),
+        Some(f) => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&f)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
+            if mode & 0o111 == 0 || f.is_dir() {
+                bail!(
+                    "{} is not an executable file (chmod +x it, or run it through its interpreter)",
+                    f.display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn wait_forwarding_signals(
+    child: &mut tokio::process::Child,
+    pid: u32,
+    session: &Arc<Session>,
+) -> Result<std::process::ExitStatus> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // With a terminal, Ctrl-C already reaches the command (same foreground process group):
+    // relaying SIGINT too would deliver it twice.
+    let relay_int = !std::io::stdin().is_terminal();
+    loop {
+        tokio::select! {
+            status = child.wait() => return Ok(status?),
+            _ = int.recv() => if relay_int { forward(pid, nix::sys::signal::Signal::SIGINT) },
+            _ = term.recv() => forward(pid, nix::sys::signal::Signal::SIGTERM),
+            _ = tick.tick() => session.tick(),
+        }
+    }
+}
+
+fn forward(pid: u32, sig: nix::sys::signal::Signal) {
+    if pid != 0 {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+    }
+}
+
+fn exit_code_of(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => ExitCode::from(c as u8),
+        // Like a shell: 128 + the signal that ended the command.
+        (None, Some(sig)) => ExitCode::from(128u8.wrapping_add(sig as u8)),
+        _ => ExitCode::FAILURE,
+    }
+}

@@ -1,0 +1,268 @@
+//! `spot-sim run`: existing cgroups and pods, until SIGINT/SIGTERM; and how a target named on
+//! the command line (or through `target add`) becomes a [`TargetSpec`].
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{anyhow, bail, Result};
+
+use super::{
+    control::{start_control, AddContext},
+    RunArgs,
+};
+use crate::{
+    control::metrics::MetricsServer,
+    scenario::{ScenarioArgs, Settings, SystemClock},
+    session::{Session, TargetSpec},
+    target::{cgroup::cgroup2_mount, pods, CgroupDir, HostView, NetNs, PodError, PodSelector},
+};
+
+pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
+    let wants_pods = a.list_pods || !a.pods.is_empty() || !a.pod_uids.is_empty();
+    let host = if wants_pods {
+        Some(HostView::detect(
+            a.host_root.as_deref(),
+            a.cgroup_root.as_deref(),
+        )?)
+    } else {
+        None
+    };
+    if a.list_pods {
+        let host = host.as_ref().ok_or_else(|| anyhow!("no node view"))?;
+        print!("{}", pods::render_table(&pods::list_pods(host)?));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.cgroups.is_empty() && !wants_pods {
+        bail!("nothing to target: give at least one --cgroup PATH, --pod NS/NAME or --pod-uid UID (see --list-pods)");
+    }
+    let mount = match &host {
+        Some(h) => h.cgroup2.clone(),
+        None => cgroup2_mount()?,
+    };
+    let proc = host
+        .as_ref()
+        .map_or_else(|| PathBuf::from("/proc"), |h| h.proc.clone());
+    let mut specs = Vec::new();
+    for arg in &a.cgroups {
+        let (path, file) = split_target_arg(arg);
+        let settings = settings_for(&a.scenario, file.as_deref())?;
+        let cgroup = CgroupDir::open(&mount, Path::new(path))?;
+        let netns = netns_of(&cgroup, &proc)?;
+        specs.push(TargetSpec {
+            name: format!("cgroup {}", relative_name(&mount, cgroup.path())),
+            cgroup,
+            netns,
+            proc: proc.clone(),
+            settings,
+            port: a.port,
+        });
+    }
+    let selectors = a
+        .pods
+        .iter()
+        .map(|arg| {
+            let (sel, file) = split_target_arg(arg);
+            Ok((sel.parse::<PodSelector>()?, file))
+        })
+        .chain(a.pod_uids.iter().map(|arg| {
+            let (uid, file) = split_target_arg(arg);
+            Ok((PodSelector::uid(uid)?, file))
+        }))
+        .collect::<Result<Vec<_>, PodError>>()?;
+    let mut followed = Vec::new();
+    for (sel, file) in selectors {
+        let host = host.as_ref().ok_or_else(|| anyhow!("no node view"))?;
+        let settings = settings_for(&a.scenario, file.as_deref())?;
+        let spec = pod_target(host, &sel, settings, a.port)?;
+        if a.follow {
+            followed.push(Followed {
+                name: spec.name.clone(),
+                cgroup: spec.cgroup.path().to_path_buf(),
+                sel,
+                file,
+            });
+        }
+        specs.push(spec);
+    }
+    let session = Session::start(Arc::new(SystemClock))?;
+    for spec in specs {
+        session.add_target(spec)?;
+    }
+    let add = AddContext {
+        mount,
+        proc,
+        host_root: a.host_root.clone(),
+        cgroup_root: a.cgroup_root.clone(),
+        args: a.scenario.clone(),
+        port: a.port,
+    };
+    let _control = start_control(&a.control, &session, Some(add)).await?;
+    let _metrics = match a.metrics {
+        Some(addr) => Some(MetricsServer::start(addr, &session).await?),
+        None => None,
+    };
+    log::info!(
+        "serving {} target(s); `spot-sim status` shows the timeline; Ctrl-C detaches",
+        session.target_names().len()
+    );
+    wait_for_shutdown(&session, || {
+        if let Some(host) = &host {
+            for f in &mut followed {
+                f.refollow(&session, host, &a.scenario, a.port);
+            }
+        }
+    })
+    .await?;
+    // Detach first, then stop answering, then exit.
+    session.shutdown();
+    log::info!("detached; exiting");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_shutdown(session: &Arc<Session>, mut on_tick: impl FnMut()) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => {
+                session.tick();
+                on_tick();
+            }
+        }
+    }
+    // A second signal while we clean up exits at once.
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        eprintln!("spot-sim: second signal, exiting now");
+        std::process::exit(130);
+    });
+    Ok(())
+}
+
+/// `PATH=FILE` → (PATH, Some(FILE)).
+pub(super) fn split_target_arg(arg: &str) -> (&str, Option<PathBuf>) {
+    match arg.rsplit_once('=') {
+        Some((p, f)) if !f.is_empty() => (p, Some(PathBuf::from(f))),
+        _ => (arg, None),
+    }
+}
+
+pub(super) fn settings_for(args: &ScenarioArgs, file: Option<&Path>) -> Result<Settings> {
+    let mut args = args.clone();
+    if let Some(f) = file {
+        args.scenario = Some(f.to_path_buf());
+    }
+    Ok(args.resolve()?)
+}
+
+pub(super) fn relative_name(mount: &Path, path: &Path) -> String {
+    path.strip_prefix(mount)
+        .map(|p| format!("/{}", p.display()))
+        .unwrap_or_else(|_| path.display().to_string())
+}
+
+/// A pod target that `--follow` re-resolves once its cgroup is gone.
+struct Followed {
+    name: String,
+    cgroup: PathBuf,
+    sel: PodSelector,
+    file: Option<PathBuf>,
+}
+
+impl Followed {
+    fn refollow(
+        &mut self,
+        session: &Arc<Session>,
+        host: &HostView,
+        args: &ScenarioArgs,
+        port: u16,
+    ) {
+        // Alive: nothing to do. Gone, or removed after a failed re-add: look for the new pod.
+        if session.cgroup_alive(&self.name) == Some(true) {
+            return;
+        }
+        let Ok(pod) = pods::resolve(host, &self.sel) else {
+            return; // Not back yet; look again on the next tick.
+        };
+        if pod.cgroup.as_ref().is_none_or(|c| *c == self.cgroup) {
+            return;
+        }
+        let spec = settings_for(args, self.file.as_deref())
+            .and_then(|settings| pod_target(host, &self.sel, settings, port));
+        match spec {
+            Ok(spec) => {
+                let (name, cgroup) = (spec.name.clone(), spec.cgroup.path().to_path_buf());
+                let _ = session.remove_target(&self.name);
+                match session.add_target(spec) {
+                    Ok(_) => {
+                        log::info!(
+                            "{}: recreated as {name}; following it (--follow)",
+                            self.name
+                        );
+                        self.name = name;
+                        self.cgroup = cgroup;
+                    }
+                    Err(e) => log::warn!("{}: cannot follow the recreated pod: {e}", self.name),
+                }
+            }
+            Err(e) => log::warn!("{}: cannot follow the recreated pod: {e:#}", self.name),
+        }
+    }
+}
+
+/// A pod's target: its pod-level cgroup (so restarted containers stay covered) and the
+/// network namespace its containers share.
+pub(super) fn pod_target(
+    host: &HostView,
+    sel: &PodSelector,
+    settings: Settings,
+    port: u16,
+) -> Result<TargetSpec> {
+    let pod = pods::resolve(host, sel)?;
+    let path = pod.cgroup.clone().ok_or_else(|| {
+        anyhow!(
+            "pod {} has no cgroup on this node (is it still running?)",
+            pod.full_name()
+        )
+    })?;
+    let cgroup = CgroupDir::open(&host.cgroup2, &path)?;
+    let netns = netns_of(&cgroup, &host.proc)?;
+    Ok(TargetSpec {
+        name: format!("pod {}", pod.full_name()),
+        cgroup,
+        netns,
+        proc: host.proc.clone(),
+        settings,
+        port,
+    })
+}
+
+/// The namespace a target's processes use: that of any process in it, else ours (an empty
+/// cgroup gets the node's namespace; processes that join later are expected to share it).
+pub(super) fn netns_of(cgroup: &CgroupDir, proc: &Path) -> Result<NetNs> {
+    let ours = NetNs::current()?;
+    for pid in cgroup.pids() {
+        if let Ok(ns) = NetNs::of_pid(proc, pid) {
+            if !ns.same_as(&ours) {
+                log::info!(
+                    "{}: serving inside the network namespace of pid {pid} (net:[{}])",
+                    cgroup.path().display(),
+                    ns.inode()
+                );
+            }
+            return Ok(ns);
+        }
+    }
+    Ok(ours)
+}

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::bpf_sock_addr,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_sock_addr},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid,
         generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_socket_cookie},
@@ -26,6 +26,10 @@ const LOOPBACK4_BE: u32 = u32::from_ne_bytes([127, 0, 0, 1]);
 const MAPPED_PREFIX_BE: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 /// ::1, network order words.
 const LOOPBACK6_BE: [u32; 4] = [0, 0, 0, u32::from_ne_bytes([0, 0, 0, 1])];
+
+/// Pending event bytes past which the kernel wakes spot-sim at once (a quarter of the
+/// ring buffer).
+const WAKE_AT_BYTES: u64 = 64 * 1024;
 
 /// Allow the syscall. Every path returns this: a 0 would fail the user's connect with EPERM.
 const ALLOW: i32 = 1;
@@ -153,5 +157,13 @@ fn emit(ctx: &SockAddrContext, target: &Target, family: u32, addr: [u32; 4], map
         mapped: u32::from(mapped),
         comm,
     });
-    entry.submit(0);
+    // No wake-up per event: at tens of thousands of connects a second, waking spot-sim for
+    // each one costs the redirected clients CPU. spot-sim drains the buffer on a short timer,
+    // and is woken only when the buffer is filling up.
+    let flags = if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) > WAKE_AT_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(u64::from(flags));
 }

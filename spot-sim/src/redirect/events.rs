@@ -65,6 +65,10 @@ impl EventReader {
     }
 
     /// Delivers events to `f` until the ring buffer fails (it does not, while spot-sim runs).
+    ///
+    /// The kernel side submits without waking us (a wake-up per connect costs the clients CPU
+    /// under load) unless the buffer is filling up, so we also drain it on a short timer: an
+    /// event reaches the log and the counters within [`DRAIN_EVERY`].
     pub async fn run(self, mut f: impl FnMut(RedirectEvent)) {
         // SAFETY: the ring buffer owns its map fd and keeps it open for as long as the
         // AsyncFd owns the ring buffer.
@@ -72,24 +76,35 @@ impl EventReader {
             log::warn!("cannot poll the redirect event ring buffer; redirects will not be logged");
             return;
         };
+        let mut tick = tokio::time::interval(DRAIN_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            let Ok(mut guard) = fd.readable_mut().await else {
-                return;
-            };
-            let ring = guard.get_inner_mut();
-            while let Some(item) = ring.next() {
-                if item.len() >= size_of::<spot_sim_common::RedirectEvent>() {
-                    // SAFETY: the kernel wrote a whole RedirectEvent there; read_unaligned
-                    // copes with the ring buffer's 8-byte alignment.
-                    let raw = unsafe {
-                        std::ptr::read_unaligned(
-                            item.as_ptr().cast::<spot_sim_common::RedirectEvent>(),
-                        )
+            tokio::select! {
+                ready = fd.readable_mut() => {
+                    let Ok(mut guard) = ready else {
+                        return;
                     };
-                    f(RedirectEvent::from_raw(&raw));
+                    drain(guard.get_inner_mut(), &mut f);
+                    guard.clear_ready();
                 }
+                _ = tick.tick() => drain(fd.get_mut(), &mut f),
             }
-            guard.clear_ready();
+        }
+    }
+}
+
+/// How often the event ring buffer is read when the kernel does not wake us.
+pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn drain(ring: &mut RingBuf<MapData>, f: &mut impl FnMut(RedirectEvent)) {
+    while let Some(item) = ring.next() {
+        if item.len() >= size_of::<spot_sim_common::RedirectEvent>() {
+            // SAFETY: the kernel wrote a whole RedirectEvent there; read_unaligned copes with
+            // the ring buffer's 8-byte alignment.
+            let raw = unsafe {
+                std::ptr::read_unaligned(item.as_ptr().cast::<spot_sim_common::RedirectEvent>())
+            };
+            f(RedirectEvent::from_raw(&raw));
         }
     }
 }

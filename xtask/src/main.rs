@@ -3,6 +3,7 @@
 
 mod bench;
 mod fuzz;
+mod image;
 mod toolchain;
 
 use std::{
@@ -39,6 +40,9 @@ enum Task {
     /// Run every cargo-fuzz target in fuzz/ for a bounded time (nightly; installs cargo-fuzz
     /// into target/tools/ on first use).
     Fuzz(fuzz::FuzzArgs),
+    /// Build the container image (static musl spot-sim, FROM scratch) with buildah, and check
+    /// the binary inside it runs.
+    Image,
 }
 
 fn main() -> ExitCode {
@@ -96,6 +100,7 @@ fn run(task: Task) -> Result<ExitCode> {
         }
         Task::Bench(args) => bench::run(&root, args),
         Task::Fuzz(args) => fuzz::run(&root, args),
+        Task::Image => image::run(&root),
     }
 }
 
@@ -106,7 +111,7 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn cargo() -> String {
+pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 

@@ -116,10 +116,21 @@ fn collect_dirs(p: &Path, out: &mut Vec<PathBuf>) {
 
 /// A command set to start inside `cgroup` and `netns`.
 pub fn command_in(cgroup: &Path, netns: &NetNs, program: &str, args: &[&str]) -> Command {
-    let procs = fs::OpenOptions::new()
-        .write(true)
-        .open(cgroup.join("cgroup.procs"))
-        .unwrap();
+    command_in_place(Some(cgroup), netns, program, args)
+}
+
+/// A command inside `netns` only, staying in the test's own cgroup ("the node").
+pub fn command_in_netns(netns: &NetNs, program: &str, args: &[&str]) -> Command {
+    command_in_place(None, netns, program, args)
+}
+
+fn command_in_place(cgroup: Option<&Path>, netns: &NetNs, program: &str, args: &[&str]) -> Command {
+    let procs = cgroup.map(|c| {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(c.join("cgroup.procs"))
+            .unwrap()
+    });
     let ns = netns.try_clone().unwrap();
     let mut cmd = Command::new(program);
     cmd.args(args);
@@ -129,8 +140,10 @@ pub fn command_in(cgroup: &Path, netns: &NetNs, program: &str, args: &[&str]) ->
             if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
-                return Err(std::io::Error::last_os_error());
+            if let Some(procs) = &procs {
+                if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });

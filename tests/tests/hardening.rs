@@ -11,7 +11,6 @@
 
 use std::{
     fs,
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Output},
     time::{Duration, Instant},
@@ -96,24 +95,6 @@ fn http_code(t: &Target, path: &str) -> String {
         ],
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A command inside `netns` only, staying in the test's own cgroup ("the node").
-fn command_in_netns(netns: &NetNs, program: &str, args: &[&str]) -> Command {
-    use std::os::fd::AsRawFd;
-    let ns = netns.try_clone().unwrap();
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    // SAFETY: only setns runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd
 }
 
 fn json_of(out: &Output) -> serde_json::Value {

@@ -344,20 +344,31 @@ pub fn node(tag: &str) -> Node {
     }
 }
 
+/// Starts `spot-sim run ARGS` with a control socket of its own and waits until it serves `n`
+/// targets. With `inside`, spot-sim itself runs in that cgroup and network namespace.
+pub fn start_run_with(args: &[&str], n: usize, inside: Option<(&Path, &NetNs)>) -> Proc {
+    let control = control_path("run");
+    let mut all = vec!["run", "--control", control.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let bin = spot_sim_bin();
+    let mut cmd = match inside {
+        Some((cgroup, netns)) => command_in(cgroup, netns, bin.to_str().unwrap(), &all),
+        None => {
+            let mut c = Command::new(&bin);
+            c.args(&all);
+            c
+        }
+    };
+    let mut p = spawn_logged(&mut cmd);
+    p.control = Some(control);
+    p.wait_for_log(&format!("serving {n} target"), Duration::from_secs(20));
+    p
+}
+
 /// Starts `spot-sim run` on the node's target cgroup (plus `extra` arguments) and waits
 /// until it serves.
 pub fn start_run(node: &Node, extra: &[&str]) -> Proc {
-    let control = control_path("run");
-    let mut args = vec![
-        "run",
-        "--cgroup",
-        node.target.to_str().unwrap(),
-        "--control",
-        control.to_str().unwrap(),
-    ];
+    let mut args = vec!["--cgroup", node.target.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let mut p = spawn_spot_sim(&args);
-    p.control = Some(control);
-    p.wait_for_log("serving 1 target", Duration::from_secs(20));
-    p
+    start_run_with(&args, 1, None)
 }

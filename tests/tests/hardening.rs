@@ -42,17 +42,6 @@ fn target(parent: &TestCgroup, name: &str) -> Target {
     }
 }
 
-/// `spot-sim run` with a unique control socket; waits until it serves `n` targets.
-fn run(args: &[&str], n: usize) -> Proc {
-    let control = control_path("hard");
-    let mut all = vec!["run", "--control", control.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let mut p = spawn_spot_sim(&all);
-    p.control = Some(control);
-    p.wait_for_log(&format!("serving {n} target"), Duration::from_secs(20));
-    p
-}
-
 /// `spot-sim run` on `targets`, plus `extra` arguments.
 fn run_on(targets: &[&Target], extra: &[&str]) -> Proc {
     let mut args: Vec<String> = targets
@@ -60,9 +49,10 @@ fn run_on(targets: &[&Target], extra: &[&str]) -> Proc {
         .flat_map(|t| ["--cgroup".to_string(), t.path.display().to_string()])
         .collect();
     args.extend(extra.iter().map(|a| a.to_string()));
-    run(
+    start_run_with(
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         targets.len(),
+        None,
     )
 }
 
@@ -830,7 +820,7 @@ fn a_target_netns_that_disappears_is_survived_and_a_new_one_is_served_and_releas
     let path = cg.child("t");
     let first_ns = NetNs::new_private().unwrap();
     let first = sleeper_in(&path, &first_ns);
-    let p = run(&["--cgroup", path.to_str().unwrap()], 1);
+    let p = start_run_with(&["--cgroup", path.to_str().unwrap()], 1, None);
     let pid = p.pid();
     let fp = Footprint::of(&p);
     // A control request first, so the runtime's helper threads exist in both counts.
@@ -1104,25 +1094,18 @@ fn a_down_or_slow_passthrough_upstream_gives_a_timely_502_or_504() {
             ns: ns.try_clone().unwrap(),
             _sleeper: Some(sleeper_in(&cg.child(name), &ns)),
         };
-        let control = control_path("upstream");
         let upstream = format!("127.0.0.1:{port}");
-        let mut p = spawn_logged(&mut command_in(
-            &spot,
-            &ns,
-            spot_sim_bin().to_str().unwrap(),
+        let p = start_run_with(
             &[
-                "run",
                 "--cgroup",
                 t.path.to_str().unwrap(),
-                "--control",
-                control.to_str().unwrap(),
                 "--passthrough",
                 "--passthrough-upstream",
                 &upstream,
             ],
-        ));
-        p.control = Some(control);
-        p.wait_for_log("serving 1 target", Duration::from_secs(20));
+            1,
+            Some((&spot, &ns)),
+        );
         let fp = Footprint::of(&p);
         let t0 = Instant::now();
         let code = http_code(&t, "/latest/meta-data/public-keys/");

@@ -269,25 +269,11 @@ fn passthrough_reads_the_real_imds_and_never_redirects_spot_sims_own_connection(
         "python3",
         &["-c", STANDIN],
     ));
-    let control = control_path("passthrough");
-    let mut run = spawn_logged(
-        command_in(
-            &target,
-            &ns,
-            spot_sim_bin().to_str().unwrap(),
-            &[
-                "run",
-                "--cgroup",
-                target.to_str().unwrap(),
-                "--control",
-                control.to_str().unwrap(),
-                "--passthrough",
-            ],
-        )
-        .env("RUST_LOG", "info"),
+    let mut run = start_run_with(
+        &["--cgroup", target.to_str().unwrap(), "--passthrough"],
+        1,
+        Some((&target, &ns)),
     );
-    run.control = Some(control);
-    run.wait_for_log("serving 1 target", Duration::from_secs(20));
     let node_like = |path: &str| {
         let out = curl_in(
             &target,

@@ -398,6 +398,8 @@ fn spawn_serve(
 /// spot-sim): each such namespace gets a listener on the same ports, so no target process is
 /// redirected to nothing for longer than a tick.
 fn serve_new_namespaces(t: &mut ActiveTarget) {
+    // Every pid is looked at on every tick, not only newcomers: a container runtime can move
+    // a process into the cgroup before it has entered the pod's network namespace.
     let pids = t.cgroup.pids();
     for pid in pids {
         let Ok(ns) = NetNs::of_pid(&t.proc, pid) else {

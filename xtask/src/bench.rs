@@ -64,7 +64,7 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<ExitCode> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let bin = target_dir.join("release/spot-sim");
-    ensure_tools()?;
+    crate::deps::ensure(crate::deps::BENCH)?;
     install_signal_flag();
     let out = root.join("target/bench");
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -82,44 +82,6 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<ExitCode> {
         out.join("requests.svg").display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Installs wrk, socat and iptables from Debian's packages when missing.
-fn ensure_tools() -> Result<()> {
-    let missing: Vec<&str> = [("wrk", "wrk"), ("socat", "socat"), ("iptables", "iptables")]
-        .into_iter()
-        .filter(|(bin, _)| !on_path(bin))
-        .map(|(_, pkg)| pkg)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!("xtask: installing {}", missing.join(" "));
-    let ok = Command::new("apt-get")
-        .arg("update")
-        .arg("-qq")
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success());
-    // iptables is optional: its row says "unavailable" instead.
-    if !ok || !on_path("wrk") || !on_path("socat") {
-        bail!(
-            "cannot install {} (the bench needs wrk and socat: apt-get install wrk socat)",
-            missing.join(" ")
-        );
-    }
-    Ok(())
-}
-
-fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-        || Path::new("/usr/sbin").join(bin).is_file()
 }
 
 // ---------------------------------------------------------------------------------------------

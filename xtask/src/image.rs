@@ -13,6 +13,7 @@ const TAG: &str = "localhost/spot-sim:dev";
 pub fn run(root: &Path) -> Result<ExitCode> {
     let arch = std::env::consts::ARCH;
     let target = format!("{arch}-unknown-linux-musl");
+    crate::deps::ensure(crate::deps::IMAGE)?;
     crate::build_ebpf(root)?;
     eprintln!("xtask: adding the {target} target (rustup) if it is missing");
     check(
@@ -36,9 +37,6 @@ pub fn run(root: &Path) -> Result<ExitCode> {
             "{} is not static (it asks for a dynamic loader)",
             bin.display()
         );
-    }
-    if Command::new("buildah").arg("--version").output().is_err() {
-        bail!("buildah is not installed: `apt-get install buildah`, then run `cargo xtask image` again");
     }
     // A context holding only the binary: nothing else of the tree goes into the image.
     let context = root.join("target/image-context");

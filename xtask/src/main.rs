@@ -2,6 +2,7 @@
 //! spot-sim, run the test suite, run the benchmarks.
 
 mod bench;
+mod deps;
 mod fuzz;
 mod image;
 mod toolchain;
@@ -40,6 +41,9 @@ enum Task {
     /// Run every cargo-fuzz target in fuzz/ for a bounded time (nightly; installs cargo-fuzz
     /// into target/tools/ on first use).
     Fuzz(fuzz::FuzzArgs),
+    /// Check licences, bans and sources with cargo-deny (installed into target/tools/ on first
+    /// use; advisories need the RustSec database from GitHub, see SECURITY.md).
+    Deny,
     /// Build the container image (static musl spot-sim, FROM scratch) with buildah, and check
     /// the binary inside it runs.
     Image,
@@ -77,6 +81,7 @@ fn run(task: Task) -> Result<ExitCode> {
             Ok(exit_code(cmd.status().context("starting spot-sim")?))
         }
         Task::Test { args } => {
+            deps::ensure(deps::TEST)?;
             build_ebpf(&root)?;
             let bin = build_spot_sim(&root, false)?;
             // The end-to-end tests attach eBPF programs and create cgroups: they need root.
@@ -101,7 +106,34 @@ fn run(task: Task) -> Result<ExitCode> {
         Task::Bench(args) => bench::run(&root, args),
         Task::Fuzz(args) => fuzz::run(&root, args),
         Task::Image => image::run(&root),
+        Task::Deny => deny(&root),
     }
+}
+
+fn deny(root: &Path) -> Result<ExitCode> {
+    let prefix = root.join("target/tools/cargo-deny");
+    let bin = prefix.join("bin/cargo-deny");
+    if !bin.exists() {
+        eprintln!(
+            "xtask: cargo-deny is missing; installing it into {}",
+            prefix.display()
+        );
+        let ok = Command::new(cargo())
+            .args(["install", "--locked", "cargo-deny", "--root"])
+            .arg(&prefix)
+            .status()
+            .context("running cargo install")?
+            .success();
+        if !ok {
+            bail!("installing cargo-deny failed (see the output above)");
+        }
+    }
+    let status = Command::new(&bin)
+        .current_dir(root)
+        .args(["check", "licenses", "bans", "sources"])
+        .status()
+        .context("running cargo-deny")?;
+    Ok(exit_code(status))
 }
 
 fn workspace_root() -> PathBuf {
@@ -150,7 +182,7 @@ fn build_spot_sim(root: &Path, release: bool) -> Result<PathBuf> {
     Ok(root.join("target").join(profile).join("spot-sim"))
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc_geteuid() == 0 }
 }

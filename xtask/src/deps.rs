@@ -1,0 +1,230 @@
+//! What the tasks need from outside the Rust workspace (system programs, Python modules),
+//! checked on every run and installed when missing, saying what is installed. The README's
+//! commands are the whole set-up on a fresh machine: `.ci/run` installs nothing of its own.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Result};
+
+/// How to tell that a piece is present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// A program on `PATH` (or in `/usr/sbin`, `/sbin`, which a non-login root shell may lack).
+    Program(&'static str),
+    /// A module the `python3` first on `PATH` can import.
+    PythonModule(&'static str),
+}
+
+/// Where a missing piece comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A Debian package.
+    Apt(&'static str),
+    /// A PyPI package, for the `python3` first on `PATH`.
+    Pip(&'static str),
+}
+
+/// One thing a task needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    pub probe: Probe,
+    pub source: Source,
+    /// Why the task needs it, for the message printed when it is installed.
+    pub why: &'static str,
+}
+
+const fn apt(program: &'static str, package: &'static str, why: &'static str) -> Need {
+    Need {
+        probe: Probe::Program(program),
+        source: Source::Apt(package),
+        why,
+    }
+}
+
+const fn pip(module: &'static str, package: &'static str, why: &'static str) -> Need {
+    Need {
+        probe: Probe::PythonModule(module),
+        source: Source::Pip(package),
+        why,
+    }
+}
+
+/// Everything the test suite uses besides Rust crates.
+pub const TEST: &[Need] = &[
+    apt("curl", "curl", "the HTTP client most end-to-end tests use"),
+    apt(
+        "ip",
+        "iproute2",
+        "network namespaces for the tests' clients",
+    ),
+    apt(
+        "unshare",
+        "util-linux",
+        "private mount and cgroup namespaces",
+    ),
+    apt(
+        "bpftool",
+        "bpftool",
+        "checking that no program stays attached",
+    ),
+    apt("socat", "socat", "stand-in upstreams and raw clients"),
+    apt("wrk", "wrk", "load in the hardening tests"),
+    pip("botocore", "botocore", "the AWS SDK's IMDS client"),
+    pip("yaml", "pyyaml", "reading the deploy manifests"),
+];
+
+/// What `cargo xtask bench` uses.
+pub const BENCH: &[Need] = &[
+    apt("wrk", "wrk", "the load generator"),
+    apt("socat", "socat", "the alias + socat comparison"),
+    apt("iptables", "iptables", "the iptables DNAT comparison"),
+];
+
+/// What `cargo xtask image` uses.
+pub const IMAGE: &[Need] = &[apt("buildah", "buildah", "building the container image")];
+
+/// The needs that `present` says are missing, in order, without repeats.
+pub fn missing(needs: &[Need], present: impl Fn(&Probe) -> bool) -> Vec<Need> {
+    let mut out: Vec<Need> = Vec::new();
+    for n in needs {
+        if !out.contains(n) && !present(&n.probe) {
+            out.push(*n);
+        }
+    }
+    out
+}
+
+/// Checks `needs` on this machine and installs what is missing (apt-get and pip; as root).
+pub fn ensure(needs: &[Need]) -> Result<()> {
+    let todo = missing(needs, is_present);
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let (apt_pkgs, pip_pkgs) = split(&todo);
+    for n in &todo {
+        let name = match n.source {
+            Source::Apt(p) | Source::Pip(p) => p,
+        };
+        eprintln!("xtask: {name} is missing ({}); installing it", n.why);
+    }
+    if !apt_pkgs.is_empty() {
+        let ok = root_command("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .is_ok_and(|s| s.success())
+            && root_command("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&apt_pkgs)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                // dpkg's progress lines would bury the test output; errors go to stderr.
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok {
+            bail!(
+                "installing {} with apt-get failed; install them by hand and run again",
+                apt_pkgs.join(" ")
+            );
+        }
+    }
+    if !pip_pkgs.is_empty() {
+        let ok = root_command("python3")
+            .args(["-m", "pip", "install", "-q"])
+            .args(&pip_pkgs)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            bail!(
+                "installing {} with `python3 -m pip` failed; install them by hand and run again",
+                pip_pkgs.join(" ")
+            );
+        }
+    }
+    let still = missing(needs, is_present);
+    if !still.is_empty() {
+        bail!("still missing after installing: {still:?}");
+    }
+    Ok(())
+}
+
+fn split(todo: &[Need]) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut apt = Vec::new();
+    let mut pip = Vec::new();
+    for n in todo {
+        match n.source {
+            Source::Apt(p) if !apt.contains(&p) => apt.push(p),
+            Source::Pip(p) if !pip.contains(&p) => pip.push(p),
+            _ => {}
+        }
+    }
+    (apt, pip)
+}
+
+fn is_present(probe: &Probe) -> bool {
+    match probe {
+        Probe::Program(bin) => on_path(bin),
+        Probe::PythonModule(m) => Command::new("python3")
+            .args(["-c", &format!("import {m}")])
+            .output()
+            .is_ok_and(|o| o.status.success()),
+    }
+}
+
+pub fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(bin).is_file())
+}
+
+/// `program` as root: directly when we are root, else through `sudo`.
+fn root_command(program: &str) -> Command {
+    if crate::is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg(program);
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_missing_when_every_probe_answers() {
+        assert!(missing(TEST, |_| true).is_empty());
+    }
+
+    #[test]
+    fn a_fresh_machine_misses_every_test_need_once() {
+        let m = missing(TEST, |_| false);
+        assert_eq!(m.len(), TEST.len());
+        let (apt, pip) = split(&m);
+        for p in ["bpftool", "wrk", "socat", "curl"] {
+            assert!(apt.contains(&p), "{p} is not installed on a fresh machine");
+        }
+        assert_eq!(pip, vec!["botocore", "pyyaml"]);
+    }
+
+    #[test]
+    fn only_what_is_absent_is_installed() {
+        let m = missing(TEST, |p| {
+            !matches!(p, Probe::Program("wrk") | Probe::PythonModule("yaml"))
+        });
+        let (apt, pip) = split(&m);
+        assert_eq!(apt, vec!["wrk"]);
+        assert_eq!(pip, vec!["pyyaml"]);
+    }
+
+    #[test]
+    fn a_need_listed_twice_is_installed_once() {
+        let twice = [TEST[0], TEST[0]];
+        assert_eq!(missing(&twice, |_| false).len(), 1);
+    }
+}

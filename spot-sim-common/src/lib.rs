@@ -33,22 +33,12 @@ pub struct Target {
     pub port6: u16,
     /// A stable index userspace uses to name the target in events.
     pub index: u32,
+    /// Redirects so far, counted by the kernel (userspace writes 0 when it attaches).
+    pub redirects: u64,
 }
 
-/// The original destination of a redirected socket, kept per socket cookie so getpeername can
-/// report the address the client asked for.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OrigDst {
-    /// Network-order address words; IPv4 uses `addr[0]` only.
-    pub addr: [u32; 4],
-    /// Network-order port, as `user_port` holds it.
-    pub port: u32,
-    /// `AF_INET` or `AF_INET6`.
-    pub family: u32,
-}
-
-/// Sent through the ring buffer for every redirect.
+/// Sent through the ring buffer for a process's first redirect, then at most one a second per
+/// process (`Target::redirects` holds the exact count).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct RedirectEvent {
@@ -72,6 +62,4 @@ pub const AF_INET6: u32 = 10;
 mod user {
     // SAFETY: plain `#[repr(C)]` data with no padding-dependent invariants; any bit pattern is valid.
     unsafe impl aya::Pod for super::Target {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for super::OrigDst {}
 }

@@ -1,35 +1,29 @@
 //! connect4 / connect6: send a targeted TCP connect to the IMDS to the target's responder.
 
 use aya_ebpf::{
-    EbpfContext,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_sock_addr},
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid,
-        generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_socket_cookie},
-    },
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
-use aya_log_ebpf::debug;
 use spot_sim_common::{
-    AF_INET, AF_INET6, IMDS_IPV4_BE, IMDS_IPV6_BE, IMDS_PORT_BE, MAX_CGROUP_DEPTH, OWN_SOCKET_MARK,
-    OrigDst, RedirectEvent, Target,
+    AF_INET, AF_INET6, IMDS_IPV4_BE, IMDS_IPV6_BE, IMDS_PORT_BE, RedirectEvent, Target,
 };
 
-use crate::maps::{EVENTS, ORIG_DST, TARGETS};
+use crate::{
+    maps::{EVENTS, LAST_EVENT},
+    target::{LOOPBACK4_BE, LOOPBACK6_BE, MAPPED_PREFIX_BE, find_target},
+};
 
 const IPPROTO_TCP: u32 = 6;
 const SOCK_STREAM: u32 = 1;
-/// 127.0.0.1 in network byte order.
-const LOOPBACK4_BE: u32 = u32::from_ne_bytes([127, 0, 0, 1]);
-/// ::ffff:0:0/96 prefix word (the third word of an IPv4-mapped address), network order.
-const MAPPED_PREFIX_BE: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
-/// ::1, network order words.
-const LOOPBACK6_BE: [u32; 4] = [0, 0, 0, u32::from_ne_bytes([0, 0, 0, 1])];
 
 /// Pending event bytes past which the kernel wakes spot-sim at once (a quarter of the
 /// ring buffer).
 const WAKE_AT_BYTES: u64 = 64 * 1024;
+
+/// At most one redirect event a second per process (the counter stays exact).
+const EVENT_EVERY_NS: u64 = 1_000_000_000;
 
 /// Allow the syscall. Every path returns this: a 0 would fail the user's connect with EPERM.
 const ALLOW: i32 = 1;
@@ -41,16 +35,17 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
     if !is_tcp(sa) || sa.user_ip4 != IMDS_IPV4_BE || sa.user_port != IMDS_PORT_BE {
         return ALLOW;
     }
-    let Some(target) = find_target(sa) else {
+    let Some(entry) = find_target(sa) else {
         return ALLOW;
     };
+    // SAFETY: a map value pointer the kernel handed out, valid for this program run.
+    let target = unsafe { *entry };
     if target.port4 == 0 {
         return ALLOW;
     }
-    remember(&ctx, AF_INET, [IMDS_IPV4_BE, 0, 0, 0], sa.user_port);
     sa.user_ip4 = LOOPBACK4_BE;
     sa.user_port = u32::from(target.port4.to_be());
-    emit(&ctx, &target, AF_INET, [IMDS_IPV4_BE, 0, 0, 0], false);
+    record(entry, &target, AF_INET, [IMDS_IPV4_BE, 0, 0, 0], false);
     ALLOW
 }
 
@@ -71,9 +66,11 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     if !mapped && ip != IMDS_IPV6_BE {
         return ALLOW;
     }
-    let Some(target) = find_target(sa) else {
+    let Some(entry) = find_target(sa) else {
         return ALLOW;
     };
+    // SAFETY: a map value pointer the kernel handed out, valid for this program run.
+    let target = unsafe { *entry };
     // A dual-stack socket asking for the IPv4 IMDS goes to the IPv4 listener through its mapped
     // form; a native IPv6 connect goes to the listener on ::1.
     let (port, dst) = if mapped {
@@ -84,13 +81,12 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     if port == 0 {
         return ALLOW;
     }
-    remember(&ctx, AF_INET6, ip, sa.user_port);
     sa.user_ip6[0] = dst[0];
     sa.user_ip6[1] = dst[1];
     sa.user_ip6[2] = dst[2];
     sa.user_ip6[3] = dst[3];
     sa.user_port = u32::from(port.to_be());
-    emit(&ctx, &target, AF_INET6, ip, mapped);
+    record(entry, &target, AF_INET6, ip, mapped);
     ALLOW
 }
 
@@ -98,54 +94,41 @@ fn is_tcp(sa: &bpf_sock_addr) -> bool {
     sa.type_ == SOCK_STREAM && (sa.protocol == IPPROTO_TCP || sa.protocol == 0)
 }
 
-/// The target this process belongs to: the deepest ancestor cgroup userspace registered.
-/// Sockets spot-sim marks as its own are never redirected.
-fn find_target(sa: &bpf_sock_addr) -> Option<Target> {
-    // SAFETY: `sk` is always set for sock_addr programs; the verifier checks the field read.
-    let mark = unsafe { (*sa.__bindgen_anon_1.sk).mark };
-    if mark == OWN_SOCKET_MARK {
-        return None;
-    }
-    let mut found = None;
-    let mut level = 0;
-    while level < MAX_CGROUP_DEPTH {
-        // SAFETY: a plain helper call; 0 means "no ancestor at this level".
-        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
-        if id == 0 {
-            break;
-        }
-        // SAFETY: the value is copied out before the map can change.
-        if let Some(t) = unsafe { TARGETS.get(&id) } {
-            found = Some(*t);
-        }
-        level += 1;
-    }
-    found
-}
-
-fn remember(ctx: &SockAddrContext, family: u32, addr: [u32; 4], port: u32) {
-    // SAFETY: bpf_get_socket_cookie takes the program's context.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let orig = OrigDst { addr, port, family };
-    // A full LRU evicts the oldest entry; an insert error only costs getpeername fidelity,
-    // never the connect, so it is ignored.
-    let _ = ORIG_DST.insert(&cookie, &orig, 0);
-}
-
-fn emit(ctx: &SockAddrContext, target: &Target, family: u32, addr: [u32; 4], mapped: bool) {
+/// Counts the redirect in this CPU's copy of the target's entry (exact once userspace sums the
+/// CPUs; no atomics needed) and
+/// sends an event for the first redirect of a process and then at most one a second per
+/// process: the event stream says who connects, the counter says how often. A ring-buffer
+/// record per connect cost more than the whole rewrite.
+fn record(entry: *mut Target, target: &Target, family: u32, addr: [u32; 4], mapped: bool) {
+    // SAFETY: this CPU's copy of the map value, valid for this program run; a program runs to
+    // its end on one CPU, so no other writer touches this copy meanwhile.
+    unsafe { (*entry).redirects += 1 };
     let pid_tgid = bpf_get_current_pid_tgid();
-    debug!(
-        ctx,
-        "redirected pid {} to target {}",
-        (pid_tgid >> 32) as u32,
-        target.index
-    );
+    let tgid = (pid_tgid >> 32) as u32;
+    // SAFETY: a plain helper call with no arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(last) = LAST_EVENT.get_ptr_mut(tgid) {
+        // SAFETY: as above; a racing CPU can only make two events out of one second, never none.
+        unsafe {
+            if now.wrapping_sub(*last) < EVENT_EVERY_NS {
+                return;
+            }
+            *last = now;
+        }
+    } else {
+        // A full LRU evicts the least recently seen process; an error only costs an event.
+        let _ = LAST_EVENT.insert(tgid, now, 0);
+    }
+    emit(pid_tgid, target, family, addr, mapped);
+}
+
+fn emit(pid_tgid: u64, target: &Target, family: u32, addr: [u32; 4], mapped: bool) {
     let Some(mut entry) = EVENTS.reserve::<RedirectEvent>(0) else {
         // Ring buffer full: userspace is behind; the redirect itself still happens.
         return;
     };
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    // SAFETY: level 0 is never deeper than the task's own cgroup.
+    // SAFETY: a plain helper call with no arguments.
     let cgroup_id = unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() };
     entry.write(RedirectEvent {
         pid: pid_tgid as u32,

@@ -1,8 +1,8 @@
 //! The kernel side of spot-sim: cgroup sock_addr programs attached to each target cgroup.
 //!
 //! `connect4`/`connect6` rewrite a TCP connect to the IMDS address to the target's responder
-//! on loopback; `getpeername4`/`getpeername6` put the IMDS address back so the client sees the
-//! peer it asked for. Every program returns 1 (allow) on every path: spot-sim must never make a
+//! on loopback; `getpeername4`/`getpeername6` put the IMDS address back for a socket still
+//! connected to that responder, so the client sees the peer it asked for. Every program returns 1 (allow) on every path: spot-sim must never make a
 //! connect fail, it only changes where one goes.
 #![no_std]
 #![no_main]
@@ -10,6 +10,7 @@
 mod connect;
 mod maps;
 mod peer;
+mod target;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -2,19 +2,20 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, RingBuf},
+    maps::{LruHashMap, PerCpuHashMap, RingBuf},
 };
-use spot_sim_common::{OrigDst, Target};
+use spot_sim_common::Target;
 
-/// Target cgroup id → where its IMDS connects go. Written by userspace only.
+/// Target cgroup id → where its IMDS connects go, one copy per CPU: userspace writes the same
+/// ports to every copy, and each CPU counts its own redirects in its copy without atomics.
 #[map(name = "TARGETS")]
-pub static TARGETS: HashMap<u64, Target> = HashMap::with_max_entries(4096, 0);
+pub static TARGETS: PerCpuHashMap<u64, Target> = PerCpuHashMap::with_max_entries(4096, 0);
 
-/// Socket cookie → the destination the client asked for, for getpeername. LRU, so sockets that
-/// closed long ago age out without userspace having to clean up.
-#[map(name = "ORIG_DST")]
-pub static ORIG_DST: LruHashMap<u64, OrigDst> = LruHashMap::with_max_entries(65536, 0);
+/// Process (tgid) → kernel time of its last redirect event, so a busy process sends at most one
+/// a second. LRU: processes that stopped connecting age out by themselves.
+#[map(name = "LAST_EVENT")]
+pub static LAST_EVENT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
 
-/// One `RedirectEvent` per redirect, read by userspace for logs and counters.
+/// A `RedirectEvent` for a process's first redirect, then at most one a second, read by userspace for logs and counters.
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);

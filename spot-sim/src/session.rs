@@ -60,10 +60,9 @@ pub struct TargetSpec {
     pub port: u16,
 }
 
-/// Per-target counters the kernel events feed.
+/// Per-target state of the redirect log (the redirect count itself is the kernel's).
 #[derive(Debug, Default)]
 struct Counters {
-    redirects: AtomicU64,
     /// Last log line time, for the rate limit.
     last_logged: Mutex<Option<Instant>>,
     suppressed: AtomicU64,
@@ -85,7 +84,6 @@ struct ActiveTarget {
     responder: Arc<Responder>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    counters: Arc<Counters>,
     on_interrupt: OnInterrupt,
     gone_reported: bool,
 }
@@ -151,7 +149,6 @@ impl Session {
         let Some((name, counters)) = entry else {
             return;
         };
-        counters.redirects.fetch_add(1, Ordering::Relaxed);
         // At most one line a second per target: a handler polling in a tight loop must not
         // flood the log.
         let mut last = lock(&counters.last_logged);
@@ -163,7 +160,7 @@ impl Session {
         *last = Some(now);
         let more = counters.suppressed.swap(0, Ordering::Relaxed);
         let more = if more > 0 {
-            format!(" (+{more} more since the last line)")
+            format!(" (+{more} more processes' redirects since the last line)")
         } else {
             String::new()
         };
@@ -215,10 +212,11 @@ impl Session {
                 port4,
                 port6,
                 index,
+                redirects: 0,
             },
         )?;
         let counters = Arc::new(Counters::default());
-        lock(&self.counters).insert(index, (spec.name.clone(), Arc::clone(&counters)));
+        lock(&self.counters).insert(index, (spec.name.clone(), counters));
         log::info!(
             "{}: IMDS connects from {} now reach spot-sim (127.0.0.1:{port4}{})",
             spec.name,
@@ -244,7 +242,6 @@ impl Session {
             responder,
             stop,
             tasks,
-            counters,
             on_interrupt: spec.settings.on_interrupt,
             gone_reported: false,
         });
@@ -304,7 +301,7 @@ impl Session {
                     cgroup_id: t.cgroup.id(),
                     netns: t.netns_inode,
                     listen,
-                    redirects: t.counters.redirects.load(Ordering::Relaxed),
+                    redirects: t.link.as_ref().map_or(0, TargetLink::redirects),
                     cgroup_exists: t.cgroup.exists(),
                     timeline_text: status.render(),
                     timeline: serde_json::to_value(&status).unwrap_or_default(),

@@ -228,3 +228,35 @@ fn a_multipath_tcp_client_does_not_escape_the_simulation() {
     let reply = python_in(&node, CLIENT, &["mptcp", "169.254.169.254"]);
     assert_notice(&reply);
 }
+
+/// Redirected, then disconnected with connect(AF_UNSPEC) and connected to a listener of its own
+/// on loopback: getpeername must report that listener, not the IMDS it asked for earlier.
+const RECONNECT_CLIENT: &str = r#"
+import ctypes, json, socket
+libc = ctypes.CDLL(None, use_errno=True)
+other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+other.bind(("127.0.0.1", 0))
+other.listen(1)
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect(("169.254.169.254", 80))
+first = s.getpeername()
+unspec = (ctypes.c_ubyte * 16)()  # sa_family 0 = AF_UNSPEC
+if libc.connect(s.fileno(), unspec, 16) != 0:
+    raise OSError(ctypes.get_errno(), "connect(AF_UNSPEC)")
+s.connect(other.getsockname())
+print(json.dumps({"first": list(first), "second": list(s.getpeername()),
+                  "listener": list(other.getsockname())}))
+"#;
+
+#[test]
+fn a_redirected_socket_that_reconnects_elsewhere_reports_its_real_peer() {
+    if !require_root() {
+        return;
+    }
+    let node = node("reconnect");
+    let _run = start_run(&node, &[]);
+    let reply = python_in(&node, RECONNECT_CLIENT, &[]);
+    assert_eq!(reply["first"], serde_json::json!(["169.254.169.254", 80]));
+    assert_eq!(reply["second"], reply["listener"], "{reply}");
+}

@@ -174,9 +174,10 @@ fn exec_with_a_private_netns_shows_the_notice_to_curl_and_logs_the_ebpf_side() {
         body.starts_with("{\"action\": \"terminate\", \"time\": \""),
         "body: {body}"
     );
-    // Written by aya-log in the connect4 program, read back through its ring buffer.
+    // Written by aya-log in the getpeername4 program (curl asks for its peer), read back
+    // through aya-log's ring buffer.
     assert!(
-        log.contains("redirected pid "),
+        log.contains("getpeername: IMDS peer restored for target "),
         "no eBPF log record:\n{log}"
     );
 }

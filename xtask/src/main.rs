@@ -20,6 +20,8 @@ use clap::Parser;
 enum Task {
     /// Build the eBPF programs (installs the nightly's rust-src and bpf-linker on first use).
     BuildEbpf,
+    /// Lint the eBPF crate with clippy (warnings are errors), as the workspace is linted.
+    ClippyEbpf,
     /// Build everything, then run `spot-sim ARGS` as root (through `sudo -E` when not root).
     Run {
         /// Build spot-sim in release mode.
@@ -64,6 +66,10 @@ fn run(task: Task) -> Result<ExitCode> {
     match task {
         Task::BuildEbpf => {
             build_ebpf(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::ClippyEbpf => {
+            ebpf_cargo(&root, &["clippy", "--release"], &["--", "-D", "warnings"])?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Run { release, args } => {
@@ -149,11 +155,20 @@ pub fn cargo() -> String {
 
 /// Builds the eBPF object into `target/ebpf/`, where `spot-sim/build.rs` picks it up.
 pub fn build_ebpf(root: &Path) -> Result<()> {
+    ebpf_cargo(root, &["build", "--release"], &[])
+}
+
+/// `cargo +nightly ARGS --target-dir target/ebpf TAIL` in the eBPF crate, with bpf-linker on
+/// PATH.
+fn ebpf_cargo(root: &Path, args: &[&str], tail: &[&str]) -> Result<()> {
     let tools = toolchain::ensure(root)?;
     let status = Command::new("cargo")
         .current_dir(root.join("spot-sim-ebpf"))
-        .args(["+nightly", "build", "--release", "--target-dir"])
+        .arg("+nightly")
+        .args(args)
+        .arg("--target-dir")
         .arg(root.join("target/ebpf"))
+        .args(tail)
         .env("PATH", tools.path_with_linker())
         // The host workspace's cargo/rustc variables would point the nightly build at stable.
         .env_remove("RUSTC")
@@ -163,7 +178,10 @@ pub fn build_ebpf(root: &Path) -> Result<()> {
         .status()
         .context("running cargo +nightly build for the eBPF crate")?;
     if !status.success() {
-        bail!("building the eBPF programs failed (see the compiler output above)");
+        bail!(
+            "`cargo {}` of the eBPF programs failed (see the compiler output above)",
+            args.join(" ")
+        );
     }
     Ok(())
 }

@@ -1,11 +1,16 @@
 //! Reading from the kernel: redirect events from our ring buffer, and aya-log records.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::{AsRawFd, RawFd},
+    sync::{Arc, Mutex},
+};
 
 use aya::{
     maps::{Map, MapData, MapError, RingBuf},
     Ebpf,
 };
+use aya_log::EbpfLogger;
 use tokio::io::unix::AsyncFd;
 
 /// A redirect, as the kernel reported it.
@@ -109,28 +114,64 @@ fn drain(ring: &mut RingBuf<MapData>, f: &mut impl FnMut(RedirectEvent)) {
     }
 }
 
-/// Forwards the eBPF side's aya-log records into spot-sim's log, for as long as spot-sim runs.
-/// The logger must stay alive: dropping it closes the map the programs write to.
-pub(super) fn forward_ebpf_logs(ebpf: &mut Ebpf) {
-    let logger = match aya_log::EbpfLogger::init(ebpf) {
-        Ok(l) => l,
-        Err(e) => {
-            log::debug!("no eBPF log records: {e}");
-            return;
-        }
-    };
-    // SAFETY: the logger owns its ring buffer map fd for as long as the AsyncFd owns it.
-    let Ok(mut fd) = (unsafe { AsyncFd::register(logger) }) else {
-        log::warn!("cannot poll the eBPF log ring buffer");
-        return;
-    };
-    tokio::spawn(async move {
-        loop {
-            let Ok(mut guard) = fd.readable_mut().await else {
-                return;
-            };
-            guard.get_inner_mut().flush();
-            guard.clear_ready();
-        }
-    });
+/// The eBPF side's aya-log records, forwarded into spot-sim's log for as long as spot-sim
+/// runs. The logger must stay alive: dropping it closes the map the programs write to.
+#[derive(Clone)]
+pub(super) struct EbpfLogs(Arc<Mutex<EbpfLogger<&'static dyn log::Log>>>);
+
+impl EbpfLogs {
+    /// Starts forwarding; `None` when the object has no log records or they cannot be polled.
+    pub(super) fn forward(ebpf: &mut Ebpf) -> Option<Self> {
+        let logger = match EbpfLogger::init(ebpf) {
+            Ok(l) => l,
+            Err(e) => {
+                log::debug!("no eBPF log records: {e}");
+                return None;
+            }
+        };
+        let fd = logger.as_raw_fd();
+        let logs = Self(Arc::new(Mutex::new(logger)));
+        // SAFETY: the registration polls the fd number only; the logger that owns the fd is
+        // kept in the same `Poller`, whose fields drop in order: deregister first, then (when
+        // it is the last handle) close.
+        let Ok(ready) = (unsafe { AsyncFd::register(RawFdRef(fd)) }) else {
+            log::warn!("cannot poll the eBPF log ring buffer");
+            return None;
+        };
+        let poller = Poller {
+            ready,
+            logs: logs.clone(),
+        };
+        tokio::spawn(async move {
+            loop {
+                let Ok(mut guard) = poller.ready.readable().await else {
+                    return;
+                };
+                poller.logs.flush();
+                guard.clear_ready();
+            }
+        });
+        Some(logs)
+    }
+
+    /// Writes out every record the programs have produced so far: called on a wake-up and once
+    /// more when the redirect is dropped, so a short command's last records are not lost.
+    pub(super) fn flush(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    }
+}
+
+/// The log ring buffer's readiness and the logger that owns its fd; field order is drop order.
+struct Poller {
+    ready: AsyncFd<RawFdRef>,
+    logs: EbpfLogs,
+}
+
+/// A file descriptor number to poll, owned elsewhere.
+struct RawFdRef(RawFd);
+
+impl AsRawFd for RawFdRef {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
 }

@@ -11,7 +11,7 @@ mod preflight;
 use std::sync::{Arc, Mutex};
 
 use aya::{
-    maps::{HashMap, MapData},
+    maps::{MapData, PerCpuHashMap, PerCpuValues},
     programs::{
         cgroup_sock_addr::CgroupSockAddrLink, CgroupAttachMode, CgroupSockAddr, ProgramError,
     },
@@ -61,15 +61,27 @@ pub enum RedirectError {
     HeldByAnother { cgroup: String, holder: Holder },
     #[error("cannot update the target map: {0}")]
     Map(#[from] aya::maps::MapError),
+    #[error("cannot count the possible CPUs (/sys/devices/system/cpu/possible): {0}")]
+    Cpus(#[source] std::io::Error),
 }
 
-type TargetMap = Arc<Mutex<HashMap<MapData, u64, Target>>>;
+/// The kernel's per-CPU target map: the same ports in every CPU's copy, a redirect count each.
+type TargetMap = Arc<Mutex<PerCpuHashMap<MapData, u64, Target>>>;
 
 /// The loaded programs and maps. One per spot-sim process.
 pub struct Redirector {
     ebpf: Ebpf,
     targets: TargetMap,
     events: Option<EventReader>,
+    logs: Option<events::EbpfLogs>,
+}
+
+impl Drop for Redirector {
+    fn drop(&mut self) {
+        if let Some(logs) = &self.logs {
+            logs.flush();
+        }
+    }
 }
 
 impl std::fmt::Debug for Redirector {
@@ -91,7 +103,7 @@ impl Redirector {
             .override_global(aya_log::LEVEL, &level, false)
             .load(OBJECT)
             .map_err(|e| RedirectError::Preflight(preflight::explain_load_error(e)))?;
-        events::forward_ebpf_logs(&mut ebpf);
+        let logs = events::EbpfLogs::forward(&mut ebpf);
         for name in PROGRAMS {
             let prog = sock_addr_program(&mut ebpf, name)?;
             prog.load().map_err(|source| RedirectError::Program {
@@ -102,7 +114,7 @@ impl Redirector {
         let targets = ebpf
             .take_map("TARGETS")
             .ok_or(RedirectError::Missing("TARGETS map"))?;
-        let targets = HashMap::try_from(targets)?;
+        let targets = PerCpuHashMap::try_from(targets)?;
         let events = ebpf
             .take_map("EVENTS")
             .ok_or(RedirectError::Missing("EVENTS map"))?;
@@ -110,6 +122,7 @@ impl Redirector {
             ebpf,
             targets: Arc::new(Mutex::new(targets)),
             events: Some(EventReader::new(events)?),
+            logs,
         })
     }
 
@@ -143,7 +156,16 @@ impl Redirector {
                     cgroup.path().display().to_string(),
                 ));
             }
-            map.insert(id, target, 0)?;
+            let cpus = aya::util::nr_cpus().map_err(|(_, e)| RedirectError::Cpus(e))?;
+            let copies = PerCpuValues::try_from(vec![
+                Target {
+                    redirects: 0,
+                    ..target
+                };
+                cpus
+            ])
+            .map_err(RedirectError::Cpus)?;
+            map.insert(id, copies, 0)?;
         }
         // From here on, the guard removes the entry and detaches whatever attached if we fail.
         let mut link = TargetLink {
@@ -192,6 +214,14 @@ pub struct TargetLink {
 impl TargetLink {
     pub fn cgroup_id(&self) -> u64 {
         self.cgroup_id
+    }
+
+    /// Redirects the kernel counted for this target so far: exact, summed over the CPUs.
+    pub fn redirects(&self) -> u64 {
+        lock(&self.targets)
+            .get(&self.cgroup_id, 0)
+            .map(|per_cpu| per_cpu.iter().map(|t| t.redirects).sum())
+            .unwrap_or(0)
     }
 }
 

@@ -50,21 +50,58 @@ fn effective_caps() -> Option<u64> {
 }
 
 /// Turns a load failure into a sentence: EPERM usually means lockdown or a seccomp profile.
+///
+/// aya keeps the kernel's errno in the error's `#[source]` chain (e.g.
+/// `MapError::CreateError { io_error, .. }`), not in its message, so the chain is searched for
+/// an `io::Error` rather than matching text.
 pub fn explain_load_error(e: aya::EbpfError) -> String {
-    let text = e.to_string();
+    let text = with_sources(&e);
     let lockdown = fs::read_to_string("/sys/kernel/security/lockdown").unwrap_or_default();
+    explain(&text, errno_in(&e), &lockdown)
+}
+
+fn explain(text: &str, errno: Option<i32>, lockdown: &str) -> String {
     if lockdown.contains("[confidentiality]") || lockdown.contains("[integrity]") {
         return format!(
             "the kernel is in lockdown mode ({}), which forbids the eBPF programs spot-sim needs: {text}",
             lockdown.trim()
         );
     }
-    if text.contains("Operation not permitted") || text.contains("EPERM") {
+    if matches!(errno, Some(libc::EPERM | libc::EACCES)) {
         return format!(
             "the kernel refused the BPF syscall ({text}): a seccomp profile or a security module blocks it; run spot-sim privileged (e.g. --profile=sysadmin)"
         );
     }
     format!("loading the eBPF object failed: {text}")
+}
+
+/// The first OS error number in `e`'s source chain.
+fn errno_in(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(code) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+        {
+            return Some(code);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The error and its sources, as "outer: inner: innermost" (each said once).
+fn with_sources(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let part = err.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        cur = err.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -74,5 +111,38 @@ mod tests {
         assert_eq!(super::parse_release("6.18.44-fc-v669"), Some((6, 18)));
         assert_eq!(super::parse_release("5.4.0-1045-aws"), Some((5, 4)));
         assert_eq!(super::parse_release("junk"), None);
+    }
+
+    fn map_create_error(errno: i32) -> aya::EbpfError {
+        aya::EbpfError::MapError(aya::maps::MapError::CreateError {
+            name: "TARGETS".into(),
+            io_error: std::io::Error::from_raw_os_error(errno),
+        })
+    }
+
+    #[test]
+    fn an_eperm_deep_in_aya_s_error_gets_the_seccomp_hint() {
+        let e = map_create_error(libc::EPERM);
+        let msg = super::explain(&super::with_sources(&e), super::errno_in(&e), "");
+        assert!(msg.contains("seccomp profile"), "{msg}");
+        assert!(msg.contains("TARGETS"), "{msg}");
+    }
+
+    #[test]
+    fn other_errors_are_not_blamed_on_seccomp() {
+        let e = map_create_error(libc::ENOMEM);
+        let msg = super::explain(&super::with_sources(&e), super::errno_in(&e), "");
+        assert!(msg.starts_with("loading the eBPF object failed"), "{msg}");
+    }
+
+    #[test]
+    fn lockdown_is_named_first() {
+        let e = map_create_error(libc::EPERM);
+        let msg = super::explain(
+            &super::with_sources(&e),
+            super::errno_in(&e),
+            "none [integrity] confidentiality",
+        );
+        assert!(msg.contains("lockdown mode"), "{msg}");
     }
 }

@@ -213,7 +213,13 @@ impl Session {
             &spec.cgroup,
             Target {
                 port4,
-                port6,
+                // 0 leaves native IPv6 connects to fd00:ec2::254 alone: HttpProtocolIpv6 is
+                // off by default on EC2. The IPv4-mapped form still goes to port4.
+                port6: if spec.settings.imds.options.http_protocol_ipv6.is_enabled() {
+                    port6
+                } else {
+                    0
+                },
                 index,
             },
         )?;

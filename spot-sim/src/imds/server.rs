@@ -1,7 +1,6 @@
 //! Serving a responder on listeners: connection limits, slow and idle clients, and vanishing
 //! at the interruption the way a terminated instance does.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -92,6 +91,7 @@ impl Responder {
         _permit: OwnedSemaphorePermit,
     ) {
         let limits = self.config.limits.clone();
+        let origin = super::instance::origin_of(&stream);
         let last_active = Arc::new(Mutex::new(Instant::now()));
         let responder = Arc::clone(&self);
         let active = Arc::clone(&last_active);
@@ -100,9 +100,9 @@ impl Responder {
             let active = Arc::clone(&active);
             async move {
                 *lock(&active) = Instant::now();
-                let response = responder.handle(req).await;
+                let response = responder.handle_from(req, origin).await;
                 *lock(&active) = Instant::now();
-                Ok::<_, Infallible>(response)
+                response
             }
         });
         let mut builder = http1::Builder::new();

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 pub use config::{default_hostname, Faults, ImdsConfig, Imdsv2Mode, Limits, Metadata, Passthrough};
 pub use options::{tag_key_problem, InstanceOptions, Toggle, DEFAULT_HOP_LIMIT, MAX_HOP_LIMIT};
 pub use router::Responder;
-pub use server::{serve_standalone, ServeEnd};
+pub use server::{bind_standalone, serve_standalone, ServeEnd};
 pub use stats::ResponderStats;
 pub use tokens::{TokenRejection, TokenStore, MAX_TOKEN_TTL};
 

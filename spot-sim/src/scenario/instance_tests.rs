@@ -285,3 +285,16 @@ fn maintenance_offsets_that_make_no_sense_are_refused() {
     );
     assert!(e.contains("canceled or completed, not both"), "{e}");
 }
+
+#[test]
+fn the_readme_scenario_example_is_a_valid_scenario() {
+    let readme = include_str!("../../../README.md");
+    let section = &readme[readme.find("## The scenario").expect("section")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let block = &section[start..start + section[start..].find("```").expect("closed")];
+    let s = from_toml(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    assert_eq!(s.imds.options.hop_limit, 1);
+    assert_eq!(s.scenario.asg_terminate_in, Some(secs(90)));
+    assert_eq!(s.scenario.maintenance[0].issue_in, secs(30));
+    assert_eq!(s.imds.options.tags.len(), 2);
+}

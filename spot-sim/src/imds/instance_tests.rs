@@ -179,3 +179,35 @@ async fn every_option_is_in_the_stats() {
         assert_eq!(o.get(k).map(String::as_str), Some(v), "{k}: {o:?}");
     }
 }
+
+#[tokio::test]
+async fn the_metrics_show_every_option_and_unanswered_puts() {
+    let (_, r) = responder("[imds]\nhttp-put-response-hop-limit = 1\n");
+    let status = crate::session::TargetStatus {
+        name: "exec".into(),
+        cgroup: Default::default(),
+        cgroup_id: 0,
+        netns: 0,
+        listen: Vec::new(),
+        redirects: 0,
+        cgroup_exists: true,
+        timeline: serde_json::Value::Null,
+        timeline_text: String::new(),
+        responder: serde_json::to_value(r.stats()).expect("json"),
+    };
+    let text = crate::control::metrics::render(&[status]);
+    assert!(
+        text.contains(
+            "spot_sim_imds_option{target=\"exec\",name=\"http-put-response-hop-limit\",value=\"1\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("spot_sim_imds_option{target=\"exec\",name=\"http-protocol-ipv6\",value=\"disabled\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("spot_sim_token_puts_unanswered_total{target=\"exec\"} 0"),
+        "{text}"
+    );
+}

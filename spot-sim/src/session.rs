@@ -301,7 +301,8 @@ impl Session {
             .map(|t| {
                 let status = t.timeline.status();
                 let mut listen = vec![format!("127.0.0.1:{}", t.port4)];
-                if t.port6 != 0 {
+                // Native IPv6 reaches ::1 only with HttpProtocolIpv6 enabled.
+                if t.port6 != 0 && t.responder.config.options.http_protocol_ipv6.is_enabled() {
                     listen.push(format!("[::1]:{}", t.port6));
                 }
                 TargetStatus {

@@ -35,10 +35,36 @@ pub(crate) enum Origin {
 #[error("token PUT left unanswered (http-put-response-hop-limit 1, client in another network namespace)")]
 pub(crate) struct Unanswered;
 
-/// The namespace of an accepted connection, from the kernel's network-namespace cookie
-/// (SO_NETNS_COOKIE, Linux 5.14): unprivileged, and the same for every socket of a namespace.
-/// Unknown (an older kernel) counts as the node, so nothing is withheld by mistake.
-pub(crate) fn origin_of(stream: &impl AsRawFd) -> Origin {
+/// Where an accepted connection comes from. A redirected client reaches the listener spot-sim
+/// opened inside its own namespace, so the socket's namespace (the kernel's network-namespace
+/// cookie, SO_NETNS_COOKIE, Linux 5.14, unprivileged) tells a container from the node. A
+/// client of `serve` reaching it over a bridge (a Docker container) lands in spot-sim's own
+/// namespace, but from an address that is not one of the node's: one hop further too.
+/// Unknowns (an older kernel) count as the node, so nothing is withheld by mistake.
+pub(crate) fn origin_of(stream: &impl AsRawFd, peer: std::net::SocketAddr) -> Origin {
+    if socket_netns(stream) == Origin::OtherNetns || !is_local_address(peer.ip()) {
+        Origin::OtherNetns
+    } else {
+        Origin::Node
+    }
+}
+
+/// Whether `ip` is an address of this network namespace (loopback included).
+fn is_local_address(ip: std::net::IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    if ip.is_loopback() {
+        return true;
+    }
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return true;
+    };
+    addrs.filter_map(|a| a.address).any(|a| {
+        a.as_sockaddr_in().map(|s| std::net::IpAddr::V4(s.ip())) == Some(ip)
+            || a.as_sockaddr_in6().map(|s| std::net::IpAddr::V6(s.ip())) == Some(ip)
+    })
+}
+
+fn socket_netns(stream: &impl AsRawFd) -> Origin {
     static NODE: OnceLock<Option<u64>> = OnceLock::new();
     // Computed on a runtime thread: those never leave spot-sim's namespace (only short-lived
     // threads setns, see target::netns).

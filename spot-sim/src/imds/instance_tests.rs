@@ -211,3 +211,39 @@ async fn the_metrics_show_every_option_and_unanswered_puts() {
         "{text}"
     );
 }
+
+/// An accepted loopback connection: (server side, the client's address).
+fn accepted() -> (
+    std::net::TcpStream,
+    std::net::SocketAddr,
+    std::net::TcpStream,
+) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let c = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+    let (s, peer) = l.accept().expect("accept");
+    (s, peer, c)
+}
+
+#[test]
+fn a_connection_in_our_namespace_from_our_address_is_the_node() {
+    let (s, peer, _c) = accepted();
+    assert_eq!(super::instance::origin_of(&s, peer), Origin::Node);
+    // A peer address that is none of ours (TEST-NET-1) came over a bridge: one hop further.
+    let far: std::net::SocketAddr = "192.0.2.1:40000".parse().expect("addr");
+    assert_eq!(super::instance::origin_of(&s, far), Origin::OtherNetns);
+}
+
+#[test]
+fn a_connection_inside_another_namespace_is_one_hop_further() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: this must not skip"
+        );
+        eprintln!("SKIPPED: needs root (a private network namespace)");
+        return;
+    }
+    let ns = crate::target::NetNs::new_private().expect("private netns");
+    let (s, peer, _c) = ns.run(accepted).expect("run in netns");
+    assert_eq!(super::instance::origin_of(&s, peer), Origin::OtherNetns);
+}

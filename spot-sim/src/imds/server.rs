@@ -91,7 +91,12 @@ impl Responder {
         _permit: OwnedSemaphorePermit,
     ) {
         let limits = self.config.limits.clone();
-        let origin = super::instance::origin_of(&stream);
+        // Only a hop limit of 1 needs to know; no syscalls on the common path.
+        let origin = if self.config.options.hop_limit <= 1 {
+            super::instance::origin_of(&stream, peer)
+        } else {
+            super::instance::Origin::Node
+        };
         let last_active = Arc::new(Mutex::new(Instant::now()));
         let responder = Arc::clone(&self);
         let active = Arc::clone(&last_active);

@@ -135,7 +135,9 @@ impl MaintenancePlan {
 }
 
 /// `21 Jan 2019 09:00:43 GMT`: the date format of IMDS maintenance events (as in the EC2 User
-/// Guide's examples), UTC, whole seconds.
+/// Guide's examples), UTC, whole seconds. The day is zero-padded: aws-node-termination-handler
+/// parsed it with Go's `"02 Jan 2006 15:04:05 GMT"` (two digits required) before moving to
+/// `"2 Jan 2006 ..."` (either), so "01 Dec" suits both and "1 Dec" only the newer.
 pub fn imds_date(t: SystemTime) -> String {
     let dt = time::OffsetDateTime::from(t);
     let format = time::macros::format_description!(

@@ -399,3 +399,59 @@ fn serve_manual_is_triggered_through_its_control_socket() {
     drop(serve);
     assert!(!control.exists(), "the socket is removed on SIGTERM");
 }
+
+#[test]
+fn serve_without_root_puts_its_socket_under_xdg_runtime_dir_and_status_finds_it() {
+    if !require_root() {
+        return;
+    }
+    // An unprivileged user (nobody) with a runtime directory of its own.
+    let dir = std::env::temp_dir().join(unique("xdg"));
+    std::fs::create_dir(&dir).unwrap();
+    let _cleanup = RemoveDir(dir.clone());
+    nix::unistd::chown(
+        &dir,
+        Some(nix::unistd::Uid::from_raw(65534)),
+        Some(nix::unistd::Gid::from_raw(65534)),
+    )
+    .unwrap();
+    let bin = spot_sim_bin();
+    let mut serve = spawn_logged(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--manual"])
+            .env("XDG_RUNTIME_DIR", &dir),
+    );
+    serve.wait_for_log("control socket", Duration::from_secs(10));
+    let socket = dir
+        .join("spot-sim")
+        .join(format!("serve-{}.sock", serve.pid()));
+    assert!(socket.exists(), "{}", serve.log());
+    // `status` without --control looks there too.
+    let out = Command::new(&bin)
+        .args(["status", "--json"])
+        .env("XDG_RUNTIME_DIR", &dir)
+        .output()
+        .unwrap();
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let ours = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["control"] == socket.to_str().unwrap())
+        .unwrap_or_else(|| panic!("not found: {all}"));
+    assert_eq!(ours["targets"][0]["timeline"]["waiting_for_trigger"], true);
+    drop(serve);
+    assert!(!socket.exists(), "removed on SIGTERM");
+}
+
+/// A directory (holding no mounts) removed on drop.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -189,7 +189,10 @@ impl ScenarioArgs {
             None => (ScenarioFile::default(), "command line".to_string()),
         };
         self.overlay(&mut file)?;
-        settings_from(file, &origin, SystemTime::now())
+        // `start-at` must lie ahead of when this spot-sim started, not of now: a target added
+        // later (`target add`, `--follow`) shares the absolute t0 even once it has passed.
+        static STARTED: std::sync::OnceLock<SystemTime> = std::sync::OnceLock::new();
+        settings_from(file, &origin, *STARTED.get_or_init(SystemTime::now))
     }
 
     fn overlay(&self, file: &mut ScenarioFile) -> Result<(), ScenarioError> {

@@ -361,7 +361,9 @@ fn settings_from(
         Some(at) => super::instance::start_at(at, s.manual, s.start_in, origin, now)?,
         None => start,
     };
-    let asg_terminate_in = super::instance::asg(s.asg, s.asg_terminate_in, origin)?;
+    // `metadata.autoscaling` is the older name of `scenario.asg`.
+    let in_asg = s.asg.or(file.metadata.autoscaling);
+    let asg_terminate_in = super::instance::asg(in_asg, s.asg_terminate_in, origin)?;
     let maintenance = file
         .maintenance
         .into_iter()

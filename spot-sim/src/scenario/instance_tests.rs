@@ -111,6 +111,8 @@ fn no_asg_means_no_autoscaling_tree_and_cannot_be_terminated() {
         e,
         "spot.toml: scenario.asg-terminate-in = \"1m\": the instance is not in an Auto Scaling group (asg = false / --no-asg) (allowed: either asg = false or asg-terminate-in, not both)"
     );
+    let e = error("[scenario]\nasg-terminate-in = \"1m\"\n[metadata]\nautoscaling = false\n");
+    assert!(e.contains("not in an Auto Scaling group"), "{e}");
     let a = cli(&["--no-asg"]).resolve().expect("valid");
     assert!(!a.imds.metadata.autoscaling);
     let mut argv = vec!["spot-sim", "--no-asg", "--asg-terminate-in", "1m"];

@@ -210,7 +210,13 @@ impl Session {
             &spec.cgroup,
             Target {
                 port4,
-                port6,
+                // 0 leaves native IPv6 connects to fd00:ec2::254 alone: HttpProtocolIpv6 is
+                // off by default on EC2. The IPv4-mapped form still goes to port4.
+                port6: if spec.settings.imds.options.http_protocol_ipv6.is_enabled() {
+                    port6
+                } else {
+                    0
+                },
                 index,
                 redirects: 0,
             },
@@ -292,7 +298,8 @@ impl Session {
             .map(|t| {
                 let status = t.timeline.status();
                 let mut listen = vec![format!("127.0.0.1:{}", t.port4)];
-                if t.port6 != 0 {
+                // Native IPv6 reaches ::1 only with HttpProtocolIpv6 enabled.
+                if t.port6 != 0 && t.responder.config.options.http_protocol_ipv6.is_enabled() {
                     listen.push(format!("[::1]:{}", t.port6));
                 }
                 TargetStatus {

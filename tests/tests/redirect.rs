@@ -89,7 +89,8 @@ fn the_ipv6_imds_endpoint_gets_the_notice_and_sees_the_imds_as_peer() {
         return;
     }
     let node = node("ipv6");
-    let _run = start_run(&node, &[]);
+    // Off by default, as on EC2 (HttpProtocolIpv6); instance.rs checks that side.
+    let _run = start_run(&node, &["--http-protocol-ipv6", "enabled"]);
     let reply = python_in(&node, CLIENT, &["6", "fd00:ec2::254"]);
     assert_notice(&reply);
     assert_eq!(reply["peer"], serde_json::json!(["fd00:ec2::254", 80]));

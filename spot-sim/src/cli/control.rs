@@ -161,7 +161,10 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
                 "  [cgroup GONE]"
             };
             println!("  {}{gone}", t.name);
-            println!("    cgroup:    {} (id {})", t.cgroup.display(), t.cgroup_id);
+            // A `serve` has no cgroup: whoever reaches its address is served.
+            if !t.cgroup.as_os_str().is_empty() {
+                println!("    cgroup:    {} (id {})", t.cgroup.display(), t.cgroup_id);
+            }
             println!(
                 "    responder: {} in net:[{}]",
                 t.listen.join(", "),
@@ -184,6 +187,19 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
                 n("imds_v2_requests"),
                 n("tokens_issued"),
             );
+            if let Some(options) = r.get("options").and_then(|o| o.as_object()) {
+                let list: Vec<String> = options
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect();
+                println!("    options:   {}", list.join(" "));
+            }
+            if n("token_puts_unanswered") > 0 {
+                println!(
+                    "    unanswered: {} token PUTs (hop limit 1, client in another network namespace)",
+                    n("token_puts_unanswered")
+                );
+            }
             for w in r
                 .get("warnings")
                 .and_then(|w| w.as_array())

@@ -8,6 +8,7 @@
 mod control;
 mod exec;
 mod run;
+mod serve;
 
 use std::{ffi::OsString, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -38,7 +39,8 @@ enum Command {
     Exec(ExecArgs),
     /// Redirect existing cgroups (or pods) until SIGINT/SIGTERM.
     Run(RunArgs),
-    /// Serve the fake IMDS alone on an address (no eBPF, no root needed).
+    /// Serve the fake IMDS alone on an address (no eBPF, no root needed); `status` and
+    /// `trigger` reach it through its control socket.
     Serve(ServeArgs),
     /// Show the timeline and counters of running spot-sim instances.
     Status(StatusArgs),
@@ -127,6 +129,10 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:1338")]
     listen: std::net::SocketAddr,
+    /// Control socket for `status` and `trigger` [default: /run/spot-sim/serve-PID.sock when
+    /// writable, else $XDG_RUNTIME_DIR/spot-sim/serve-PID.sock].
+    #[arg(long)]
+    control: Option<PathBuf>,
     #[command(flatten)]
     scenario: ScenarioArgs,
 }
@@ -220,11 +226,7 @@ impl Command {
         match self {
             Command::Exec(a) => exec::exec(a).await,
             Command::Run(a) => run::run(a).await,
-            Command::Serve(a) => {
-                let settings = a.scenario.resolve()?;
-                crate::imds::serve_standalone(a.listen, settings).await?;
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::Serve(a) => serve::serve(a).await,
             Command::Status(a) => control::status(a).await,
             Command::Trigger(a) => {
                 for path in ctl::discover(a.control.as_deref()).await? {

@@ -166,5 +166,44 @@ pub fn render(targets: &[TargetStatus]) -> String {
         "1 for the phase each target's scenario is in.",
         phases,
     );
+    family(
+        "spot_sim_imds_option",
+        "gauge",
+        "The instance's metadata options (http-tokens, hop limit, endpoint, IPv6, tags, ASG): 1 for each name and its value.",
+        option_lines(targets),
+    );
+    let unanswered = targets
+        .iter()
+        .map(|t| {
+            let n = t
+                .responder
+                .get("token_puts_unanswered")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            format!("{{target=\"{}\"}} {n}", label(&t.name))
+        })
+        .collect();
+    family(
+        "spot_sim_token_puts_unanswered_total",
+        "counter",
+        "Token PUTs left unanswered: hop limit 1 and the client in another network namespace.",
+        unanswered,
+    );
     out
+}
+
+fn option_lines(targets: &[TargetStatus]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for t in targets {
+        let options = t.responder.get("options").and_then(|o| o.as_object());
+        for (name, value) in options.into_iter().flatten() {
+            lines.push(format!(
+                "{{target=\"{}\",name=\"{}\",value=\"{}\"}} 1",
+                label(&t.name),
+                label(name),
+                label(value.as_str().unwrap_or_default())
+            ));
+        }
+    }
+    lines
 }

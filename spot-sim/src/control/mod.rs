@@ -191,6 +191,30 @@ pub fn default_exec_socket() -> PathBuf {
     Path::new(CONTROL_DIR).join(format!("exec-{}.sock", std::process::id()))
 }
 
+/// The default socket of a `serve`: under [`CONTROL_DIR`] when we may write there (root),
+/// else under `$XDG_RUNTIME_DIR/spot-sim`, so `serve` works without root.
+pub fn default_serve_socket() -> PathBuf {
+    let name = format!("serve-{}.sock", std::process::id());
+    let run = Path::new(CONTROL_DIR);
+    let writable = |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok();
+    let usable = if run.exists() {
+        writable(run)
+    } else {
+        run.parent().is_some_and(writable)
+    };
+    match (usable, user_control_dir()) {
+        (false, Some(dir)) => dir.join(name),
+        _ => run.join(name),
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/spot-sim`, where an unprivileged `serve` puts its socket.
+fn user_control_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map(|d| PathBuf::from(d).join("spot-sim"))
+}
+
 /// Sends `req` to the spot-sim at `path`.
 pub async fn call(path: &Path, req: &Request) -> Result<Reply, ControlError> {
     let conn_err = |source| ControlError::Connect {
@@ -222,7 +246,8 @@ pub async fn discover(given: Option<&Path>) -> Result<Vec<PathBuf>, ControlError
         return Ok(vec![p.to_path_buf()]);
     }
     let mut live = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(CONTROL_DIR) {
+    let dirs = std::iter::once(PathBuf::from(CONTROL_DIR)).chain(user_control_dir());
+    for entries in dirs.filter_map(|d| std::fs::read_dir(d).ok()) {
         for e in entries.flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "sock") && UnixStream::connect(&p).await.is_ok() {

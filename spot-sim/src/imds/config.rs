@@ -62,20 +62,6 @@ impl Default for Limits {
     }
 }
 
-/// A scheduled maintenance event, as `events/maintenance/scheduled` lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MaintenanceEvent {
-    /// `system-reboot`, `instance-reboot`, `system-maintenance`, `instance-retirement` or `instance-stop`.
-    pub code: String,
-    pub description: String,
-    pub event_id: String,
-    /// `active`, `completed` or `canceled`.
-    pub state: String,
-    /// Like `21 Jan 2026 09:00:00 GMT`.
-    pub not_before: String,
-    pub not_after: Option<String>,
-}
-
 /// The static metadata values. Defaults are plausible for a us-east-1 instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Metadata {
@@ -92,7 +78,6 @@ pub struct Metadata {
     pub architecture: String,
     /// Whether `autoscaling/target-lifecycle-state` exists (the instance is in an ASG).
     pub autoscaling: bool,
-    pub maintenance: Vec<MaintenanceEvent>,
 }
 
 impl Default for Metadata {
@@ -113,7 +98,6 @@ impl Default for Metadata {
             account_id: "123456789012".into(),
             architecture: "x86_64".into(),
             autoscaling: true,
-            maintenance: Vec::new(),
         }
     }
 }
@@ -139,4 +123,6 @@ pub struct ImdsConfig {
     pub allow_credentials: bool,
     pub metadata: Metadata,
     pub limits: Limits,
+    /// HttpEndpoint, hop limit, IPv6 endpoint, tags.
+    pub options: super::options::InstanceOptions,
 }

@@ -2,6 +2,8 @@
 //! phase-dependent metadata tree, fault injection and passthrough to the real IMDS.
 
 mod config;
+mod instance;
+mod options;
 mod passthrough;
 mod router;
 mod server;
@@ -10,16 +12,16 @@ mod tokens;
 mod tree;
 
 #[cfg(test)]
+mod instance_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;
 
-pub use config::{
-    default_hostname, Faults, ImdsConfig, Imdsv2Mode, Limits, MaintenanceEvent, Metadata,
-    Passthrough,
-};
+pub use config::{default_hostname, Faults, ImdsConfig, Imdsv2Mode, Limits, Metadata, Passthrough};
+pub use options::{tag_key_problem, InstanceOptions, Toggle, DEFAULT_HOP_LIMIT, MAX_HOP_LIMIT};
 pub use router::Responder;
-pub use server::{serve_standalone, ServeEnd};
+pub use server::{bind_standalone, serve_standalone, ServeEnd};
 pub use stats::ResponderStats;
 pub use tokens::{TokenRejection, TokenStore, MAX_TOKEN_TTL};
 

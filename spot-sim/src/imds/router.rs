@@ -82,7 +82,9 @@ impl Responder {
     }
 
     pub fn stats(&self) -> ResponderStats {
-        lock(&self.counters).snapshot()
+        let mut stats = lock(&self.counters).snapshot();
+        stats.options = self.option_list();
+        stats
     }
 
     /// Routes one request (usable in unit tests without a socket).
@@ -146,6 +148,10 @@ impl Responder {
         let presented = headers.get(TOKEN_HEADER);
         let v2 = presented.is_some();
         let routed = |response| Routed { response, v2 };
+        // HttpEndpoint=disabled: EC2 answers everything, the token PUT included, 403.
+        if self.endpoint_disabled() {
+            return routed(error_page(StatusCode::FORBIDDEN, head));
+        }
         let Some(segments) = segments(path, self.config.limits.max_path_len) else {
             return routed(error_page(StatusCode::NOT_FOUND, head));
         };
@@ -242,6 +248,9 @@ impl Responder {
             schedule: self.timeline.schedule(),
             action: self.timeline.scenario().action,
             pending_time: &self.pending_time,
+            options: &self.config.options,
+            maintenance: self.timeline.maintenance_at(now),
+            asg_terminated: self.timeline.asg_terminated_at(now),
         };
         let root = tree::build(&snapshot);
         if let Some(upstream) = &self.upstream {

@@ -1,7 +1,6 @@
 //! Serving a responder on listeners: connection limits, slow and idle clients, and vanishing
 //! at the interruption the way a terminated instance does.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +15,7 @@ use tokio::time::Instant;
 
 use super::router::Responder;
 use super::ImdsError;
-use crate::scenario::{lock, Phase, Settings, SystemClock, Timeline};
+use crate::scenario::{lock, Phase};
 
 /// Longest the accept loop sleeps before looking at the timeline again; a bound because a
 /// test's manual clock can jump without telling anyone.
@@ -92,6 +91,12 @@ impl Responder {
         _permit: OwnedSemaphorePermit,
     ) {
         let limits = self.config.limits.clone();
+        // Only a hop limit of 1 needs to know; no syscalls on the common path.
+        let origin = if self.config.options.hop_limit <= 1 {
+            super::instance::origin_of(&stream, peer)
+        } else {
+            super::instance::Origin::Node
+        };
         let last_active = Arc::new(Mutex::new(Instant::now()));
         let responder = Arc::clone(&self);
         let active = Arc::clone(&last_active);
@@ -100,9 +105,9 @@ impl Responder {
             let active = Arc::clone(&active);
             async move {
                 *lock(&active) = Instant::now();
-                let response = responder.handle(req).await;
+                let response = responder.handle_from(req, origin).await;
                 *lock(&active) = Instant::now();
-                Ok::<_, Infallible>(response)
+                response
             }
         });
         let mut builder = http1::Builder::new();
@@ -137,29 +142,47 @@ impl Responder {
     }
 }
 
-/// `spot-sim serve`: the responder alone on `listen` (no eBPF, no root), until ctrl-c or the
-/// interruption.
-pub async fn serve_standalone(listen: SocketAddr, settings: Settings) -> Result<(), ImdsError> {
-    let clock: Arc<dyn crate::scenario::Clock> = Arc::new(SystemClock);
-    let timeline = Timeline::new(settings.scenario, Arc::clone(&clock));
-    let responder = Responder::new("standalone".into(), timeline, settings.imds, clock);
-    let listener = TcpListener::bind(listen)
+/// Binds `spot-sim serve`'s listener (before anything else starts, so a taken port fails
+/// first).
+pub async fn bind_standalone(listen: SocketAddr) -> Result<TcpListener, ImdsError> {
+    TcpListener::bind(listen)
         .await
         .map_err(|source| ImdsError::Bind {
             addr: listen,
             source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ImdsError::Bind {
-        addr: listen,
+        })
+}
+
+/// `spot-sim serve`: the responder alone on its listener (no eBPF, no root), until ctrl-c or
+/// the interruption.
+pub async fn serve_standalone(
+    listener: TcpListener,
+    responder: Arc<Responder>,
+) -> Result<(), ImdsError> {
+    let addr = listener.local_addr().map_err(|source| ImdsError::Serve {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
     })?;
     println!("spot-sim: fake IMDS on http://{addr}/latest/meta-data/ (ctrl-c to stop)");
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = stop.send(true);
+        // SIGTERM too (systemd, kill, a test's cleanup): a clean return removes the control
+        // socket.
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => s.recv().await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_ok() {
+                let _ = stop.send(true);
+            },
+            _ = term => {
+                let _ = stop.send(true);
+            }
         }
-        // Keep `stop` alive when ctrl-c cannot be watched, so serving goes on.
+        // Keep `stop` alive when no signal can be watched, so serving goes on.
         std::future::pending::<()>().await;
     });
     match responder.serve(listener, shutdown).await {

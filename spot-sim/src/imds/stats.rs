@@ -25,6 +25,10 @@ pub struct ResponderStats {
     pub tokens_issued: u64,
     /// Connections closed at once because the responder was at its connection limit.
     pub connections_over_limit: u64,
+    /// Token PUTs never answered: hop limit 1 and the client in another network namespace.
+    pub token_puts_unanswered: u64,
+    /// The instance's metadata options (http-tokens, hop limit, endpoint, IPv6, tags, ASG).
+    pub options: BTreeMap<String, String>,
     /// RFC 3339, whole seconds.
     pub last_request_at: Option<String>,
     pub warnings: Vec<String>,
@@ -94,6 +98,15 @@ impl Counters {
             s.warnings.push(format!(
                 "{} token-less requests were answered 401 (--imdsv2 required)",
                 self.v1_refused
+            ));
+        }
+        if s.token_puts_unanswered > 0 {
+            s.warnings.push(format!(
+                "{} token PUTs were left unanswered: the client is in another network namespace, \
+                 one hop further than the node, and http-put-response-hop-limit is 1; on such a \
+                 node a containerized handler must fall back to IMDSv1, or the node needs a hop \
+                 limit of 2",
+                s.token_puts_unanswered
             ));
         }
         if s.tokens_issued >= 50 && s.tokens_issued * 2 > s.imds_v2_requests {

@@ -276,16 +276,23 @@ async fn static_metadata_and_the_identity_document_agree() {
 
 #[tokio::test]
 async fn scheduled_maintenance_is_listed_the_way_imds_writes_it() {
-    let mut config = ImdsConfig::default();
-    config.metadata.maintenance.push(MaintenanceEvent {
-        code: "system-reboot".into(),
-        description: "scheduled reboot".into(),
-        event_id: "instance-event-0d59937288b749b32".into(),
-        state: "active".into(),
-        not_before: "21 Jan 2026 09:00:43 GMT".into(),
-        not_after: Some("21 Jan 2026 09:17:23 GMT".into()),
-    });
-    let f = fixture(Scenario::default(), config);
+    use crate::scenario::{parse_imds_date, EventTime, MaintenancePlan, MaintenanceState};
+    let at = |s: &str| EventTime::At(parse_imds_date(s).expect("an IMDS date"));
+    let scenario = Scenario {
+        maintenance: vec![MaintenancePlan {
+            code: "system-reboot".into(),
+            description: "scheduled reboot".into(),
+            event_id: "instance-event-0d59937288b749b32".into(),
+            issue_in: Duration::ZERO,
+            state: MaintenanceState::Active,
+            not_before: at("21 Jan 2026 09:00:43 GMT"),
+            not_after: Some(at("21 Jan 2026 09:17:23 GMT")),
+            not_before_deadline: None,
+            ends: None,
+        }],
+        ..Scenario::default()
+    };
+    let f = fixture(scenario, ImdsConfig::default());
     let a = get(
         &f.responder,
         "/latest/meta-data/events/maintenance/scheduled",

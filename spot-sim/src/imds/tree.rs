@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::config::Metadata;
-use crate::scenario::{rfc3339, Action, Phase, Schedule};
+use super::instance;
+use super::options::InstanceOptions;
+use crate::scenario::{rfc3339, Action, MaintenanceView, Phase, Schedule};
 
 /// A file or a directory of the tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,20 +24,20 @@ pub(crate) struct Dir {
 }
 
 impl Dir {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Dir {
             entries: BTreeMap::new(),
             slash_subdirs: true,
         }
     }
 
-    fn leaf(mut self, name: &str, value: impl Into<String>) -> Self {
+    pub(super) fn leaf(mut self, name: &str, value: impl Into<String>) -> Self {
         self.entries
             .insert(name.to_string(), Node::Leaf(value.into()));
         self
     }
 
-    fn dir(mut self, name: &str, dir: Dir) -> Self {
+    pub(super) fn dir(mut self, name: &str, dir: Dir) -> Self {
         self.entries.insert(name.to_string(), Node::Dir(dir));
         self
     }
@@ -73,6 +75,12 @@ pub(crate) struct Snapshot<'a> {
     pub action: Action,
     /// `pendingTime` of the identity document: when the responder was created.
     pub pending_time: &'a str,
+    /// Tags and their access option.
+    pub options: &'a InstanceOptions,
+    /// Maintenance events issued so far: (`scheduled`, `history`).
+    pub maintenance: (Vec<MaintenanceView>, Vec<MaintenanceView>),
+    /// The Auto Scaling group has marked the instance `Terminated`.
+    pub asg_terminated: bool,
 }
 
 /// The `meta-data/` entries whose content spot-sim owns even with passthrough on.
@@ -82,6 +90,7 @@ pub(crate) const SIMULATED: &[&str] = &[
     "instance-action",
     "instance-life-cycle",
     "spot",
+    "tags",
 ];
 
 /// The whole tree, from `/`.
@@ -125,16 +134,11 @@ fn meta_data(s: &Snapshot<'_>) -> Dir {
                 .leaf("partition", "aws"),
         )
         .dir("events", events(s));
-    if m.autoscaling {
-        let state = if s.phase == Phase::Interrupted {
-            "Terminated"
-        } else {
-            "InService"
-        };
-        dir = dir.dir(
-            "autoscaling",
-            Dir::new().leaf("target-lifecycle-state", state),
-        );
+    if let Some(asg) = instance::autoscaling(s) {
+        dir = dir.dir("autoscaling", asg);
+    }
+    if let Some(tags) = instance::tags(s) {
+        dir = dir.dir("tags", tags);
     }
     if let (Some(schedule), true) = (s.schedule, s.phase >= Phase::Notice) {
         let time = rfc3339(schedule.action_time);
@@ -145,7 +149,9 @@ fn meta_data(s: &Snapshot<'_>) -> Dir {
                 s.action.as_str()
             ),
         );
-        // termination-time only ever announced a termination.
+        // The EC2 User Guide (instance metadata categories, spot/termination-time): "present
+        // and contains a time value ... only if the Spot Instance has been marked for
+        // termination by Amazon EC2"; a stop or hibernate notice is in instance-action only.
         if s.action == Action::Terminate {
             spot = spot.leaf("termination-time", time);
         }
@@ -158,8 +164,8 @@ fn events(s: &Snapshot<'_>) -> Dir {
     let mut events = Dir::new().dir(
         "maintenance",
         Dir::new()
-            .leaf("history", "[]")
-            .leaf("scheduled", maintenance_json(s.metadata)),
+            .leaf("history", instance::maintenance_json(&s.maintenance.1))
+            .leaf("scheduled", instance::maintenance_json(&s.maintenance.0)),
     );
     let rebalance = s.schedule.and_then(|sch| sch.rebalance_at);
     if let (Some(at), true) = (rebalance, s.phase >= Phase::Rebalance) {
@@ -174,37 +180,8 @@ fn events(s: &Snapshot<'_>) -> Dir {
     events
 }
 
-fn json(s: &str) -> String {
+pub(super) fn json(s: &str) -> String {
     serde_json::Value::from(s).to_string()
-}
-
-/// The layout IMDS uses: `[ {` ... `} ]`, ` : ` between key and value.
-fn maintenance_json(m: &Metadata) -> String {
-    if m.maintenance.is_empty() {
-        return "[]".to_string();
-    }
-    let events: Vec<String> = m
-        .maintenance
-        .iter()
-        .map(|e| {
-            let mut fields = vec![
-                ("NotBefore", &e.not_before),
-                ("Code", &e.code),
-                ("Description", &e.description),
-                ("EventId", &e.event_id),
-            ];
-            if let Some(after) = &e.not_after {
-                fields.push(("NotAfter", after));
-            }
-            fields.push(("State", &e.state));
-            let body: Vec<String> = fields
-                .iter()
-                .map(|(k, v)| format!("  \"{k}\" : {}", json(v)))
-                .collect();
-            format!("{{\n{}\n}}", body.join(",\n"))
-        })
-        .collect();
-    format!("[ {} ]", events.join(", "))
 }
 
 fn identity_document(s: &Snapshot<'_>) -> String {

@@ -3,14 +3,14 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use super::file::{parse_duration, ScenarioFile};
 use super::{Action, Scenario, ScenarioError, Start};
 use crate::imds::{
-    default_hostname, Faults, ImdsConfig, Imdsv2Mode, MaintenanceEvent, Metadata, Passthrough,
+    default_hostname, Faults, ImdsConfig, Imdsv2Mode, Metadata, Passthrough, Toggle,
 };
 
 /// Where passthrough forwards to unless told otherwise: the real IMDS.
@@ -50,6 +50,11 @@ pub struct ScenarioArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "manual")]
     pub start_in: Option<Duration>,
 
+    /// t0 at this wall-clock instant (RFC 3339, e.g. 2026-11-26T09:00:00Z), so several nodes
+    /// or processes are interrupted at the same moment; must be in the future
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["manual", "start_in"])]
+    pub start_at: Option<String>,
+
     /// Do not start on a timer: wait for `spot-sim trigger` to start the timeline
     #[arg(long)]
     pub manual: bool,
@@ -79,10 +84,54 @@ pub struct ScenarioArgs {
     #[arg(long, value_enum, value_name = "WHAT")]
     pub on_interrupt: Option<OnInterrupt>,
 
-    /// Whether token-less (IMDSv1) requests are answered; `required` answers them 401
-    /// [default: optional]
-    #[arg(long, value_enum, value_name = "MODE")]
+    /// HttpTokens: whether token-less (IMDSv1) requests are answered; `required` answers them
+    /// 401 [default: optional] [alias: --imdsv2]
+    #[arg(
+        long = "http-tokens",
+        alias = "imdsv2",
+        value_enum,
+        value_name = "MODE"
+    )]
     pub imdsv2: Option<Imdsv2Mode>,
+
+    /// HttpPutResponseHopLimit (1 to 64): at 1, a token PUT from a network namespace other
+    /// than spot-sim's own (a container, one hop further than the node) is never answered, as
+    /// on EKS, and the client falls back to IMDSv1 [default: 2]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub http_put_response_hop_limit: Option<u8>,
+
+    /// HttpEndpoint: `disabled` answers every request 403 Forbidden [default: enabled]
+    #[arg(long, value_enum, value_name = "STATE")]
+    pub http_endpoint: Option<Toggle>,
+
+    /// HttpProtocolIpv6: whether connects to the IPv6 endpoint [fd00:ec2::254] are served;
+    /// off as on EC2 (the IPv4-mapped ::ffff:169.254.169.254 always is) [default: disabled]
+    #[arg(long, value_enum, value_name = "STATE")]
+    pub http_protocol_ipv6: Option<Toggle>,
+
+    /// InstanceMetadataTags: whether meta-data/tags/instance/ shows the instance's tags
+    /// (--tag, or the scenario's [tags]) [default: disabled]
+    #[arg(long, value_enum, value_name = "STATE")]
+    pub instance_metadata_tags: Option<Toggle>,
+
+    /// An instance tag, KEY=VALUE. Repeatable; added to the scenario's [tags]
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+
+    /// The instance is not in an Auto Scaling group: no autoscaling/ tree (404)
+    #[arg(long, conflicts_with = "asg_terminate_in")]
+    pub no_asg: bool,
+
+    /// Turn autoscaling/target-lifecycle-state to Terminated this long after t0, while the
+    /// instance keeps answering until its interruption (ASG lifecycle-hook rehearsals)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub asg_terminate_in: Option<Duration>,
+
+    /// One scheduled maintenance event, CODE[:IN]: issued IN after t0 [default: 0s], NotBefore
+    /// an hour after its issue. CODE: system-reboot, instance-reboot, system-maintenance,
+    /// instance-retirement, instance-stop. Repeatable; added to the scenario's [[maintenance]]
+    #[arg(long, value_name = "CODE[:IN]")]
+    pub maintenance: Vec<String>,
 
     /// Forward paths spot-sim does not simulate (instance id, region, identity document...) to
     /// the real IMDS, for runs on a real EC2 node
@@ -139,30 +188,55 @@ impl ScenarioArgs {
             Some(path) => (ScenarioFile::load(path)?, path.display().to_string()),
             None => (ScenarioFile::default(), "command line".to_string()),
         };
-        self.overlay(&mut file);
-        settings_from(file, &origin)
+        self.overlay(&mut file)?;
+        // `start-at` must lie ahead of when this spot-sim started, not of now: a target added
+        // later (`target add`, `--follow`) shares the absolute t0 even once it has passed.
+        static STARTED: std::sync::OnceLock<SystemTime> = std::sync::OnceLock::new();
+        settings_from(file, &origin, *STARTED.get_or_init(SystemTime::now))
     }
 
-    fn overlay(&self, file: &mut ScenarioFile) {
+    fn overlay(&self, file: &mut ScenarioFile) -> Result<(), ScenarioError> {
         use super::file::Dur;
         let s = &mut file.scenario;
-        // Either start option on the command line replaces the file's choice of start.
+        // Any start option on the command line replaces the file's choice of start.
         if let Some(d) = self.start_in {
             s.start_in = Some(Dur(d));
             s.manual = None;
+            s.start_at = None;
+        }
+        if let Some(at) = &self.start_at {
+            s.start_at = Some(super::file::TimeText(at.clone()));
+            s.manual = None;
+            s.start_in = None;
         }
         if self.manual {
             s.manual = Some(true);
             s.start_in = None;
+            s.start_at = None;
         }
         set(&mut s.interruption_in, self.interruption_in.map(Dur));
         set(&mut s.rebalance_lead, self.rebalance_lead.map(Dur));
         set(&mut s.action, self.action);
         set(&mut s.rebalance, self.no_rebalance.then_some(false));
         set(&mut s.on_interrupt, self.on_interrupt);
+        if self.no_asg {
+            s.asg = Some(false);
+            s.asg_terminate_in = None;
+        }
+        if let Some(d) = self.asg_terminate_in {
+            s.asg_terminate_in = Some(Dur(d));
+            s.asg = None;
+        }
 
         let i = &mut file.imds;
-        set(&mut i.imdsv2, self.imdsv2);
+        set(&mut i.http_tokens, self.imdsv2);
+        set(
+            &mut i.http_put_response_hop_limit,
+            self.http_put_response_hop_limit.map(i64::from),
+        );
+        set(&mut i.http_endpoint, self.http_endpoint);
+        set(&mut i.http_protocol_ipv6, self.http_protocol_ipv6);
+        set(&mut i.instance_metadata_tags, self.instance_metadata_tags);
         set(&mut i.passthrough, self.passthrough.then_some(true));
         set(
             &mut i.passthrough_upstream,
@@ -186,6 +260,7 @@ impl ScenarioArgs {
             // The file's region belonged to the file's zone.
             m.region = None;
         }
+        super::instance::overlay(self, file)
     }
 }
 
@@ -199,13 +274,13 @@ impl Settings {
     /// The settings a scenario file gives on its own (file over defaults).
     pub fn from_file(path: &Path) -> Result<Settings, ScenarioError> {
         let file = ScenarioFile::load(path)?;
-        settings_from(file, &path.display().to_string())
+        settings_from(file, &path.display().to_string(), SystemTime::now())
     }
 
     /// Parses scenario TOML text; `path` only names it in errors.
     pub fn from_toml(path: &Path, text: &str) -> Result<Settings, ScenarioError> {
         let file = ScenarioFile::parse(path, text)?;
-        settings_from(file, &path.display().to_string())
+        settings_from(file, &path.display().to_string(), SystemTime::now())
     }
 }
 
@@ -219,7 +294,7 @@ impl Default for Settings {
     }
 }
 
-fn invalid(
+pub(super) fn invalid(
     origin: &str,
     field: &str,
     value: impl ToString,
@@ -237,13 +312,19 @@ fn invalid(
 
 /// Longest duration any option takes. Far beyond any rehearsal, and far from where adding it
 /// to the clock could overflow (found by fuzzing: `start-in = "400000000000y"` panicked).
-const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
-fn settings_from(file: ScenarioFile, origin: &str) -> Result<Settings, ScenarioError> {
+/// `now` is when the run is set up: `start-at` must come after it.
+fn settings_from(
+    file: ScenarioFile,
+    origin: &str,
+    now: SystemTime,
+) -> Result<Settings, ScenarioError> {
     let defaults = Scenario::default();
     let s = file.scenario;
     for (field, value) in [
         ("scenario.start-in", &s.start_in),
+        ("scenario.asg-terminate-in", &s.asg_terminate_in),
         ("scenario.interruption-in", &s.interruption_in),
         ("scenario.rebalance-lead", &s.rebalance_lead),
         ("faults.latency", &file.faults.latency),
@@ -276,12 +357,27 @@ fn settings_from(file: ScenarioFile, origin: &str) -> Result<Settings, ScenarioE
         (_, Some(d)) => Start::In(d.0),
         (_, None) => defaults.start,
     };
+    let start = match &s.start_at {
+        Some(at) => super::instance::start_at(at, s.manual, s.start_in, origin, now)?,
+        None => start,
+    };
+    // `metadata.autoscaling` is the older name of `scenario.asg`.
+    let in_asg = s.asg.or(file.metadata.autoscaling);
+    let asg_terminate_in = super::instance::asg(in_asg, s.asg_terminate_in, origin)?;
+    let maintenance = file
+        .maintenance
+        .into_iter()
+        .enumerate()
+        .map(|(n, e)| super::instance::maintenance_plan(n, e, origin))
+        .collect::<Result<_, _>>()?;
     let scenario = Scenario {
         start,
         interruption_in: s.interruption_in.map_or(defaults.interruption_in, |d| d.0),
         rebalance_lead: s.rebalance_lead.map_or(defaults.rebalance_lead, |d| d.0),
         action: s.action.unwrap_or(defaults.action),
         rebalance: s.rebalance.unwrap_or(defaults.rebalance),
+        asg_terminate_in,
+        maintenance,
     };
     if scenario.interruption_in.is_zero() && scenario.action != Action::Hibernate {
         return Err(invalid(
@@ -343,11 +439,16 @@ fn settings_from(file: ScenarioFile, origin: &str) -> Result<Settings, ScenarioE
         token_ttl: f.token_ttl,
     };
 
-    let metadata = metadata_from(file.metadata, file.maintenance, origin)?;
+    let options = super::instance::options(&i, file.tags, origin)?;
+    let mut metadata = metadata_from(file.metadata, origin)?;
+    if let Some(asg) = s.asg {
+        metadata.autoscaling = asg;
+    }
     Ok(Settings {
         scenario,
         imds: ImdsConfig {
-            imdsv2: i.imdsv2.unwrap_or_default(),
+            imdsv2: i.http_tokens.unwrap_or_default(),
+            options,
             faults,
             passthrough,
             allow_credentials: i.allow_credentials.unwrap_or(false),
@@ -358,11 +459,7 @@ fn settings_from(file: ScenarioFile, origin: &str) -> Result<Settings, ScenarioE
     })
 }
 
-fn metadata_from(
-    m: super::file::MetadataSection,
-    maintenance: Vec<super::file::MaintenanceSection>,
-    origin: &str,
-) -> Result<Metadata, ScenarioError> {
+fn metadata_from(m: super::file::MetadataSection, origin: &str) -> Result<Metadata, ScenarioError> {
     let d = Metadata::default();
     let availability_zone = m.availability_zone.unwrap_or(d.availability_zone);
     let region = match m.region {
@@ -391,11 +488,6 @@ fn metadata_from(
         .hostname
         .unwrap_or_else(|| default_hostname(&local_ipv4, &region));
     let local_hostname = m.local_hostname.unwrap_or_else(|| hostname.clone());
-    let maintenance = maintenance
-        .into_iter()
-        .enumerate()
-        .map(|(n, e)| maintenance_event(n, e, origin))
-        .collect::<Result<_, _>>()?;
     Ok(Metadata {
         instance_id: m.instance_id.unwrap_or(d.instance_id),
         instance_type: m.instance_type.unwrap_or(d.instance_type),
@@ -409,7 +501,6 @@ fn metadata_from(
         account_id: m.account_id.unwrap_or(d.account_id),
         architecture: m.architecture.unwrap_or(d.architecture),
         autoscaling: m.autoscaling.unwrap_or(d.autoscaling),
-        maintenance,
     })
 }
 
@@ -418,80 +509,4 @@ fn region_of(zone: &str) -> Option<String> {
     let region = zone.trim_end_matches(|c: char| c.is_ascii_lowercase());
     (region.len() < zone.len() && region.ends_with(|c: char| c.is_ascii_digit()))
         .then(|| region.to_string())
-}
-
-const MAINTENANCE_CODES: &[&str] = &[
-    "instance-reboot",
-    "system-reboot",
-    "system-maintenance",
-    "instance-retirement",
-    "instance-stop",
-];
-const MAINTENANCE_STATES: &[&str] = &["active", "completed", "canceled"];
-
-fn maintenance_event(
-    n: usize,
-    e: super::file::MaintenanceSection,
-    origin: &str,
-) -> Result<MaintenanceEvent, ScenarioError> {
-    let field = |name: &str| format!("maintenance[{n}].{name}");
-    if !MAINTENANCE_CODES.contains(&e.code.as_str()) {
-        return Err(invalid(
-            origin,
-            &field("code"),
-            format!("{:?}", e.code),
-            "unknown event code",
-            &MAINTENANCE_CODES.join(", "),
-        ));
-    }
-    let state = e.state.unwrap_or_else(|| "active".into());
-    if !MAINTENANCE_STATES.contains(&state.as_str()) {
-        return Err(invalid(
-            origin,
-            &field("state"),
-            format!("{state:?}"),
-            "unknown state",
-            &MAINTENANCE_STATES.join(", "),
-        ));
-    }
-    for (name, value) in [
-        ("not-before", Some(&e.not_before)),
-        ("not-after", e.not_after.as_ref()),
-    ] {
-        if let Some(v) = value {
-            if !is_maintenance_date(v) {
-                return Err(invalid(
-                    origin,
-                    &field(name),
-                    format!("{v:?}"),
-                    "not an IMDS date",
-                    "a date like \"21 Jan 2026 09:00:00 GMT\"",
-                ));
-            }
-        }
-    }
-    Ok(MaintenanceEvent {
-        description: e
-            .description
-            .unwrap_or_else(|| format!("scheduled {}", e.code.replace('-', " "))),
-        code: e.code,
-        event_id: e
-            .event_id
-            .unwrap_or_else(|| format!("instance-event-0{:016x}", 0x5ba7_0000_u64 + n as u64)),
-        state,
-        not_before: e.not_before,
-        not_after: e.not_after,
-    })
-}
-
-/// `21 Jan 2026 09:00:00 GMT`, the format IMDS writes maintenance dates in.
-fn is_maintenance_date(s: &str) -> bool {
-    let padded = time::macros::format_description!(
-        "[day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    let unpadded = time::macros::format_description!(
-        "[day padding:none] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::PrimitiveDateTime::parse(s, padded).is_ok()
-        || time::PrimitiveDateTime::parse(s, unpadded).is_ok()
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::args::OnInterrupt;
 use super::{Action, ScenarioError};
-use crate::imds::Imdsv2Mode;
+use crate::imds::{Imdsv2Mode, Toggle};
 
 /// A whole scenario file; every field optional so the command line and defaults can fill gaps.
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +27,10 @@ pub(crate) struct ScenarioFile {
     /// `[[maintenance]]` tables, one per scheduled event.
     #[serde(default)]
     pub maintenance: Vec<MaintenanceSection>,
+    /// `[tags]`: the instance's tags, shown under `meta-data/tags/instance/` when
+    /// `instance-metadata-tags = "enabled"`.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,12 +43,23 @@ pub(crate) struct ScenarioSection {
     pub action: Option<Action>,
     pub rebalance: Option<bool>,
     pub on_interrupt: Option<OnInterrupt>,
+    /// t0 at a wall-clock instant: an RFC 3339 string or a TOML date-time.
+    pub start_at: Option<TimeText>,
+    /// Whether the instance is in an Auto Scaling group (`autoscaling/` exists).
+    pub asg: Option<bool>,
+    pub asg_terminate_in: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct ImdsSection {
-    pub imdsv2: Option<Imdsv2Mode>,
+    /// HttpTokens; `imdsv2` is the older name.
+    #[serde(alias = "imdsv2")]
+    pub http_tokens: Option<Imdsv2Mode>,
+    pub http_put_response_hop_limit: Option<i64>,
+    pub http_endpoint: Option<Toggle>,
+    pub http_protocol_ipv6: Option<Toggle>,
+    pub instance_metadata_tags: Option<Toggle>,
     pub passthrough: Option<bool>,
     pub passthrough_upstream: Option<String>,
     pub passthrough_timeout: Option<Dur>,
@@ -76,7 +91,7 @@ pub(crate) struct MetadataSection {
     pub autoscaling: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct MaintenanceSection {
     pub code: String,
@@ -86,9 +101,48 @@ pub(crate) struct MaintenanceSection {
     pub event_id: Option<String>,
     #[serde(default)]
     pub state: Option<String>,
-    pub not_before: String,
+    /// From t0 to the moment the event appears [default: 0s].
+    #[serde(default)]
+    pub issue_in: Option<Dur>,
+    /// Absolute dates, in IMDS's format ("21 Jan 2026 09:00:00 GMT").
+    #[serde(default)]
+    pub not_before: Option<String>,
     #[serde(default)]
     pub not_after: Option<String>,
+    #[serde(default)]
+    pub not_before_deadline: Option<String>,
+    /// The same dates counted from the event's issue.
+    #[serde(default)]
+    pub not_before_in: Option<Dur>,
+    #[serde(default)]
+    pub not_after_in: Option<Dur>,
+    #[serde(default)]
+    pub not_before_deadline_in: Option<Dur>,
+    /// From its issue to its cancellation or completion.
+    #[serde(default)]
+    pub cancel_in: Option<Dur>,
+    #[serde(default)]
+    pub complete_in: Option<Dur>,
+}
+
+/// A date-time written as a string or as a bare TOML date-time; kept as text to parse later,
+/// so the error can name the field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TimeText(pub String);
+
+impl<'de> Deserialize<'de> for TimeText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Text(String),
+            Toml(toml::value::Datetime),
+        }
+        Ok(TimeText(match Either::deserialize(d)? {
+            Either::Text(s) => s,
+            Either::Toml(t) => t.to_string(),
+        }))
+    }
 }
 
 /// A duration written the humantime way: "90s", "2m", "1h 30m".

@@ -4,6 +4,8 @@
 mod args;
 mod clock;
 mod file;
+mod instance;
+mod maintenance;
 mod timeline;
 
 use std::path::PathBuf;
@@ -11,6 +13,9 @@ use std::path::PathBuf;
 pub use args::{OnInterrupt, ScenarioArgs, Settings};
 pub(crate) use clock::lock;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use maintenance::{
+    imds_date, parse_imds_date, EventTime, MaintenancePlan, MaintenanceState, MaintenanceView,
+};
 pub use timeline::{
     rfc3339, whole_seconds, Action, EventKind, IssuedEvent, NextEvent, Phase, Scenario, Schedule,
     Start, Timeline, TimelineStatus, NOTICE_LEAD,

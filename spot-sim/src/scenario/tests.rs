@@ -256,6 +256,8 @@ not-after = "21 Jan 2026 11:00:00 GMT"
             rebalance_lead: secs(90),
             action: Action::Stop,
             rebalance: false,
+            asg_terminate_in: None,
+            maintenance: s.scenario.maintenance.clone(),
         }
     );
     assert_eq!(s.on_interrupt, OnInterrupt::Kill);
@@ -270,9 +272,12 @@ not-after = "21 Jan 2026 11:00:00 GMT"
     assert_eq!(m.instance_id, "i-0123456789abcdef0");
     assert_eq!(m.region, "eu-west-1");
     assert_eq!(m.hostname, "ip-10-1-2-3.eu-west-1.compute.internal");
-    assert_eq!(m.maintenance.len(), 1);
-    assert_eq!(m.maintenance[0].state, "active");
+    assert_eq!(s.scenario.maintenance.len(), 1);
+    assert_eq!(s.scenario.maintenance[0].state, MaintenanceState::Active);
 }
+
+#[path = "instance_tests.rs"]
+mod instance_tests;
 
 #[test]
 fn an_unknown_field_is_named_with_the_allowed_ones() {

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::maintenance::{MaintenancePlan, MaintenanceState, MaintenanceView};
 use super::{Clock, ScenarioError};
 
 /// How far ahead AWS sends the interruption notice.
@@ -47,6 +48,8 @@ pub enum Start {
     In(Duration),
     /// When [`Timeline::trigger`] is called (`spot-sim trigger`).
     Manual,
+    /// At this wall-clock instant (`--start-at`), so several nodes can go at once.
+    At(SystemTime),
 }
 
 /// A resolved scenario: what the timeline does, before it knows its t0.
@@ -60,6 +63,10 @@ pub struct Scenario {
     pub action: Action,
     /// Whether a rebalance recommendation is issued at all.
     pub rebalance: bool,
+    /// From t0 to the moment the Auto Scaling group marks the instance `Terminated`.
+    pub asg_terminate_in: Option<Duration>,
+    /// Scheduled maintenance events, each issued at its own moment after t0.
+    pub maintenance: Vec<MaintenancePlan>,
 }
 
 impl Default for Scenario {
@@ -70,6 +77,8 @@ impl Default for Scenario {
             rebalance_lead: Duration::ZERO,
             action: Action::Terminate,
             rebalance: true,
+            asg_terminate_in: None,
+            maintenance: Vec::new(),
         }
     }
 }
@@ -86,6 +95,8 @@ pub struct Schedule {
     pub action_time: SystemTime,
     /// When the instance is gone.
     pub interrupted_at: SystemTime,
+    /// When `autoscaling/target-lifecycle-state` turns `Terminated`, if it does.
+    pub asg_terminated_at: Option<SystemTime>,
 }
 
 impl Scenario {
@@ -116,6 +127,7 @@ impl Scenario {
             notice_at,
             action_time,
             interrupted_at,
+            asg_terminated_at: self.asg_terminate_in.map(|d| t0 + d),
         }
     }
 }
@@ -141,6 +153,12 @@ pub enum EventKind {
     RebalanceRecommendation,
     InterruptionNotice,
     Interruption,
+    /// The Auto Scaling group's target lifecycle state turned `Terminated`.
+    AsgTerminated,
+    /// A scheduled maintenance event appeared.
+    MaintenanceScheduled,
+    MaintenanceCanceled,
+    MaintenanceCompleted,
 }
 
 impl EventKind {
@@ -149,6 +167,10 @@ impl EventKind {
             EventKind::RebalanceRecommendation => "rebalance recommendation",
             EventKind::InterruptionNotice => "interruption notice",
             EventKind::Interruption => "interruption",
+            EventKind::AsgTerminated => "ASG target lifecycle state Terminated",
+            EventKind::MaintenanceScheduled => "maintenance event scheduled",
+            EventKind::MaintenanceCanceled => "maintenance event canceled",
+            EventKind::MaintenanceCompleted => "maintenance event completed",
         }
     }
 }
@@ -248,6 +270,7 @@ impl Timeline {
     pub fn new(scenario: Scenario, clock: Arc<dyn Clock>) -> Arc<Timeline> {
         let t0 = match scenario.start {
             Start::In(delay) => Some(whole_seconds(clock.now() + delay)),
+            Start::At(at) => Some(whole_seconds(at)),
             Start::Manual => None,
         };
         Arc::new(Timeline {
@@ -336,7 +359,57 @@ impl Timeline {
         }
         events.push((EventKind::InterruptionNotice, s.notice_at));
         events.push((EventKind::Interruption, s.interrupted_at));
+        // Nothing happens to a vanished instance: later ASG or maintenance changes are moot.
+        let before_end = |at: &SystemTime| *at < s.interrupted_at;
+        if let Some(at) = s.asg_terminated_at.filter(before_end) {
+            events.push((EventKind::AsgTerminated, at));
+        }
+        for m in &self.scenario.maintenance {
+            let issued = m.issued_at(s.t0);
+            if before_end(&issued) {
+                events.push((EventKind::MaintenanceScheduled, issued));
+            }
+            if let Some((at, state)) = m.ends_at(s.t0).filter(|(at, _)| before_end(at)) {
+                let kind = match state {
+                    MaintenanceState::Completed => EventKind::MaintenanceCompleted,
+                    _ => EventKind::MaintenanceCanceled,
+                };
+                events.push((kind, at));
+            }
+        }
+        // Stable: events at the same instant keep the order above.
+        events.sort_by_key(|(_, at)| *at);
         events
+    }
+
+    /// The maintenance events IMDS lists at `now`: (`scheduled`, `history`).
+    ///
+    /// An event stays in `scheduled` with its new `State` once canceled or completed, and is
+    /// also in `history`: the EC2 User Guide documents `history` as holding "completed or
+    /// canceled" events, and handlers such as aws-node-termination-handler uncordon when
+    /// they see `"State": "canceled"` in `scheduled`.
+    pub fn maintenance_at(&self, now: SystemTime) -> (Vec<MaintenanceView>, Vec<MaintenanceView>) {
+        let Some(s) = self.schedule() else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut scheduled = Vec::new();
+        let mut history = Vec::new();
+        for m in &self.scenario.maintenance {
+            if let Some(v) = m.view_at(s.t0, now) {
+                if v.state != MaintenanceState::Active {
+                    history.push(v.clone());
+                }
+                scheduled.push(v);
+            }
+        }
+        (scheduled, history)
+    }
+
+    /// Whether the Auto Scaling group shows the instance `Terminated` at `now`.
+    pub fn asg_terminated_at(&self, now: SystemTime) -> bool {
+        self.schedule()
+            .and_then(|s| s.asg_terminated_at)
+            .is_some_and(|at| now >= at)
     }
 
     pub fn status(&self) -> TimelineStatus {

@@ -107,47 +107,48 @@ fn python_in(t: &Target, script: &str, args: &[&str]) -> serde_json::Value {
     )
 }
 
-/// The eBPF programs a process holds (through its links), from its fdinfo.
+/// The eBPF programs a process holds (through its links), from its fdinfo; panics when the
+/// process's descriptors cannot be read.
 fn prog_ids_of(pid: u32) -> Vec<u32> {
-    let mut ids: Vec<u32> = fs::read_dir(format!("/proc/{pid}/fdinfo"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| fs::read_to_string(e.path()).ok())
-                .filter_map(|t| {
-                    t.lines()
-                        .find_map(|l| l.strip_prefix("prog_id:"))
-                        .and_then(|v| v.trim().parse().ok())
-                })
-                .collect()
+    let dir = format!("/proc/{pid}/fdinfo");
+    let mut ids: Vec<u32> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {dir}: {e}"))
+        .flatten()
+        // A descriptor closed between the listing and the read is not one of the links.
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .filter_map(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .map(|v| v.trim().parse().unwrap())
         })
-        .unwrap_or_default();
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     ids
 }
 
-fn prog_exists(id: u32) -> bool {
-    Command::new("bpftool")
-        .args(["prog", "show", "id", &id.to_string()])
-        .output()
-        .is_ok_and(|o| o.status.success())
+/// Which of `ids` are still loaded; panics when bpftool cannot tell.
+fn still_loaded(ids: &[u32]) -> Vec<u32> {
+    let loaded = loaded_prog_ids();
+    ids.iter()
+        .copied()
+        .filter(|id| loaded.contains(id))
+        .collect()
 }
 
-/// TCP ports listening inside `ns`.
+/// TCP ports listening inside `ns`; panics when its socket tables cannot be read.
 fn listeners_in(ns: &NetNs) -> Vec<u16> {
     ns.run(|| {
         let mut ports = Vec::new();
         for table in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
-            for line in fs::read_to_string(table)
-                .unwrap_or_default()
-                .lines()
-                .skip(1)
-            {
+            let text =
+                fs::read_to_string(table).unwrap_or_else(|e| panic!("cannot read {table}: {e}"));
+            for line in text.lines().skip(1) {
                 let f: Vec<&str> = line.split_whitespace().collect();
-                if f.len() > 3 && f[3] == "0A" {
-                    if let Some(port) = f[1].rsplit(':').next() {
-                        ports.push(u16::from_str_radix(port, 16).unwrap_or(0));
-                    }
+                assert!(f.len() > 3, "unexpected line in {table}: {line}");
+                if f[3] == "0A" {
+                    let port = f[1].rsplit(':').next().unwrap();
+                    ports.push(u16::from_str_radix(port, 16).unwrap());
                 }
             }
         }
@@ -156,23 +157,41 @@ fn listeners_in(ns: &NetNs) -> Vec<u16> {
     .unwrap()
 }
 
-/// Anything pinned under bpffs that looks like ours.
+/// Anything pinned under any bpffs mount that looks like ours. Panics when no bpffs is
+/// mounted or one cannot be read: then this check could not look.
 fn pinned_spot_sim_objects() -> Vec<PathBuf> {
     fn walk(p: &Path, out: &mut Vec<PathBuf>, depth: u32) {
-        let Ok(rd) = fs::read_dir(p) else { return };
-        for e in rd.flatten() {
+        let rd = fs::read_dir(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+        for e in rd {
+            let e = e.unwrap_or_else(|e| panic!("cannot list {}: {e}", p.display()));
             let path = e.path();
             let name = e.file_name().to_string_lossy().to_lowercase();
             if name.contains("spot") || name.contains("targets") || name.contains("connect4") {
                 out.push(path.clone());
             }
-            if depth < 4 && e.file_type().is_ok_and(|t| t.is_dir()) {
+            if depth < 4 && e.file_type().unwrap().is_dir() {
                 walk(&path, out, depth + 1);
             }
         }
     }
+    // Field 5 of mountinfo is the mount point; the filesystem type follows the " - ".
+    let mounts: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (head, tail) = l.split_once(" - ")?;
+            (tail.split_whitespace().next() == Some("bpf"))
+                .then(|| PathBuf::from(head.split_whitespace().nth(4).unwrap()))
+        })
+        .collect();
+    assert!(
+        !mounts.is_empty(),
+        "no bpffs is mounted, so nothing pinned can be checked (mount -t bpf bpf /sys/fs/bpf)"
+    );
     let mut out = Vec::new();
-    walk(Path::new("/sys/fs/bpf"), &mut out, 0);
+    for m in mounts {
+        walk(&m, &mut out, 0);
+    }
     out
 }
 
@@ -192,14 +211,11 @@ impl Footprint {
     /// no cgroup has them attached, no namespace has its listener, nothing is pinned.
     fn assert_gone(&self, cgroups: &[&Path], namespaces: &[(&NetNs, u16)]) {
         let deadline = Instant::now() + Duration::from_secs(3);
-        while self.prog_ids.iter().any(|id| prog_exists(*id)) && Instant::now() < deadline {
+        let mut alive = still_loaded(&self.prog_ids);
+        while !alive.is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
+            alive = still_loaded(&self.prog_ids);
         }
-        let alive: Vec<_> = self
-            .prog_ids
-            .iter()
-            .filter(|id| prog_exists(**id))
-            .collect();
         assert!(alive.is_empty(), "eBPF programs left loaded: {alive:?}");
         for cg in cgroups {
             assert_eq!(
@@ -230,12 +246,13 @@ fn stop(mut p: Proc) {
 }
 
 fn proc_status_field(pid: u32, field: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
+    let path = format!("/proc/{pid}/status");
+    fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
         .lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no {field} in {path}"))
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -247,9 +264,10 @@ fn threads(pid: u32) -> u64 {
 }
 
 fn fd_count(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    let dir = format!("/proc/{pid}/fd");
+    fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {dir}: {e}"))
+        .count()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -363,14 +363,24 @@ pub fn attached_programs(cgroup: &Path) -> Vec<String> {
 /// The ids of every eBPF program loaded in the kernel, per `bpftool prog show`; panics when
 /// bpftool cannot tell.
 pub fn loaded_prog_ids() -> Vec<u32> {
+    bpftool_ids("prog")
+}
+
+/// The ids of every eBPF map in the kernel, per `bpftool map show`; panics when bpftool
+/// cannot tell.
+pub fn loaded_map_ids() -> Vec<u32> {
+    bpftool_ids("map")
+}
+
+fn bpftool_ids(kind: &str) -> Vec<u32> {
     let out = Command::new("bpftool")
-        .args(["-j", "prog", "show"])
+        .args(["-j", kind, "show"])
         .output()
         .unwrap_or_else(|e| panic!("cannot run bpftool ({e}): install it (cargo xtask deps)"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "bpftool prog show failed ({}): {text}{}",
+        "bpftool {kind} show failed ({}): {text}{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
@@ -383,7 +393,7 @@ pub fn loaded_prog_ids() -> Vec<u32> {
             p.get("id")
                 .and_then(serde_json::Value::as_u64)
                 .and_then(|id| u32::try_from(id).ok())
-                .unwrap_or_else(|| panic!("a program without an id in {text}"))
+                .unwrap_or_else(|| panic!("an entry without an id in {text}"))
         })
         .collect()
 }

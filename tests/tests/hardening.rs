@@ -865,12 +865,17 @@ fn thousands_of_idle_connections_are_bounded_per_target_and_the_neighbour_is_sti
     println!(
         "FIGURE idle flood: 2000 connections to one target: {r}; spot-sim counted {over} over the limit; its fds {fds_before} → {fds_held} while held"
     );
-    // Exactly the cap stays open (a lower cap would close more), and spot-sim counted every
-    // other connection it accepted as over the limit.
+    // Exactly the cap stays open (a lower cap would close more). Every other connection was
+    // closed: at once as over the limit, or, when connecting took longer than the 10 s head
+    // timeout on a loaded machine, by that timeout (which frees a place for a later one).
     let refused = r["refused"].as_u64().unwrap();
+    let closed = r["closed"].as_u64().unwrap();
     assert_eq!(r["open"], 512, "{r}");
-    assert_eq!(r["closed"].as_u64().unwrap(), 2000 - 512 - refused, "{r}");
-    assert_eq!(over, 2000 - 512 - refused, "connections_over_limit; {r}");
+    assert_eq!(closed, 2000 - 512 - refused, "{r}");
+    assert!(over > 0 && over <= closed, "connections_over_limit {over}; {r}");
+    if r["connect_s"].as_f64().unwrap() < 10.0 {
+        assert_eq!(over, closed, "connections_over_limit; {r}");
+    }
     assert!(
         fds_held <= fds_before + 512 + 16,
         "fds {fds_before} → {fds_held}"

@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// The largest number of cgroups attached at once for the attach-cost rows.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     max_cgroups: u64,
+    /// Measure this spot-sim binary instead of building a release one (to check the bench
+    /// itself in a short run; its figures are not the release build's).
+    #[arg(long)]
+    bin: Option<PathBuf>,
     /// Internal: run one probe (`first-answer`, `connect-latency`) in the bench's namespaces.
     #[arg(long, hide = true)]
     probe: Option<String>,
@@ -68,21 +72,28 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<ExitCode> {
         return Ok(super::exit_code(status));
     }
     let started = Instant::now();
-    super::build_ebpf(root)?;
-    super::build_spot_sim(root, true)?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target_dir.join("release/spot-sim");
+    let bin = match &args.bin {
+        Some(bin) => bin.clone(),
+        None => {
+            super::build_ebpf(root)?;
+            super::build_spot_sim(root, true)?;
+            let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            target_dir.join("release/spot-sim")
+        }
+    };
     crate::deps::ensure(crate::deps::BENCH)?;
     install_signal_flag();
     let out = root.join("target/bench");
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let report = Bench::new(bin, &args)?.run()?;
+    let report = Bench::new(bin.clone(), &args)?.run()?;
     let elapsed = started.elapsed();
+    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let md = format!(
-        "{report}\nWhole run (build included): {:.0} s. Command: `cargo xtask bench`.\n",
-        elapsed.as_secs_f64()
+        "{report}\nWhole run (build included): {:.0} s. Command: `cargo xtask {command}`; binary {}.\n",
+        elapsed.as_secs_f64(),
+        bin.display()
     );
     println!("\n{md}");
     fs::write(out.join("results.md"), &md)?;
@@ -1189,7 +1200,7 @@ fn render(r: &Report) -> String {
     let serving = median(&mut servings) * 1e3;
     let _ = writeln!(
         s,
-        "\n| measure | value |\n|---|---:|\n| start of `spot-sim run` → first redirected answer (median of {}) | {first:.0} ms |\n| start → \"serving\" log line (median) | {serving:.0} ms |\n| resident memory, idle (1 target) | {} |\n| resident memory, under load (max) | {} |\n| binary size (target/release/spot-sim) | {} |",
+        "\n| measure | value |\n|---|---:|\n| start of `spot-sim run` → first redirected answer (median of {}) | {first:.0} ms |\n| start → \"serving\" log line (median) | {serving:.0} ms |\n| resident memory, idle (1 target) | {} |\n| resident memory, under load (max) | {} |\n| binary size (the measured spot-sim) | {} |",
         r.firsts.len(),
         mib(r.rss_idle * 1024),
         mib(r.rss_load * 1024),
@@ -1424,6 +1435,7 @@ mod tests {
             repeat: 2,
             starts: 1,
             max_cgroups: 1,
+            bin: None,
             probe: None,
         };
         let rows = vec![

@@ -268,12 +268,15 @@ pub fn spawn_spot_sim(args: &[&str]) -> Proc {
 }
 
 /// Starts `cmd` with stderr collected into [`Proc::log`] (and echoed, for failing tests).
+/// RUST_LOG is the command's own if it set one, else the test's, else `info`.
 pub fn spawn_logged(cmd: &mut Command) -> Proc {
-    let mut child = cmd
-        .env(
+    if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+        cmd.env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        );
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

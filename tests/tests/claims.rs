@@ -533,67 +533,125 @@ fn exec_forwards_sigint_to_the_command_without_a_terminal() {
     assert_eq!(status.code(), Some(43), "log:\n{}", p.log());
 }
 
-/// Connects to the IMDS address in a loop, writing each change of outcome to stdout as it
-/// happens: "redirected", "stalled" (no answer to the SYN within 0.2 s: rapid connects on
-/// loopback sometimes lose one, with or without spot-sim, and the kernel would retry it only
-/// after 1 s, blind to what happened meanwhile), or the errno's name; ends after 200
-/// unreachable connects in a row.
-const WATCH: &str = r#"
-import errno, socket, struct, sys, time
-last = None; unreachable = 0; t0 = time.time()
-while unreachable < 200 and time.time() - t0 < 30:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.settimeout(0.2)
-    try:
-        s.connect(("169.254.169.254", 80))
-        k = "redirected"
-    except socket.timeout:
-        k = "stalled"
-    except OSError as e:
-        k = errno.errorcode.get(e.errno, str(e.errno))
-    s.close()
-    unreachable = unreachable + 1 if k == "ENETUNREACH" else 0
-    if k != last:
-        print(k, flush=True)
-        last = k
-"#;
+/// spot-sim's descriptors: the bpf links (their fdinfo has a `link_id`), and the sockets
+/// listening in `ns` (the fake IMDS in a target's namespace).
+fn links_and_listeners(pid: u32, ns: &NetNs) -> (Vec<u32>, Vec<u32>) {
+    let inodes = socket_inodes(pid);
+    let listening: Vec<u64> = ns
+        .run(|| {
+            let mut out = Vec::new();
+            for table in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
+                for line in fs::read_to_string(table).unwrap().lines().skip(1) {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    if f[3] == "0A" {
+                        out.push(f[9].parse::<u64>().unwrap());
+                    }
+                }
+            }
+            out
+        })
+        .unwrap();
+    let (mut links, mut listeners) = (Vec::new(), Vec::new());
+    for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let fd: u32 = e.file_name().to_str().unwrap().parse().unwrap();
+        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+        if info.lines().any(|l| l.starts_with("link_id:")) {
+            links.push(fd);
+        }
+        let target = fs::read_link(e.path()).unwrap_or_default();
+        let inode = target.to_str().and_then(|t| {
+            t.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse::<u64>()
+                .ok()
+        });
+        if inode.is_some_and(|i| inodes.contains(&i) && listening.contains(&i)) {
+            listeners.push(fd);
+        }
+    }
+    (links, listeners)
+}
 
 #[test]
 fn run_detaches_before_it_stops_answering() {
     if !require_root() {
         return;
     }
+    // The order is a matter of microseconds, too short for a client to sample on a loaded
+    // machine (loopback SYNs then wait in a queue longer than the gap), so this watches
+    // spot-sim's own close() calls: every bpf link closed before any listener of the target.
     let node = node("detach-order");
     let mut run = start_run(&node, &[]);
-    let mut watch = command_in(&node.target, &node.target_ns, "python3", &["-c", WATCH])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(watch.stdout.take().unwrap()));
-    assert_eq!(lines.next().unwrap().unwrap(), "redirected");
-    // Connects are running; stop spot-sim under them.
-    std::thread::sleep(Duration::from_millis(500));
-    run.signal(Signal::SIGTERM);
-    let status = run.wait_timeout(Duration::from_secs(5)).expect("exits");
-    assert!(status.success(), "{status}");
-    let seen: Vec<String> = lines.map(Result::unwrap).collect();
-    watch.wait().unwrap();
-    println!("FIGURE connects across SIGTERM, after the first redirect: {seen:?}");
-    // Redirected to a responder that was still there, then unreachable; never refused, which
-    // would mean still redirected to a listener already gone.
-    assert!(
-        !seen.iter().any(|k| k == "ECONNREFUSED"),
-        "spot-sim stopped answering before it detached: {seen:?}"
-    );
+    let (links, listeners) = links_and_listeners(run.pid(), &node.target_ns);
     assert_eq!(
-        seen.last().map(String::as_str),
-        Some("ENETUNREACH"),
-        "{seen:?}"
+        links.len(),
+        4,
+        "connect4/6 + getpeername4/6 links: {links:?}"
     );
-    let first_unreachable = seen.iter().position(|k| k == "ENETUNREACH").unwrap();
     assert!(
-        seen[first_unreachable..].iter().all(|k| k == "ENETUNREACH"),
-        "redirected again after the detach: {seen:?}"
+        !listeners.is_empty(),
+        "no listener in the target's namespace"
+    );
+    let trace = std::env::temp_dir().join(format!("{}.strace", unique("detach")));
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=close", "-e", "signal=none", "-o"])
+        .arg(&trace)
+        .args(["-p", &run.pid().to_string()])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace is installed (cargo xtask deps)");
+    let status_of = |pid: u32| fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    poll_until(Duration::from_secs(5), "strace attached", || {
+        status_of(run.pid())
+            .lines()
+            .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
+            .then_some(())
+    });
+    run.signal(Signal::SIGTERM);
+    let status = run.wait_timeout(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{status}");
+    strace.wait().unwrap();
+    let text = fs::read_to_string(&trace).unwrap();
+    let _ = fs::remove_file(&trace);
+    // "PID close(FD" in the order the calls were made; only the first close of each fd counts
+    // (a number is reused only after it was closed).
+    let mut order = Vec::new();
+    for line in text.lines() {
+        if let Some(fd) = line.split_once("close(").and_then(|(_, r)| {
+            r.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u32>()
+                .ok()
+        }) {
+            if !order.contains(&fd) {
+                order.push(fd);
+            }
+        }
+    }
+    let at = |fd: &u32| order.iter().position(|f| f == fd);
+    let link_closes: Vec<_> = links.iter().map(at).collect();
+    let listener_closes: Vec<_> = listeners.iter().map(at).collect();
+    println!(
+        "FIGURE shutdown order: links {links:?} closed at {link_closes:?}, listeners {listeners:?} at {listener_closes:?} (of {} closes)",
+        order.len()
+    );
+    // An fd not seen closed was closed by the exit itself, after every traced close.
+    let last_link = link_closes
+        .iter()
+        .map(|p| p.unwrap_or(usize::MAX))
+        .max()
+        .unwrap();
+    let first_listener = listener_closes
+        .iter()
+        .map(|p| p.unwrap_or(usize::MAX))
+        .min()
+        .unwrap();
+    assert!(
+        link_closes.iter().all(Option::is_some),
+        "a link was not closed before exit: {text}"
+    );
+    assert!(
+        last_link < first_listener,
+        "spot-sim stopped answering before it detached: {text}"
     );
 }

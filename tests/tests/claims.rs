@@ -655,3 +655,63 @@ fn run_detaches_before_it_stops_answering() {
         "spot-sim stopped answering before it detached: {text}"
     );
 }
+
+#[test]
+fn a_second_signal_during_runs_cleanup_exits_at_once() {
+    if !require_root() {
+        return;
+    }
+    // Cleanup made slow on purpose: strace holds every close() spot-sim makes for 1 s, so the
+    // four link closes alone take 4 s; a second signal must not wait for them.
+    let node = node("second-signal");
+    let mut run = start_run(&node, &[]);
+    let mut strace = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=close",
+            "-e",
+            "signal=none",
+            "-e",
+            "inject=close:delay_enter=1000000",
+            "-p",
+            &run.pid().to_string(),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace is installed (cargo xtask deps)");
+    let pid = run.pid();
+    poll_until(Duration::from_secs(5), "strace attached", || {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
+            .then_some(())
+    });
+    run.signal(Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        run.child.try_wait().unwrap().is_none(),
+        "the first signal's cleanup should still be running"
+    );
+    let t0 = Instant::now();
+    run.signal(Signal::SIGTERM);
+    let status = run.wait_timeout(Duration::from_secs(10)).expect("exits");
+    let took = t0.elapsed();
+    strace.wait().unwrap();
+    println!(
+        "FIGURE second signal: exited {status} {} ms after it",
+        took.as_millis()
+    );
+    assert_eq!(status.code(), Some(130), "log:\n{}", run.log());
+    assert!(
+        run.log().contains("second signal, exiting now"),
+        "{}",
+        run.log()
+    );
+    // Faster than what was left of the cleanup (at least three more 1 s closes).
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+}

@@ -26,13 +26,45 @@ pub fn require_root() -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    if std::env::var_os("CI").is_some() {
-        panic!("these tests need root, and CI is set: run the suite as root");
-    }
-    eprintln!(
-        "\n!!!!! SKIPPED: this end-to-end test needs root (run `sudo -E cargo xtask test`) !!!!!\n"
-    );
+    skip("this end-to-end test needs root (run `sudo -E cargo xtask test`)");
     false
+}
+
+/// The suite's one way to skip a test: fails the test when `CI` is set, and otherwise writes
+/// straight to the terminal's stderr (the harness captures `eprintln!`, so a skip printed that
+/// way would read as `ok`). Call it and `return`.
+pub fn skip(reason: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    if std::env::var_os("CI").is_some() {
+        panic!("{test} would be skipped ({reason}), and CI is set: a skip must not pass in CI");
+    }
+    use std::io::Write;
+    // Straight to fd 2, past the harness's capture.
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "\n!!!!! SKIPPED {test}: {reason} !!!!!\n"
+    );
+}
+
+/// Load-heavy tests hold this while they run, so two of them never compete for the two cores
+/// their timing assumes (tests of one file run on parallel threads).
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
+pub fn poll_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("{what}: not within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The spot-sim binary `cargo xtask test` built (SPOT_SIM_BIN), else target/debug/spot-sim.
@@ -236,12 +268,15 @@ pub fn spawn_spot_sim(args: &[&str]) -> Proc {
 }
 
 /// Starts `cmd` with stderr collected into [`Proc::log`] (and echoed, for failing tests).
+/// RUST_LOG is the command's own if it set one, else the test's, else `info`.
 pub fn spawn_logged(cmd: &mut Command) -> Proc {
-    let mut child = cmd
-        .env(
+    if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+        cmd.env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        );
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -290,22 +325,128 @@ pub fn control_path(tag: &str) -> ControlSocket {
     ControlSocket(PathBuf::from(format!("/run/spot-sim/{}.sock", unique(tag))))
 }
 
-/// Names of our programs attached to `cgroup`, per `bpftool cgroup show`.
+/// Names of the programs attached to `cgroup`, per `bpftool cgroup show`. Panics when bpftool
+/// fails or prints something that is not its JSON list: a check that cannot look must never
+/// read as "nothing attached". A cgroup that no longer exists has nothing attached.
 pub fn attached_programs(cgroup: &Path) -> Vec<String> {
+    if !cgroup.exists() {
+        return Vec::new();
+    }
     let out = Command::new("bpftool")
         .args(["-j", "cgroup", "show"])
         .arg(cgroup)
         .output()
-        .expect("bpftool is installed (.ci/run installs it)");
+        .unwrap_or_else(|e| panic!("cannot run bpftool ({e}): install it (cargo xtask deps)"));
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "bpftool cgroup show {} failed ({}): {text}{}",
+        cgroup.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // bpftool prints nothing at all for a cgroup without programs in some versions.
+    if text.trim().is_empty() {
+        return Vec::new();
+    }
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("bpftool printed no JSON ({e}): {text}"));
     v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p.get("name").and_then(|n| n.as_str()).map(str::to_owned))
-                .collect()
+        .unwrap_or_else(|| panic!("bpftool printed no list: {text}"))
+        .iter()
+        .map(|p| {
+            p.get("name")
+                .and_then(|n| n.as_str())
+                .unwrap_or_else(|| panic!("a program without a name in {text}"))
+                .to_owned()
         })
-        .unwrap_or_default()
+        .collect()
+}
+
+/// The ids of every eBPF program loaded in the kernel, per `bpftool prog show`; panics when
+/// bpftool cannot tell.
+pub fn loaded_prog_ids() -> Vec<u32> {
+    bpftool_ids("prog")
+}
+
+/// The ids of every eBPF map in the kernel, per `bpftool map show`; panics when bpftool
+/// cannot tell.
+pub fn loaded_map_ids() -> Vec<u32> {
+    bpftool_ids("map")
+}
+
+fn bpftool_ids(kind: &str) -> Vec<u32> {
+    let out = Command::new("bpftool")
+        .args(["-j", kind, "show"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bpftool ({e}): install it (cargo xtask deps)"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bpftool {kind} show failed ({}): {text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("bpftool printed no JSON ({e}): {text}"));
+    v.as_array()
+        .unwrap_or_else(|| panic!("bpftool printed no list: {text}"))
+        .iter()
+        .map(|p| {
+            p.get("id")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|id| u32::try_from(id).ok())
+                .unwrap_or_else(|| panic!("an entry without an id in {text}"))
+        })
+        .collect()
+}
+
+/// Connects to the IMDS address (IPv4 169.254.169.254 and IPv6 fd00:ec2::254, port 80) from
+/// `cgroup` (or the test's own) inside `netns`, and names how each connect ended:
+/// "redirected" (connected, and getpeername still says the IMDS), "connected elsewhere", or
+/// the errno's name.
+pub fn imds_connects(cgroup: Option<&Path>, netns: &NetNs) -> Vec<String> {
+    const SCRIPT: &str = r#"
+import errno, json, socket
+out = []
+for family, addr in ((socket.AF_INET, ("169.254.169.254", 80)), (socket.AF_INET6, ("fd00:ec2::254", 80))):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(addr)
+        out.append("redirected" if s.getpeername()[0] == addr[0] else "connected elsewhere")
+    except OSError as e:
+        out.append(errno.errorcode.get(e.errno, str(e.errno)))
+    s.close()
+print(json.dumps(out))
+"#;
+    let out = command_in_place(cgroup, netns, "python3", &["-c", SCRIPT])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the connect probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the connect probe printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A process in `cgroup` (the test's own with `None`) inside the private namespace `netns`
+/// (only `lo`) is not redirected: its connects to the IMDS address fail with ENETUNREACH.
+/// A leaked redirect ends otherwise: connected, or ECONNREFUSED when nothing listens on the
+/// port it was sent to. curl says "Couldn't connect" for both, so this decides by errno.
+pub fn assert_not_redirected(cgroup: Option<&Path>, netns: &NetNs, who: &str) {
+    let got = imds_connects(cgroup, netns);
+    assert_eq!(
+        got,
+        ["ENETUNREACH", "ENETUNREACH"],
+        "{who}: connects to the IMDS address (IPv4, IPv6) should be unreachable, not redirected"
+    );
 }
 
 /// Parses an RFC 3339 `...Z` timestamp.

@@ -72,6 +72,7 @@ fn on_interrupt_kill_ends_the_targets_processes() {
     }
     let node = node("kill");
     let mut victim = sleeper_in(&node.target, &node.target_ns);
+    let mut bystander = sleeper_in(&node.sibling, &node.sibling_ns);
     let _run = start_run(
         &node,
         &["--interruption-in", "1s", "--on-interrupt", "kill"],
@@ -79,9 +80,21 @@ fn on_interrupt_kill_ends_the_targets_processes() {
     let status = victim
         .wait_timeout(Duration::from_secs(6))
         .expect("the target's process was killed at the interruption");
-    assert!(!status.success());
-    // The sibling cgroup is untouched: nothing there to kill, and the cgroup remains.
-    assert!(node.sibling.exists());
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "{status}"
+    );
+    // The process in the sibling cgroup lives on, still in its cgroup.
+    assert!(
+        bystander.child.try_wait().unwrap().is_none(),
+        "the sibling's process was killed too"
+    );
+    let procs = std::fs::read_to_string(node.sibling.join("cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l == bystander.pid().to_string()),
+        "the sibling's process left its cgroup: {procs:?}"
+    );
 }
 
 #[test]
@@ -124,5 +137,8 @@ fn serve_answers_without_ebpf_on_its_listen_address() {
         serve.log()
     );
     serve.signal(nix::sys::signal::Signal::SIGINT);
-    assert!(serve.wait_timeout(Duration::from_secs(5)).is_some());
+    let status = serve
+        .wait_timeout(Duration::from_secs(5))
+        .expect("serve exits on SIGINT");
+    assert!(status.success(), "serve exited {status}:\n{}", serve.log());
 }

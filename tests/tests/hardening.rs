@@ -3,7 +3,8 @@
 //!
 //! Every client runs in a private network namespace (only `lo`): a connect that is not
 //! redirected fails with "network unreachable" and never leaves the machine. Each test prints
-//! its figures on lines starting with `FIGURE` (`--nocapture` shows them).
+//! its figures on lines starting with `FIGURE` (`--nocapture` shows them). Every test holds
+//! [`heavy`] while it runs: each loads both cores, and its timing assumes no other one does.
 #![allow(
     clippy::unwrap_used,
     reason = "a test panics with the message of what failed"
@@ -107,100 +108,167 @@ fn python_in(t: &Target, script: &str, args: &[&str]) -> serde_json::Value {
     )
 }
 
-/// The eBPF programs a process holds (through its links), from its fdinfo.
-fn prog_ids_of(pid: u32) -> Vec<u32> {
-    let mut ids: Vec<u32> = fs::read_dir(format!("/proc/{pid}/fdinfo"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| fs::read_to_string(e.path()).ok())
-                .filter_map(|t| {
-                    t.lines()
-                        .find_map(|l| l.strip_prefix("prog_id:"))
-                        .and_then(|v| v.trim().parse().ok())
-                })
-                .collect()
+/// The eBPF objects a process holds, from its fdinfo: `key` "prog_id:" for programs (held
+/// through links), "map_id:" for maps. Panics when its descriptors cannot be read.
+fn bpf_ids_of(pid: u32, key: &str) -> Vec<u32> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    let mut ids: Vec<u32> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {dir}: {e}"))
+        .flatten()
+        // A descriptor closed between the listing and the read is not one of them.
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .filter_map(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().parse().unwrap())
         })
-        .unwrap_or_default();
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     ids
 }
 
-fn prog_exists(id: u32) -> bool {
-    Command::new("bpftool")
-        .args(["prog", "show", "id", &id.to_string()])
-        .output()
-        .is_ok_and(|o| o.status.success())
+/// Which of `progs` and `maps` are still loaded; panics when bpftool cannot tell.
+fn still_loaded(progs: &[u32], maps: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let (loaded, loaded_maps) = (loaded_prog_ids(), loaded_map_ids());
+    (
+        progs
+            .iter()
+            .copied()
+            .filter(|id| loaded.contains(id))
+            .collect(),
+        maps.iter()
+            .copied()
+            .filter(|id| loaded_maps.contains(id))
+            .collect(),
+    )
 }
 
-/// TCP ports listening inside `ns`.
-fn listeners_in(ns: &NetNs) -> Vec<u16> {
+/// One line of the kernel's TCP tables.
+#[derive(Debug, Clone, Copy)]
+struct TcpSocket {
+    local_port: u16,
+    remote_port: u16,
+    /// The kernel's state number: 0x01 established, 0x0A listening.
+    state: u8,
+    /// Bytes not yet acknowledged by the peer / not yet read by the application.
+    tx_queue: u64,
+    rx_queue: u64,
+}
+
+/// The TCP sockets inside `ns`; panics when its socket tables cannot be read.
+fn tcp_sockets_in(ns: &NetNs) -> Vec<TcpSocket> {
+    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
     ns.run(|| {
-        let mut ports = Vec::new();
+        let mut out = Vec::new();
         for table in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
-            for line in fs::read_to_string(table)
-                .unwrap_or_default()
-                .lines()
-                .skip(1)
-            {
+            let text =
+                fs::read_to_string(table).unwrap_or_else(|e| panic!("cannot read {table}: {e}"));
+            for line in text.lines().skip(1) {
                 let f: Vec<&str> = line.split_whitespace().collect();
-                if f.len() > 3 && f[3] == "0A" {
-                    if let Some(port) = f[1].rsplit(':').next() {
-                        ports.push(u16::from_str_radix(port, 16).unwrap_or(0));
-                    }
-                }
+                assert!(f.len() > 4, "unexpected line in {table}: {line}");
+                let (tx, rx) = f[4].split_once(':').unwrap();
+                out.push(TcpSocket {
+                    local_port: port(f[1]),
+                    remote_port: port(f[2]),
+                    state: u8::from_str_radix(f[3], 16).unwrap(),
+                    tx_queue: u64::from_str_radix(tx, 16).unwrap(),
+                    rx_queue: u64::from_str_radix(rx, 16).unwrap(),
+                });
             }
         }
-        ports
+        out
     })
     .unwrap()
 }
 
-/// Anything pinned under bpffs that looks like ours.
+/// TCP ports listening inside `ns`; panics when its socket tables cannot be read.
+fn listeners_in(ns: &NetNs) -> Vec<u16> {
+    tcp_sockets_in(ns)
+        .into_iter()
+        .filter(|s| s.state == 0x0A)
+        .map(|s| s.local_port)
+        .collect()
+}
+
+/// The port spot-sim listens on for its first target.
+fn listen_port(p: &Proc) -> u16 {
+    status_json(p)["targets"][0]["listen"][0]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Anything pinned under a mounted bpffs that looks like ours; panics when one cannot be
+/// read. (A pin anywhere, mounted or not, also keeps its object loaded: the id checks in
+/// [`Footprint::assert_gone`] catch that even where no bpffs is mounted.)
 fn pinned_spot_sim_objects() -> Vec<PathBuf> {
     fn walk(p: &Path, out: &mut Vec<PathBuf>, depth: u32) {
-        let Ok(rd) = fs::read_dir(p) else { return };
-        for e in rd.flatten() {
+        let rd = fs::read_dir(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+        for e in rd {
+            let e = e.unwrap_or_else(|e| panic!("cannot list {}: {e}", p.display()));
             let path = e.path();
             let name = e.file_name().to_string_lossy().to_lowercase();
             if name.contains("spot") || name.contains("targets") || name.contains("connect4") {
                 out.push(path.clone());
             }
-            if depth < 4 && e.file_type().is_ok_and(|t| t.is_dir()) {
+            if depth < 4 && e.file_type().unwrap().is_dir() {
                 walk(&path, out, depth + 1);
             }
         }
     }
+    // Field 5 of mountinfo is the mount point; the filesystem type follows the " - ".
+    let mounts: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (head, tail) = l.split_once(" - ")?;
+            (tail.split_whitespace().next() == Some("bpf"))
+                .then(|| PathBuf::from(head.split_whitespace().nth(4).unwrap()))
+        })
+        .collect();
     let mut out = Vec::new();
-    walk(Path::new("/sys/fs/bpf"), &mut out, 0);
+    for m in mounts {
+        walk(&m, &mut out, 0);
+    }
     out
 }
 
 /// What one spot-sim process holds in the kernel, to check it is all gone afterwards.
 struct Footprint {
     prog_ids: Vec<u32>,
+    map_ids: Vec<u32>,
 }
 
 impl Footprint {
     fn of(p: &Proc) -> Self {
-        let prog_ids = prog_ids_of(p.pid());
+        let prog_ids = bpf_ids_of(p.pid(), "prog_id:");
         assert!(!prog_ids.is_empty(), "spot-sim holds no eBPF program");
-        Self { prog_ids }
+        let map_ids = bpf_ids_of(p.pid(), "map_id:");
+        assert!(!map_ids.is_empty(), "spot-sim holds no eBPF map");
+        Self { prog_ids, map_ids }
     }
 
     /// After spot-sim exited: its programs are unloaded (nothing pinned or leaked kept them),
     /// no cgroup has them attached, no namespace has its listener, nothing is pinned.
     fn assert_gone(&self, cgroups: &[&Path], namespaces: &[(&NetNs, u16)]) {
         let deadline = Instant::now() + Duration::from_secs(3);
-        while self.prog_ids.iter().any(|id| prog_exists(*id)) && Instant::now() < deadline {
+        let mut alive = still_loaded(&self.prog_ids, &self.map_ids);
+        while alive != (vec![], vec![]) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
+            alive = still_loaded(&self.prog_ids, &self.map_ids);
         }
-        let alive: Vec<_> = self
-            .prog_ids
-            .iter()
-            .filter(|id| prog_exists(**id))
-            .collect();
-        assert!(alive.is_empty(), "eBPF programs left loaded: {alive:?}");
+        assert_eq!(
+            alive,
+            (vec![], vec![]),
+            "eBPF (programs, maps) left loaded; spot-sim held programs {:?}, maps {:?}",
+            self.prog_ids,
+            self.map_ids
+        );
         for cg in cgroups {
             assert_eq!(
                 attached_programs(cg),
@@ -230,12 +298,13 @@ fn stop(mut p: Proc) {
 }
 
 fn proc_status_field(pid: u32, field: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
+    let path = format!("/proc/{pid}/status");
+    fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
         .lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no {field} in {path}"))
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -247,9 +316,10 @@ fn threads(pid: u32) -> u64 {
 }
 
 fn fd_count(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    let dir = format!("/proc/{pid}/fd");
+    fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {dir}: {e}"))
+        .count()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -291,6 +361,7 @@ fn ten_thousand_connects_from_non_targets_are_never_redirected_and_ten_thousand_
     if !require_root() {
         return;
     }
+    let _heavy = heavy();
     let cg = TestCgroup::new("isolation");
     let tgt = target(&cg, "target");
     let leaf = cg.child("target/leaf");
@@ -392,6 +463,7 @@ fn soak_many_clients_across_three_targets_zero_errors_flat_memory_and_fds() {
     if !require_root() {
         return;
     }
+    let _heavy = heavy();
     let secs: u64 = std::env::var("SPOT_SIM_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -515,6 +587,7 @@ fn hostile_requests_get_the_answer_imds_would_give_or_a_closed_connection() {
     if !require_root() {
         return;
     }
+    let _heavy = heavy();
     let cg = TestCgroup::new("hostile");
     let t = target(&cg, "t");
     let p = run_on(&[&t], &[]);
@@ -522,40 +595,40 @@ fn hostile_requests_get_the_answer_imds_would_give_or_a_closed_connection() {
     let close = "Host: 169.254.169.254\r\nConnection: close\r\n\r\n";
     let get = |path: &str| format!("GET {path} HTTP/1.1\r\n{close}");
     let many_headers: String = (0..10_000).map(|i| format!("X-{i}: a\r\n")).collect();
-    // (case, request, allowed answers)
-    let cases: Vec<(&str, String, &[&str])> = vec![
+    // (case, request, the one answer README.md names for it)
+    let cases: Vec<(&str, String, &str)> = vec![
         (
             "3 pipelined GETs in one write",
             format!(
                 "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\nGET /latest/meta-data/instance-type HTTP/1.1\r\nHost: x\r\n\r\n{}",
                 get("/latest/meta-data/ami-id")
             ),
-            &["200 200 200"],
+            "200 200 200",
         ),
-        ("TLS hello / binary garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\u{fc}\x03\x03garbage\r\n\r\n".into(), &["400", "closed"]),
-        ("HTTP/0.9 request line", "GET /latest/meta-data/\r\n\r\n".into(), &["400", "closed"]),
-        ("HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".into(), &["400", "505", "closed"]),
-        ("absurd method BREW", format!("BREW /latest/meta-data/ HTTP/1.1\r\n{close}"), &["405"]),
-        ("8 kB method", format!("{} /latest/meta-data/ HTTP/1.1\r\n{close}", "A".repeat(8192)), &["400", "405", "431", "closed"]),
-        ("path with ..", get("/latest/meta-data/../../../etc/passwd"), &["404"]),
-        ("path with escaped ..", get("/latest/meta-data/%2e%2e/%2e%2e/etc/passwd"), &["404"]),
-        ("path with %00", get("/latest/meta-data/instance-id%00"), &["404"]),
-        ("raw NUL in path", "GET /latest/\0 HTTP/1.1\r\nHost: x\r\n\r\n".into(), &["400", "closed"]),
-        ("10 kB path", get(&format!("/latest/meta-data/{}", "a".repeat(10 * 1024))), &["404"]),
-        ("20 kB path (over the 16 kB head limit)", get(&format!("/latest/meta-data/{}", "a".repeat(20 * 1024))), &["431", "closed"]),
-        ("64 kB header value", format!("GET /latest/meta-data/ HTTP/1.1\r\nX-Big: {}\r\n{close}", "b".repeat(64 * 1024)), &["431", "closed"]),
-        ("10,000 headers", format!("GET /latest/meta-data/ HTTP/1.1\r\n{many_headers}{close}"), &["431", "closed"]),
-        ("1 MB of header bytes", format!("GET /latest/meta-data/ HTTP/1.1\r\nX-Big: {}\r\n{close}", "c".repeat(1 << 20)), &["431", "closed"]),
-        ("absolute-form URI", get("http://169.254.169.254/latest/meta-data/instance-id"), &["200", "400"]),
-        ("bare LF line ends", "GET /latest/meta-data/instance-id HTTP/1.1\nHost: x\nConnection: close\n\n".into(), &["200", "400"]),
-        ("Content-Length + Transfer-Encoding", format!("POST /latest/meta-data/ HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n{close}0\r\n\r\n"), &["400", "405", "closed"]),
-        ("GET claiming a 100 GB body", format!("GET /latest/meta-data/instance-id HTTP/1.1\r\nContent-Length: 100000000000\r\n{close}"), &["200", "400", "closed"]),
-        ("token TTL of 20 digits", format!("PUT /latest/api/token HTTP/1.1\r\nX-aws-ec2-metadata-token-ttl-seconds: 99999999999999999999\r\n{close}"), &["400"]),
-        ("token PUT with X-Forwarded-For", format!("PUT /latest/api/token HTTP/1.1\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nX-Forwarded-For: 10.0.0.1\r\n{close}"), &["403"]),
-        ("forged token", format!("GET /latest/meta-data/instance-id HTTP/1.1\r\nX-aws-ec2-metadata-token: {}\r\n{close}", "a".repeat(80)), &["401"]),
-        ("8 kB token", format!("GET /latest/meta-data/instance-id HTTP/1.1\r\nX-aws-ec2-metadata-token: {}\r\n{close}", "a".repeat(8192)), &["401"]),
-        ("credentials path", get("/latest/meta-data/iam/security-credentials/"), &["404"]),
-        ("lower-case method", format!("get /latest/meta-data/ HTTP/1.1\r\n{close}"), &["400", "405"]),
+        ("TLS hello / binary garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\u{fc}\x03\x03garbage\r\n\r\n".into(), "400"),
+        ("HTTP/0.9 request line", "GET /latest/meta-data/\r\n\r\n".into(), "400"),
+        ("HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".into(), "closed"),
+        ("absurd method BREW", format!("BREW /latest/meta-data/ HTTP/1.1\r\n{close}"), "405"),
+        ("8 kB method", format!("{} /latest/meta-data/ HTTP/1.1\r\n{close}", "A".repeat(8192)), "405"),
+        ("path with ..", get("/latest/meta-data/../../../etc/passwd"), "404"),
+        ("path with escaped ..", get("/latest/meta-data/%2e%2e/%2e%2e/etc/passwd"), "404"),
+        ("path with %00", get("/latest/meta-data/instance-id%00"), "404"),
+        ("raw NUL in path", "GET /latest/\0 HTTP/1.1\r\nHost: x\r\n\r\n".into(), "400"),
+        ("10 kB path", get(&format!("/latest/meta-data/{}", "a".repeat(10 * 1024))), "404"),
+        ("20 kB path (over the 16 kB head limit)", get(&format!("/latest/meta-data/{}", "a".repeat(20 * 1024))), "431"),
+        ("64 kB header value", format!("GET /latest/meta-data/ HTTP/1.1\r\nX-Big: {}\r\n{close}", "b".repeat(64 * 1024)), "431"),
+        ("10,000 headers", format!("GET /latest/meta-data/ HTTP/1.1\r\n{many_headers}{close}"), "431"),
+        ("1 MB of header bytes", format!("GET /latest/meta-data/ HTTP/1.1\r\nX-Big: {}\r\n{close}", "c".repeat(1 << 20)), "431"),
+        ("absolute-form URI", get("http://169.254.169.254/latest/meta-data/instance-id"), "200"),
+        ("bare LF line ends", "GET /latest/meta-data/instance-id HTTP/1.1\nHost: x\nConnection: close\n\n".into(), "200"),
+        ("Content-Length + Transfer-Encoding", format!("POST /latest/meta-data/ HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n{close}0\r\n\r\n"), "405"),
+        ("GET claiming a 100 GB body", format!("GET /latest/meta-data/instance-id HTTP/1.1\r\nContent-Length: 100000000000\r\n{close}"), "200"),
+        ("token TTL of 20 digits", format!("PUT /latest/api/token HTTP/1.1\r\nX-aws-ec2-metadata-token-ttl-seconds: 99999999999999999999\r\n{close}"), "400"),
+        ("token PUT with X-Forwarded-For", format!("PUT /latest/api/token HTTP/1.1\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nX-Forwarded-For: 10.0.0.1\r\n{close}"), "403"),
+        ("forged token", format!("GET /latest/meta-data/instance-id HTTP/1.1\r\nX-aws-ec2-metadata-token: {}\r\n{close}", "a".repeat(80)), "401"),
+        ("8 kB token", format!("GET /latest/meta-data/instance-id HTTP/1.1\r\nX-aws-ec2-metadata-token: {}\r\n{close}", "a".repeat(8192)), "401"),
+        ("credentials path", get("/latest/meta-data/iam/security-credentials/"), "404"),
+        ("lower-case method", format!("get /latest/meta-data/ HTTP/1.1\r\n{close}"), "405"),
     ];
     let input = serde_json::to_string(
         &cases
@@ -564,24 +637,28 @@ fn hostile_requests_get_the_answer_imds_would_give_or_a_closed_connection() {
             .collect::<Vec<_>>(),
     )
     .unwrap();
-    let mut child = command_in(&t.path, &t.ns, "python3", &["-c", RAW])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
+    let send_all = || {
+        let mut child = command_in(&t.path, &t.ns, "python3", &["-c", RAW])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
-    }
-    let results = json_of(&child.wait_with_output().unwrap());
-    let rss_before = rss_kib(p.pid());
-    for ((name, _, allowed), r) in cases.iter().zip(results.as_array().unwrap()) {
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        json_of(&child.wait_with_output().unwrap())
+    };
+    let rss_idle = rss_kib(p.pid());
+    let results = send_all();
+    let rss_first = rss_kib(p.pid());
+    for ((name, _, want), r) in cases.iter().zip(results.as_array().unwrap()) {
         let got: Vec<&str> = r["statuses"]
             .as_array()
             .unwrap()
@@ -590,20 +667,30 @@ fn hostile_requests_get_the_answer_imds_would_give_or_a_closed_connection() {
             .collect();
         let got = got.join(" ");
         println!("FIGURE hostile: {name}: {got} in {} ms", r["ms"]);
-        assert!(
-            allowed.contains(&got.as_str()),
-            "{name}: got {got}, allowed {allowed:?}"
-        );
+        assert_eq!(&got, want, "{name}");
         assert!(
             r["ms"].as_u64().unwrap() < 4000,
             "{name} took {} ms",
             r["ms"]
         );
     }
-    // Still serving, nothing panicked, no memory kept from the big heads.
+    // No memory kept from the big heads: four more rounds of the same requests leave the
+    // resident size where the first round left it (the allocator keeps what one round
+    // needed; a per-request leak of even 1 KiB would show over ~100 requests a round).
+    for _ in 0..4 {
+        send_all();
+    }
+    let rss_last = rss_kib(p.pid());
+    println!(
+        "FIGURE hostile: RSS {rss_idle} KiB idle, {rss_first} KiB after one round of the hostile requests, {rss_last} KiB after five"
+    );
+    assert!(
+        rss_last <= rss_first + 1024,
+        "RSS grew from {rss_first} to {rss_last} KiB over four more rounds"
+    );
+    // Still serving, nothing panicked.
     assert_eq!(http_code(&t, "/latest/meta-data/instance-id"), "200");
     assert!(!p.log().contains("panicked"), "{}", p.log());
-    println!("FIGURE hostile: RSS {rss_before} KiB after the hostile requests");
     stop(p);
     fp.assert_gone(&[&t.path], &[]);
 }
@@ -674,6 +761,7 @@ fn slowloris_idle_and_trickling_connections_are_dropped_while_others_are_served(
     if !require_root() {
         return;
     }
+    let _heavy = heavy();
     let cg = TestCgroup::new("slowloris");
     let t = target(&cg, "t");
     let p = run_on(&[&t], &[]);
@@ -685,16 +773,19 @@ fn slowloris_idle_and_trickling_connections_are_dropped_while_others_are_served(
     // The head must arrive within 10 s (header_read_timeout); a little slack for the poll.
     assert!(r["trickle"]["last_s"].as_f64().unwrap() <= 13.0, "{r}");
     assert!(r["idle"]["last_s"].as_f64().unwrap() <= 31.5, "{r}");
+    // Every ordinary request made meanwhile (one a second, as the loop allows) was answered.
     assert_eq!(r["failed"], 0, "{r}");
-    assert!(r["served"].as_u64().unwrap() >= 8, "{r}");
+    assert!(r["served"].as_u64().unwrap() >= 1, "{r}");
     stop(p);
     fp.assert_gone(&[&t.path], &[]);
 }
 
-/// Opens `n` connections and holds them; reports how many the server closed at once.
+/// Opens `n` connections and holds them; reports how many the server closed at once. It
+/// recounts until at most `cap` are open (spot-sim may still be accepting from its backlog on
+/// a loaded machine) or 20 s pass, then holds them `hold` seconds more.
 const HOLD: &str = r#"
 import json, resource, socket, sys, time
-n = int(sys.argv[1])
+n, cap, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 t0 = time.time()
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 256), hard))
@@ -706,18 +797,26 @@ for _ in range(n):
         socks.append(s)
     except OSError:
         refused += 1
-time.sleep(1)
-open_n = closed = 0
-for s in socks:
-    try:
-        closed += s.recv(1) == b""
-    except BlockingIOError:
-        open_n += 1
-    except OSError:
-        closed += 1
-print(json.dumps({"open": open_n, "closed": closed, "refused": refused, "connect_s": round(time.time() - t0 - 1, 1)}))
+connected = time.time()
+closed_set = set()
+while True:
+    for i, s in enumerate(socks):
+        if i in closed_set:
+            continue
+        try:
+            if s.recv(1) == b"":
+                closed_set.add(i)
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed_set.add(i)
+    open_n = len(socks) - len(closed_set)
+    if open_n <= cap or time.time() - connected > 20:
+        break
+    time.sleep(0.2)
+print(json.dumps({"open": open_n, "closed": len(closed_set), "refused": refused, "connect_s": round(connected - t0, 1), "settled_s": round(time.time() - connected, 1)}))
 sys.stdout.flush()
-time.sleep(float(sys.argv[2]))
+time.sleep(hold)
 "#;
 
 #[test]
@@ -725,6 +824,7 @@ fn thousands_of_idle_connections_are_bounded_per_target_and_the_neighbour_is_sti
     if !require_root() {
         return;
     }
+    let _heavy = heavy();
     let cg = TestCgroup::new("idle");
     let flooded = target(&cg, "flooded");
     let calm = target(&cg, "calm");
@@ -735,7 +835,7 @@ fn thousands_of_idle_connections_are_bounded_per_target_and_the_neighbour_is_sti
         &flooded.path,
         &flooded.ns,
         "python3",
-        &["-c", HOLD, "2000", "3"],
+        &["-c", HOLD, "2000", "512", "3"],
     )
     .stdout(std::process::Stdio::piped())
     .spawn()
@@ -766,11 +866,20 @@ fn thousands_of_idle_connections_are_bounded_per_target_and_the_neighbour_is_sti
     println!(
         "FIGURE idle flood: 2000 connections to one target: {r}; spot-sim counted {over} over the limit; its fds {fds_before} → {fds_held} while held"
     );
-    assert!(r["open"].as_u64().unwrap() <= 512, "{r}");
-    assert_eq!(
-        r["open"].as_u64().unwrap() + r["closed"].as_u64().unwrap(),
-        2000 - r["refused"].as_u64().unwrap()
+    // Exactly the cap stays open (a lower cap would close more). Every other connection was
+    // closed: at once as over the limit, or, when connecting took longer than the 10 s head
+    // timeout on a loaded machine, by that timeout (which frees a place for a later one).
+    let refused = r["refused"].as_u64().unwrap();
+    let closed = r["closed"].as_u64().unwrap();
+    assert_eq!(r["open"], 512, "{r}");
+    assert_eq!(closed, 2000 - 512 - refused, "{r}");
+    assert!(
+        over > 0 && over <= closed,
+        "connections_over_limit {over}; {r}"
     );
+    if r["connect_s"].as_f64().unwrap() + r["settled_s"].as_f64().unwrap() < 9.0 {
+        assert_eq!(over, closed, "connections_over_limit; {r}");
+    }
     assert!(
         fds_held <= fds_before + 512 + 16,
         "fds {fds_before} → {fds_held}"
@@ -789,6 +898,7 @@ fn a_target_cgroup_deleted_while_attached_is_reported_and_the_others_carry_on() 
     if !require_root() {
         return;
     }
+    let _heavy = heavy();
     let cg = TestCgroup::new("deleted");
     let doomed = target(&cg, "doomed");
     let other = target(&cg, "other");
@@ -817,6 +927,7 @@ fn a_target_netns_that_disappears_is_survived_and_a_new_one_is_served_and_releas
     if !require_root() {
         return;
     }
+    let _heavy = heavy();
     let cg = TestCgroup::new("netns-gone");
     let path = cg.child("t");
     let first_ns = NetNs::new_private().unwrap();
@@ -898,6 +1009,7 @@ fn a_read_only_cgroup_mount_refuses_exec_clearly_and_run_still_attaches() {
     if !require_root() {
         return;
     }
+    let _heavy = heavy();
     let mount = cgroup2_mount();
     // A private mount namespace in which the cgroup mount is read-only; the host's stays rw.
     let ro = |rest: &str| {
@@ -943,6 +1055,7 @@ fn a_fixed_port_the_workload_took_moves_that_target_to_another_port_and_says_so(
     if !require_root() {
         return;
     }
+    let _heavy = heavy();
     let cg = TestCgroup::new("port-taken");
     let busy = target(&cg, "busy");
     let free = target(&cg, "free");
@@ -972,6 +1085,7 @@ fn sigterm_mid_request_ends_the_request_promptly_and_leaves_nothing() {
     if !require_root() {
         return;
     }
+    let _heavy = heavy();
     let cg = TestCgroup::new("sigterm-mid");
     let t = target(&cg, "t");
     let mut p = run_on(&[&t], &["--fault-latency", "5s"]);
@@ -995,7 +1109,20 @@ fn sigterm_mid_request_ends_the_request_promptly_and_leaves_nothing() {
     .stderr(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // In flight: spot-sim has read the whole request from the client's connection (its end
+    // has nothing unread, the client's has nothing unacknowledged) and, held by the 5 s
+    // latency, has not answered.
+    let port = listen_port(&p);
+    poll_until(Duration::from_secs(10), "a request in flight", || {
+        let socks = tcp_sockets_in(&t.ns);
+        let server = socks
+            .iter()
+            .find(|s| s.state == 0x01 && s.local_port == port)?;
+        let client = socks
+            .iter()
+            .find(|s| s.state == 0x01 && s.remote_port == port)?;
+        (server.rx_queue == 0 && client.tx_queue == 0 && client.rx_queue == 0).then_some(())
+    });
     let t0 = Instant::now();
     p.signal(Signal::SIGTERM);
     let status = p.wait_timeout(Duration::from_secs(5)).expect("exits");
@@ -1010,6 +1137,12 @@ fn sigterm_mid_request_ends_the_request_promptly_and_leaves_nothing() {
         String::from_utf8_lossy(&out.stderr).trim()
     );
     assert!(status.success(), "{}", p.log());
+    // Cut, not answered: the 5 s latency never ran out.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "000",
+        "answered anyway"
+    );
     assert!(exited < Duration::from_secs(2), "slow exit: {exited:?}");
     assert!(ended < Duration::from_secs(3), "client hung: {ended:?}");
     fp.assert_gone(&[&t.path], &[]);
@@ -1020,6 +1153,7 @@ fn a_second_spot_sim_on_the_same_cgroup_refuses_and_names_the_first() {
     if !require_root() {
         return;
     }
+    let _heavy = heavy();
     let cg = TestCgroup::new("twice");
     let t = target(&cg, "t");
     let first = run_on(&[&t], &[]);
@@ -1067,6 +1201,7 @@ fn a_down_or_slow_passthrough_upstream_gives_a_timely_502_or_504() {
     if !require_root() {
         return;
     }
+    let _heavy = heavy();
     // spot-sim, the stand-in upstreams and the clients all live in one private namespace; the
     // upstreams are on its loopback.
     let cg = TestCgroup::new("upstream");
@@ -1088,21 +1223,24 @@ fn a_down_or_slow_passthrough_upstream_gives_a_timely_502_or_504() {
         "python3",
         &["-c", SILENT, &slow.to_string()],
     ));
-    let mut results = Vec::new();
+    // The upstream timeout, set for this test: a 504 must come after it, and not much later.
+    let timeout = Duration::from_secs(1);
     for (name, port, want) in [("down", down, "502"), ("slow", slow, "504")] {
         let t = Target {
             path: cg.child(name),
             ns: ns.try_clone().unwrap(),
             _sleeper: Some(sleeper_in(&cg.child(name), &ns)),
         };
-        let upstream = format!("127.0.0.1:{port}");
+        let scenario = ScenarioFile::new(&format!(
+            "[imds]\npassthrough = true\npassthrough-upstream = \"127.0.0.1:{port}\"\npassthrough-timeout = \"{}s\"\n",
+            timeout.as_secs()
+        ));
         let p = start_run_with(
             &[
                 "--cgroup",
                 t.path.to_str().unwrap(),
-                "--passthrough",
-                "--passthrough-upstream",
-                &upstream,
+                "--scenario",
+                scenario.0.to_str().unwrap(),
             ],
             1,
             Some((&spot, &ns)),
@@ -1114,17 +1252,37 @@ fn a_down_or_slow_passthrough_upstream_gives_a_timely_502_or_504() {
         // What spot-sim simulates is still answered.
         let simulated = http_code(&t, "/latest/meta-data/events/recommendations/rebalance");
         println!(
-            "FIGURE passthrough upstream {name}: {code} after {} ms; simulated paths still {simulated}",
-            took.as_millis()
+            "FIGURE passthrough upstream {name}: {code} after {} ms (upstream timeout {} ms); simulated paths still {simulated}",
+            took.as_millis(),
+            timeout.as_millis()
         );
-        results.push((name, code.clone(), took));
         assert_eq!(code, want, "{name}; log:\n{}", p.log());
-        assert!(took < Duration::from_secs(3), "{name}: {took:?}");
+        if want == "504" {
+            assert!(took >= timeout, "a 504 before the timeout: {took:?}");
+        }
+        // Refused or timed out, the answer does not wait on anything else.
+        assert!(took < timeout + Duration::from_secs(2), "{name}: {took:?}");
         assert_eq!(simulated, "200");
         stop(p);
         fp.assert_gone(&[&t.path], &[]);
     }
-    assert_eq!(results.len(), 2);
+}
+
+/// A scenario file of the test's own, removed on drop.
+struct ScenarioFile(PathBuf);
+
+impl ScenarioFile {
+    fn new(text: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("{}.toml", unique("scenario")));
+        fs::write(&path, text).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for ScenarioFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 /// PUTs `n` tokens over one keep-alive connection after a first one, then presents the first
@@ -1158,6 +1316,7 @@ fn a_token_store_flooded_with_puts_stays_bounded_and_correct() {
     if !require_root() {
         return;
     }
+    let _heavy = heavy();
     let cg = TestCgroup::new("tokens");
     let t = target(&cg, "t");
     let p = run_on(&[&t], &[]);

@@ -221,7 +221,7 @@ fn a_multipath_tcp_client_does_not_escape_the_simulation() {
     }
     let mptcp = std::fs::read_to_string("/proc/sys/net/mptcp/enabled").unwrap_or_default();
     if mptcp.trim() != "1" {
-        eprintln!("SKIPPED: MPTCP is not enabled on this kernel (net.mptcp.enabled)");
+        skip("MPTCP is not enabled on this kernel (sysctl net.mptcp.enabled=1)");
         return;
     }
     let node = node("mptcp");

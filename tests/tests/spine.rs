@@ -65,18 +65,11 @@ fn neighbours_and_the_parent_are_not_redirected() {
     instance_action(&node.target, &node.target_ns);
     // ...and the sibling and the parent still go to the real address, which in their private
     // namespace is unreachable.
-    for (cg, ns) in [
-        (&node.sibling, &node.sibling_ns),
-        (&node.cg.path, &node.parent_ns),
+    for (cg, ns, who) in [
+        (&node.sibling, &node.sibling_ns, "the sibling"),
+        (&node.cg.path, &node.parent_ns, "the parent"),
     ] {
-        let out = curl_in(cg, ns, &[INSTANCE_ACTION]);
-        assert!(!out.status.success(), "{} was redirected", cg.display());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("unreachable") || err.contains("Couldn't connect"),
-            "unexpected curl error for {}: {err}",
-            cg.display()
-        );
+        assert_not_redirected(Some(cg), ns, who);
     }
 }
 
@@ -96,13 +89,18 @@ fn sigkill_leaves_no_redirect_behind() {
     run.signal(Signal::SIGKILL);
     run.wait_timeout(Duration::from_secs(5))
         .expect("spot-sim died");
-    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
     while !attached_programs(&node.target).is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(attached_programs(&node.target), Vec::<String>::new());
-    let out = curl_in(&node.target, &node.target_ns, &[INSTANCE_ACTION]);
-    assert!(!out.status.success(), "still redirected after SIGKILL");
+    // The target's namespace still exists (its sleeper lives); spot-sim's listener there is
+    // gone, so a redirect left behind would be refused rather than unreachable.
+    assert_not_redirected(
+        Some(&node.target),
+        &node.target_ns,
+        "the target after SIGKILL",
+    );
 }
 
 #[test]

@@ -71,17 +71,61 @@ pub fn run(root: &Path, args: FuzzArgs) -> Result<ExitCode> {
                 "fuzz target {target} failed; the input is in fuzz/artifacts/{target}/ (rerun it with `cargo +nightly fuzz run {target} FILE` in fuzz/)"
             );
         }
-        // libFuzzer ends with "Done N runs in S second(s)".
-        let done = log
-            .lines()
-            .rev()
-            .find(|l| l.starts_with("Done "))
-            .unwrap_or("Done ? runs")
-            .to_string();
+        let done = match done_line(&log) {
+            Ok(done) => done,
+            Err(why) => {
+                for line in log
+                    .lines()
+                    .rev()
+                    .take(40)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
+                    eprintln!("{line}");
+                }
+                bail!("fuzz target {target}: {why}; its output ends as above");
+            }
+        };
         let line = format!("fuzz {target}: {done}, no crash");
         eprintln!("{line}");
         summary.push(line);
     }
     println!("{}", summary.join("\n"));
     Ok(ExitCode::SUCCESS)
+}
+
+/// libFuzzer's closing "Done N runs in S second(s)" line, required: a run that printed none, or
+/// ran nothing, fuzzed nothing, and must not read as "no crash".
+fn done_line(log: &str) -> Result<String, String> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("Done "))
+        .ok_or("libFuzzer printed no \"Done N runs\" summary")?;
+    let runs: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("cannot read the run count in {line:?}"))?;
+    if runs == 0 {
+        return Err(format!("libFuzzer ran nothing ({line:?})"));
+    }
+    Ok(line.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::done_line;
+
+    #[test]
+    fn a_run_without_libfuzzers_summary_is_a_failure() {
+        assert_eq!(
+            done_line("INFO: Seed: 1\n#2 INITED\nDone 46767 runs in 21 second(s)\n"),
+            Ok("Done 46767 runs in 21 second(s)".to_owned())
+        );
+        assert!(done_line("INFO: Seed: 1\n#2 INITED\n").is_err());
+        assert!(done_line("Done 0 runs in 0 second(s)").is_err());
+        assert!(done_line("Done many runs").is_err());
+    }
 }

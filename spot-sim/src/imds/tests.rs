@@ -657,11 +657,23 @@ async fn served_on_a_listener_it_answers_until_the_interruption_then_refuses_con
             .expect_err("the instance is gone");
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
     }
+    // Closed means end of stream or a reset; "would block" means still open, so wait again.
     let mut buf = [0u8; 1];
-    held.readable().await.expect("readable");
+    let closed = tokio::time::timeout(secs(3), async {
+        loop {
+            held.readable().await.expect("readable");
+            match held.try_read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Ok(n) => break Ok(n),
+                Err(e) => break Err(e.kind()),
+            }
+        }
+    })
+    .await
+    .expect("the held connection is closed within the poll interval");
     assert!(
-        matches!(held.try_read(&mut buf), Ok(0) | Err(_)),
-        "held connection closed"
+        matches!(closed, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
+        "held connection closed, got {closed:?}"
     );
 }
 
@@ -682,9 +694,17 @@ async fn shutdown_stops_serving_and_headers_over_the_limit_are_refused() {
         .header("x-padding", "p".repeat(32 * 1024))
         .body(Empty::<Bytes>::new())
         .expect("request");
-    // Either a 431 or the connection closed before any answer: refused both ways.
-    if let Ok(resp) = sender.send_request(req).await {
-        assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    // Refused: a 431, or the connection closed before any answer (hyper may close while the
+    // client is still writing the oversized head). Anything else fails.
+    match sender.send_request(req).await {
+        Ok(resp) => assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        Err(e) => {
+            eprintln!("refused by closing: {e:?}");
+            assert!(
+                e.is_incomplete_message() || e.is_closed() || e.is_canceled(),
+                "the oversized head was neither answered 431 nor closed: {e:?}"
+            )
+        }
     }
 
     stop.send(true).expect("serving");

@@ -20,6 +20,8 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 
+mod kernel;
+
 /// The responder port of the main `spot-sim run`, inside the bench's namespace.
 const PORT: u16 = 1338;
 const IMDS: &str = "169.254.169.254";
@@ -44,6 +46,9 @@ pub struct BenchArgs {
     /// Starts of `spot-sim run` timed for the first redirected answer.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     starts: u64,
+    /// Targets (each a process in a network namespace of its own) for the idle-CPU row.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_targets: u64,
     /// The largest number of cgroups attached at once for the attach-cost rows.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     max_cgroups: u64,
@@ -591,6 +596,8 @@ impl<'a> Bench<'a> {
             direct.extend(d.into_iter().map(|l| (mode, l)));
             rows.push(row);
         }
+        let (redirect_ns, other_ns) =
+            self.kernel_connect_rows(&ns, &target, sim.pid(), &imds_url, &direct_url)?;
 
         eprintln!("== load: the old way (loopback alias + socat)");
         ns.sh(&format!("ip addr add {IMDS}/32 dev lo"))?;
@@ -732,6 +739,18 @@ impl<'a> Bench<'a> {
         let (connect_none, connect_attached) =
             connect.ok_or_else(|| anyhow!("no run with {max} cgroups"))?;
 
+        let idle_dirs: Vec<PathBuf> = (0..self.args.idle_targets)
+            .map(|i| cg.child(&format!("idle/c{i:04}")))
+            .collect::<Result<_>>()?;
+        let (idle_cpu_pct, new_netns_ms) = self.idle_and_new_netns(&ns, &servers, &idle_dirs)?;
+        let kernel = kernel::Figures {
+            redirect: redirect_ns,
+            other: other_ns,
+            idle_targets: idle_dirs.len(),
+            idle_cpu_pct,
+            new_netns_ms,
+        };
+
         fs::write(
             Path::new(&root_bench_dir()).join("requests.svg"),
             svg(&rows),
@@ -747,6 +766,7 @@ impl<'a> Bench<'a> {
             connect_none,
             connect_attached,
             max_cgroups: max,
+            kernel,
             args: self.args,
         }))
     }
@@ -1123,6 +1143,7 @@ struct Report<'a> {
     connect_none: (f64, f64),
     connect_attached: (f64, f64),
     max_cgroups: usize,
+    kernel: kernel::Figures,
     args: &'a BenchArgs,
 }
 
@@ -1280,6 +1301,7 @@ fn render(r: &Report) -> String {
         r.connect_none.0,
         met(r.connect_attached.0 <= r.connect_none.0 + slack)
     );
+    s.push_str(&kernel::render(&r.kernel));
     s
 }
 
@@ -1434,6 +1456,7 @@ mod tests {
             connections: 4,
             repeat: 2,
             starts: 1,
+            idle_targets: 1,
             max_cgroups: 1,
             bin: None,
             probe: None,
@@ -1465,8 +1488,24 @@ mod tests {
             connect_none: (5.0, 9.0),
             connect_attached: (5.0, 9.0),
             max_cgroups: 1,
+            kernel: kernel::Figures {
+                redirect: (250.0, 1000),
+                other: (40.0, 1000),
+                idle_targets: 1,
+                idle_cpu_pct: 0.5,
+                new_netns_ms: vec![20.0, 30.0, 400.0],
+            },
             args: &args,
         });
+        assert!(report.contains("| 250 ns | ≤ 300 ns: met |"), "{report}");
+        assert!(
+            report.contains("| 0.50 % of a core | ≤ 0.3 %: not met |"),
+            "{report}"
+        );
+        assert!(
+            report.contains("| 20 / 30 / 400 ms | ≤ 150 ms: met |"),
+            "{report}"
+        );
         assert!(
             report.contains("| ⚠ spot-sim | new connection per request | 99 (99–99) |"),
             "{report}"

@@ -86,6 +86,11 @@ pub const BENCH: &[Need] = &[
     apt("wrk", "wrk", "the load generator"),
     apt("socat", "socat", "the alias + socat comparison"),
     apt("iptables", "iptables", "the iptables DNAT comparison"),
+    apt(
+        "bpftool",
+        "bpftool",
+        "the kernel's own cost of the connect program",
+    ),
 ];
 
 /// What `cargo xtask image` uses.

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod control;
 pub mod imds;
+pub mod journal;
 pub mod redirect;
 pub mod scenario;
 pub mod session;

@@ -72,6 +72,11 @@ pub const TEST: &[Need] = &[
     ),
     apt("socat", "socat", "stand-in upstreams and raw clients"),
     apt("wrk", "wrk", "load in the hardening tests"),
+    apt(
+        "chromium",
+        "chromium",
+        "opening the HTML game-day report in a real browser",
+    ),
     pip("botocore", "botocore", "the AWS SDK's IMDS client"),
     pip("yaml", "pyyaml", "reading the deploy manifests"),
 ];

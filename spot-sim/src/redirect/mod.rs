@@ -4,12 +4,14 @@
 //! kernel links for one cgroup, so dropping it (or the process dying, even by SIGKILL, which
 //! closes the link fds) detaches. Nothing is pinned: no redirect can outlive spot-sim.
 
+mod activity;
 mod events;
 mod holder;
 mod preflight;
 
 use std::sync::{Arc, Mutex};
 
+pub use activity::{ActivityReader, KernelActivity};
 use aya::{
     maps::{HashMap, MapData},
     programs::{
@@ -17,7 +19,7 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
-pub use events::{EventReader, RedirectEvent};
+pub use events::{EventReader, RedirectEvent, DRAIN_EVERY};
 pub use holder::Holder;
 pub use preflight::preflight;
 use spot_sim_common::Target;
@@ -70,6 +72,7 @@ pub struct Redirector {
     ebpf: Ebpf,
     targets: TargetMap,
     events: Option<EventReader>,
+    activity: Option<ActivityReader>,
 }
 
 impl std::fmt::Debug for Redirector {
@@ -106,16 +109,23 @@ impl Redirector {
         let events = ebpf
             .take_map("EVENTS")
             .ok_or(RedirectError::Missing("EVENTS map"))?;
+        let activity = ActivityReader::load(&mut ebpf);
         Ok(Self {
             ebpf,
             targets: Arc::new(Mutex::new(targets)),
             events: Some(EventReader::new(events)?),
+            activity: Some(activity),
         })
     }
 
     /// The redirect events; there is one reader, so the first call takes it.
     pub fn take_events(&mut self) -> Option<EventReader> {
         self.events.take()
+    }
+
+    /// What the targets do besides polling; one reader, so the first call takes it.
+    pub fn take_activity(&mut self) -> Option<ActivityReader> {
+        self.activity.take()
     }
 
     /// Sends `cgroup`'s IMDS connects (and its descendants') to `target`'s ports on loopback.

@@ -418,7 +418,7 @@ impl Journal {
             Some(at_ms.saturating_sub(issued) as f64 / 1000.0)
         });
         inner.first_request_ms.get_or_insert(at_ms);
-        inner.polls.request(at_ms);
+        inner.polls.request(at_ms, &path);
         if v2 {
             inner.v2 += 1;
         } else {

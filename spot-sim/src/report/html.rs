@@ -232,9 +232,16 @@ fn timeline(t: &TargetReport, generated: u64, standalone: bool) -> String {
     for r in &t.reactions {
         let Some(ms) = ms_of(&r.at) else { continue };
         let x = scale.x(ms);
+        // One row per kind, so a program start and an exit a millisecond apart both show.
+        let y = REACT_Y
+            + match r.kind.as_str() {
+                "exec" => -8.0,
+                "connect" => 0.0,
+                _ => 8.0,
+            };
         let _ = write!(
             s,
-            "<circle class=\"reaction\" data-kind=\"{}\" cx=\"{x:.2}\" cy=\"{REACT_Y}\" r=\"5\" fill=\"{}\"><title>{} {}: {} (pid {}, {:.1} s after detection)</title></circle>",
+            "<circle class=\"reaction\" data-kind=\"{}\" cx=\"{x:.2}\" cy=\"{y}\" r=\"4\" fill=\"{}\"><title>{} {}: {} (pid {}, {:.1} s after detection)</title></circle>",
             esc(&r.kind),
             reaction_colour(&r.kind),
             esc(&clock(&r.at)),

@@ -79,7 +79,7 @@ pub struct EventReport {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PollReport {
-    /// Polls: requests closer than 250 ms together count as one.
+    /// Polls: rounds of requests to different paths, less than 250 ms apart.
     pub count: u64,
     pub median_interval_s: Option<f64>,
     pub max_gap_s: Option<f64>,

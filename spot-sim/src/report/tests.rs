@@ -16,7 +16,7 @@ fn polling(every: u64) -> JournalSnapshot {
     let mut first_read = None;
     let mut at = T;
     while at < T + 14_000 {
-        polls.request(at);
+        polls.request(at, "/latest/meta-data/spot/termination-time");
         let notice = at >= T + 10_000;
         if notice && first_read.is_none() {
             first_read = Some(at);

@@ -47,12 +47,19 @@ impl Drop for Scratch {
 
 /// A termination handler as people write them: poll `spot/termination-time` every `every`
 /// seconds; once it answers 200, `kubectl drain` the node and exit. `kubectl` is a stand-in
-/// on PATH that records its arguments.
+/// on PATH that records its arguments and, like the real one, connects to its API server
+/// (a closed port on loopback here: the handler runs in a namespace with only loopback).
 fn handler(s: &Scratch, every: u32) -> PathBuf {
-    s.script(
-        "bin/kubectl",
-        &format!("echo \"$@\" >> {}\n", s.path("kubectl.args").display()),
-    );
+    let kubectl = s.path("bin/kubectl");
+    fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/bash\necho \"$@\" >> {}\n(exec 3<>/dev/tcp/127.0.0.1/6443) 2>/dev/null\nexit 0\n",
+            s.path("kubectl.args").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&kubectl, fs::Permissions::from_mode(0o755)).unwrap();
     s.script(
         "handler",
         &format!(
@@ -149,6 +156,15 @@ fn a_handler_polling_every_second_reads_the_notice_in_time_drains_and_passes() {
         .find(|r| r["kind"] == "exec" && r["comm"] == "kubectl")
         .unwrap_or_else(|| panic!("no kubectl reaction: {t:#}"));
     assert!(kubectl["latency_s"].as_f64().unwrap() < 1.0, "{kubectl}");
+    let api = t["reactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "connect")
+        .unwrap_or_else(|| panic!("no connect reaction: {t:#}"));
+    assert_eq!(api["comm"], "kubectl", "{api}");
+    assert_eq!(api["detail"], "connect to 127.0.0.1:6443/tcp", "{api}");
+    assert!(t["first_connect_s"].as_f64().unwrap() < 1.0, "{t:#}");
     assert_eq!(t["verdict"]["pass"], true);
     assert_eq!(t["verdict"]["reasons"].as_array().unwrap().len(), 0);
     assert_eq!(t["command_status"], 0);

@@ -28,6 +28,8 @@ pub const HEAD_PROCS: usize = 200;
 pub const TAIL_PROCS: usize = 800;
 pub const MAX_DESTINATIONS: usize = 512;
 pub const MAX_REACTIONS: usize = 300;
+/// Programs and destinations remembered as seen before detection or reported.
+const MAX_SEEN: usize = 2048;
 /// Tokens whose issue time is remembered, for their age when presented.
 const MAX_TOKENS: usize = 1024;
 /// Longest path kept in a request record (it is client input).
@@ -220,7 +222,8 @@ struct Inner {
     outbound_other: u64,
     reactions: Vec<Reaction>,
     reactions_dropped: u64,
-    /// Destinations already reported as a reaction (the first connect after detection each).
+    /// Programs started (`("exec", comm)`) and destinations connected to (`(destination,
+    /// comm)`) that are not reactions any more: seen before detection, or reported already.
     reacted_to: std::collections::HashSet<(String, String)>,
     /// The latest process exit seen.
     last_exit: Option<ProcRecord>,
@@ -467,12 +470,19 @@ impl Journal {
         }
     }
 
-    /// A process of the target started a program.
+    /// A process of the target started a program. A reaction when the program is new since
+    /// detection: a polling loop starting `curl` and `sleep` again is not reacting.
     pub fn exec(&self, p: ProcRecord) {
         let mut inner = lock(&self.inner);
         // A process started: the workload is running (again).
         inner.cgroup_empty_ms = None;
-        if inner.after_detection(p.at_ms) {
+        let key = ("exec".to_string(), p.comm.clone());
+        if !inner.after_detection(p.at_ms) {
+            if inner.reacted_to.len() < MAX_SEEN {
+                inner.reacted_to.insert(key);
+            }
+        } else if !inner.reacted_to.contains(&key) && inner.reacted_to.len() < MAX_SEEN {
+            inner.reacted_to.insert(key);
             let detail = if p.detail.is_empty() {
                 format!("started {}", p.comm)
             } else {
@@ -505,10 +515,18 @@ impl Journal {
         let mut inner = lock(&self.inner);
         inner.outbound_total += o.count;
         let key = (o.destination.clone(), o.comm.clone());
-        // The first connect at or after detection: exact when the whole window is after it;
-        // when the window straddles it, its latest connect is the earliest one known to be.
-        if let Some(d) = inner.detected_ms.filter(|d| o.last_ms >= *d) {
-            if !inner.reacted_to.contains(&key) && inner.reacted_to.len() < MAX_REACTIONS {
+        // The first connect at or after detection to a destination (from a command) not
+        // seen before it: exact when the whole window is after detection; when the window
+        // straddles it, its latest connect is the earliest one known to be after.
+        let seen_before = inner
+            .outbound
+            .get(&key)
+            .is_some_and(|o| inner.detected_ms.is_none_or(|d| o.first_ms < d));
+        if let Some(d) = inner
+            .detected_ms
+            .filter(|d| o.last_ms >= *d && !seen_before)
+        {
+            if !inner.reacted_to.contains(&key) && inner.reacted_to.len() < MAX_SEEN {
                 inner.reacted_to.insert(key.clone());
                 let at_ms = if o.first_ms >= d {
                     o.first_ms

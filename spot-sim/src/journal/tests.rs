@@ -124,8 +124,17 @@ fn reactions_are_what_happens_after_detection() {
         comm: "handler".into(),
         detail: String::new(),
     });
+    let curl = |at_ms| ProcRecord {
+        at_ms,
+        pid: 9,
+        comm: "curl".into(),
+        detail: String::new(),
+    };
+    j.exec(curl(base + 900));
     clock.advance(Duration::from_secs(1));
     get(&clock, &j, ACTION, 200);
+    // The polling loop runs curl again: not a reaction, it did that before.
+    j.exec(curl(base + 1200));
     j.exec(ProcRecord {
         at_ms: base + 1500,
         pid: 2,

@@ -125,6 +125,7 @@ fn a_handler_polling_every_second_reads_the_notice_in_time_drains_and_passes() {
             "2s",
             "--expect-react",
             "5s",
+            "--expect-drained",
             "--report",
             report.to_str().unwrap(),
             "--report",
@@ -168,6 +169,12 @@ fn a_handler_polling_every_second_reads_the_notice_in_time_drains_and_passes() {
     assert_eq!(t["verdict"]["pass"], true);
     assert_eq!(t["verdict"]["reasons"].as_array().unwrap().len(), 0);
     assert_eq!(t["command_status"], 0);
+    assert!(t["workload_exited_at"].is_string(), "{t:#}");
+    assert_eq!(
+        t["all_before_interruption"],
+        serde_json::Value::Null,
+        "not there yet"
+    );
     assert!(err.contains("verdict PASS"), "summary on stderr: {err}");
 
     html_report_in_a_browser(&html, t);
@@ -458,4 +465,62 @@ fn bad_input_is_refused_before_anything_starts() {
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
         assert!(!marker.exists(), "{all:?} started the command");
     }
+}
+
+#[test]
+fn run_judges_an_existing_cgroup_when_it_detaches() {
+    if !require_root() {
+        return;
+    }
+    let node = node("verdict-run");
+    let s = Scratch::new("verdict-run");
+    let report = s.path("run.svg");
+    let json_report = s.path("run.json");
+    let mut run = start_run(
+        &node,
+        &[
+            "--expect-detect",
+            "5s",
+            "--report",
+            report.to_str().unwrap(),
+            "--report",
+            json_report.to_str().unwrap(),
+        ],
+    );
+    let out = curl_in(
+        &node.target,
+        &node.target_ns,
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            TERMINATION_TIME,
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    run.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = run
+        .wait_timeout(Duration::from_secs(10))
+        .expect("run detached");
+    assert_eq!(status.code(), Some(0), "{}", run.log());
+    assert!(run.log().contains("verdict PASS"), "{}", run.log());
+    let svg = fs::read_to_string(&report).unwrap();
+    assert!(
+        svg.starts_with("<?xml") && svg.contains("class=\"req\""),
+        "{svg}"
+    );
+    let t = &json(&json_report)["targets"][0];
+    assert!(t["name"].as_str().unwrap().starts_with("cgroup "), "{t}");
+    assert_eq!(t["verdict"]["pass"], true, "{t:#}");
+    // The curl above ran in the target: its start is in the journal.
+    assert!(
+        t["execs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["comm"] == "curl"),
+        "{t:#}"
+    );
 }

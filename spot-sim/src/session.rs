@@ -199,6 +199,24 @@ impl Session {
             }
         }
         let to_ms = kernel_to_wall_ms(now);
+        // Where each target's processes show in /proc (the node's, from a pod).
+        let procs: Vec<(u32, PathBuf)> = if activity
+            .iter()
+            .any(|x| matches!(x, KernelActivity::Exec { .. }))
+        {
+            lock(&self.targets)
+                .iter()
+                .map(|t| (t.index, t.proc.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let proc_of = |index: u32| {
+            procs
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, p)| p.as_path())
+        };
         for x in activity {
             match x {
                 KernelActivity::Exec {
@@ -211,7 +229,9 @@ impl Session {
                         j.exec(ProcRecord {
                             at_ms: to_ms(ktime_ns),
                             pid: tgid,
-                            detail: command_line(tgid),
+                            detail: proc_of(target_index)
+                                .map(|p| command_line(p, tgid, &comm))
+                                .unwrap_or_default(),
                             comm,
                         });
                     }
@@ -602,9 +622,15 @@ fn kernel_to_wall_ms(now: std::time::SystemTime) -> impl Fn(u64) -> u64 {
     move |ns| wall.saturating_sub(mono.saturating_sub(ns) / 1_000_000)
 }
 
-/// A process's command line while it is still there, escaped-ready (NULs as spaces), short.
-fn command_line(pid: u32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
+/// A process's command line while it is still there (NULs as spaces, cut short): only when
+/// the pid still names the program the kernel saw start, not a later process with its pid.
+fn command_line(proc: &std::path::Path, pid: u32, comm: &str) -> String {
+    let dir = proc.join(pid.to_string());
+    let same = std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim_end() == comm);
+    if !same {
+        return String::new();
+    }
+    std::fs::read(dir.join("cmdline"))
         .map(|b| {
             let s: String = String::from_utf8_lossy(&b)
                 .replace('\0', " ")

@@ -274,6 +274,7 @@ fn a_handler_polling_every_8_s_misses_a_4_s_window_and_exec_exits_3() {
     assert!(reason.starts_with("notice issued "), "{reason}");
     assert!(reason.contains("polls were 8 s apart"), "{reason}");
     assert!(event(t, "notice")["first_read_at"].is_null());
+    assert_eq!(t["all_before_interruption"], false);
     // Killed at the interruption (128 + SIGKILL), kept in the report.
     assert_eq!(t["command_status"], 137);
     assert!(err.contains("FAILED: notice issued"), "{err}");

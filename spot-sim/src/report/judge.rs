@@ -72,10 +72,9 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
     let exit = s
         .cgroup_empty_ms
         .filter(|e| react_from.is_some_and(|d| *e >= d));
-    let all_before = s.interruption_ms.and_then(|i| {
-        let d = detected_ms?;
-        Some(d < i && s.reactions.iter().all(|r| r.at_ms < i))
-    });
+    let all_before = s
+        .interruption_ms
+        .map(|i| detected_ms.is_some_and(|d| d < i) && s.reactions.iter().all(|r| r.at_ms < i));
     let p = &s.polls;
     let recovery = (s.unauthorized.count > 0).then(|| match s.unauthorized.recovered_ms {
         Some(r) if s.unauthorized.fetched_token => {

@@ -265,7 +265,8 @@ impl Report {
                 );
             }
             for r in &t.verdict.reasons {
-                let _ = writeln!(out, "  FAILED: {r}");
+                // Reasons can name a target's command: shown escaped.
+                let _ = writeln!(out, "  FAILED: {}", html::plain(r));
             }
         }
         out

@@ -267,8 +267,16 @@ fn verdict(s: &JournalSnapshot, expect: &Expectations, react_from: Option<u64>) 
                     .iter()
                     .filter(|x| x.at_ms >= d)
                     .min_by_key(|x| x.at_ms);
+                // Once the instance is gone nothing counts: a kill at the interruption
+                // (`--on-interrupt kill`) empties the cgroup, but the handler did not do it.
+                let in_time = |at: u64| interruption.is_none_or(|i| at < i);
                 match first {
-                    Some(x) if x.at_ms - d <= limit => {}
+                    Some(x) if x.at_ms - d <= limit && in_time(x.at_ms) => {}
+                    Some(x) if !in_time(x.at_ms) => v.reasons.push(format!(
+                        "notice read {}, no reaction before the interruption at {}",
+                        clock(&at(d)),
+                        clock(&at(interruption.unwrap_or(x.at_ms)))
+                    )),
                     Some(x) => v.reasons.push(format!(
                         "notice read {}, no reaction within {} (the first, {} {}, came {} later)",
                         clock(&at(d)),

@@ -202,3 +202,26 @@ fn bad_report_paths_and_unprovable_expectations_are_refused() {
     assert!(react.check(&scenario, false).is_err());
     assert!(ReportFormat::of(Path::new("x.HTML")).is_ok());
 }
+
+#[test]
+fn a_kill_at_the_interruption_is_not_the_handler_reacting() {
+    let mut s = polling(1);
+    s.reactions.push(crate::journal::Reaction {
+        kind: "exit",
+        at_ms: T + 14_050,
+        pid: 7,
+        comm: "sleep".into(),
+        detail: "the workload exited".into(),
+    });
+    let expect = Expectations {
+        react: Some(Duration::from_secs(10)),
+        ..Default::default()
+    };
+    let r = Report::build(&[s], &expect, T + 20_000);
+    assert_eq!(
+        r.targets[0].verdict.reasons,
+        vec!["notice read 08:00:10, no reaction before the interruption at 08:00:14"]
+    );
+    assert_eq!(r.targets[0].reactions[0].before_interruption, Some(false));
+    assert_eq!(r.targets[0].all_before_interruption, Some(false));
+}

@@ -34,6 +34,8 @@ const MAX_SEEN: usize = 2048;
 const MAX_TOKENS: usize = 1024;
 /// Longest path kept in a request record (it is client input).
 const MAX_PATH: usize = 200;
+/// Distinct methods and paths kept by name; a client spraying random paths gets `(other)`.
+pub const MAX_INTERNED: usize = 256;
 
 /// Milliseconds since the Unix epoch.
 pub fn ms(t: SystemTime) -> u64 {
@@ -41,19 +43,19 @@ pub fn ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// One request the fake IMDS answered.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One request the fake IMDS answered. Small: method and path are shared strings from the
+/// journal's intern table.
+#[derive(Clone, Debug, PartialEq)]
 pub struct RequestRecord {
     pub at_ms: u64,
-    pub method: String,
+    pub method: Arc<str>,
     /// Canonical path: no trailing slash, a dated version (`2021-07-15`) shown as `latest`,
-    /// cut at 200 characters.
-    pub path: String,
+    /// cut at 200 characters; past [`MAX_INTERNED`] distinct ones, `(other)`.
+    pub path: Arc<str>,
     pub status: u16,
     pub v2: bool,
     /// Seconds since the presented token was issued (IMDSv2 with a token we know).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_age_s: Option<f64>,
+    pub token_age_s: Option<f32>,
 }
 
 /// A process of the target, as the kernel reported it.
@@ -120,7 +122,7 @@ pub struct Unauthorized {
 }
 
 /// Everything the report needs, copied out.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct JournalSnapshot {
     pub name: String,
     pub now_ms: u64,
@@ -198,6 +200,8 @@ impl<T: Clone> HeadTail<T> {
 #[derive(Debug)]
 struct Inner {
     requests: HeadTail<RequestRecord>,
+    /// Methods and paths, each stored once.
+    interned: std::collections::HashSet<Arc<str>>,
     first_request_ms: Option<u64>,
     polls: Polls,
     v1: u64,
@@ -235,6 +239,7 @@ impl Default for Inner {
     fn default() -> Self {
         Self {
             requests: HeadTail::new(HEAD, TAIL),
+            interned: std::collections::HashSet::new(),
             first_request_ms: None,
             polls: Polls::default(),
             v1: 0,
@@ -271,6 +276,19 @@ impl Inner {
         } else {
             self.reactions_dropped += 1;
         }
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(found) = self.interned.get(s) {
+            return Arc::clone(found);
+        }
+        let s: Arc<str> = if self.interned.len() < MAX_INTERNED {
+            Arc::from(s)
+        } else {
+            Arc::from("(other)")
+        };
+        self.interned.insert(Arc::clone(&s));
+        s
     }
 
     fn after_detection(&self, at_ms: u64) -> bool {
@@ -418,7 +436,7 @@ impl Journal {
             if first_use {
                 inner.tokens_used += 1;
             }
-            Some(at_ms.saturating_sub(issued) as f64 / 1000.0)
+            Some(at_ms.saturating_sub(issued) as f32 / 1000.0)
         });
         inner.first_request_ms.get_or_insert(at_ms);
         inner.polls.request(at_ms, &path);
@@ -451,9 +469,12 @@ impl Journal {
                 }
             }
         }
+        let method: String = method.chars().take(16).collect();
+        let method = inner.intern(&method);
+        let path = inner.intern(&path);
         inner.requests.push(RequestRecord {
             at_ms,
-            method: method.chars().take(16).collect(),
+            method,
             path,
             status,
             v2,

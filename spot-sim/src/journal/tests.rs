@@ -45,7 +45,7 @@ fn the_first_successful_read_of_the_notice_is_its_detection() {
     assert_eq!(s.polls.count, 6);
     assert_eq!(s.polls.median_interval_s, Some(2.0));
     assert_eq!(s.requests_total, 6);
-    assert_eq!(s.requests[4].path, ACTION, "canonical: no trailing slash");
+    assert_eq!(&*s.requests[4].path, ACTION, "canonical: no trailing slash");
 }
 
 #[test]
@@ -109,6 +109,11 @@ fn memory_is_bounded_whatever_the_traffic() {
     let s = j.snapshot();
     assert_eq!(s.requests_total, 100_000);
     assert_eq!(s.requests.len(), HEAD + TAIL);
+    // 1000 distinct paths: the first ones by name, the rest as one shared "(other)".
+    let distinct: std::collections::HashSet<_> =
+        s.requests.iter().map(|r| r.path.clone()).collect();
+    assert!(distinct.len() <= MAX_INTERNED, "{}", distinct.len());
+    assert!(distinct.iter().any(|p| &**p == "(other)"));
     assert_eq!(s.outbound_total, 10_000);
     assert_eq!(s.outbound.len(), MAX_DESTINATIONS);
     assert_eq!(s.outbound_other, 10_000 - MAX_DESTINATIONS as u64);

@@ -121,11 +121,14 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
             .iter()
             .map(|r| RequestReport {
                 at: at(r.at_ms),
-                method: r.method.clone(),
-                path: r.path.clone(),
+                method: r.method.to_string(),
+                path: r.path.to_string(),
                 status: r.status,
                 version: if r.v2 { "v2" } else { "v1" }.into(),
-                token_age_s: r.token_age_s,
+                // f32 in the journal; shown to the millisecond.
+                token_age_s: r
+                    .token_age_s
+                    .map(|a| (f64::from(a) * 1000.0).round() / 1000.0),
             })
             .collect(),
         redirects_total: s.redirects_total,

@@ -126,7 +126,7 @@ fn drained_and_react_expectations() {
 #[test]
 fn the_html_has_one_tick_per_request_and_one_marker_per_issued_event_all_escaped() {
     let mut s = polling(1);
-    s.requests[0].path = "/<script>alert(1)</script>".into();
+    s.requests[0].path = std::sync::Arc::from("/<script>alert(1)</script>");
     let r = Report::build(&[s], &Expectations::default(), T + 20_000);
     let page = html::page(&r);
     assert_eq!(

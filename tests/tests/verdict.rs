@@ -216,7 +216,7 @@ fn html_report_in_a_browser(html: &Path, t: &serde_json::Value) {
     let log = String::from_utf8_lossy(&dom.stderr);
     assert!(dom.status.success(), "chromium failed: {log}");
     assert!(
-        !log.contains("Uncaught") && !log.contains(":CONSOLE("),
+        !log.contains("Uncaught") && !log.contains(":CONSOLE"),
         "the page logged errors: {log}"
     );
     assert!(page.contains("<svg"), "no SVG in the page: {page}");

@@ -175,3 +175,20 @@ fn reactions_are_what_happens_after_detection() {
     );
     assert_eq!(s.cgroup_empty_ms, Some(base + 2000));
 }
+
+#[test]
+fn events_are_named_from_the_timeline_generically() {
+    use crate::scenario::EventKind;
+    assert_eq!(event_name(&EventKind::RebalanceRecommendation), "rebalance");
+    assert_eq!(event_name(&EventKind::InterruptionNotice), "notice");
+    assert_eq!(event_name(&EventKind::Interruption), "interruption");
+    assert!(reads_event(
+        "asg-terminated",
+        "/latest/meta-data/autoscaling/target-lifecycle-state"
+    ));
+    assert!(reads_event(
+        "maintenance",
+        "/latest/meta-data/events/maintenance/scheduled"
+    ));
+    assert!(!reads_event("notice", "/latest/meta-data/spot"));
+}

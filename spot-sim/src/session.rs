@@ -292,6 +292,19 @@ impl Session {
 
     /// The game-day report of every target, after a last drain of the kernel's records.
     pub fn report(&self, expect: &Expectations) -> Report {
+        self.report_with(expect, Journal::snapshot)
+    }
+
+    /// The findings and verdicts alone (no request list): for metrics scrapes.
+    pub fn verdicts(&self) -> Report {
+        self.report_with(&self.expectations(), Journal::summary_snapshot)
+    }
+
+    fn report_with(
+        &self,
+        expect: &Expectations,
+        snapshot: impl Fn(&Journal) -> journal::JournalSnapshot,
+    ) -> Report {
         self.drain();
         let now = self.clock.now();
         for t in lock(&self.targets).iter() {
@@ -299,7 +312,7 @@ impl Session {
         }
         let snapshots: Vec<_> = lock(&self.journals)
             .iter()
-            .map(|(_, j)| j.snapshot())
+            .map(|(_, j)| snapshot(j))
             .collect();
         Report::build(&snapshots, expect, journal::ms(now))
     }

@@ -522,6 +522,7 @@ fn run_judges_an_existing_cgroup_when_it_detaches() {
             .unwrap()
             .iter()
             .any(|e| e["comm"] == "curl"),
-        "{t:#}"
+        "{t:#}\nspot-sim printed:\n{}",
+        run.log()
     );
 }

@@ -42,8 +42,7 @@ impl MetricsServer {
                         let body = weak
                             .upgrade()
                             .map(|s| {
-                                render(&s.status())
-                                    + &crate::report::prometheus(&s.report(&s.expectations()))
+                                render(&s.status()) + &crate::report::prometheus(&s.verdicts())
                             })
                             .unwrap_or_default();
                         async move {

@@ -118,6 +118,7 @@ impl Responder {
                 .headers_mut()
                 .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         }
+        let now = rfc3339(self.clock.now());
         let status = response.status().as_u16();
         if let Some(journal) = self.journal.get() {
             let token = parts
@@ -133,7 +134,6 @@ impl Responder {
                 token.map(str::trim),
             );
         }
-        let now = rfc3339(self.clock.now());
         let mut counters = lock(&self.counters);
         if status == 401 && !routed.v2 {
             counters.v1_refused += 1;

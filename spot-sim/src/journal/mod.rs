@@ -612,7 +612,18 @@ impl Journal {
         lock(&self.inner).command_status = Some(status);
     }
 
+    /// Everything, for a report.
     pub fn snapshot(&self) -> JournalSnapshot {
+        self.snapshot_with(true)
+    }
+
+    /// Findings only, without the kept requests, redirects, program starts and exits: what a
+    /// metrics scrape needs, at a fraction of the copying.
+    pub fn summary_snapshot(&self) -> JournalSnapshot {
+        self.snapshot_with(false)
+    }
+
+    fn snapshot_with(&self, detail: bool) -> JournalSnapshot {
         let now = self.timeline.clock().now();
         let events = self.timeline.events();
         let inner = lock(&self.inner);
@@ -640,7 +651,11 @@ impl Journal {
             now_ms: ms(now),
             events: out_events,
             interruption_ms,
-            requests: inner.requests.to_vec(),
+            requests: if detail {
+                inner.requests.to_vec()
+            } else {
+                Vec::new()
+            },
             requests_total: inner.requests.total,
             first_request_ms: inner.first_request_ms,
             polls: inner.polls.summary(),
@@ -650,11 +665,23 @@ impl Journal {
             tokens_used: inner.tokens_used,
             unauthorized: inner.unauthorized.clone(),
             redirects_total: inner.redirects_total,
-            redirects: inner.redirects.clone(),
+            redirects: if detail {
+                inner.redirects.clone()
+            } else {
+                Vec::new()
+            },
             execs_total: inner.execs.total,
-            execs: inner.execs.to_vec(),
+            execs: if detail {
+                inner.execs.to_vec()
+            } else {
+                Vec::new()
+            },
             exits_total: inner.exits.total,
-            exits: inner.exits.to_vec(),
+            exits: if detail {
+                inner.exits.to_vec()
+            } else {
+                Vec::new()
+            },
             outbound_total: inner.outbound_total,
             outbound,
             outbound_other: inner.outbound_other,

@@ -176,6 +176,8 @@ impl Session {
     /// Runs on a timer, and before anything is reported or spot-sim exits, so no event of a
     /// short command is missed.
     pub fn drain(&self) {
+        // Held until every record is in its journal: a report draining at the same time as
+        // the timer waits, instead of finding the buffers empty and the journals not yet fed.
         let mut kernel = lock(&self.kernel);
         let now = self.clock.now();
         let mut redirects = Vec::new();
@@ -186,7 +188,6 @@ impl Session {
         if let Some(a) = &mut kernel.activity {
             a.drain(|x| activity.push(x));
         }
-        drop(kernel);
         for ev in &redirects {
             self.on_redirect(ev);
             if let Some(j) = self.journal_of(ev.target_index) {
@@ -273,6 +274,7 @@ impl Session {
                 }
             }
         }
+        drop(kernel);
     }
 
     fn journal_of(&self, index: u32) -> Option<Arc<Journal>> {

@@ -89,8 +89,8 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         specs.push(spec);
     }
     let session = Session::start(Arc::new(SystemClock))?;
-    if let Some(first) = specs.first() {
-        gameday::prepare(&session, &a.verdict, &first.settings.scenario)?;
+    for spec in &specs {
+        gameday::prepare(&session, &a.verdict, &spec.settings.scenario)?;
     }
     for spec in specs {
         session.add_target(spec)?;

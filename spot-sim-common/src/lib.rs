@@ -63,3 +63,61 @@ mod user {
     // SAFETY: plain `#[repr(C)]` data with no padding-dependent invariants; any bit pattern is valid.
     unsafe impl aya::Pod for super::Target {}
 }
+
+/// `ProcEvent::kind`: a process of a target called execve.
+pub const PROC_EXEC: u32 = 1;
+/// `ProcEvent::kind`: a thread-group leader of a target exited.
+pub const PROC_EXIT: u32 = 2;
+
+/// Sent through the `PROCS` ring buffer when a target's process starts a program or exits:
+/// rare next to connects, so one record each is cheap.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProcEvent {
+    /// [`PROC_EXEC`] or [`PROC_EXIT`].
+    pub kind: u32,
+    pub tgid: u32,
+    pub target_index: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) when it happened.
+    pub ktime_ns: u64,
+    pub comm: [u8; 16],
+}
+
+/// A connect from a target to anything but the IMDS, aggregated in the kernel per destination
+/// and command: a busy workload costs one hash update per connect, not an event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OutboundKey {
+    pub target_index: u32,
+    /// Destination port, host byte order.
+    pub port: u16,
+    /// 4 or 6.
+    pub family: u8,
+    /// 6 (TCP) or 17 (UDP).
+    pub proto: u8,
+    /// Destination address bytes (IPv4 uses the first four).
+    pub addr: [u8; 16],
+    pub comm: [u8; 16],
+}
+
+/// What the kernel counted for one [`OutboundKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboundValue {
+    /// `bpf_ktime_get_ns` of the first and the latest connect.
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub count: u64,
+    /// The process that made the first one.
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+mod user_activity {
+    // SAFETY: plain `#[repr(C)]` data without implicit padding; any bit pattern is valid.
+    unsafe impl aya::Pod for super::OutboundKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::OutboundValue {}
+}

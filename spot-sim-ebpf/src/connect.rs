@@ -33,6 +33,7 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
     // SAFETY: the kernel hands a valid `bpf_sock_addr` to every sock_addr program.
     let sa = unsafe { &mut *ctx.sock_addr };
     if !is_tcp(sa) || sa.user_ip4 != IMDS_IPV4_BE || sa.user_port != IMDS_PORT_BE {
+        crate::outbound::record4(sa);
         return ALLOW;
     }
     let Some(entry) = find_target(sa) else {
@@ -54,6 +55,7 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     // SAFETY: as in connect4.
     let sa = unsafe { &mut *ctx.sock_addr };
     if !is_tcp(sa) || sa.user_port != IMDS_PORT_BE {
+        crate::outbound::record6(sa);
         return ALLOW;
     }
     let ip = [
@@ -64,6 +66,7 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     ];
     let mapped = ip[0] == 0 && ip[1] == 0 && ip[2] == MAPPED_PREFIX_BE && ip[3] == IMDS_IPV4_BE;
     if !mapped && ip != IMDS_IPV6_BE {
+        crate::outbound::record6(sa);
         return ALLOW;
     }
     let Some(entry) = find_target(sa) else {

@@ -21,11 +21,6 @@ pub const MAPPED_LOOPBACK4_BE: [u32; 4] = [0, 0, MAPPED_PREFIX_BE, LOOPBACK4_BE]
 /// The target this process belongs to: the deepest ancestor cgroup userspace registered, as a
 /// pointer into the map (its redirect counter is updated in place). Sockets spot-sim marks as
 /// its own never belong to a target.
-///
-/// The process's own cgroup is looked up first: it is the target itself for `exec` and for
-/// plain `--cgroup` units, so the common case costs one map lookup. Otherwise (a container
-/// below a pod's cgroup) the walk goes from the leaf upwards and stops at the first hit, the
-/// deepest registered ancestor, instead of looking up every level from the root down.
 #[inline(always)]
 pub fn find_target(sa: &bpf_sock_addr) -> Option<*mut Target> {
     // SAFETY: `sk` is always set for sock_addr programs; the verifier checks the field read.
@@ -33,6 +28,14 @@ pub fn find_target(sa: &bpf_sock_addr) -> Option<*mut Target> {
     if mark == OWN_SOCKET_MARK {
         return None;
     }
+    current_target()
+}
+
+/// The current task's target entry (this CPU's copy), if it is in a target cgroup: the leaf
+/// cgroup first, then its ancestors from the leaf upwards, so the deepest registered one wins
+/// and the common case (the task sits in the target cgroup itself) costs one lookup.
+#[inline(always)]
+pub fn current_target() -> Option<*mut Target> {
     // SAFETY: a plain helper call with no arguments.
     let leaf = unsafe { bpf_get_current_cgroup_id() };
     if let Some(t) = TARGETS.get_ptr_mut(leaf) {

@@ -6,7 +6,9 @@
 pub mod cli;
 pub mod control;
 pub mod imds;
+pub mod journal;
 pub mod redirect;
+pub mod report;
 pub mod scenario;
 pub mod session;
 pub mod target;

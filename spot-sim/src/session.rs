@@ -21,7 +21,12 @@ use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
     imds::Responder,
-    redirect::{RedirectError, RedirectEvent, Redirector, TargetLink},
+    journal::{self, Journal, OutboundRecord, ProcRecord, RedirectRecord},
+    redirect::{
+        ActivityReader, EventReader, KernelActivity, RedirectError, RedirectEvent, Redirector,
+        TargetLink,
+    },
+    report::{Expectations, Report},
     scenario::{Clock, OnInterrupt, Phase, Settings, Timeline},
     target::{CgroupDir, NetNs, NetNsError},
 };
@@ -86,6 +91,7 @@ struct ActiveTarget {
     tasks: Vec<JoinHandle<()>>,
     on_interrupt: OnInterrupt,
     gone_reported: bool,
+    journal: Arc<Journal>,
 }
 
 impl Drop for ActiveTarget {
@@ -119,6 +125,21 @@ pub struct Session {
     targets: Mutex<Vec<ActiveTarget>>,
     counters: Mutex<HashMap<u32, (String, Arc<Counters>)>>,
     next_index: AtomicU64,
+    /// Every target's journal by index, removed targets' included (the newest
+    /// [`RETIRED_JOURNALS`] of them), so the final report covers them.
+    journals: Mutex<Vec<(u32, Arc<Journal>)>>,
+    /// The kernel's records, drained on a timer and before every report and exit.
+    kernel: Mutex<KernelReaders>,
+    /// What the user expects of every target (`--expect-*`), for live reports.
+    expect: Mutex<Expectations>,
+}
+
+/// Journals of removed targets kept for the report.
+const RETIRED_JOURNALS: usize = 32;
+
+struct KernelReaders {
+    events: Option<EventReader>,
+    activity: Option<ActivityReader>,
 }
 
 impl Session {
@@ -126,22 +147,189 @@ impl Session {
     pub fn start(clock: Arc<dyn Clock>) -> Result<Arc<Self>, SessionError> {
         let mut redirector = Redirector::load()?;
         let events = redirector.take_events();
+        let activity = redirector.take_activity();
+        let wake = [
+            events.as_ref().map(|e| e.wake_fd().try_clone_to_owned()),
+            activity
+                .as_ref()
+                .and_then(|a| a.wake_fd())
+                .map(|fd| fd.try_clone_to_owned()),
+        ];
         let session = Arc::new(Self {
             redirector: Mutex::new(redirector),
             clock,
             targets: Mutex::new(Vec::new()),
             counters: Mutex::new(HashMap::new()),
             next_index: AtomicU64::new(1),
+            journals: Mutex::new(Vec::new()),
+            kernel: Mutex::new(KernelReaders { events, activity }),
+            expect: Mutex::new(Expectations::default()),
         });
-        if let Some(events) = events {
-            let weak = Arc::downgrade(&session);
-            tokio::spawn(events.run(move |ev| {
-                if let Some(s) = weak.upgrade() {
-                    s.on_redirect(&ev);
-                }
-            }));
-        }
+        let wake: Vec<_> = wake.into_iter().flatten().filter_map(Result::ok).collect();
+        tokio::spawn(drain_kernel(Arc::downgrade(&session), wake));
         Ok(session)
+    }
+
+    /// Reads everything the kernel recorded so far into the logs, counters and journals.
+    /// Runs on a timer, and before anything is reported or spot-sim exits, so no event of a
+    /// short command is missed.
+    pub fn drain(&self) {
+        // Held until every record is in its journal: a report draining at the same time as
+        // the timer waits, instead of finding the buffers empty and the journals not yet fed.
+        let mut kernel = lock(&self.kernel);
+        let now = self.clock.now();
+        let mut redirects = Vec::new();
+        if let Some(events) = &mut kernel.events {
+            events.drain(|ev| redirects.push(ev));
+        }
+        let mut activity = Vec::new();
+        if let Some(a) = &mut kernel.activity {
+            a.drain(|x| activity.push(x));
+        }
+        for ev in &redirects {
+            self.on_redirect(ev);
+            if let Some(j) = self.journal_of(ev.target_index) {
+                j.redirect(RedirectRecord {
+                    at_ms: journal::ms(now),
+                    pid: ev.tgid,
+                    comm: ev.comm.clone(),
+                    destination: ev.original.to_string(),
+                });
+            }
+        }
+        let to_ms = kernel_to_wall_ms(now);
+        // Where each target's processes show in /proc (the node's, from a pod).
+        let procs: Vec<(u32, PathBuf)> = if activity
+            .iter()
+            .any(|x| matches!(x, KernelActivity::Exec { .. }))
+        {
+            lock(&self.targets)
+                .iter()
+                .map(|t| (t.index, t.proc.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let proc_of = |index: u32| {
+            procs
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, p)| p.as_path())
+        };
+        for x in activity {
+            match x {
+                KernelActivity::Exec {
+                    target_index,
+                    tgid,
+                    ktime_ns,
+                    comm,
+                } => {
+                    if let Some(j) = self.journal_of(target_index) {
+                        j.exec(ProcRecord {
+                            at_ms: to_ms(ktime_ns),
+                            pid: tgid,
+                            detail: proc_of(target_index)
+                                .map(|p| command_line(p, tgid, &comm))
+                                .unwrap_or_default(),
+                            comm,
+                        });
+                    }
+                }
+                KernelActivity::Exit {
+                    target_index,
+                    tgid,
+                    ktime_ns,
+                    comm,
+                } => {
+                    if let Some(j) = self.journal_of(target_index) {
+                        j.exit(ProcRecord {
+                            at_ms: to_ms(ktime_ns),
+                            pid: tgid,
+                            comm,
+                            detail: String::new(),
+                        });
+                    }
+                }
+                KernelActivity::Outbound {
+                    target_index,
+                    destination,
+                    comm,
+                    tgid,
+                    first_ns,
+                    last_ns,
+                    count,
+                } => {
+                    if let Some(j) = self.journal_of(target_index) {
+                        j.outbound(OutboundRecord {
+                            destination,
+                            comm,
+                            pid: tgid,
+                            first_ms: to_ms(first_ns),
+                            last_ms: to_ms(last_ns),
+                            count,
+                        });
+                    }
+                }
+            }
+        }
+        drop(kernel);
+    }
+
+    fn journal_of(&self, index: u32) -> Option<Arc<Journal>> {
+        lock(&self.journals)
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, j)| Arc::clone(j))
+    }
+
+    /// Whether the kernel shows the targets' program starts and exits (for `--expect-react`).
+    pub fn sees_processes(&self) -> bool {
+        lock(&self.kernel)
+            .activity
+            .as_ref()
+            .is_some_and(ActivityReader::sees_processes)
+    }
+
+    /// The game-day report of every target, after a last drain of the kernel's records.
+    pub fn report(&self, expect: &Expectations) -> Report {
+        self.report_with(expect, Journal::snapshot)
+    }
+
+    /// The findings and verdicts alone (no request list): for metrics scrapes.
+    pub fn verdicts(&self) -> Report {
+        self.report_with(&self.expectations(), Journal::summary_snapshot)
+    }
+
+    fn report_with(
+        &self,
+        expect: &Expectations,
+        snapshot: impl Fn(&Journal) -> journal::JournalSnapshot,
+    ) -> Report {
+        self.drain();
+        let now = self.clock.now();
+        for t in lock(&self.targets).iter() {
+            t.journal.cgroup_seen(t.cgroup.pids().is_empty(), now);
+        }
+        let snapshots: Vec<_> = lock(&self.journals)
+            .iter()
+            .map(|(_, j)| snapshot(j))
+            .collect();
+        Report::build(&snapshots, expect, journal::ms(now))
+    }
+
+    pub fn set_expectations(&self, expect: Expectations) {
+        *lock(&self.expect) = expect;
+    }
+
+    pub fn expectations(&self) -> Expectations {
+        *lock(&self.expect)
+    }
+
+    /// `exec`'s command ended: its status goes into the named target's report.
+    pub fn command_ended(&self, name: &str, status: i32) {
+        if let Some(t) = lock(&self.targets).iter().find(|t| t.name == name) {
+            t.journal.command_ended(status);
+        }
     }
 
     fn on_redirect(&self, ev: &RedirectEvent) {
@@ -201,6 +389,8 @@ impl Session {
             spec.settings.imds.clone(),
             Arc::clone(&self.clock),
         );
+        let journal = Journal::new(spec.name.clone(), Arc::clone(&timeline));
+        responder.attach_journal(Arc::clone(&journal));
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for listener in std::iter::once(l4).chain(l6) {
@@ -223,6 +413,7 @@ impl Session {
         )?;
         let counters = Arc::new(Counters::default());
         lock(&self.counters).insert(index, (spec.name.clone(), counters));
+        lock(&self.journals).push((index, Arc::clone(&journal)));
         log::info!(
             "{}: IMDS connects from {} now reach spot-sim (127.0.0.1:{port4}{})",
             spec.name,
@@ -250,6 +441,7 @@ impl Session {
             tasks,
             on_interrupt: spec.settings.on_interrupt,
             gone_reported: false,
+            journal,
         });
         if let Some(t) = lock(&self.targets).last_mut() {
             serve_new_namespaces(t);
@@ -268,6 +460,7 @@ impl Session {
             targets.remove(pos)
         };
         lock(&self.counters).remove(&removed.index);
+        retire_journals(&mut lock(&self.journals), &lock(&self.targets));
         drop(removed);
         log::info!("{name}: detached");
         Ok(())
@@ -322,8 +515,10 @@ impl Session {
     /// `--on-interrupt kill` once a timeline reaches its interruption.
     pub fn tick(&self) {
         let mut targets = lock(&self.targets);
+        let now = self.clock.now();
         for t in targets.iter_mut() {
             serve_new_namespaces(t);
+            t.journal.cgroup_seen(t.cgroup.pids().is_empty(), now);
             if !t.gone_reported && !t.cgroup.exists() {
                 t.gone_reported = true;
                 log::warn!(
@@ -375,6 +570,96 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Drops the oldest journals of removed targets past [`RETIRED_JOURNALS`].
+fn retire_journals(journals: &mut Vec<(u32, Arc<Journal>)>, active: &[ActiveTarget]) {
+    let retired = |i: &u32| !active.iter().any(|t| t.index == *i);
+    let mut extra = journals
+        .iter()
+        .filter(|(i, _)| retired(i))
+        .count()
+        .saturating_sub(RETIRED_JOURNALS);
+    journals.retain(|(i, _)| {
+        if extra > 0 && retired(i) {
+            extra -= 1;
+            return false;
+        }
+        true
+    });
+}
+
+/// Drains the kernel's records every [`crate::redirect::DRAIN_EVERY`], or at once when the
+/// kernel signals a buffer is filling up, for as long as the session lives.
+async fn drain_kernel(session: std::sync::Weak<Session>, wake: Vec<std::os::fd::OwnedFd>) {
+    use tokio::io::unix::AsyncFd;
+    let fds: Vec<_> = wake
+        .into_iter()
+        // SAFETY: each fd is our own duplicate, owned by the AsyncFd until it drops.
+        .filter_map(|fd| unsafe {
+            AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE).ok()
+        })
+        .collect();
+    let mut tick = tokio::time::interval(crate::redirect::DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let woken = async {
+            match fds.as_slice() {
+                [] => std::future::pending().await,
+                [a] => a.readable().await.map(|mut g| g.clear_ready()),
+                [a, b, ..] => tokio::select! {
+                    g = a.readable() => g.map(|mut g| g.clear_ready()),
+                    g = b.readable() => g.map(|mut g| g.clear_ready()),
+                },
+            }
+        };
+        tokio::select! {
+            _ = tick.tick() => {}
+            r = woken => if r.is_err() {
+                // Cannot poll: the timer alone drains from now on.
+                tick.tick().await;
+            },
+        }
+        let Some(s) = session.upgrade() else { return };
+        s.drain();
+    }
+}
+
+/// Converts the kernel's CLOCK_MONOTONIC nanoseconds into wall-clock milliseconds.
+fn kernel_to_wall_ms(now: std::time::SystemTime) -> impl Fn(u64) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec; bpf_ktime_get_ns reads the same clock.
+    let mono = if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } == 0 {
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    } else {
+        0
+    };
+    let wall = journal::ms(now);
+    move |ns| wall.saturating_sub(mono.saturating_sub(ns) / 1_000_000)
+}
+
+/// A process's command line while it is still there (NULs as spaces, cut short): only when
+/// the pid still names the program the kernel saw start, not a later process with its pid.
+fn command_line(proc: &std::path::Path, pid: u32, comm: &str) -> String {
+    let dir = proc.join(pid.to_string());
+    let same = std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim_end() == comm);
+    if !same {
+        return String::new();
+    }
+    std::fs::read(dir.join("cmdline"))
+        .map(|b| {
+            let s: String = String::from_utf8_lossy(&b)
+                .replace('\0', " ")
+                .trim()
+                .chars()
+                .take(200)
+                .collect();
+            s
+        })
+        .unwrap_or_default()
 }
 
 /// Starts serving one listener of a target's responder.

@@ -77,6 +77,11 @@ pub const TEST: &[Need] = &[
         "strace",
         "the order of run's shutdown (detach, then stop answering)",
     ),
+    apt(
+        "chromium",
+        "chromium",
+        "opening the HTML game-day report in a real browser",
+    ),
     pip("botocore", "botocore", "the AWS SDK's IMDS client"),
     pip("yaml", "pyyaml", "reading the deploy manifests"),
 ];

@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Result};
 
 use super::{
     run::{netns_of, pod_target, relative_name, settings_for},
-    StatusArgs, TargetAction,
+    ReportArgs, StatusArgs, TargetAction,
 };
 use crate::{
     control::{self as ctl, ControlServer, Handler, Reply, Request},
@@ -64,6 +64,10 @@ impl Handler for SessionHandler {
                 Err(e) => Reply::Error {
                     message: format!("{e:#}"),
                 },
+            },
+            Request::Report => Reply::Report {
+                pid: std::process::id(),
+                report: Box::new(self.session.report(&self.session.expectations())),
             },
             Request::TargetRemove { name } => match self.session.remove_target(&name) {
                 Ok(()) => Reply::Done {
@@ -140,6 +144,7 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
             Reply::Status { pid, targets } => all.push((path, pid, targets)),
             Reply::Error { message } => bail!("{}: {message}", path.display()),
             Reply::Done { message } => println!("{message}"),
+            Reply::Report { .. } => {}
         }
     }
     if a.json {
@@ -256,6 +261,43 @@ pub(super) fn print_done(reply: Reply) -> Result<()> {
             Ok(())
         }
         Reply::Error { message } => Err(ctl::ControlError::Remote(message).into()),
-        Reply::Status { .. } => Ok(()),
+        Reply::Status { .. } | Reply::Report { .. } => Ok(()),
     }
+}
+
+/// `spot-sim report`: the live game-day report of running instances.
+pub(super) async fn report(a: ReportArgs) -> Result<ExitCode> {
+    let mut all = Vec::new();
+    for path in ctl::discover(a.control.as_deref()).await? {
+        match ctl::call(&path, &Request::Report).await? {
+            Reply::Report { pid, report } => all.push((path, pid, report)),
+            Reply::Error { message } => bail!("{}: {message}", path.display()),
+            _ => bail!(
+                "{}: this spot-sim does not give reports (an older version?)",
+                path.display()
+            ),
+        }
+    }
+    if a.json {
+        // One instance: its report as is, the `--report FILE.json` schema.
+        if let [(_, _, report)] = all.as_slice() {
+            println!("{}", report.to_json());
+        } else {
+            let v: Vec<_> = all
+                .iter()
+                .map(|(path, pid, report)| {
+                    serde_json::json!({ "control": path, "pid": pid, "report": report })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (path, pid, report) in all {
+        println!("spot-sim pid {pid} (control {})", path.display());
+        for line in report.summary().lines() {
+            println!("  {line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

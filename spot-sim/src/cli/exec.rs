@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use super::{control::start_control, ExecArgs, NetnsMode};
+use super::{control::start_control, gameday, ExecArgs, NetnsMode};
 use crate::{
     control::{self as ctl, metrics::MetricsServer},
     scenario::SystemClock,
@@ -26,6 +26,7 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
     check_program(&program)?;
     let mount = cgroup2_mount()?;
     let session = Session::start(Arc::new(SystemClock))?;
+    gameday::prepare(&session, &a.verdict, &settings.scenario)?;
     let cgroup = TransientCgroup::create(&mount, "spot-sim-exec")?;
     let netns = match a.netns {
         NetnsMode::New => NetNs::new_private()?,
@@ -72,10 +73,13 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
     let pid = child.id().unwrap_or(0);
     log::debug!("started {} as pid {pid}", program.to_string_lossy());
     let status = wait_forwarding_signals(&mut child, pid, &session).await?;
+    session.command_ended(&name, status_number(status));
+    // After a last drain, so the report and the log hold every redirect of a short command.
+    let code = gameday::finish(&session, &a.verdict, exit_code_of(status));
     session.shutdown();
     drop(session);
     drop(cgroup);
-    Ok(exit_code_of(status))
+    Ok(code)
 }
 
 /// A clear error for a command that cannot run, before anything is created.
@@ -140,11 +144,15 @@ fn forward(pid: u32, sig: nix::sys::signal::Signal) {
 }
 
 fn exit_code_of(status: std::process::ExitStatus) -> ExitCode {
+    ExitCode::from(status_number(status) as u8)
+}
+
+/// The status as a shell shows it: the exit code, or 128 + the signal that ended the command.
+fn status_number(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
-        (Some(c), _) => ExitCode::from(c as u8),
-        // Like a shell: 128 + the signal that ended the command.
-        (None, Some(sig)) => ExitCode::from(128u8.wrapping_add(sig as u8)),
-        _ => ExitCode::FAILURE,
+        (Some(c), _) => c & 0xff,
+        (None, Some(sig)) => (128 + sig) & 0xff,
+        _ => 1,
     }
 }

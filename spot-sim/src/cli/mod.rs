@@ -7,6 +7,7 @@
 
 mod control;
 mod exec;
+mod gameday;
 mod run;
 mod serve;
 
@@ -17,6 +18,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     control::{self as ctl, Request},
+    report::VerdictArgs,
     scenario::ScenarioArgs,
 };
 
@@ -44,6 +46,9 @@ enum Command {
     Serve(ServeArgs),
     /// Show the timeline and counters of running spot-sim instances.
     Status(StatusArgs),
+    /// Print the game-day report of a running instance: per target, when the handler read
+    /// each event, what it did next, and the verdict.
+    Report(ReportArgs),
     /// Start the timeline of a `--manual` scenario now.
     Trigger(TriggerArgs),
     /// Add, remove or list the targets of a running `spot-sim run`.
@@ -77,6 +82,8 @@ struct ExecArgs {
     metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     scenario: ScenarioArgs,
+    #[command(flatten)]
+    verdict: VerdictArgs,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -122,6 +129,8 @@ struct RunArgs {
     metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     scenario: ScenarioArgs,
+    #[command(flatten)]
+    verdict: VerdictArgs,
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +149,16 @@ struct ServeArgs {
 #[derive(Debug, Args)]
 struct StatusArgs {
     /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+    /// Control socket of the instance to ask [default: every running one].
+    #[arg(long)]
+    control: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Print the report as JSON (the `--report FILE.json` schema).
     #[arg(long)]
     json: bool,
     /// Control socket of the instance to ask [default: every running one].
@@ -228,6 +247,7 @@ impl Command {
             Command::Run(a) => run::run(a).await,
             Command::Serve(a) => serve::serve(a).await,
             Command::Status(a) => control::status(a).await,
+            Command::Report(a) => control::report(a).await,
             Command::Trigger(a) => {
                 for path in ctl::discover(a.control.as_deref()).await? {
                     let reply = ctl::call(

@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Result};
 
 use super::{
     control::{start_control, AddContext},
-    RunArgs,
+    gameday, RunArgs,
 };
 use crate::{
     control::metrics::MetricsServer,
@@ -89,6 +89,9 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         specs.push(spec);
     }
     let session = Session::start(Arc::new(SystemClock))?;
+    for spec in &specs {
+        gameday::prepare(&session, &a.verdict, &spec.settings.scenario)?;
+    }
     for spec in specs {
         session.add_target(spec)?;
     }
@@ -117,10 +120,11 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         }
     })
     .await?;
+    let code = gameday::finish(&session, &a.verdict, ExitCode::SUCCESS);
     // Detach first, then stop answering, then exit.
     session.shutdown();
     log::info!("detached; exiting");
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 async fn wait_for_shutdown(session: &Arc<Session>, mut on_tick: impl FnMut()) -> Result<()> {

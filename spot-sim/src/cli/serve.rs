@@ -83,6 +83,11 @@ impl Handler for ServeHandler {
                     },
                 }
             }
+            // The verdict needs the kernel's view of a cgroup (programs started, connects,
+            // exits); serve has no cgroup, so it has nothing to judge.
+            Request::Report => Reply::Error {
+                message: "spot-sim serve keeps no game-day journal (it watches no cgroup); use spot-sim exec or run for a report".into(),
+            },
             Request::TargetAdd { .. } | Request::TargetRemove { .. } => Reply::Error {
                 message: "spot-sim serve has no targets to add or remove (it redirects nothing); use spot-sim run".into(),
             },

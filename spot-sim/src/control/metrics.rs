@@ -41,7 +41,9 @@ impl MetricsServer {
                     let service = service_fn(move |_req: Request<Incoming>| {
                         let body = weak
                             .upgrade()
-                            .map(|s| render(&s.status()))
+                            .map(|s| {
+                                render(&s.status()) + &crate::report::prometheus(&s.verdicts())
+                            })
                             .unwrap_or_default();
                         async move {
                             let mut resp = Response::new(Full::new(Bytes::from(body)));

@@ -58,6 +58,8 @@ pub enum Request {
     TargetRemove {
         name: String,
     },
+    /// The game-day report, judged against the instance's own expectations.
+    Report,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -69,6 +71,10 @@ pub enum Reply {
     },
     Done {
         message: String,
+    },
+    Report {
+        pid: u32,
+        report: Box<crate::report::Report>,
     },
     Error {
         message: String,

@@ -35,6 +35,8 @@ pub struct Responder {
     pub(crate) connections: Arc<Semaphore>,
     /// `pendingTime` of the identity document.
     pending_time: String,
+    /// Where every answered request is journaled for the game-day report, once attached.
+    journal: std::sync::OnceLock<Arc<crate::journal::Journal>>,
 }
 
 /// How the router answered, besides the response itself.
@@ -70,6 +72,7 @@ impl Responder {
             upstream,
             connections,
             pending_time,
+            journal: std::sync::OnceLock::new(),
         })
     }
 
@@ -79,6 +82,11 @@ impl Responder {
 
     pub fn timeline(&self) -> &Arc<Timeline> {
         &self.timeline
+    }
+
+    /// Journals every request from now on (once; later calls are ignored).
+    pub fn attach_journal(&self, journal: Arc<crate::journal::Journal>) {
+        let _ = self.journal.set(journal);
     }
 
     pub fn stats(&self) -> ResponderStats {
@@ -114,6 +122,20 @@ impl Responder {
         }
         let now = rfc3339(self.clock.now());
         let status = response.status().as_u16();
+        if let Some(journal) = self.journal.get() {
+            let token = parts
+                .headers
+                .get(TOKEN_HEADER)
+                .and_then(|v| v.to_str().ok());
+            journal.request(
+                self.clock.now(),
+                parts.method.as_str(),
+                path,
+                status,
+                routed.v2,
+                token.map(str::trim),
+            );
+        }
         let mut counters = lock(&self.counters);
         if status == 401 && !routed.v2 {
             counters.v1_refused += 1;
@@ -233,6 +255,9 @@ impl Responder {
             .tokens
             .issue(self.clock.now(), Duration::from_secs(lifetime));
         lock(&self.counters).stats.tokens_issued += 1;
+        if let Some(journal) = self.journal.get() {
+            journal.token_issued(&token, self.clock.now());
+        }
         let mut r = text(StatusCode::OK, token, false);
         r.headers_mut()
             .insert(HeaderName::from_static(TTL_HEADER), HeaderValue::from(ttl));

@@ -69,32 +69,20 @@ impl EventReader {
         })
     }
 
-    /// Delivers events to `f` until the ring buffer fails (it does not, while spot-sim runs).
+    /// Delivers every event the kernel submitted so far.
     ///
     /// The kernel side submits without waking us (a wake-up per connect costs the clients CPU
-    /// under load) unless the buffer is filling up, so we also drain it on a short timer: an
-    /// event reaches the log and the counters within [`DRAIN_EVERY`].
-    pub async fn run(self, mut f: impl FnMut(RedirectEvent)) {
-        // SAFETY: the ring buffer owns its map fd and keeps it open for as long as the
-        // AsyncFd owns the ring buffer.
-        let Ok(mut fd) = (unsafe { AsyncFd::register(self.ring) }) else {
-            log::warn!("cannot poll the redirect event ring buffer; redirects will not be logged");
-            return;
-        };
-        let mut tick = tokio::time::interval(DRAIN_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                ready = fd.readable_mut() => {
-                    let Ok(mut guard) = ready else {
-                        return;
-                    };
-                    drain(guard.get_inner_mut(), &mut f);
-                    guard.clear_ready();
-                }
-                _ = tick.tick() => drain(fd.get_mut(), &mut f),
-            }
-        }
+    /// under load) unless the buffer is filling up, so the session drains on a short timer
+    /// ([`DRAIN_EVERY`]), when [`EventReader::wake_fd`] turns readable, and once more before
+    /// anything is reported or spot-sim exits.
+    pub fn drain(&mut self, mut f: impl FnMut(RedirectEvent)) {
+        drain(&mut self.ring, &mut f);
+    }
+
+    /// Readable when the kernel wants the buffer drained early.
+    pub fn wake_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.ring.as_fd()
     }
 }
 

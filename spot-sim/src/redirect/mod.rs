@@ -4,12 +4,14 @@
 //! kernel links for one cgroup, so dropping it (or the process dying, even by SIGKILL, which
 //! closes the link fds) detaches. Nothing is pinned: no redirect can outlive spot-sim.
 
+mod activity;
 mod events;
 mod holder;
 mod preflight;
 
 use std::sync::{Arc, Mutex};
 
+pub use activity::{ActivityReader, KernelActivity};
 use aya::{
     maps::{MapData, PerCpuHashMap, PerCpuValues},
     programs::{
@@ -17,7 +19,7 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
-pub use events::{EventReader, RedirectEvent};
+pub use events::{EventReader, RedirectEvent, DRAIN_EVERY};
 pub use holder::Holder;
 pub use preflight::preflight;
 use spot_sim_common::Target;
@@ -74,6 +76,7 @@ pub struct Redirector {
     targets: TargetMap,
     events: Option<EventReader>,
     logs: Option<events::EbpfLogs>,
+    activity: Option<ActivityReader>,
 }
 
 impl Drop for Redirector {
@@ -118,17 +121,24 @@ impl Redirector {
         let events = ebpf
             .take_map("EVENTS")
             .ok_or(RedirectError::Missing("EVENTS map"))?;
+        let activity = ActivityReader::load(&mut ebpf);
         Ok(Self {
             ebpf,
             targets: Arc::new(Mutex::new(targets)),
             events: Some(EventReader::new(events)?),
             logs,
+            activity: Some(activity),
         })
     }
 
     /// The redirect events; there is one reader, so the first call takes it.
     pub fn take_events(&mut self) -> Option<EventReader> {
         self.events.take()
+    }
+
+    /// What the targets do besides polling; one reader, so the first call takes it.
+    pub fn take_activity(&mut self) -> Option<ActivityReader> {
+        self.activity.take()
     }
 
     /// Sends `cgroup`'s IMDS connects (and its descendants') to `target`'s ports on loopback.

@@ -16,6 +16,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use maintenance::{
     imds_date, parse_imds_date, EventTime, MaintenancePlan, MaintenanceState, MaintenanceView,
 };
+pub(crate) use file::parse_duration;
 pub use timeline::{
     rfc3339, whole_seconds, Action, EventKind, IssuedEvent, NextEvent, Phase, Scenario, Schedule,
     Start, Timeline, TimelineStatus, NOTICE_LEAD,

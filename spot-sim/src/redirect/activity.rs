@@ -1,0 +1,187 @@
+//! What a target does besides polling, as the kernel sees it: programs started and processes
+//! exited (BTF tracepoints, a ring buffer record each) and connects elsewhere (aggregated by
+//! the connect programs in a hash map we drain and clear).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::BtfTracePoint,
+    Btf, Ebpf,
+};
+use spot_sim_common::{OutboundKey, OutboundValue, ProcEvent, PROC_EXEC};
+
+/// The tracepoints, by their function name.
+const TRACEPOINTS: [&str; 2] = ["sched_process_exec", "sched_process_exit"];
+
+/// One thing the kernel saw a target do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelActivity {
+    Exec {
+        target_index: u32,
+        tgid: u32,
+        ktime_ns: u64,
+        comm: String,
+    },
+    Exit {
+        target_index: u32,
+        tgid: u32,
+        ktime_ns: u64,
+        comm: String,
+    },
+    /// Connects to one destination from one command since the last drain.
+    Outbound {
+        target_index: u32,
+        /// `10.0.0.1:443/tcp`, `[fd00::1]:53/udp`.
+        destination: String,
+        comm: String,
+        tgid: u32,
+        first_ns: u64,
+        last_ns: u64,
+        count: u64,
+    },
+}
+
+/// The readers of the activity maps. The tracepoint links live in the `Ebpf` they were
+/// attached from (the [`super::Redirector`]), so they go when it does.
+pub struct ActivityReader {
+    procs: Option<RingBuf<MapData>>,
+    outbound: Option<HashMap<MapData, OutboundKey, OutboundValue>>,
+    dropped: Option<PerCpuArray<MapData, u64>>,
+    dropped_seen: u64,
+}
+
+impl ActivityReader {
+    /// Takes the maps and attaches the tracepoints. Nothing here is fatal: without BTF the
+    /// report just has no process starts and exits (and says so through
+    /// [`ActivityReader::sees_processes`]).
+    pub(super) fn load(ebpf: &mut Ebpf) -> Self {
+        let outbound = ebpf
+            .take_map("OUTBOUND")
+            .and_then(|m| HashMap::try_from(m).ok());
+        let dropped = ebpf
+            .take_map("OUTBOUND_DROPPED")
+            .and_then(|m| PerCpuArray::try_from(m).ok());
+        let procs = match attach_tracepoints(ebpf) {
+            Ok(()) => ebpf
+                .take_map("PROCS")
+                .and_then(|m| RingBuf::try_from(m).ok()),
+            Err(e) => {
+                log::warn!("cannot watch the targets' processes (the report will show no program starts or exits): {e}");
+                None
+            }
+        };
+        Self {
+            procs,
+            outbound,
+            dropped,
+            dropped_seen: 0,
+        }
+    }
+
+    /// Whether program starts and process exits are visible.
+    pub fn sees_processes(&self) -> bool {
+        self.procs.is_some()
+    }
+
+    /// The ring buffer's fd, readable when the kernel asks to be drained early.
+    pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.procs.as_ref().map(|r| r.as_fd())
+    }
+
+    /// Delivers everything the kernel recorded since the last drain.
+    pub fn drain(&mut self, mut f: impl FnMut(KernelActivity)) {
+        if let Some(ring) = &mut self.procs {
+            while let Some(item) = ring.next() {
+                if item.len() < size_of::<ProcEvent>() {
+                    continue;
+                }
+                // SAFETY: the kernel wrote a whole ProcEvent there; read_unaligned copes with
+                // the ring buffer's 8-byte alignment.
+                let raw = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<ProcEvent>()) };
+                let comm = comm(&raw.comm);
+                f(if raw.kind == PROC_EXEC {
+                    KernelActivity::Exec {
+                        target_index: raw.target_index,
+                        tgid: raw.tgid,
+                        ktime_ns: raw.ktime_ns,
+                        comm,
+                    }
+                } else {
+                    KernelActivity::Exit {
+                        target_index: raw.target_index,
+                        tgid: raw.tgid,
+                        ktime_ns: raw.ktime_ns,
+                        comm,
+                    }
+                });
+            }
+        }
+        if let Some(map) = &mut self.outbound {
+            // Keys first: deleting while walking would restart the walk.
+            let keys: Vec<OutboundKey> = map.keys().filter_map(Result::ok).collect();
+            for key in keys {
+                let Ok(v) = map.get(&key, 0) else { continue };
+                // A connect counted between the read and the remove is lost; the next one to
+                // the same place starts a new entry.
+                let _ = map.remove(&key);
+                f(KernelActivity::Outbound {
+                    target_index: key.target_index,
+                    destination: destination(&key),
+                    comm: comm(&key.comm),
+                    tgid: v.tgid,
+                    first_ns: v.first_ns,
+                    last_ns: v.last_ns,
+                    count: v.count,
+                });
+            }
+        }
+        if let Some(d) = &self.dropped {
+            let total: u64 = d
+                .get(&0, 0)
+                .map(|per_cpu| per_cpu.iter().sum())
+                .unwrap_or(0);
+            if total > self.dropped_seen {
+                log::warn!(
+                    "{} outbound connects were not counted: more distinct destinations than the kernel map holds between two reads",
+                    total - self.dropped_seen
+                );
+                self.dropped_seen = total;
+            }
+        }
+    }
+}
+
+fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<(), String> {
+    let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
+    for name in TRACEPOINTS {
+        let prog: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("the eBPF object has no {name}: rebuild it"))?
+            .try_into()
+            .map_err(|e| format!("{name}: {e}"))?;
+        prog.load(name, &btf).map_err(|e| format!("{name}: {e}"))?;
+        prog.attach().map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn comm(raw: &[u8; 16]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+fn destination(k: &OutboundKey) -> String {
+    let proto = if k.proto == 17 { "udp" } else { "tcp" };
+    let ip = if k.family == 4 {
+        IpAddr::V4(Ipv4Addr::new(k.addr[0], k.addr[1], k.addr[2], k.addr[3]))
+    } else {
+        let v6 = Ipv6Addr::from(k.addr);
+        v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+    };
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}:{}/{proto}", k.port),
+        IpAddr::V6(v6) => format!("[{v6}]:{}/{proto}", k.port),
+    }
+}

@@ -1,0 +1,154 @@
+//! `--expect-*` and `--report`, shared by `exec` and `run`, checked before anything starts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Expectations, ReportError};
+use crate::scenario::{parse_duration, Action, Scenario, NOTICE_LEAD};
+
+/// What the rehearsal is expected to show, and where its report goes.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct VerdictArgs {
+    /// Expect each interruption notice to be read within DURATION of its issue. With any
+    /// --expect-*, the exit status is 0 when every expectation holds and 3 when one fails
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub expect_detect: Option<Duration>,
+    /// Expect a reaction (a program started, an outbound connect, the workload exiting)
+    /// within DURATION of the handler reading the notice
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub expect_react: Option<Duration>,
+    /// Expect every process of the target to have exited before the interruption
+    #[arg(long)]
+    pub expect_drained: bool,
+    /// Write the game-day report here when spot-sim ends: .json, .html (a page with a timeline
+    /// per target) or .svg (the timeline alone). Repeatable
+    #[arg(long, value_name = "FILE")]
+    pub report: Vec<PathBuf>,
+}
+
+/// The formats `--report` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    Json,
+    Html,
+    Svg,
+}
+
+impl ReportFormat {
+    pub fn of(path: &Path) -> Result<Self, ReportError> {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("json") => Ok(Self::Json),
+            Some("html" | "htm") => Ok(Self::Html),
+            Some("svg") => Ok(Self::Svg),
+            _ => Err(ReportError::Extension {
+                path: path.to_path_buf(),
+            }),
+        }
+    }
+}
+
+impl VerdictArgs {
+    pub fn expectations(&self) -> Expectations {
+        Expectations {
+            detect: self.expect_detect,
+            react: self.expect_react,
+            drained: self.expect_drained,
+        }
+    }
+
+    /// Refuses, before anything starts, what could only fail at the end: a report that cannot
+    /// be written, an expectation that can never be checked against `scenario`.
+    /// `reactions_visible`: whether the kernel shows programs starting and processes exiting.
+    pub fn check(&self, scenario: &Scenario, reactions_visible: bool) -> Result<(), ReportError> {
+        for path in &self.report {
+            check_report_path(path)?;
+        }
+        for (flag, d) in [
+            ("--expect-detect", self.expect_detect),
+            ("--expect-react", self.expect_react),
+        ] {
+            if d.is_some_and(|d| d.is_zero()) {
+                return Err(ReportError::Expectation(format!(
+                    "{flag} 0s can never hold: nothing happens in no time (give a duration such as 5s)"
+                )));
+            }
+        }
+        // The window between the notice and the interruption: a longer --expect-detect would
+        // pass a handler that reads the notice only once the instance is gone.
+        let window = notice_window(scenario);
+        if let Some(d) = self.expect_detect.filter(|d| *d > window) {
+            return Err(ReportError::Expectation(format!(
+                "--expect-detect {} is longer than the {} between the notice and the interruption in this scenario: it cannot tell a handler that made it from one that did not (use at most {})",
+                humantime::format_duration(d),
+                humantime::format_duration(window),
+                humantime::format_duration(window)
+            )));
+        }
+        if (self.expect_react.is_some() || self.expect_drained) && !reactions_visible {
+            return Err(ReportError::Expectation(
+                "--expect-react/--expect-drained need the kernel's view of the target's processes (BTF tracepoints sched_process_exec/exit), which this kernel did not allow: drop the option, or run on a kernel with BTF".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How long the instance answers after the notice.
+fn notice_window(scenario: &Scenario) -> Duration {
+    let s = scenario.schedule(std::time::UNIX_EPOCH + Duration::from_secs(1 << 30));
+    let w = s
+        .interrupted_at
+        .duration_since(s.notice_at)
+        .unwrap_or(Duration::ZERO);
+    if scenario.action == Action::Hibernate {
+        w.min(NOTICE_LEAD)
+    } else {
+        w
+    }
+}
+
+/// The folder must exist and be writable now, not at the end of the rehearsal.
+fn check_report_path(path: &Path) -> Result<(), ReportError> {
+    ReportFormat::of(path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(ReportError::NoFolder {
+            path: path.to_path_buf(),
+            dir,
+        });
+    }
+    if path.is_dir() {
+        return Err(ReportError::Write {
+            path: path.to_path_buf(),
+            source: std::io::Error::other("it is a folder"),
+        });
+    }
+    // access(2) says yes to root on any folder that is not read-only mounted; creating a
+    // file is the only honest test.
+    let probe = dir.join(format!(".spot-sim-report-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(source) => {
+            return Err(ReportError::NotWritable {
+                path: path.to_path_buf(),
+                dir,
+                source,
+            })
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! From one journal to findings and a verdict. Pure: the same snapshot and expectations give
+//! the same report, so it is unit-tested without a kernel.
+
+use super::{
+    at, clock, EventReport, Expectations, OutboundReport, PollReport, ProcReport, ReactionReport,
+    RequestReport, TargetReport, Verdict,
+};
+use crate::journal::JournalSnapshot;
+
+fn secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// `8 s`, `1.5 s`: the way a person says a duration.
+fn said(s: f64) -> String {
+    if (s - s.round()).abs() < 0.05 {
+        format!("{} s", s.round() as i64)
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+/// Findings and verdict for one target.
+pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
+    let now = s.now_ms;
+    let events: Vec<EventReport> = s
+        .events
+        .iter()
+        .map(|e| EventReport {
+            kind: e.kind.clone(),
+            issued_at: at(e.issued_ms),
+            pending: e.issued_ms > now,
+            first_read_at: e.first_read_ms.map(at),
+            detection_latency_s: e.first_read_ms.map(|r| secs(r.saturating_sub(e.issued_ms))),
+        })
+        .collect();
+    let detected_ms = s.events.iter().filter_map(|e| e.first_read_ms).min();
+    // Reactions count from the notice's detection when it was read, else the first read of
+    // anything (a handler may drain on the rebalance recommendation).
+    let notice_read = s
+        .events
+        .iter()
+        .filter(|e| e.kind == "notice")
+        .filter_map(|e| e.first_read_ms)
+        .min();
+    let react_from = notice_read.or(detected_ms);
+    let interruption = s.interruption_ms.filter(|i| *i <= now);
+    let reactions: Vec<ReactionReport> = s
+        .reactions
+        .iter()
+        .filter(|r| detected_ms.is_some_and(|d| r.at_ms >= d))
+        .map(|r| ReactionReport {
+            kind: r.kind.to_string(),
+            at: at(r.at_ms),
+            pid: r.pid,
+            comm: r.comm.clone(),
+            detail: r.detail.clone(),
+            latency_s: secs(r.at_ms.saturating_sub(react_from.unwrap_or(r.at_ms))),
+            before_interruption: s.interruption_ms.map(|i| r.at_ms < i),
+        })
+        .collect();
+    let first_of = |kind: &str| {
+        s.reactions
+            .iter()
+            .filter(|r| r.kind == kind && react_from.is_some_and(|d| r.at_ms >= d))
+            .map(|r| r.at_ms)
+            .min()
+    };
+    let latency = |t: Option<u64>| Some(secs(t?.saturating_sub(react_from?)));
+    let first_exec = first_of("exec");
+    let first_connect = first_of("connect");
+    let exit = s
+        .cgroup_empty_ms
+        .filter(|e| react_from.is_some_and(|d| *e >= d));
+    let all_before = s
+        .interruption_ms
+        .map(|i| detected_ms.is_some_and(|d| d < i) && s.reactions.iter().all(|r| r.at_ms < i));
+    let p = &s.polls;
+    let recovery = (s.unauthorized.count > 0).then(|| match s.unauthorized.recovered_ms {
+        Some(r) if s.unauthorized.fetched_token => {
+            format!("recovered at {} by fetching a new token", clock(&at(r)))
+        }
+        Some(r) => format!("recovered at {} without a new token", clock(&at(r))),
+        None => "did not recover: no successful read after the last 401".into(),
+    });
+    let polls = PollReport {
+        count: p.count,
+        median_interval_s: p.median_interval_s,
+        max_gap_s: p.max_gap_s,
+        max_gap_from: p.max_gap_ms.map(|(a, _)| at(a)),
+        max_gap_to: p.max_gap_ms.map(|(_, b)| at(b)),
+        v1: s.v1,
+        v2: s.v2,
+        tokens_issued: s.tokens_issued,
+        tokens_used: s.tokens_used,
+        requests_per_token: (s.tokens_used > 0).then(|| {
+            let with_token = s.v2.saturating_sub(s.tokens_issued);
+            with_token as f64 / s.tokens_used as f64
+        }),
+        unauthorized: s.unauthorized.count,
+        unauthorized_recovery: recovery,
+    };
+    let verdict = verdict(s, expect, react_from);
+    TargetReport {
+        name: s.name.clone(),
+        first_request_at: s.first_request_ms.map(at),
+        interruption_at: s.interruption_ms.map(at),
+        events,
+        polls,
+        detected_at: detected_ms.map(at),
+        reactions,
+        reactions_not_listed: s.reactions_dropped,
+        first_exec_s: latency(first_exec),
+        first_connect_s: latency(first_connect),
+        workload_exit_s: latency(exit),
+        all_before_interruption: all_before.filter(|_| interruption.is_some()),
+        workload_exited_at: s.cgroup_empty_ms.map(at),
+        requests_total: s.requests_total,
+        requests: s
+            .requests
+            .iter()
+            .map(|r| RequestReport {
+                at: at(r.at_ms),
+                method: r.method.to_string(),
+                path: r.path.to_string(),
+                status: r.status,
+                version: if r.v2 { "v2" } else { "v1" }.into(),
+                // f32 in the journal; shown to the millisecond.
+                token_age_s: r
+                    .token_age_s
+                    .map(|a| (f64::from(a) * 1000.0).round() / 1000.0),
+            })
+            .collect(),
+        redirects_total: s.redirects_total,
+        outbound_total: s.outbound_total,
+        outbound: s
+            .outbound
+            .iter()
+            .map(|o| OutboundReport {
+                destination: o.destination.clone(),
+                comm: o.comm.clone(),
+                pid: o.pid,
+                first_at: at(o.first_ms),
+                last_at: at(o.last_ms),
+                count: o.count,
+            })
+            .collect(),
+        outbound_other: s.outbound_other,
+        execs_total: s.execs_total,
+        execs: s
+            .execs
+            .iter()
+            .map(|e| ProcReport {
+                at: at(e.at_ms),
+                pid: e.pid,
+                comm: e.comm.clone(),
+            })
+            .collect(),
+        exits_total: s.exits_total,
+        command_status: s.command_status,
+        verdict,
+    }
+}
+
+/// How the handler polled, for a reason: "polls were 8 s apart".
+fn poll_words(s: &JournalSnapshot) -> String {
+    let p = &s.polls;
+    match (p.median_interval_s, p.max_gap_s) {
+        (Some(m), Some(g)) if g > m * 1.5 && g - m >= 1.0 => {
+            format!("polls were {} apart (longest gap {})", said(m), said(g))
+        }
+        (Some(m), _) => format!("polls were {} apart", said(m)),
+        _ if p.count == 1 => "the handler polled only once".into(),
+        _ => "the handler made no IMDS request".into(),
+    }
+}
+
+fn verdict(s: &JournalSnapshot, expect: &Expectations, react_from: Option<u64>) -> Verdict {
+    let now = s.now_ms;
+    let mut v = Verdict {
+        pass: true,
+        ..Default::default()
+    };
+    let notices: Vec<_> = s
+        .events
+        .iter()
+        .filter(|e| e.kind == "notice" && e.issued_ms <= now)
+        .collect();
+    let due = s.events.iter().find(|e| e.kind == "notice");
+    let interruption = s.interruption_ms;
+    let gone_words = |i: u64| {
+        if i <= now {
+            format!("never read before the interruption at {}", clock(&at(i)))
+        } else {
+            "not read yet".to_string()
+        }
+    };
+    let not_issued = || match due {
+        Some(d) => format!(
+            "the notice was never issued (due {}, the run ended at {}): nothing to detect",
+            clock(&at(d.issued_ms)),
+            clock(&at(now))
+        ),
+        None => "the scenario issues no notice: nothing to detect".into(),
+    };
+    if !expect.any() {
+        v.checked
+            .push("the notice was read before the interruption".into());
+        if notices.is_empty() {
+            v.reasons.push(not_issued());
+        }
+        for n in &notices {
+            let read_in_time = n
+                .first_read_ms
+                .is_some_and(|r| interruption.is_none_or(|i| r < i));
+            if !read_in_time {
+                v.reasons.push(format!(
+                    "notice issued {}, {}; {}",
+                    clock(&at(n.issued_ms)),
+                    interruption.map_or("never read".into(), gone_words),
+                    poll_words(s)
+                ));
+            }
+        }
+    }
+    if let Some(d) = expect.detect {
+        let limit = d.as_millis() as u64;
+        v.checked.push(format!(
+            "each notice read within {} of its issue",
+            said(d.as_secs_f64())
+        ));
+        if notices.is_empty() {
+            v.reasons.push(not_issued());
+        }
+        for n in &notices {
+            match n.first_read_ms {
+                Some(r) if r.saturating_sub(n.issued_ms) <= limit => {}
+                Some(r) => v.reasons.push(format!(
+                    "notice issued {}, first read {}: {} > {} expected; {}",
+                    clock(&at(n.issued_ms)),
+                    clock(&at(r)),
+                    said(secs(r - n.issued_ms)),
+                    said(d.as_secs_f64()),
+                    poll_words(s)
+                )),
+                None => v.reasons.push(format!(
+                    "notice issued {}, not read within {} ({}); {}",
+                    clock(&at(n.issued_ms)),
+                    said(d.as_secs_f64()),
+                    interruption.map_or("never read".into(), gone_words),
+                    poll_words(s)
+                )),
+            }
+        }
+    }
+    if let Some(r) = expect.react {
+        let limit = r.as_millis() as u64;
+        v.checked.push(format!(
+            "a reaction within {} of detection",
+            said(r.as_secs_f64())
+        ));
+        match react_from {
+            None => v.reasons.push(
+                "no reaction possible: the handler never read the notice (or any other event)"
+                    .into(),
+            ),
+            Some(d) => {
+                let first = s
+                    .reactions
+                    .iter()
+                    .filter(|x| x.at_ms >= d)
+                    .min_by_key(|x| x.at_ms);
+                // Once the instance is gone nothing counts: a kill at the interruption
+                // (`--on-interrupt kill`) empties the cgroup, but the handler did not do it.
+                let in_time = |at: u64| interruption.is_none_or(|i| at < i);
+                match first {
+                    Some(x) if x.at_ms - d <= limit && in_time(x.at_ms) => {}
+                    Some(x) if !in_time(x.at_ms) => v.reasons.push(format!(
+                        "notice read {}, no reaction before the interruption at {}",
+                        clock(&at(d)),
+                        clock(&at(interruption.unwrap_or(x.at_ms)))
+                    )),
+                    Some(x) => v.reasons.push(format!(
+                        "notice read {}, no reaction within {} (the first, {} {}, came {} later)",
+                        clock(&at(d)),
+                        said(r.as_secs_f64()),
+                        x.kind,
+                        if x.comm.is_empty() { "of the workload" } else { &x.comm },
+                        said(secs(x.at_ms - d))
+                    )),
+                    None => v.reasons.push(format!(
+                        "notice read {}, but no reaction followed (no program started, no outbound connect, no exit)",
+                        clock(&at(d))
+                    )),
+                }
+            }
+        }
+    }
+    if expect.drained {
+        v.checked
+            .push("every process exited before the interruption".into());
+        match (s.cgroup_empty_ms, interruption) {
+            (Some(e), Some(i)) if e < i => {}
+            (Some(e), Some(i)) => v.reasons.push(format!(
+                "the workload exited at {}, {} after the interruption at {}",
+                clock(&at(e)),
+                said(secs(e - i)),
+                clock(&at(i))
+            )),
+            (Some(_), None) => {}
+            (None, Some(i)) if i <= now => v.reasons.push(format!(
+                "processes were still running at the interruption ({})",
+                clock(&at(i))
+            )),
+            (None, _) => v
+                .reasons
+                .push("processes are still running (the interruption has not come yet)".into()),
+        }
+    }
+    v.pass = v.reasons.is_empty();
+    v
+}

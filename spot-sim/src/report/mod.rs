@@ -1,0 +1,372 @@
+//! The game-day verdict: from each target's journal, the findings (how it polled, when it
+//! first read each event, what it did next) and a verdict against the user's expectations;
+//! written as JSON, as an HTML page with an SVG timeline per target, or as the SVG alone.
+
+mod args;
+mod html;
+mod judge;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use args::{ReportFormat, VerdictArgs};
+pub use judge::judge;
+
+use crate::journal::JournalSnapshot;
+
+/// What the user expects of every target; nothing given means "the notice was read before
+/// the interruption".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expectations {
+    /// Each notice read within this long of its issue.
+    #[serde(with = "opt_secs")]
+    pub detect: Option<Duration>,
+    /// Some reaction within this long of detection.
+    #[serde(with = "opt_secs")]
+    pub react: Option<Duration>,
+    /// Every process of the target exited before the interruption.
+    pub drained: bool,
+}
+
+impl Expectations {
+    pub fn any(&self) -> bool {
+        self.detect.is_some() || self.react.is_some() || self.drained
+    }
+}
+
+mod opt_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let v = Option::<f64>::deserialize(d)?;
+        Ok(v.filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64))
+    }
+}
+
+/// The whole report: every target of one spot-sim.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub generated_at: String,
+    pub expectations: Expectations,
+    /// Every target's verdict passed.
+    pub pass: bool,
+    pub targets: Vec<TargetReport>,
+}
+
+/// One scenario event, and when the handler first read it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventReport {
+    /// `rebalance`, `notice`, `asg-terminated`, `maintenance`, `interruption`, ….
+    pub kind: String,
+    pub issued_at: String,
+    /// Not yet issued (a live report before the event is due).
+    pub pending: bool,
+    pub first_read_at: Option<String>,
+    pub detection_latency_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PollReport {
+    /// Polls: rounds of requests to different paths, less than 250 ms apart.
+    pub count: u64,
+    pub median_interval_s: Option<f64>,
+    pub max_gap_s: Option<f64>,
+    pub max_gap_from: Option<String>,
+    pub max_gap_to: Option<String>,
+    /// Requests without a token.
+    pub v1: u64,
+    /// Requests with a token, and token requests.
+    pub v2: u64,
+    pub tokens_issued: u64,
+    /// Distinct tokens presented.
+    pub tokens_used: u64,
+    /// Requests made with each token, on average (1 means a new token for every request).
+    pub requests_per_token: Option<f64>,
+    pub unauthorized: u64,
+    /// How the handler got past its 401s, in words.
+    pub unauthorized_recovery: Option<String>,
+}
+
+/// Something the handler did after detection.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReactionReport {
+    /// `exec`, `connect` or `exit`.
+    pub kind: String,
+    pub at: String,
+    pub pid: u32,
+    pub comm: String,
+    pub detail: String,
+    /// Seconds after detection.
+    pub latency_s: f64,
+    pub before_interruption: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RequestReport {
+    pub at: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// `v1` or `v2`.
+    pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_age_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OutboundReport {
+    pub destination: String,
+    pub comm: String,
+    pub pid: u32,
+    pub first_at: String,
+    pub last_at: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProcReport {
+    pub at: String,
+    pub pid: u32,
+    pub comm: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Verdict {
+    pub pass: bool,
+    /// One plain sentence per failed expectation.
+    pub reasons: Vec<String>,
+    /// What was checked, in words.
+    pub checked: Vec<String>,
+}
+
+/// Findings and verdict for one target.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TargetReport {
+    pub name: String,
+    pub first_request_at: Option<String>,
+    pub interruption_at: Option<String>,
+    pub events: Vec<EventReport>,
+    pub polls: PollReport,
+    /// The first read of any event.
+    pub detected_at: Option<String>,
+    pub reactions: Vec<ReactionReport>,
+    /// Reactions past the journal's bound (counted, not listed).
+    pub reactions_not_listed: u64,
+    /// Latency of the first reaction of each kind after detection.
+    pub first_exec_s: Option<f64>,
+    pub first_connect_s: Option<f64>,
+    pub workload_exit_s: Option<f64>,
+    /// Detection and every reaction listed came before the interruption instant.
+    pub all_before_interruption: Option<bool>,
+    pub workload_exited_at: Option<String>,
+    pub requests_total: u64,
+    /// The requests kept (the first 1000 and the latest 4000).
+    pub requests: Vec<RequestReport>,
+    pub redirects_total: u64,
+    pub outbound_total: u64,
+    pub outbound: Vec<OutboundReport>,
+    pub outbound_other: u64,
+    pub execs_total: u64,
+    pub execs: Vec<ProcReport>,
+    pub exits_total: u64,
+    /// `exec`'s command status (exit code, or 128 + signal).
+    pub command_status: Option<i32>,
+    pub verdict: Verdict,
+}
+
+impl Report {
+    pub fn build(snapshots: &[JournalSnapshot], expect: &Expectations, now_ms: u64) -> Report {
+        let targets: Vec<_> = snapshots.iter().map(|s| judge(s, expect)).collect();
+        Report {
+            generated_at: at(now_ms),
+            expectations: *expect,
+            pass: targets.iter().all(|t| t.verdict.pass),
+            targets,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// A few lines per target for a terminal.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for t in &self.targets {
+            let name = crate::report::html::plain(&t.name);
+            let _ = writeln!(
+                out,
+                "{name}: verdict {}",
+                if t.verdict.pass { "PASS" } else { "FAIL" }
+            );
+            for e in t
+                .events
+                .iter()
+                .filter(|e| !e.pending && e.kind != "interruption")
+            {
+                let read = match (&e.first_read_at, e.detection_latency_s) {
+                    (Some(r), Some(l)) => format!("read {} ({l:.1} s later)", clock(r)),
+                    _ => "never read".to_string(),
+                };
+                let _ = writeln!(out, "  {} issued {}: {read}", e.kind, clock(&e.issued_at));
+            }
+            if let Some(m) = t.polls.median_interval_s {
+                let _ = writeln!(
+                    out,
+                    "  polls: {} every {m:.1} s (longest gap {:.1} s), IMDSv1 {} / IMDSv2 {}",
+                    t.polls.count,
+                    t.polls.max_gap_s.unwrap_or(0.0),
+                    t.polls.v1,
+                    t.polls.v2
+                );
+            }
+            let firsts = [
+                ("exec", t.first_exec_s),
+                ("connect", t.first_connect_s),
+                ("exit", t.workload_exit_s),
+            ];
+            let reacted: Vec<String> = firsts
+                .iter()
+                .filter_map(|(k, l)| {
+                    let l = (*l)?;
+                    let who = t
+                        .reactions
+                        .iter()
+                        .find(|r| r.kind == *k)
+                        .map(|r| html::plain(&r.comm))
+                        .filter(|c| !c.is_empty())
+                        .map(|c| format!(" {c}"))
+                        .unwrap_or_default();
+                    Some(format!("{k}{who} +{l:.1} s"))
+                })
+                .collect();
+            if t.detected_at.is_some() {
+                let _ = writeln!(
+                    out,
+                    "  reaction: {}",
+                    if reacted.is_empty() {
+                        "none seen".to_string()
+                    } else {
+                        reacted.join(", ")
+                    }
+                );
+            }
+            for r in &t.verdict.reasons {
+                // Reasons can name a target's command: shown escaped.
+                let _ = writeln!(out, "  FAILED: {}", html::plain(r));
+            }
+        }
+        out
+    }
+
+    /// Writes the report to `path` in the format its extension names.
+    pub fn write(&self, path: &Path) -> Result<(), ReportError> {
+        let format = ReportFormat::of(path)?;
+        let text = match format {
+            ReportFormat::Json => self.to_json(),
+            ReportFormat::Html => html::page(self),
+            ReportFormat::Svg => html::svg_document(self),
+        };
+        std::fs::write(path, text).map_err(|source| ReportError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("--report {}: unknown extension (use .json, .html or .svg)", path.display())]
+    Extension { path: PathBuf },
+    #[error("--report {}: folder {} does not exist (create it first, or pick another path)", path.display(), dir.display())]
+    NoFolder { path: PathBuf, dir: PathBuf },
+    #[error("--report {}: cannot write in {}: {source} (pick a writable folder)", path.display(), dir.display())]
+    NotWritable {
+        path: PathBuf,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the report {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Expectation(String),
+}
+
+/// `2026-11-26T08:30:01.123Z`.
+pub fn at(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    let dt = time::OffsetDateTime::from(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        dt.millisecond()
+    )
+}
+
+/// `08:30:01` (or `08:30:01.123` when the milliseconds matter) from an [`at`] timestamp.
+pub fn clock(at: &str) -> String {
+    let t = at.split('T').nth(1).unwrap_or(at).trim_end_matches('Z');
+    t.strip_suffix(".000").unwrap_or(t).to_string()
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The verdict metrics in the Prometheus text format: `spot_sim_detection_latency_seconds`
+/// per target and event read, and `spot_sim_verdict` (1 pass, 0 fail) per target.
+pub fn prometheus(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let label = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let mut out = String::from(
+        "# HELP spot_sim_detection_latency_seconds From an event's issue to the handler's first read of it.\n# TYPE spot_sim_detection_latency_seconds gauge\n",
+    );
+    for t in &r.targets {
+        for e in &t.events {
+            if let Some(l) = e.detection_latency_s {
+                let _ = writeln!(
+                    out,
+                    "spot_sim_detection_latency_seconds{{target=\"{}\",event=\"{}\"}} {l}",
+                    label(&t.name),
+                    label(&e.kind)
+                );
+            }
+        }
+    }
+    out.push_str("# HELP spot_sim_verdict 1 when the target's game-day verdict passes so far, 0 when it fails.\n# TYPE spot_sim_verdict gauge\n");
+    for t in &r.targets {
+        let _ = writeln!(
+            out,
+            "spot_sim_verdict{{target=\"{}\"}} {}",
+            label(&t.name),
+            u8::from(t.verdict.pass)
+        );
+    }
+    out
+}

@@ -1,0 +1,227 @@
+//! Verdicts and their reasons, and the report's formats, from hand-made journals.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+use crate::journal::{EventRecord, JournalSnapshot, Polls, RequestRecord};
+
+const T: u64 = 1_800_000_000_000;
+
+/// A handler polling every `every` seconds from T; the notice at T+10 s, the instance gone at
+/// T+14 s, and the handler killed then.
+fn polling(every: u64) -> JournalSnapshot {
+    let mut polls = Polls::default();
+    let mut requests = Vec::new();
+    let mut first_read = None;
+    let mut at = T;
+    while at < T + 14_000 {
+        polls.request(at, "/latest/meta-data/spot/termination-time");
+        let notice = at >= T + 10_000;
+        if notice && first_read.is_none() {
+            first_read = Some(at);
+        }
+        requests.push(RequestRecord {
+            at_ms: at,
+            method: "GET".into(),
+            path: "/latest/meta-data/spot/termination-time".into(),
+            status: if notice { 200 } else { 404 },
+            v2: false,
+            token_age_s: None,
+        });
+        at += every * 1000;
+    }
+    JournalSnapshot {
+        name: "exec".into(),
+        now_ms: T + 20_000,
+        events: vec![
+            EventRecord {
+                kind: "notice".into(),
+                issued_ms: T + 10_000,
+                first_read_ms: first_read,
+            },
+            EventRecord {
+                kind: "interruption".into(),
+                issued_ms: T + 14_000,
+                first_read_ms: None,
+            },
+        ],
+        interruption_ms: Some(T + 14_000),
+        requests_total: requests.len() as u64,
+        requests,
+        polls: polls.summary(),
+        ..Default::default()
+    }
+}
+
+fn expect_detect(s: u64) -> Expectations {
+    Expectations {
+        detect: Some(Duration::from_secs(s)),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_handler_polling_every_second_passes_every_expectation_on_detection() {
+    let r = Report::build(&[polling(1)], &expect_detect(2), T + 20_000);
+    assert!(r.pass, "{:?}", r.targets[0].verdict);
+    let t = &r.targets[0];
+    assert_eq!(t.events[0].detection_latency_s, Some(0.0));
+    assert_eq!(t.polls.median_interval_s, Some(1.0));
+}
+
+#[test]
+fn a_handler_polling_every_8_s_misses_the_notice_and_the_reason_says_why() {
+    let r = Report::build(&[polling(8)], &expect_detect(5), T + 20_000);
+    assert!(!r.pass);
+    let reasons = &r.targets[0].verdict.reasons;
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(
+        reasons[0],
+        "notice issued 08:00:10, not read within 5 s (never read before the interruption at 08:00:14); polls were 8 s apart"
+    );
+    // With no expectation: the default verdict fails the same way.
+    let r = Report::build(&[polling(8)], &Expectations::default(), T + 20_000);
+    assert!(!r.pass);
+    assert!(r.targets[0].verdict.reasons[0].contains("polls were 8 s apart"));
+}
+
+#[test]
+fn a_late_read_names_both_instants_and_the_gap() {
+    let mut s = polling(8);
+    s.events[0].first_read_ms = Some(T + 18_000);
+    s.events[1].issued_ms = T + 30_000;
+    s.interruption_ms = Some(T + 30_000);
+    let r = Report::build(&[s], &expect_detect(5), T + 20_000);
+    assert_eq!(
+        r.targets[0].verdict.reasons,
+        vec![
+            "notice issued 08:00:10, first read 08:00:18: 8 s > 5 s expected; polls were 8 s apart"
+        ]
+    );
+}
+
+#[test]
+fn drained_and_react_expectations() {
+    let mut s = polling(1);
+    s.cgroup_empty_ms = Some(T + 15_000);
+    let expect = Expectations {
+        drained: true,
+        react: Some(Duration::from_secs(2)),
+        ..Default::default()
+    };
+    let r = Report::build(&[s], &expect, T + 20_000);
+    let reasons = &r.targets[0].verdict.reasons;
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("notice read 08:00:10, but no reaction followed"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons[1],
+        "the workload exited at 08:00:15, 1 s after the interruption at 08:00:14"
+    );
+}
+
+#[test]
+fn the_html_has_one_tick_per_request_and_one_marker_per_issued_event_all_escaped() {
+    let mut s = polling(1);
+    s.requests[0].path = std::sync::Arc::from("/<script>alert(1)</script>");
+    let r = Report::build(&[s], &Expectations::default(), T + 20_000);
+    let page = html::page(&r);
+    assert_eq!(
+        page.matches("class=\"req\"").count(),
+        r.targets[0].requests.len()
+    );
+    assert_eq!(page.matches("<g class=\"event").count(), 2);
+    assert!(!page.contains("<script>"));
+    assert!(page.contains("&lt;script&gt;"));
+    let svg = html::svg_document(&r);
+    assert!(svg.starts_with("<?xml"));
+    assert_eq!(
+        svg.matches("class=\"req\"").count(),
+        r.targets[0].requests.len()
+    );
+}
+
+#[test]
+fn the_json_has_the_documented_fields() {
+    let r = Report::build(&[polling(1)], &Expectations::default(), T + 20_000);
+    let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+    let t = &v["targets"][0];
+    for key in ["name", "events", "polls", "reactions", "verdict"] {
+        assert!(t.get(key).is_some(), "{key} missing: {t}");
+    }
+    assert_eq!(t["events"][0]["kind"], "notice");
+    for key in ["issued_at", "first_read_at", "detection_latency_s"] {
+        assert!(t["events"][0].get(key).is_some(), "{key}");
+    }
+    for key in ["count", "median_interval_s", "max_gap_s", "v1", "v2"] {
+        assert!(t["polls"].get(key).is_some(), "{key}");
+    }
+    assert_eq!(t["verdict"]["pass"], true);
+    assert!(t["verdict"]["reasons"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bad_report_paths_and_unprovable_expectations_are_refused() {
+    let scenario = crate::scenario::Scenario {
+        interruption_in: Duration::from_secs(4),
+        ..Default::default()
+    };
+    let args = |report: &str, detect: Option<u64>| VerdictArgs {
+        expect_detect: detect.map(Duration::from_secs),
+        report: vec![report.into()],
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("r.json");
+    assert!(args(ok.to_str().unwrap(), Some(2))
+        .check(&scenario, true)
+        .is_ok());
+    let e = args(ok.to_str().unwrap(), Some(10))
+        .check(&scenario, true)
+        .unwrap_err();
+    assert!(e.to_string().contains("longer than the 4s"), "{e}");
+    let e = args("/nonexistent-dir-xyz/r.json", None)
+        .check(&scenario, true)
+        .unwrap_err();
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    let e = args(dir.path().join("r.pdf").to_str().unwrap(), None)
+        .check(&scenario, true)
+        .unwrap_err();
+    assert!(e.to_string().contains("unknown extension"), "{e}");
+    let e = args("/proc/r.json", None)
+        .check(&scenario, true)
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot write"), "{e}");
+    let react = VerdictArgs {
+        expect_react: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    assert!(react.check(&scenario, false).is_err());
+    assert!(ReportFormat::of(Path::new("x.HTML")).is_ok());
+}
+
+#[test]
+fn a_kill_at_the_interruption_is_not_the_handler_reacting() {
+    let mut s = polling(1);
+    s.reactions.push(crate::journal::Reaction {
+        kind: "exit",
+        at_ms: T + 14_050,
+        pid: 7,
+        comm: "sleep".into(),
+        detail: "the workload exited".into(),
+    });
+    let expect = Expectations {
+        react: Some(Duration::from_secs(10)),
+        ..Default::default()
+    };
+    let r = Report::build(&[s], &expect, T + 20_000);
+    assert_eq!(
+        r.targets[0].verdict.reasons,
+        vec!["notice read 08:00:10, no reaction before the interruption at 08:00:14"]
+    );
+    assert_eq!(r.targets[0].reactions[0].before_interruption, Some(false));
+    assert_eq!(r.targets[0].all_before_interruption, Some(false));
+}

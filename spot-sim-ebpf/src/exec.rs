@@ -56,7 +56,9 @@ fn emit(kind: u32) {
         ktime_ns: unsafe { bpf_ktime_get_ns() },
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     });
-    let flags = if PROCS.query(u64::from(BPF_RB_AVAIL_DATA)) > WAKE_AT_BYTES {
+    // A program start wakes spot-sim at once: it may be a process in a new network namespace
+    // that needs a listener there before its first IMDS connect. Exits wait for the timer.
+    let flags = if kind == PROC_EXEC || PROCS.query(u64::from(BPF_RB_AVAIL_DATA)) > WAKE_AT_BYTES {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

@@ -132,7 +132,17 @@ pub struct Session {
     kernel: Mutex<KernelReaders>,
     /// What the user expects of every target (`--expect-*`), for live reports.
     expect: Mutex<Expectations>,
+    /// Housekeeping ticks so far, for the slow safety scan.
+    ticks: AtomicU64,
+    /// The kernel reports program starts and exits in target cgroups: namespaces are then
+    /// discovered from those records, and the full scan of every pid only backs them up.
+    event_driven: bool,
 }
+
+/// With kernel process records, every pid of every target is re-read only every this many
+/// ticks (5 s at run's and exec's 0.5 s tick): a safety net for a process that changed its
+/// namespace without starting a program. Without them, every tick.
+const SAFETY_SCAN_EVERY: u64 = 10;
 
 /// Journals of removed targets kept for the report.
 const RETIRED_JOURNALS: usize = 32;
@@ -155,7 +165,7 @@ impl Session {
                 .and_then(|a| a.wake_fd())
                 .map(|fd| fd.try_clone_to_owned()),
         ];
-        let session = Arc::new(Self {
+        let mut session = Arc::new(Self {
             redirector: Mutex::new(redirector),
             clock,
             targets: Mutex::new(Vec::new()),
@@ -164,7 +174,16 @@ impl Session {
             journals: Mutex::new(Vec::new()),
             kernel: Mutex::new(KernelReaders { events, activity }),
             expect: Mutex::new(Expectations::default()),
+            ticks: AtomicU64::new(0),
+            event_driven: false,
         });
+        let event_driven = lock(&session.kernel)
+            .activity
+            .as_ref()
+            .is_some_and(ActivityReader::sees_processes);
+        if let Some(s) = Arc::get_mut(&mut session) {
+            s.event_driven = event_driven;
+        }
         let wake: Vec<_> = wake.into_iter().flatten().filter_map(Result::ok).collect();
         tokio::spawn(drain_kernel(Arc::downgrade(&session), wake));
         Ok(session)
@@ -216,6 +235,10 @@ impl Session {
                 .find(|(i, _)| *i == index)
                 .map(|(_, p)| p.as_path())
         };
+        // Programs started and processes gone, per target: where to look for a new network
+        // namespace, and which cgroups may have emptied.
+        let mut started: Vec<(u32, u32)> = Vec::new();
+        let mut exited: Vec<u32> = Vec::new();
         for x in activity {
             match x {
                 KernelActivity::Exec {
@@ -224,6 +247,7 @@ impl Session {
                     ktime_ns,
                     comm,
                 } => {
+                    started.push((target_index, tgid));
                     if let Some(j) = self.journal_of(target_index) {
                         j.exec(ProcRecord {
                             at_ms: to_ms(ktime_ns),
@@ -241,6 +265,9 @@ impl Session {
                     ktime_ns,
                     comm,
                 } => {
+                    if !exited.contains(&target_index) {
+                        exited.push(target_index);
+                    }
                     if let Some(j) = self.journal_of(target_index) {
                         j.exit(ProcRecord {
                             at_ms: to_ms(ktime_ns),
@@ -273,6 +300,18 @@ impl Session {
             }
         }
         drop(kernel);
+        if !started.is_empty() || !exited.is_empty() {
+            let mut targets = lock(&self.targets);
+            for t in targets.iter_mut() {
+                let index = t.index;
+                for (_, pid) in started.iter().filter(|(i, _)| *i == index) {
+                    serve_namespace_of(t, *pid);
+                }
+                if exited.contains(&t.index) {
+                    t.journal.cgroup_seen(t.cgroup.pids().is_empty(), now);
+                }
+            }
+        }
     }
 
     fn journal_of(&self, index: u32) -> Option<Arc<Journal>> {
@@ -514,11 +553,17 @@ impl Session {
     /// Periodic housekeeping: reports targets whose cgroup vanished, and carries out
     /// `--on-interrupt kill` once a timeline reaches its interruption.
     pub fn tick(&self) {
+        let tick = self.ticks.fetch_add(1, Ordering::Relaxed);
+        // Reading every pid of every target is what idle spot-sim spent its CPU on: with the
+        // kernel's process records it is only a safety net.
+        let full_scan = !self.event_driven || tick % SAFETY_SCAN_EVERY == 0;
         let mut targets = lock(&self.targets);
         let now = self.clock.now();
         for t in targets.iter_mut() {
-            serve_new_namespaces(t);
-            t.journal.cgroup_seen(t.cgroup.pids().is_empty(), now);
+            if full_scan {
+                serve_new_namespaces(t);
+                t.journal.cgroup_seen(t.cgroup.pids().is_empty(), now);
+            }
             if !t.gone_reported && !t.cgroup.exists() {
                 t.gone_reported = true;
                 log::warn!(
@@ -687,53 +732,59 @@ fn spawn_serve(
 /// spot-sim): each such namespace gets a listener on the same ports, so no target process is
 /// redirected to nothing for longer than a tick.
 fn serve_new_namespaces(t: &mut ActiveTarget) {
-    // Every pid is looked at on every tick, not only newcomers: a container runtime can move
+    // Every pid is looked at on every scan, not only newcomers: a container runtime can move
     // a process into the cgroup before it has entered the pod's network namespace.
-    let pids = t.cgroup.pids();
-    for pid in pids {
-        let Ok(ns) = NetNs::of_pid(&t.proc, pid) else {
-            continue; // Gone already, or not ours to see.
-        };
-        if t.served.contains(&ns.inode()) {
-            continue;
-        }
-        t.served.insert(ns.inode());
-        let bound = ns.run(|| {
-            let l4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, t.port4)));
-            let l6 = (t.port6 != 0)
-                .then(|| TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, t.port6))).ok())
-                .flatten();
-            (l4, l6)
-        });
-        let (l4, l6) = match bound {
-            Ok((Ok(l4), l6)) => (l4, l6),
-            Ok((Err(e), _)) => {
-                log::warn!(
-                    "{}: cannot listen on 127.0.0.1:{} in net:[{}] (pid {pid}): {e}; IMDS connects from there are refused",
-                    t.name,
-                    t.port4,
-                    ns.inode()
-                );
-                continue;
-            }
-            Err(e) => {
-                log::warn!("{}: {e}", t.name);
-                continue;
-            }
-        };
-        let stop = t.stop.subscribe();
-        for l in std::iter::once(l4).chain(l6) {
-            match spawn_serve(&t.responder, l, &stop, &t.name) {
-                Ok(task) => t.tasks.push(task),
-                Err(e) => log::warn!("{}: {e}", t.name),
-            }
-        }
-        log::info!(
-            "{}: also serving inside net:[{}] (pid {pid} joined the target)",
-            t.name,
-            ns.inode()
-        );
+    for pid in t.cgroup.pids() {
+        serve_namespace_of(t, pid);
     }
+}
+
+/// Opens the target's listeners in `pid`'s network namespace if it has none there yet. Called
+/// for every program a target's process starts (the kernel's exec record: a container's
+/// entrypoint runs once its namespaces are set up) and by the safety scan.
+fn serve_namespace_of(t: &mut ActiveTarget, pid: u32) {
+    let Ok(ns) = NetNs::of_pid(&t.proc, pid) else {
+        return; // Gone already, or not ours to see.
+    };
+    if t.served.contains(&ns.inode()) {
+        return;
+    }
+    t.served.insert(ns.inode());
+    let bound = ns.run(|| {
+        let l4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, t.port4)));
+        let l6 = (t.port6 != 0)
+            .then(|| TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, t.port6))).ok())
+            .flatten();
+        (l4, l6)
+    });
+    let (l4, l6) = match bound {
+        Ok((Ok(l4), l6)) => (l4, l6),
+        Ok((Err(e), _)) => {
+            log::warn!(
+                "{}: cannot listen on 127.0.0.1:{} in net:[{}] (pid {pid}): {e}; IMDS connects from there are refused",
+                t.name,
+                t.port4,
+                ns.inode()
+            );
+            return;
+        }
+        Err(e) => {
+            log::warn!("{}: {e}", t.name);
+            return;
+        }
+    };
+    let stop = t.stop.subscribe();
+    for l in std::iter::once(l4).chain(l6) {
+        match spawn_serve(&t.responder, l, &stop, &t.name) {
+            Ok(task) => t.tasks.push(task),
+            Err(e) => log::warn!("{}: {e}", t.name),
+        }
+    }
+    log::info!(
+        "{}: also serving inside net:[{}] (pid {pid} joined the target)",
+        t.name,
+        ns.inode()
+    );
 }
 
 /// Binds the responder on 127.0.0.1 and ::1 inside `netns`. The IPv6 listener is best effort

@@ -13,10 +13,10 @@ use std::path::PathBuf;
 pub use args::{OnInterrupt, ScenarioArgs, Settings};
 pub(crate) use clock::lock;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub(crate) use file::parse_duration;
 pub use maintenance::{
     imds_date, parse_imds_date, EventTime, MaintenancePlan, MaintenanceState, MaintenanceView,
 };
-pub(crate) use file::parse_duration;
 pub use timeline::{
     rfc3339, whole_seconds, Action, EventKind, IssuedEvent, NextEvent, Phase, Scenario, Schedule,
     Start, Timeline, TimelineStatus, NOTICE_LEAD,

@@ -20,6 +20,7 @@ use spot_sim_common::Target;
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
+    escape::untrusted_path,
     imds::Responder,
     redirect::{RedirectError, RedirectEvent, Redirector, TargetLink},
     scenario::{Clock, OnInterrupt, Phase, Settings, Timeline},
@@ -222,7 +223,7 @@ impl Session {
         log::info!(
             "{}: IMDS connects from {} now reach spot-sim (127.0.0.1:{port4}{})",
             spec.name,
-            spec.cgroup.path().display(),
+            untrusted_path(spec.cgroup.path()),
             if port6 != 0 {
                 format!(", [::1]:{port6}")
             } else {
@@ -325,7 +326,7 @@ impl Session {
                 log::warn!(
                     "{}: cgroup {} is gone (pod deleted?); its redirect no longer applies to anything",
                     t.name,
-                    t.cgroup.path().display()
+                    untrusted_path(t.cgroup.path())
                 );
             }
             if t.on_interrupt == OnInterrupt::Kill && t.timeline.phase() == Phase::Interrupted {
@@ -335,7 +336,7 @@ impl Session {
                         "{}: interrupted; killing {} process(es) in {} (--on-interrupt kill)",
                         t.name,
                         pids.len(),
-                        t.cgroup.path().display()
+                        untrusted_path(t.cgroup.path())
                     );
                     if let Err(e) = t.cgroup.kill_all() {
                         log::warn!("{}: cannot kill the target's processes: {e}", t.name);

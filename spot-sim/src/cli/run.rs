@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     control::metrics::MetricsServer,
+    escape::{untrusted, untrusted_path},
     scenario::{ScenarioArgs, Settings, SystemClock},
     session::{Session, TargetSpec},
     target::{cgroup::cgroup2_mount, pods, CgroupDir, HostView, NetNs, PodError, PodSelector},
@@ -167,9 +168,10 @@ pub(super) fn settings_for(args: &ScenarioArgs, file: Option<&Path>) -> Result<S
 }
 
 pub(super) fn relative_name(mount: &Path, path: &Path) -> String {
+    // A cgroup's name is chosen by whoever created it: shown escaped.
     path.strip_prefix(mount)
-        .map(|p| format!("/{}", p.display()))
-        .unwrap_or_else(|_| path.display().to_string())
+        .map(|p| format!("/{}", untrusted_path(p)))
+        .unwrap_or_else(|_| untrusted_path(path))
 }
 
 /// A pod target that `--follow` re-resolves once its cgroup is gone.
@@ -239,7 +241,7 @@ pub(super) fn pod_target(
     let cgroup = CgroupDir::open(&host.cgroup2, &path)?;
     let netns = netns_of(&cgroup, &host.proc)?;
     Ok(TargetSpec {
-        name: format!("pod {}", pod.full_name()),
+        name: format!("pod {}", untrusted(pod.full_name())),
         cgroup,
         netns,
         proc: host.proc.clone(),

@@ -44,7 +44,7 @@ pub enum SessionError {
     },
     #[error("no target named {0}: list them with `spot-sim target list`")]
     UnknownTarget(String),
-    #[error("{0} is already a target")]
+    #[error("{0} is already targeted: list the targets with `spot-sim target list`")]
     Duplicate(String),
 }
 
@@ -120,6 +120,8 @@ pub struct Session {
     redirector: Mutex<Redirector>,
     clock: Arc<dyn Clock>,
     targets: Mutex<Vec<ActiveTarget>>,
+    /// Names being added right now (taken under the `targets` lock, see [`NameClaim`]).
+    adding: Mutex<HashSet<String>>,
     counters: Mutex<HashMap<u32, (String, Arc<Counters>)>>,
     next_index: AtomicU64,
 }
@@ -133,6 +135,7 @@ impl Session {
             redirector: Mutex::new(redirector),
             clock,
             targets: Mutex::new(Vec::new()),
+            adding: Mutex::new(HashSet::new()),
             counters: Mutex::new(HashMap::new()),
             next_index: AtomicU64::new(1),
         });
@@ -184,12 +187,10 @@ impl Session {
     /// Starts a target: opens its listeners inside its namespace, starts its responder, and
     /// only then attaches the redirect.
     pub fn add_target(self: &Arc<Self>, spec: TargetSpec) -> Result<String, SessionError> {
-        {
-            let targets = lock(&self.targets);
-            if targets.iter().any(|t| t.name == spec.name) {
-                return Err(SessionError::Duplicate(spec.name));
-            }
-        }
+        // Check and claim the name in one step under the targets lock, so two `target add`s
+        // (or one and `--follow`) cannot both pass the check; the I/O below runs unlocked,
+        // and the claim is released whichever way this returns.
+        let _claim = NameClaim::take(self, &spec.name)?;
         let (l4, l6) = bind_loopback(&spec.netns, spec.port, &spec.name)?;
         let port4 = l4.local_addr().map(|a| a.port()).unwrap_or(0);
         let port6 = l6
@@ -365,6 +366,33 @@ impl Session {
             drop(t.link.take());
         }
         drop(targets);
+    }
+}
+
+/// A target name claimed while its target is being set up; dropping it releases the claim.
+struct NameClaim<'a> {
+    session: &'a Session,
+    name: String,
+}
+
+impl<'a> NameClaim<'a> {
+    fn take(session: &'a Session, name: &str) -> Result<Self, SessionError> {
+        // Lock order: targets, then adding (the only place both are held).
+        let targets = lock(&session.targets);
+        let mut adding = lock(&session.adding);
+        if targets.iter().any(|t| t.name == name) || !adding.insert(name.to_string()) {
+            return Err(SessionError::Duplicate(name.to_string()));
+        }
+        Ok(Self {
+            session,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Drop for NameClaim<'_> {
+    fn drop(&mut self) {
+        lock(&self.session.adding).remove(&self.name);
     }
 }
 

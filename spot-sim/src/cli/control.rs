@@ -19,7 +19,7 @@ use crate::{
     escape::{untrusted, untrusted_path},
     scenario::ScenarioArgs,
     session::{Session, TargetSpec},
-    target::{CgroupDir, HostView, PodSelector},
+    target::{CgroupDir, HostView, PodSelector, TargetScope},
 };
 
 /// What `target add` needs to resolve new targets the way the command line did.
@@ -31,6 +31,7 @@ pub(super) struct AddContext {
     pub(super) cgroup_root: Option<PathBuf>,
     pub(super) args: ScenarioArgs,
     pub(super) port: u16,
+    pub(super) scope: TargetScope,
 }
 
 /// The running instance's answers to control requests.
@@ -95,6 +96,7 @@ impl SessionHandler {
         let spec = match (cgroup, pod, pod_uid) {
             (Some(path), None, None) => {
                 let cgroup = CgroupDir::open(&ctx.mount, &path)?;
+                cgroup.check_target(&ctx.mount, &ctx.proc, ctx.scope)?;
                 let netns = netns_of(&cgroup, &ctx.proc)?;
                 TargetSpec {
                     name: format!("cgroup {}", relative_name(&ctx.mount, cgroup.path())),
@@ -112,7 +114,7 @@ impl SessionHandler {
                     (_, Some(u)) => PodSelector::uid(&u)?,
                     _ => unreachable!("one of the two is set"),
                 };
-                pod_target(&host, &sel, settings, ctx.port)?
+                pod_target(&host, &sel, settings, ctx.port, ctx.scope)?
             }
             _ => bail!("give exactly one of --cgroup PATH, --pod NS/NAME or --pod-uid UID"),
         };

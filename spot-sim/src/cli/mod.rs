@@ -100,6 +100,10 @@ struct RunArgs {
     /// the same name, target the new one (with the same scenario, started afresh).
     #[arg(long)]
     follow: bool,
+    /// Allow a target that holds spot-sim itself or PID 1 (a parent slice of everything, or
+    /// spot-sim's own pod). The root of the cgroup mount is refused even so.
+    #[arg(long)]
+    allow_own_cgroup: bool,
     /// List the pods on this node (namespace, name, uid, QoS class, cgroup) and exit.
     #[arg(long)]
     list_pods: bool,

@@ -19,7 +19,9 @@ use crate::{
     escape::{untrusted, untrusted_path},
     scenario::{ScenarioArgs, Settings, SystemClock},
     session::{Session, TargetSpec},
-    target::{cgroup::cgroup2_mount, pods, CgroupDir, HostView, NetNs, PodError, PodSelector},
+    target::{
+        cgroup::cgroup2_mount, pods, CgroupDir, HostView, NetNs, PodError, PodSelector, TargetScope,
+    },
 };
 
 pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
@@ -47,11 +49,17 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     let proc = host
         .as_ref()
         .map_or_else(|| PathBuf::from("/proc"), |h| h.proc.clone());
+    let scope = if a.allow_own_cgroup {
+        TargetScope::AllowOwn
+    } else {
+        TargetScope::WorkloadOnly
+    };
     let mut specs = Vec::new();
     for arg in &a.cgroups {
         let (path, file) = split_target_arg(arg);
         let settings = settings_for(&a.scenario, file.as_deref())?;
         let cgroup = CgroupDir::open(&mount, Path::new(path))?;
+        cgroup.check_target(&mount, &proc, scope)?;
         let netns = netns_of(&cgroup, &proc)?;
         specs.push(TargetSpec {
             name: format!("cgroup {}", relative_name(&mount, cgroup.path())),
@@ -78,7 +86,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     for (sel, file) in selectors {
         let host = host.as_ref().ok_or_else(|| anyhow!("no node view"))?;
         let settings = settings_for(&a.scenario, file.as_deref())?;
-        let spec = pod_target(host, &sel, settings, a.port)?;
+        let spec = pod_target(host, &sel, settings, a.port, scope)?;
         if a.follow {
             followed.push(Followed {
                 name: spec.name.clone(),
@@ -100,6 +108,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         cgroup_root: a.cgroup_root.clone(),
         args: a.scenario.clone(),
         port: a.port,
+        scope,
     };
     let _control = start_control(&a.control, &session, Some(add)).await?;
     let _metrics = match a.metrics {
@@ -113,7 +122,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     wait_for_shutdown(&session, || {
         if let Some(host) = &host {
             for f in &mut followed {
-                f.refollow(&session, host, &a.scenario, a.port);
+                f.refollow(&session, host, &a.scenario, a.port, scope);
             }
         }
     })
@@ -189,6 +198,7 @@ impl Followed {
         host: &HostView,
         args: &ScenarioArgs,
         port: u16,
+        scope: TargetScope,
     ) {
         // Alive: nothing to do. Gone, or removed after a failed re-add: look for the new pod.
         if session.cgroup_alive(&self.name) == Some(true) {
@@ -201,7 +211,7 @@ impl Followed {
             return;
         }
         let spec = settings_for(args, self.file.as_deref())
-            .and_then(|settings| pod_target(host, &self.sel, settings, port));
+            .and_then(|settings| pod_target(host, &self.sel, settings, port, scope));
         match spec {
             Ok(spec) => {
                 let (name, cgroup) = (spec.name.clone(), spec.cgroup.path().to_path_buf());
@@ -230,6 +240,7 @@ pub(super) fn pod_target(
     sel: &PodSelector,
     settings: Settings,
     port: u16,
+    scope: TargetScope,
 ) -> Result<TargetSpec> {
     let pod = pods::resolve(host, sel)?;
     let path = pod.cgroup.clone().ok_or_else(|| {
@@ -239,6 +250,8 @@ pub(super) fn pod_target(
         )
     })?;
     let cgroup = CgroupDir::open(&host.cgroup2, &path)?;
+    // A pod never resolves to the mount root (nor, by default, to spot-sim's own cgroup).
+    cgroup.check_target(&host.cgroup2, &host.proc, scope)?;
     let netns = netns_of(&cgroup, &host.proc)?;
     Ok(TargetSpec {
         name: format!("pod {}", untrusted(pod.full_name())),

@@ -114,6 +114,8 @@ impl ControlServer {
         let listener = socket_dir::bind_private(path)?;
         let task = tokio::spawn(async move {
             let mut backoff = crate::fdbudget::AcceptBackoff::new("control socket");
+            // `status` must get through whatever floods the targets.
+            let lane = crate::fdbudget::Lane::new("control socket", 4);
             loop {
                 let stream = match listener.accept().await {
                     Ok((stream, _)) => {
@@ -125,9 +127,17 @@ impl ControlServer {
                         continue;
                     }
                 };
+                let Some(ticket) = lane.try_admit() else {
+                    continue;
+                };
                 let handler = Arc::clone(&handler);
                 tokio::spawn(async move {
-                    if let Err(e) = serve_one(stream, handler).await {
+                    let _ticket = ticket;
+                    // The whole exchange is bounded: a client that never reads its reply
+                    // cannot hold the connection (and its descriptor).
+                    let served =
+                        tokio::time::timeout(Duration::from_secs(30), serve_one(stream, handler));
+                    if let Ok(Err(e)) = served.await {
                         log::debug!("control connection: {e}");
                     }
                 });
@@ -185,6 +195,12 @@ async fn serve_one(stream: UnixStream, handler: Arc<dyn Handler>) -> io::Result<
     let mut out = serde_json::to_vec(&reply).map_err(io::Error::other)?;
     out.push(b'\n');
     write.write_all(&out).await
+}
+
+/// Removes what `exec` instances that were killed (SIGKILL, OOM) left in [`CONTROL_DIR`]:
+/// their sockets, when their process is gone.
+pub async fn remove_dead_sockets() -> usize {
+    socket_dir::remove_dead_exec_sockets(Path::new(CONTROL_DIR)).await
 }
 
 /// The default socket of a `run`.

@@ -137,3 +137,40 @@ pub(super) fn bind_private(path: &Path) -> Result<UnixListener, ControlError> {
     }
     Ok(listener)
 }
+
+/// Removes the sockets (`exec-PID.sock`) that `exec` instances killed with SIGKILL left in
+/// `dir`: only when that process is gone, the socket is ours, and nothing answers on it.
+pub(super) async fn remove_dead_exec_sockets(dir: &Path) -> usize {
+    let me = nix::unistd::geteuid().as_raw();
+    let mut removed = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        let Some(pid) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("exec-")?.strip_suffix(".sock"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.file_type().is_socket()
+            || meta.uid() != me
+            || pid == std::process::id()
+            || Path::new(&format!("/proc/{pid}")).exists()
+            || UnixStream::connect(&path).await.is_ok()
+        {
+            continue;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            log::info!(
+                "removed {}, left by a spot-sim (pid {pid}) that is gone",
+                path.display()
+            );
+            removed += 1;
+        }
+    }
+    removed
+}

@@ -236,3 +236,27 @@ mod bound_tests {
         assert!(ScenarioFile::load(&at_limit).is_ok());
     }
 }
+
+#[cfg(test)]
+mod passthrough_timeout_tests {
+    use std::path::Path;
+
+    use crate::scenario::Settings;
+
+    #[test]
+    fn a_zero_passthrough_timeout_is_refused_naming_the_field() {
+        let e = Settings::from_toml(
+            Path::new("s.toml"),
+            "[imds]\npassthrough = true\npassthrough-timeout = \"0s\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("imds.passthrough-timeout"), "{e}");
+        assert!(e.contains("positive"), "{e}");
+        assert!(Settings::from_toml(
+            Path::new("s.toml"),
+            "[imds]\npassthrough = true\npassthrough-timeout = \"1s\"\n",
+        )
+        .is_ok());
+    }
+}

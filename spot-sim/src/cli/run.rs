@@ -272,7 +272,7 @@ pub(super) fn netns_of(cgroup: &CgroupDir, proc: &Path) -> Result<NetNs> {
             if !ns.same_as(&ours) {
                 log::info!(
                     "{}: serving inside the network namespace of pid {pid} (net:[{}])",
-                    cgroup.path().display(),
+                    untrusted_path(cgroup.path()),
                     ns.inode()
                 );
             }

@@ -74,7 +74,11 @@ impl CgroupDir {
     pub fn open(mount: &Path, path: &Path) -> Result<Self, CgroupError> {
         // "/system.slice/x.service" as /proc/PID/cgroup writes it is relative to the mount too,
         // unless it names an existing directory as it is.
-        let full = if path.is_absolute() && (path.starts_with(mount) || path.exists()) {
+        // "/" is the root as /proc/PID/cgroup writes it, never the filesystem's root.
+        let full = if path.is_absolute()
+            && path != Path::new("/")
+            && (path.starts_with(mount) || path.exists())
+        {
             path.to_path_buf()
         } else {
             mount.join(path.strip_prefix("/").unwrap_or(path))
@@ -361,11 +365,14 @@ pub fn remove_dead_transients(mount: &Path, prefix: &str) -> usize {
                 Ok(()) => {
                     log::info!(
                         "removed {}, left by a spot-sim (pid {pid}) that is gone",
-                        e.path().display()
+                        crate::escape::untrusted_path(&e.path())
                     );
                     removed += 1;
                 }
-                Err(err) => log::debug!("{} (left by pid {pid}) stays: {err}", e.path().display()),
+                Err(err) => log::debug!(
+                    "{} (left by pid {pid}) stays: {err}",
+                    crate::escape::untrusted_path(&e.path())
+                ),
             }
         }
     }

@@ -30,6 +30,9 @@ const TIMELINE_POLL: Duration = Duration::from_millis(200);
 /// Connections each listener keeps for itself out of the descriptor budget.
 const RESERVED_PER_LISTENER: usize = 4;
 
+/// Per-connection send buffer (the kernel doubles it).
+const SEND_BUFFER: usize = 64 * 1024;
+
 /// How long an idle connection told to close may take to go before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -146,10 +149,16 @@ impl Responder {
             .keep_alive(true)
             // The real service writes `Server: EC2ws`, `Content-Length: ...`.
             .title_case_headers(true);
+        // A bounded send buffer: the kernel's autotuning would otherwise take megabytes of
+        // answers from a client that never reads them (making "progress" for a minute while it
+        // fills). IMDS answers are small; 64 KiB holds hundreds.
+        let _ =
+            nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &SEND_BUFFER);
         let io = GuardedIo::new(stream, Arc::clone(&last_active));
         let conn = builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
-        let tick = (limits.keep_alive_idle / 4).max(Duration::from_millis(10));
+        let tick =
+            (limits.keep_alive_idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         let mut closing: Option<Instant> = None;
         loop {
             tokio::select! {

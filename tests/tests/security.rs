@@ -138,15 +138,13 @@ fn http_code(t: &Target, path: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `status --json` of one instance; `--timeout` is only passed when it is not the default.
 fn status_at(control: &Path, timeout: &str) -> (Output, Duration) {
-    spot_sim(&[
-        "status",
-        "--json",
-        "--timeout",
-        timeout,
-        "--control",
-        control.to_str().unwrap(),
-    ])
+    let mut args = vec!["status", "--json", "--control", control.to_str().unwrap()];
+    if timeout != "2s" {
+        args.extend(["--timeout", timeout]);
+    }
+    spot_sim(&args)
 }
 
 fn fd_count(pid: u32) -> usize {
@@ -1203,7 +1201,7 @@ fn two_clients_adding_the_same_target_at_once_one_wins_the_other_hears_already_t
     let bin = spot_sim_bin();
     let add = || {
         Command::new(&bin)
-            .args(["target", "add", "--timeout", "10s", "--cgroup"])
+            .args(["target", "add", "--cgroup"])
             .arg(&raced.path)
             .arg("--control")
             .arg(&control)

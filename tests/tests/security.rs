@@ -923,6 +923,11 @@ fn status_reports_a_stopped_instance_as_not_answering_and_shows_the_others() {
         "{}",
         stdout(&one)
     );
+    assert!(
+        stderr(&one).contains("did not answer within 500ms"),
+        "{}",
+        stderr(&one)
+    );
     assert_refused(&trig, "did not answer within 2s");
     // Once continued, it answers again.
     let (out, _) = status_at(&c1, "2s");

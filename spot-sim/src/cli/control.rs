@@ -162,6 +162,14 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     };
+    // Each on stderr in one line (a script reading stdout still gets the others).
+    for (path, error) in &failed {
+        if error.contains(&path.display().to_string()) {
+            eprintln!("spot-sim: {error}");
+        } else {
+            eprintln!("spot-sim: {}: {error}", path.display());
+        }
+    }
     if a.json {
         let v: Vec<_> = all
             .iter()
@@ -175,8 +183,8 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(code);
     }
-    for (path, error) in &failed {
-        println!("spot-sim at {} NOT ANSWERING: {error}", path.display());
+    for (path, _) in &failed {
+        println!("spot-sim at {}: NOT ANSWERING (see above)", path.display());
     }
     for (path, pid, targets) in all {
         println!("spot-sim pid {pid} (control {})", path.display());

@@ -97,6 +97,8 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         }
         specs.push(spec);
     }
+    // What `exec` instances killed with SIGKILL left behind: sockets of processes now gone.
+    crate::control::remove_dead_sockets().await;
     let session = Session::start(Arc::new(SystemClock))?;
     for spec in specs {
         session.add_target(spec)?;

@@ -82,6 +82,7 @@ pub fn limit() -> Option<u64> {
 
 /// One listener's share of the budget; dropping it gives its reserve back.
 pub struct Lane {
+    budget: Option<&'static Budget>,
     name: String,
     reserved: usize,
     reserved_used: AtomicUsize,
@@ -98,8 +99,16 @@ pub struct Ticket {
 impl Lane {
     /// A lane with `reserved` connections no other lane can take.
     pub fn new(name: impl Into<String>, reserved: usize) -> Arc<Self> {
+        Self::new_in(BUDGET.get(), name, reserved)
+    }
+
+    fn new_in(
+        budget: Option<&'static Budget>,
+        name: impl Into<String>,
+        reserved: usize,
+    ) -> Arc<Self> {
         let name = name.into();
-        let took = match BUDGET.get() {
+        let took = match budget {
             Some(b) => {
                 let took = reserved as isize + LISTENER_OVERHEAD;
                 let left = b.shared.fetch_sub(took, Ordering::AcqRel) - took;
@@ -115,6 +124,7 @@ impl Lane {
             None => 0,
         };
         Arc::new(Self {
+            budget,
             name,
             reserved,
             reserved_used: AtomicUsize::new(0),
@@ -125,7 +135,7 @@ impl Lane {
     /// A place for one more connection, from this lane's reserve or else the shared pool;
     /// `None` when both are used up (the caller closes the connection at once).
     pub fn try_admit(self: &Arc<Self>) -> Option<Ticket> {
-        let Some(b) = BUDGET.get() else {
+        let Some(b) = self.budget else {
             return Some(Ticket {
                 lane: Arc::clone(self),
                 from_shared: false,
@@ -161,7 +171,7 @@ impl Lane {
 
 impl Drop for Lane {
     fn drop(&mut self) {
-        if let Some(b) = BUDGET.get() {
+        if let Some(b) = self.budget {
             b.shared.fetch_add(self.took, Ordering::AcqRel);
         }
     }
@@ -169,7 +179,7 @@ impl Drop for Lane {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        match BUDGET.get() {
+        match self.lane.budget {
             Some(b) if self.from_shared => {
                 b.shared.fetch_add(1, Ordering::AcqRel);
             }
@@ -240,5 +250,52 @@ impl AcceptBackoff {
             self.suppressed += 1;
         }
         tokio::time::sleep(self.delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(shared: isize) -> &'static Budget {
+        Box::leak(Box::new(Budget {
+            shared: AtomicIsize::new(shared),
+            soft_limit: 1024,
+        }))
+    }
+
+    #[test]
+    fn a_lane_that_takes_the_whole_shared_pool_leaves_every_other_lane_its_reserve() {
+        // Two lanes of reserve 2 each take 2 + 8 (overhead): 10 shared places are left.
+        let b = budget(30);
+        let flooded = Lane::new_in(Some(b), "flooded", 2);
+        let calm = Lane::new_in(Some(b), "calm", 2);
+        let held: Vec<_> = std::iter::from_fn(|| flooded.try_admit())
+            .take(100)
+            .collect();
+        assert_eq!(held.len(), 12, "its reserve of 2 and the 10 shared");
+        assert!(flooded.try_admit().is_none());
+        let calm_tickets: Vec<_> = std::iter::from_fn(|| calm.try_admit()).take(100).collect();
+        assert_eq!(calm_tickets.len(), 2, "the calm lane still has its reserve");
+        drop(held);
+        assert_eq!(
+            b.shared.load(Ordering::Acquire),
+            10,
+            "shared places come back"
+        );
+        drop(calm_tickets);
+        drop((flooded, calm));
+        assert_eq!(
+            b.shared.load(Ordering::Acquire),
+            30,
+            "lanes give their share back"
+        );
+    }
+
+    #[test]
+    fn without_a_budget_every_lane_admits() {
+        let lane = Lane::new_in(None, "free", 0);
+        let all: Vec<_> = std::iter::from_fn(|| lane.try_admit()).take(5000).collect();
+        assert_eq!(all.len(), 5000);
     }
 }

@@ -1265,3 +1265,55 @@ fn two_clients_adding_the_same_target_at_once_one_wins_the_other_hears_already_t
     }
     println!("FIGURE add race: {rounds} rounds of two concurrent adds: one added, one \"already targeted\" each time");
 }
+
+/// A socket served by another user where a control socket is expected: the client refuses to
+/// send it anything (it could otherwise take `trigger`/`target` requests and fake `status`).
+#[test]
+fn a_control_socket_served_by_another_user_is_not_talked_to() {
+    if !require_root() {
+        return;
+    }
+    let dir = PrivateDir::new("impostor");
+    let path = dir.0.join("impostor.sock");
+    let script = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+os.setuid(65534)
+s.listen(8)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    try:
+        c.recv(65536)
+        c.sendall(b'{"result":"status","pid":1,"targets":[]}\n')
+    except OSError:
+        pass
+    c.close()
+"#;
+    let mut fake = Command::new("python3")
+        .args(["-c", script, path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(fake.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let (status, _) = status_at(&path, "2s");
+    let (trigger, _) = spot_sim(&["trigger", "--control", path.to_str().unwrap()]);
+    let _ = fake.kill();
+    let _ = fake.wait();
+    assert!(!status.status.success());
+    assert!(
+        stderr(&status).contains("served by uid 65534"),
+        "{}",
+        stderr(&status)
+    );
+    assert_refused(&trigger, "served by uid 65534");
+    println!(
+        "FIGURE impostor socket: refused: {}",
+        stderr(&trigger).trim()
+    );
+}

@@ -56,6 +56,8 @@ pub enum ControlError {
     Protocol { path: PathBuf, detail: String },
     #[error("{0}")]
     Remote(String),
+    #[error("refusing to talk to {path}: it is served by uid {uid}, neither root nor this user, so it is not a spot-sim of yours (remove it if it should not be there)")]
+    Impostor { path: PathBuf, uid: u32 },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -243,11 +245,17 @@ pub async fn call_within(
         .map_err(|_| timed_out(None))?
         .map_err(conn_err)?;
     // Credentials are recorded when the instance listened: known even if it is stopped now.
-    let pid = stream
-        .peer_cred()
-        .ok()
-        .and_then(|c| c.pid())
-        .and_then(|p| u32::try_from(p).ok());
+    let cred = stream.peer_cred().map_err(conn_err)?;
+    let pid = cred.pid().and_then(|p| u32::try_from(p).ok());
+    // Only root or this user may answer as spot-sim: a socket someone else planted would
+    // otherwise receive our `trigger` and `target` requests and feed us made-up status.
+    let me = nix::unistd::geteuid().as_raw();
+    if cred.uid() != 0 && cred.uid() != me {
+        return Err(ControlError::Impostor {
+            path: path.to_path_buf(),
+            uid: cred.uid(),
+        });
+    }
     let exchange = async {
         let (read, mut write) = stream.into_split();
         let mut out = serde_json::to_vec(req).map_err(|e| ControlError::Protocol {

@@ -996,6 +996,29 @@ fn sigkill_of_exec_takes_the_command_along_and_the_next_start_clears_what_was_le
         .unwrap();
     let socket = PathBuf::from(format!("/run/spot-sim/exec-{}.sock", p.pid()));
     assert!(socket.exists());
+    // A live instance beside it, whose cgroup and socket must stay.
+    let mut live = spawn_logged(&mut command_in(
+        &runner,
+        &ns,
+        bin.to_str().unwrap(),
+        &["exec", "--", "sleep", "600"],
+    ));
+    let live_socket = PathBuf::from(format!("/run/spot-sim/exec-{}.sock", live.pid()));
+    let t0 = Instant::now();
+    while !live_socket.exists() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let live_cgroup = fs::read_dir(&runner)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("spot-sim-exec-{}-", live.pid()))
+        })
+        .expect("the live instance's cgroup");
     p.signal(Signal::SIGKILL);
     let _ = p.wait_timeout(Duration::from_secs(5));
     let t0 = Instant::now();
@@ -1009,7 +1032,7 @@ fn sigkill_of_exec_takes_the_command_along_and_the_next_start_clears_what_was_le
         transient.exists() && socket.exists(),
         "nothing was left to clear?"
     );
-    // The next start clears both.
+    // The next start clears what the dead one left, and only that.
     let out = command_in(&runner, &ns, bin.to_str().unwrap(), &["exec", "--", "true"])
         .output()
         .unwrap();
@@ -1017,6 +1040,15 @@ fn sigkill_of_exec_takes_the_command_along_and_the_next_start_clears_what_was_le
     assert!(!transient.exists(), "the dead instance's cgroup is left");
     assert!(!socket.exists(), "the dead instance's socket is left");
     assert!(stderr(&out).contains("that is gone"), "{}", stderr(&out));
+    assert!(live_cgroup.exists(), "a live instance's cgroup was removed");
+    assert!(live_socket.exists(), "a live instance's socket was removed");
+    assert!(
+        live.child.try_wait().unwrap().is_none(),
+        "the live instance ended"
+    );
+    live.signal(Signal::SIGTERM);
+    assert!(live.wait_timeout(Duration::from_secs(5)).is_some());
+    assert!(!live_cgroup.exists() && !live_socket.exists());
 }
 
 /// Whether `pid` runs (a zombie waiting for its new parent to reap it does not).

@@ -225,6 +225,16 @@ for a in "" . / /runner/.. "{m}" "{m}/." /runner; do
 done
 printf 'CASE[pod]\n'
 timeout 10 {bin} run --control {ctl} --cgroup-root {m} --pod default/nothing 2>&1 | head -1
+mkdir {m}/ns-target
+{bin} run --control {ctl} --cgroup /ns-target 2>/dev/null &
+run=$!
+for i in $(seq 100); do [ -S {ctl} ] && break; sleep 0.1; done
+for a in "" /; do
+  printf 'CASE[target add %s]\n' "$a"
+  timeout 10 {bin} target add --cgroup "$a" --control {ctl} 2>&1
+  echo "RC=$?"
+done
+kill $run; wait $run
 "#,
         m = mount.display(),
         bin = bin.display(),
@@ -257,6 +267,12 @@ timeout 10 {bin} run --control {ctl} --cgroup-root {m} --pod default/nothing 2>&
         if name == "pod" {
             continue;
         }
+        // An empty value for `target add --cgroup` is refused by the argument parser itself.
+        if name == "target add " && rest.contains("a value is required") {
+            assert!(rest.contains("RC=2"), "{rest}");
+            println!("FIGURE root refusal: target add --cgroup \"\" refused by the parser");
+            continue;
+        }
         assert!(rest.contains("RC=1"), "{name:?} was not refused: {rest}");
         assert!(!rest.contains("panicked"), "{rest}");
         let want = if name == "/runner" {
@@ -271,7 +287,7 @@ timeout 10 {bin} run --control {ctl} --cgroup-root {m} --pod default/nothing 2>&
         );
         println!("FIGURE root refusal: --cgroup {name:?} refused");
     }
-    assert_eq!(text.matches("CASE[").count(), 8, "{text}");
+    assert_eq!(text.matches("CASE[").count(), 10, "{text}");
     // Nothing was ever attached to the namespace's root (the test cgroup) or its child.
     assert_eq!(attached_programs(&cg.path), Vec::<String>::new());
     assert_eq!(

@@ -196,16 +196,16 @@ impl Drop for Ticket {
 /// core and flood the log. It sleeps instead, longer each time (10 ms up to 1 s), and logs at
 /// most one line in 5 s.
 pub struct AcceptBackoff {
-    what: &'static str,
+    what: String,
     delay: Duration,
     last_log: Option<Instant>,
     suppressed: u64,
 }
 
 impl AcceptBackoff {
-    pub fn new(what: &'static str) -> Self {
+    pub fn new(what: impl Into<String>) -> Self {
         Self {
-            what,
+            what: what.into(),
             delay: Duration::ZERO,
             last_log: None,
             suppressed: 0,

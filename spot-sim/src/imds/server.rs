@@ -60,7 +60,7 @@ impl Responder {
         // This listener's share of the descriptor budget: a flood on another target (or on
         // this one's other listener) cannot take its last few connections.
         let lane = Lane::new(self.target.clone(), RESERVED_PER_LISTENER);
-        let mut backoff = AcceptBackoff::new("responder");
+        let mut backoff = AcceptBackoff::new(self.target.clone());
         loop {
             if self.timeline.phase() == Phase::Interrupted {
                 log::info!("{}: instance interrupted; no longer answering", self.target);

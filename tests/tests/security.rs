@@ -831,6 +831,23 @@ fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(v[0]["targets"].as_array().unwrap().len(), 300);
     assert_eq!(http_code(&last, "/latest/meta-data/instance-id"), "200");
+    drop(p);
+    // With a hard limit of 1,024 too, 300 targets cannot fit: spot-sim says so and what to do.
+    let mut cmd = command_in_netns(&ns, bin.to_str().unwrap(), &all);
+    // SAFETY: setrlimit only.
+    unsafe {
+        cmd.pre_exec(|| {
+            nofile_1024();
+            Ok(())
+        });
+    }
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let err = stderr(&out);
+    let last_line = err.lines().last().unwrap_or_default();
+    println!("FIGURE 300 targets under a hard limit of 1024: {last_line}");
+    assert!(!out.status.success());
+    assert!(last_line.contains("out of file descriptors"), "{err}");
+    assert!(last_line.contains("ulimit -Hn"), "{err}");
 }
 
 /// Like `spawn_logged`, but keeps a RUST_LOG the command already set.

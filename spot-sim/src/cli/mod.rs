@@ -258,6 +258,17 @@ fn one_line(e: &anyhow::Error) -> String {
         }
         out.push_str(&text);
     }
+    let out_of_fds = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|n| n == libc::EMFILE || n == libc::ENFILE)
+    }) || out.contains("(os error 24)");
+    if out_of_fds {
+        let limit = crate::fdbudget::limit().map_or_else(String::new, |l| format!(" of {l}"));
+        out.push_str(&format!(
+            " (out of file descriptors: the limit{limit} is too low for this many targets, each needs about 8; raise the hard limit with `ulimit -Hn`, or LimitNOFILE= in a unit)"
+        ));
+    }
     out
 }
 

@@ -5,6 +5,8 @@
 
 pub mod cli;
 pub mod control;
+pub mod escape;
+pub mod fdbudget;
 pub mod imds;
 pub mod journal;
 pub mod redirect;

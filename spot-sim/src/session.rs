@@ -20,6 +20,7 @@ use spot_sim_common::Target;
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
+    escape::untrusted_path,
     imds::Responder,
     journal::{self, Journal, OutboundRecord, ProcRecord, RedirectRecord},
     redirect::{
@@ -48,7 +49,7 @@ pub enum SessionError {
     },
     #[error("no target named {0}: list them with `spot-sim target list`")]
     UnknownTarget(String),
-    #[error("{0} is already a target")]
+    #[error("{0} is already targeted: list the targets with `spot-sim target list`")]
     Duplicate(String),
 }
 
@@ -123,6 +124,8 @@ pub struct Session {
     redirector: Mutex<Redirector>,
     clock: Arc<dyn Clock>,
     targets: Mutex<Vec<ActiveTarget>>,
+    /// Names being added right now (taken under the `targets` lock, see [`NameClaim`]).
+    adding: Mutex<HashSet<String>>,
     counters: Mutex<HashMap<u32, (String, Arc<Counters>)>>,
     next_index: AtomicU64,
     /// Every target's journal by index, removed targets' included (the newest
@@ -169,6 +172,7 @@ impl Session {
             redirector: Mutex::new(redirector),
             clock,
             targets: Mutex::new(Vec::new()),
+            adding: Mutex::new(HashSet::new()),
             counters: Mutex::new(HashMap::new()),
             next_index: AtomicU64::new(1),
             journals: Mutex::new(Vec::new()),
@@ -407,12 +411,10 @@ impl Session {
     /// Starts a target: opens its listeners inside its namespace, starts its responder, and
     /// only then attaches the redirect.
     pub fn add_target(self: &Arc<Self>, spec: TargetSpec) -> Result<String, SessionError> {
-        {
-            let targets = lock(&self.targets);
-            if targets.iter().any(|t| t.name == spec.name) {
-                return Err(SessionError::Duplicate(spec.name));
-            }
-        }
+        // Check and claim the name in one step under the targets lock, so two `target add`s
+        // (or one and `--follow`) cannot both pass the check; the I/O below runs unlocked,
+        // and the claim is released whichever way this returns.
+        let _claim = NameClaim::take(self, &spec.name)?;
         let (l4, l6) = bind_loopback(&spec.netns, spec.port, &spec.name)?;
         let port4 = l4.local_addr().map(|a| a.port()).unwrap_or(0);
         let port6 = l6
@@ -456,7 +458,7 @@ impl Session {
         log::info!(
             "{}: IMDS connects from {} now reach spot-sim (127.0.0.1:{port4}{})",
             spec.name,
-            spec.cgroup.path().display(),
+            untrusted_path(spec.cgroup.path()),
             if port6 != 0 {
                 format!(", [::1]:{port6}")
             } else {
@@ -556,7 +558,7 @@ impl Session {
         let tick = self.ticks.fetch_add(1, Ordering::Relaxed);
         // Reading every pid of every target is what idle spot-sim spent its CPU on: with the
         // kernel's process records it is only a safety net.
-        let full_scan = !self.event_driven || tick % SAFETY_SCAN_EVERY == 0;
+        let full_scan = !self.event_driven || tick.is_multiple_of(SAFETY_SCAN_EVERY);
         let mut targets = lock(&self.targets);
         let now = self.clock.now();
         for t in targets.iter_mut() {
@@ -569,7 +571,7 @@ impl Session {
                 log::warn!(
                     "{}: cgroup {} is gone (pod deleted?); its redirect no longer applies to anything",
                     t.name,
-                    t.cgroup.path().display()
+                    untrusted_path(t.cgroup.path())
                 );
             }
             if t.on_interrupt == OnInterrupt::Kill && t.timeline.phase() == Phase::Interrupted {
@@ -579,7 +581,7 @@ impl Session {
                         "{}: interrupted; killing {} process(es) in {} (--on-interrupt kill)",
                         t.name,
                         pids.len(),
-                        t.cgroup.path().display()
+                        untrusted_path(t.cgroup.path())
                     );
                     if let Err(e) = t.cgroup.kill_all() {
                         log::warn!("{}: cannot kill the target's processes: {e}", t.name);
@@ -608,6 +610,33 @@ impl Session {
             drop(t.link.take());
         }
         drop(targets);
+    }
+}
+
+/// A target name claimed while its target is being set up; dropping it releases the claim.
+struct NameClaim<'a> {
+    session: &'a Session,
+    name: String,
+}
+
+impl<'a> NameClaim<'a> {
+    fn take(session: &'a Session, name: &str) -> Result<Self, SessionError> {
+        // Lock order: targets, then adding (the only place both are held).
+        let targets = lock(&session.targets);
+        let mut adding = lock(&session.adding);
+        if targets.iter().any(|t| t.name == name) || !adding.insert(name.to_string()) {
+            return Err(SessionError::Duplicate(name.to_string()));
+        }
+        Ok(Self {
+            session,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Drop for NameClaim<'_> {
+    fn drop(&mut self) {
+        lock(&self.session.adding).remove(&self.name);
     }
 }
 

@@ -284,6 +284,11 @@ impl Footprint {
             );
         }
         assert_eq!(pinned_spot_sim_objects(), Vec::<PathBuf>::new());
+        // The control directory is left as safe as it must be: root's, writable by no one else.
+        let dir = fs::metadata("/run/spot-sim").unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(dir.uid(), 0, "/run/spot-sim is not root's");
+        assert_eq!(dir.mode() & 0o022, 0, "/run/spot-sim is writable by others");
     }
 }
 

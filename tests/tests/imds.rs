@@ -289,7 +289,13 @@ fn passthrough_reads_the_real_imds_and_never_redirects_spot_sims_own_connection(
         &["-c", STANDIN],
     ));
     let mut run = start_run_with(
-        &["--cgroup", target.to_str().unwrap(), "--passthrough"],
+        // spot-sim runs inside its own target here, which is refused unless asked for.
+        &[
+            "--cgroup",
+            target.to_str().unwrap(),
+            "--passthrough",
+            "--allow-own-cgroup",
+        ],
         1,
         Some((&target, &ns)),
     );

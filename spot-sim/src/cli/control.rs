@@ -5,6 +5,7 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
+    time::Duration,
 };
 
 use anyhow::{anyhow, bail, Result};
@@ -15,9 +16,10 @@ use super::{
 };
 use crate::{
     control::{self as ctl, ControlServer, Handler, Reply, Request},
+    escape::{untrusted, untrusted_path},
     scenario::ScenarioArgs,
     session::{Session, TargetSpec},
-    target::{CgroupDir, HostView, PodSelector},
+    target::{CgroupDir, HostView, PodSelector, TargetScope},
 };
 
 /// What `target add` needs to resolve new targets the way the command line did.
@@ -29,6 +31,7 @@ pub(super) struct AddContext {
     pub(super) cgroup_root: Option<PathBuf>,
     pub(super) args: ScenarioArgs,
     pub(super) port: u16,
+    pub(super) scope: TargetScope,
 }
 
 /// The running instance's answers to control requests.
@@ -97,6 +100,7 @@ impl SessionHandler {
         let spec = match (cgroup, pod, pod_uid) {
             (Some(path), None, None) => {
                 let cgroup = CgroupDir::open(&ctx.mount, &path)?;
+                cgroup.check_target(&ctx.mount, &ctx.proc, ctx.scope)?;
                 let netns = netns_of(&cgroup, &ctx.proc)?;
                 TargetSpec {
                     name: format!("cgroup {}", relative_name(&ctx.mount, cgroup.path())),
@@ -114,7 +118,7 @@ impl SessionHandler {
                     (_, Some(u)) => PodSelector::uid(&u)?,
                     _ => unreachable!("one of the two is set"),
                 };
-                pod_target(&host, &sel, settings, ctx.port)?
+                pod_target(&host, &sel, settings, ctx.port, ctx.scope)?
             }
             _ => bail!("give exactly one of --cgroup PATH, --pod NS/NAME or --pod-uid UID"),
         };
@@ -139,12 +143,36 @@ pub(super) async fn start_control(
 
 pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
     let mut all = Vec::new();
-    for path in ctl::discover(a.control.as_deref()).await? {
-        match ctl::call(&path, &Request::Status).await? {
-            Reply::Status { pid, targets } => all.push((path, pid, targets)),
-            Reply::Error { message } => bail!("{}: {message}", path.display()),
-            Reply::Done { message } => println!("{message}"),
-            Reply::Report { .. } => {}
+    // Instances that did not answer (stopped, hung) or answered an error: reported, and the
+    // others shown all the same.
+    let mut failed = Vec::new();
+    let paths = ctl::discover(a.control.as_deref()).await?;
+    let timeout = a.wait.timeout;
+    let asks = paths.into_iter().map(|path| async move {
+        let reply = ctl::call_within(&path, &Request::Status, timeout).await;
+        (path, reply)
+    });
+    // Asked at once: n stuck instances cost one timeout, not n.
+    for (path, reply) in futures_join_all(asks).await {
+        match reply {
+            Ok(Reply::Status { pid, targets }) => all.push((path, pid, targets)),
+            Ok(Reply::Error { message }) => failed.push((path, message)),
+            Ok(Reply::Done { message }) => println!("{message}"),
+            Ok(Reply::Report { .. }) => {}
+            Err(e) => failed.push((path, e.to_string())),
+        }
+    }
+    let code = if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    // Each on stderr in one line (a script reading stdout still gets the others).
+    for (path, error) in &failed {
+        if error.contains(&path.display().to_string()) {
+            eprintln!("spot-sim: {error}");
+        } else {
+            eprintln!("spot-sim: {}: {error}", path.display());
         }
     }
     if a.json {
@@ -153,9 +181,15 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
             .map(|(path, pid, targets)| {
                 serde_json::json!({ "control": path, "pid": pid, "targets": targets })
             })
+            .chain(failed.iter().map(|(path, error)| {
+                serde_json::json!({ "control": path, "error": error })
+            }))
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
+    }
+    for (path, _) in &failed {
+        println!("spot-sim at {}: NOT ANSWERING (see above)", path.display());
     }
     for (path, pid, targets) in all {
         println!("spot-sim pid {pid} (control {})", path.display());
@@ -165,10 +199,16 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
             } else {
                 "  [cgroup GONE]"
             };
-            println!("  {}{gone}", t.name);
+            // What an instance reports about its targets is escaped again here: this client
+            // may talk to an older spot-sim that did not.
+            println!("  {}{gone}", untrusted(&t.name));
             // A `serve` has no cgroup: whoever reaches its address is served.
             if !t.cgroup.as_os_str().is_empty() {
-                println!("    cgroup:    {} (id {})", t.cgroup.display(), t.cgroup_id);
+                println!(
+                    "    cgroup:    {} (id {})",
+                    untrusted_path(&t.cgroup),
+                    t.cgroup_id
+                );
             }
             println!(
                 "    responder: {} in net:[{}]",
@@ -176,7 +216,7 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
                 t.netns
             );
             for line in t.timeline_text.lines() {
-                println!("    {line}");
+                println!("    {}", untrusted(line));
             }
             let r = &t.responder;
             let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
@@ -211,14 +251,35 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
                 .into_iter()
                 .flatten()
             {
-                println!("    WARNING:   {}", w.as_str().unwrap_or_default());
+                println!(
+                    "    WARNING:   {}",
+                    untrusted(w.as_str().unwrap_or_default())
+                );
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
-pub(super) async fn target_action(action: TargetAction) -> Result<ExitCode> {
+/// Runs every future to its end, concurrently.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for (i, f) in futures.enumerate() {
+        set.spawn(async move { (i, f.await) });
+    }
+    let mut out = Vec::new();
+    while let Some(Ok(r)) = set.join_next().await {
+        out.push(r);
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+pub(super) async fn target_action(action: TargetAction, timeout: Duration) -> Result<ExitCode> {
     let (path, req) = match action {
         TargetAction::Add {
             cgroup,
@@ -237,20 +298,27 @@ pub(super) async fn target_action(action: TargetAction) -> Result<ExitCode> {
             },
         ),
         TargetAction::Remove { name, control } => (control, Request::TargetRemove { name }),
-        TargetAction::List { control } => match ctl::call(&control, &Request::Status).await? {
-            Reply::Status { targets, .. } => {
-                for t in targets {
-                    println!("{}\t{}\t{}", t.name, t.cgroup.display(), t.listen.join(","));
+        TargetAction::List { control } => {
+            match ctl::call_within(&control, &Request::Status, timeout).await? {
+                Reply::Status { targets, .. } => {
+                    for t in targets {
+                        println!(
+                            "{}\t{}\t{}",
+                            untrusted(&t.name),
+                            untrusted_path(&t.cgroup),
+                            t.listen.join(",")
+                        );
+                    }
+                    return Ok(ExitCode::SUCCESS);
                 }
-                return Ok(ExitCode::SUCCESS);
+                other => {
+                    print_done(other)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
             }
-            other => {
-                print_done(other)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-        },
+        }
     };
-    print_done(ctl::call(&path, &req).await?)?;
+    print_done(ctl::call_within(&path, &req, timeout).await?)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -17,17 +17,26 @@ use crate::{
     control::{self as ctl, metrics::MetricsServer},
     scenario::SystemClock,
     session::{Session, TargetSpec},
-    target::{cgroup::cgroup2_mount, CgroupDir, NetNs, TransientCgroup},
+    target::{
+        cgroup::{cgroup2_mount, remove_dead_transients},
+        CgroupDir, NetNs, TransientCgroup,
+    },
 };
+
+/// Names of exec's transient cgroups: `spot-sim-exec-PID-…`.
+const TRANSIENT_PREFIX: &str = "spot-sim-exec";
 
 pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
     let settings = a.scenario.resolve()?;
     let program = a.command[0].clone();
     check_program(&program)?;
     let mount = cgroup2_mount()?;
+    // What instances killed with SIGKILL left: their empty transient cgroups, their sockets.
+    remove_dead_transients(&mount, TRANSIENT_PREFIX);
+    ctl::remove_dead_sockets().await;
     let session = Session::start(Arc::new(SystemClock))?;
     gameday::prepare(&session, &a.verdict, &settings.scenario)?;
-    let cgroup = TransientCgroup::create(&mount, "spot-sim-exec")?;
+    let cgroup = TransientCgroup::create(&mount, TRANSIENT_PREFIX)?;
     let netns = match a.netns {
         NetnsMode::New => NetNs::new_private()?,
         NetnsMode::Current => NetNs::current()?,
@@ -52,9 +61,21 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
 
     let mut cmd = std::process::Command::new(&program);
     cmd.args(&a.command[1..]);
-    // SAFETY: only async-signal-safe syscalls run between fork and exec: setns and write.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe syscalls run between fork and exec: prctl, getppid,
+    // setns and write.
     unsafe {
         cmd.pre_exec(move || {
+            // The command must not outlive spot-sim: once spot-sim is gone (even by SIGKILL)
+            // so is the redirect, and the command would talk to the real IMDS unawares. The
+            // signal follows the forking thread, which is the main thread (`block_on`).
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // spot-sim died between fork and prctl: do not start at all.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
             if let Some(fd) = enter_netns {
                 if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                     return Err(std::io::Error::last_os_error());

@@ -55,6 +55,8 @@ enum Command {
     Target {
         #[command(subcommand)]
         action: TargetAction,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
 }
 
@@ -107,6 +109,10 @@ struct RunArgs {
     /// the same name, target the new one (with the same scenario, started afresh).
     #[arg(long)]
     follow: bool,
+    /// Allow a target that holds spot-sim itself or PID 1 (a parent slice of everything, or
+    /// spot-sim's own pod). The root of the cgroup mount is refused even so.
+    #[arg(long)]
+    allow_own_cgroup: bool,
     /// List the pods on this node (namespace, name, uid, QoS class, cgroup) and exit.
     #[arg(long)]
     list_pods: bool,
@@ -154,6 +160,8 @@ struct StatusArgs {
     /// Control socket of the instance to ask [default: every running one].
     #[arg(long)]
     control: Option<PathBuf>,
+    #[command(flatten)]
+    wait: WaitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +181,26 @@ struct TriggerArgs {
     /// Control socket of the instance [default: every running one].
     #[arg(long)]
     control: Option<PathBuf>,
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
+/// How long a control client waits for an instance.
+#[derive(Debug, Args, Clone, Copy)]
+struct WaitArgs {
+    /// How long to wait for each instance's answer (a stopped or hung one is reported as such
+    /// after this), like "2s" or "500ms".
+    #[arg(long, default_value = "2s", value_parser = parse_timeout, global = true)]
+    timeout: Duration,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration `{s}` ({e}); write it like \"2s\" or \"500ms\""))?;
+    match d {
+        d if d.is_zero() => Err("a timeout of 0 would never wait: give one like \"2s\"".into()),
+        d => Ok(d),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,15 +261,47 @@ impl Cli {
         match result {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("spot-sim: {e:#}");
+                eprintln!("spot-sim: {}", one_line(&e));
                 ExitCode::FAILURE
             }
         }
     }
 }
 
+/// The error and its causes on one line, each said once: our error types already write their
+/// OS error into the message, and `{:#}` would repeat it ("…: Permission denied (os error
+/// 13): Permission denied (os error 13)").
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    let out_of_fds = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|n| n == libc::EMFILE || n == libc::ENFILE)
+    }) || out.contains("(os error 24)");
+    if out_of_fds {
+        let limit = crate::fdbudget::limit().map_or_else(String::new, |l| format!(" of {l}"));
+        out.push_str(&format!(
+            " (out of file descriptors: the limit{limit} is too low for this many targets, each needs about 8; raise the hard limit with `ulimit -Hn`, or LimitNOFILE= in a unit)"
+        ));
+    }
+    out
+}
+
 impl Command {
     async fn run(self) -> Result<ExitCode> {
+        if matches!(self, Command::Exec(_) | Command::Run(_)) {
+            crate::fdbudget::init();
+        }
         match self {
             Command::Exec(a) => exec::exec(a).await,
             Command::Run(a) => run::run(a).await,
@@ -249,19 +309,24 @@ impl Command {
             Command::Status(a) => control::status(a).await,
             Command::Report(a) => control::report(a).await,
             Command::Trigger(a) => {
+                let mut failed = None;
                 for path in ctl::discover(a.control.as_deref()).await? {
-                    let reply = ctl::call(
-                        &path,
-                        &Request::Trigger {
-                            target: a.target.clone(),
-                        },
-                    )
-                    .await?;
-                    control::print_done(reply)?;
+                    let req = Request::Trigger {
+                        target: a.target.clone(),
+                    };
+                    // One stuck instance must not keep the others from being triggered.
+                    let done = ctl::call_within(&path, &req, a.wait.timeout)
+                        .await
+                        .map_err(anyhow::Error::from)
+                        .and_then(control::print_done);
+                    if let Err(e) = done {
+                        eprintln!("spot-sim: {}", one_line(&e));
+                        failed = Some(ExitCode::FAILURE);
+                    }
                 }
-                Ok(ExitCode::SUCCESS)
+                Ok(failed.unwrap_or(ExitCode::SUCCESS))
             }
-            Command::Target { action } => control::target_action(action).await,
+            Command::Target { action, wait } => control::target_action(action, wait.timeout).await,
         }
     }
 }

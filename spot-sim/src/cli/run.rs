@@ -16,9 +16,12 @@ use super::{
 };
 use crate::{
     control::metrics::MetricsServer,
+    escape::{untrusted, untrusted_path},
     scenario::{ScenarioArgs, Settings, SystemClock},
     session::{Session, TargetSpec},
-    target::{cgroup::cgroup2_mount, pods, CgroupDir, HostView, NetNs, PodError, PodSelector},
+    target::{
+        cgroup::cgroup2_mount, pods, CgroupDir, HostView, NetNs, PodError, PodSelector, TargetScope,
+    },
 };
 
 pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
@@ -46,11 +49,17 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     let proc = host
         .as_ref()
         .map_or_else(|| PathBuf::from("/proc"), |h| h.proc.clone());
+    let scope = if a.allow_own_cgroup {
+        TargetScope::AllowOwn
+    } else {
+        TargetScope::WorkloadOnly
+    };
     let mut specs = Vec::new();
     for arg in &a.cgroups {
         let (path, file) = split_target_arg(arg);
         let settings = settings_for(&a.scenario, file.as_deref())?;
         let cgroup = CgroupDir::open(&mount, Path::new(path))?;
+        cgroup.check_target(&mount, &proc, scope)?;
         let netns = netns_of(&cgroup, &proc)?;
         specs.push(TargetSpec {
             name: format!("cgroup {}", relative_name(&mount, cgroup.path())),
@@ -77,7 +86,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     for (sel, file) in selectors {
         let host = host.as_ref().ok_or_else(|| anyhow!("no node view"))?;
         let settings = settings_for(&a.scenario, file.as_deref())?;
-        let spec = pod_target(host, &sel, settings, a.port)?;
+        let spec = pod_target(host, &sel, settings, a.port, scope)?;
         if a.follow {
             followed.push(Followed {
                 name: spec.name.clone(),
@@ -88,6 +97,8 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         }
         specs.push(spec);
     }
+    // What `exec` instances killed with SIGKILL left behind: sockets of processes now gone.
+    crate::control::remove_dead_sockets().await;
     let session = Session::start(Arc::new(SystemClock))?;
     for spec in &specs {
         gameday::prepare(&session, &a.verdict, &spec.settings.scenario)?;
@@ -102,6 +113,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         cgroup_root: a.cgroup_root.clone(),
         args: a.scenario.clone(),
         port: a.port,
+        scope,
     };
     let _control = start_control(&a.control, &session, Some(add)).await?;
     let _metrics = match a.metrics {
@@ -115,7 +127,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     wait_for_shutdown(&session, || {
         if let Some(host) = &host {
             for f in &mut followed {
-                f.refollow(&session, host, &a.scenario, a.port);
+                f.refollow(&session, host, &a.scenario, a.port, scope);
             }
         }
     })
@@ -171,9 +183,10 @@ pub(super) fn settings_for(args: &ScenarioArgs, file: Option<&Path>) -> Result<S
 }
 
 pub(super) fn relative_name(mount: &Path, path: &Path) -> String {
+    // A cgroup's name is chosen by whoever created it: shown escaped.
     path.strip_prefix(mount)
-        .map(|p| format!("/{}", p.display()))
-        .unwrap_or_else(|_| path.display().to_string())
+        .map(|p| format!("/{}", untrusted_path(p)))
+        .unwrap_or_else(|_| untrusted_path(path))
 }
 
 /// A pod target that `--follow` re-resolves once its cgroup is gone.
@@ -191,6 +204,7 @@ impl Followed {
         host: &HostView,
         args: &ScenarioArgs,
         port: u16,
+        scope: TargetScope,
     ) {
         // Alive: nothing to do. Gone, or removed after a failed re-add: look for the new pod.
         if session.cgroup_alive(&self.name) == Some(true) {
@@ -203,7 +217,7 @@ impl Followed {
             return;
         }
         let spec = settings_for(args, self.file.as_deref())
-            .and_then(|settings| pod_target(host, &self.sel, settings, port));
+            .and_then(|settings| pod_target(host, &self.sel, settings, port, scope));
         match spec {
             Ok(spec) => {
                 let (name, cgroup) = (spec.name.clone(), spec.cgroup.path().to_path_buf());
@@ -232,6 +246,7 @@ pub(super) fn pod_target(
     sel: &PodSelector,
     settings: Settings,
     port: u16,
+    scope: TargetScope,
 ) -> Result<TargetSpec> {
     let pod = pods::resolve(host, sel)?;
     let path = pod.cgroup.clone().ok_or_else(|| {
@@ -241,9 +256,11 @@ pub(super) fn pod_target(
         )
     })?;
     let cgroup = CgroupDir::open(&host.cgroup2, &path)?;
+    // A pod never resolves to the mount root (nor, by default, to spot-sim's own cgroup).
+    cgroup.check_target(&host.cgroup2, &host.proc, scope)?;
     let netns = netns_of(&cgroup, &host.proc)?;
     Ok(TargetSpec {
-        name: format!("pod {}", pod.full_name()),
+        name: format!("pod {}", untrusted(pod.full_name())),
         cgroup,
         netns,
         proc: host.proc.clone(),
@@ -261,7 +278,7 @@ pub(super) fn netns_of(cgroup: &CgroupDir, proc: &Path) -> Result<NetNs> {
             if !ns.same_as(&ours) {
                 log::info!(
                     "{}: serving inside the network namespace of pid {pid} (net:[{}])",
-                    cgroup.path().display(),
+                    untrusted_path(cgroup.path()),
                     ns.inode()
                 );
             }

@@ -2,14 +2,29 @@
 //! tokens issued, and each target's scenario phase. Off unless `--metrics ADDR`; it listens in
 //! spot-sim's own network namespace, never in a target's.
 
-use std::{convert::Infallible, fmt::Write as _, net::SocketAddr, sync::Arc};
+use std::{convert::Infallible, fmt::Write as _, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
 
-use crate::session::{Session, TargetStatus};
+use crate::{
+    fdbudget::{AcceptBackoff, Lane},
+    session::{Session, TargetStatus},
+};
+
+/// Open scrape connections at most (Prometheus makes one at a time).
+const MAX_CONNECTIONS: usize = 64;
+/// Connections kept for the metrics endpoint out of the descriptor budget.
+const RESERVED: usize = 4;
+/// The request head must arrive within this (slowloris guard).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request head buffered (hyper's minimum is 8 KiB).
+const MAX_HEAD: usize = 16 * 1024;
+/// A whole connection, from accept to the last byte of the answer.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen for metrics on {addr}: {source} (pick another --metrics address)")]
@@ -32,12 +47,31 @@ impl MetricsServer {
         let addr = listener.local_addr().unwrap_or(addr);
         let weak = Arc::downgrade(session);
         let task = tokio::spawn(async move {
+            let lane = Lane::new("metrics", RESERVED);
+            let cap = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+            let mut backoff = AcceptBackoff::new("metrics");
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => {
+                        backoff.reset();
+                        stream
+                    }
+                    Err(e) => {
+                        backoff.wait(&e).await;
+                        continue;
+                    }
+                };
+                // Over the cap or the budget: closed at once (a scraper retries).
+                let Some(places) = Arc::clone(&cap)
+                    .try_acquire_owned()
+                    .ok()
+                    .zip(lane.try_admit())
+                else {
                     continue;
                 };
                 let weak = weak.clone();
                 tokio::spawn(async move {
+                    let _places = places;
                     let service = service_fn(move |_req: Request<Incoming>| {
                         let body = weak
                             .upgrade()
@@ -56,9 +90,16 @@ impl MetricsServer {
                             Ok::<_, Infallible>(resp)
                         }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    // One request per connection, its head within HEADER_TIMEOUT and
+                    // MAX_HEAD bytes, the whole exchange (a client that never reads the
+                    // answer too) within CONNECTION_TIMEOUT.
+                    let conn = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
+                        .max_buf_size(MAX_HEAD)
+                        .keep_alive(false)
+                        .serve_connection(TokioIo::new(stream), service);
+                    let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
                 });
             }
         });

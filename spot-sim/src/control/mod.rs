@@ -2,10 +2,10 @@
 //! carries one JSON request and one JSON reply per connection; and the optional metrics endpoint.
 
 pub mod metrics;
+mod socket_dir;
 
 use std::{
     io,
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -14,7 +14,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
+    net::UnixStream,
 };
 
 use crate::session::TargetStatus;
@@ -30,6 +30,22 @@ pub enum ControlError {
     InUse(PathBuf),
     #[error("cannot create control socket {path}: {source}")]
     Bind { path: PathBuf, source: io::Error },
+    #[error("{path} exists and is not a socket; spot-sim replaces only a control socket a dead instance left: remove it yourself, or give another --control path")]
+    NotASocket { path: PathBuf },
+    #[error("{path} is a socket owned by uid {owner}, not by this user: remove it yourself, or give another --control path")]
+    ForeignSocket { path: PathBuf, owner: u32 },
+    #[error("control directory {dir} is unsafe: {problem}; others could replace the socket and answer as spot-sim: {fix}")]
+    UnsafeDir {
+        dir: PathBuf,
+        problem: String,
+        fix: String,
+    },
+    #[error("spot-sim at {path} did not answer within {}{}: is it stopped (SIGSTOP, a debugger) or hung? Raise --timeout to wait longer", humantime::format_duration(*.timeout), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Timeout {
+        path: PathBuf,
+        timeout: Duration,
+        pid: Option<u32>,
+    },
     #[error(
         "no running spot-sim found (no live socket in {0}): start one with `spot-sim run` or `spot-sim exec`, or pass --control"
     )]
@@ -40,6 +56,8 @@ pub enum ControlError {
     Protocol { path: PathBuf, detail: String },
     #[error("{0}")]
     Remote(String),
+    #[error("refusing to talk to {path}: it is served by uid {uid}, neither root nor this user, so it is not a spot-sim of yours (remove it if it should not be there)")]
+    Impostor { path: PathBuf, uid: u32 },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -95,39 +113,39 @@ pub struct ControlServer {
 impl ControlServer {
     /// Binds `path` (refusing if a live spot-sim already answers there) and serves requests.
     pub async fn start(path: &Path, handler: Arc<dyn Handler>) -> Result<Self, ControlError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| ControlError::Bind {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        }
-        if path.exists() {
-            match UnixStream::connect(path).await {
-                Ok(_) => return Err(ControlError::InUse(path.to_path_buf())),
-                // Left by a spot-sim that was killed: nobody answers, so it is ours to replace.
-                Err(_) => {
-                    let _ = std::fs::remove_file(path);
-                }
-            }
-        }
-        let listener = UnixListener::bind(path).map_err(|source| ControlError::Bind {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| ControlError::Bind {
-                path: path.to_path_buf(),
-                source,
-            },
-        )?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        socket_dir::prepare(&dir)?;
+        socket_dir::clear_stale(path).await?;
+        let listener = socket_dir::bind_private(path)?;
         let task = tokio::spawn(async move {
+            let mut backoff = crate::fdbudget::AcceptBackoff::new("control socket");
+            // `status` must get through whatever floods the targets.
+            let lane = crate::fdbudget::Lane::new("control socket", 4);
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => {
+                        backoff.reset();
+                        stream
+                    }
+                    Err(e) => {
+                        backoff.wait(&e).await;
+                        continue;
+                    }
+                };
+                let Some(ticket) = lane.try_admit() else {
                     continue;
                 };
                 let handler = Arc::clone(&handler);
                 tokio::spawn(async move {
-                    if let Err(e) = serve_one(stream, handler).await {
+                    let _ticket = ticket;
+                    // The whole exchange is bounded: a client that never reads its reply
+                    // cannot hold the connection (and its descriptor).
+                    let served =
+                        tokio::time::timeout(Duration::from_secs(30), serve_one(stream, handler));
+                    if let Ok(Err(e)) = served.await {
                         log::debug!("control connection: {e}");
                     }
                 });
@@ -187,6 +205,12 @@ async fn serve_one(stream: UnixStream, handler: Arc<dyn Handler>) -> io::Result<
     write.write_all(&out).await
 }
 
+/// Removes what `exec` instances that were killed (SIGKILL, OOM) left in [`CONTROL_DIR`]:
+/// their sockets, when their process is gone.
+pub async fn remove_dead_sockets() -> usize {
+    socket_dir::remove_dead_exec_sockets(Path::new(CONTROL_DIR)).await
+}
+
 /// The default socket of a `run`.
 pub fn default_run_socket() -> PathBuf {
     Path::new(CONTROL_DIR).join("run.sock")
@@ -221,29 +245,68 @@ fn user_control_dir() -> Option<PathBuf> {
         .map(|d| PathBuf::from(d).join("spot-sim"))
 }
 
-/// Sends `req` to the spot-sim at `path`.
+/// How long a control client waits for an instance by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Sends `req` to the spot-sim at `path`, waiting at most [`DEFAULT_TIMEOUT`].
 pub async fn call(path: &Path, req: &Request) -> Result<Reply, ControlError> {
+    call_within(path, req, DEFAULT_TIMEOUT).await
+}
+
+/// Sends `req` to the spot-sim at `path`; a stopped or hung instance is an error after
+/// `timeout` (the kernel accepts the connection for it, so without a bound we would wait
+/// forever).
+pub async fn call_within(
+    path: &Path,
+    req: &Request,
+    timeout: Duration,
+) -> Result<Reply, ControlError> {
     let conn_err = |source| ControlError::Connect {
         path: path.to_path_buf(),
         source,
     };
-    let stream = UnixStream::connect(path).await.map_err(conn_err)?;
-    let (read, mut write) = stream.into_split();
-    let mut out = serde_json::to_vec(req).map_err(|e| ControlError::Protocol {
+    let timed_out = |pid| ControlError::Timeout {
         path: path.to_path_buf(),
-        detail: e.to_string(),
-    })?;
-    out.push(b'\n');
-    write.write_all(&out).await.map_err(conn_err)?;
-    let mut line = String::new();
-    BufReader::new(read)
-        .read_line(&mut line)
+        timeout,
+        pid,
+    };
+    let stream = tokio::time::timeout(timeout, UnixStream::connect(path))
         .await
+        .map_err(|_| timed_out(None))?
         .map_err(conn_err)?;
-    serde_json::from_str(&line).map_err(|e| ControlError::Protocol {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-    })
+    // Credentials are recorded when the instance listened: known even if it is stopped now.
+    let cred = stream.peer_cred().map_err(conn_err)?;
+    let pid = cred.pid().and_then(|p| u32::try_from(p).ok());
+    // Only root or this user may answer as spot-sim: a socket someone else planted would
+    // otherwise receive our `trigger` and `target` requests and feed us made-up status.
+    let me = nix::unistd::geteuid().as_raw();
+    if cred.uid() != 0 && cred.uid() != me {
+        return Err(ControlError::Impostor {
+            path: path.to_path_buf(),
+            uid: cred.uid(),
+        });
+    }
+    let exchange = async {
+        let (read, mut write) = stream.into_split();
+        let mut out = serde_json::to_vec(req).map_err(|e| ControlError::Protocol {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        out.push(b'\n');
+        write.write_all(&out).await.map_err(conn_err)?;
+        let mut line = String::new();
+        BufReader::new(tokio::io::AsyncReadExt::take(read, 16 << 20))
+            .read_line(&mut line)
+            .await
+            .map_err(conn_err)?;
+        serde_json::from_str(&line).map_err(|e| ControlError::Protocol {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| timed_out(pid))?
 }
 
 /// The sockets to talk to: the one given, or every live one in [`CONTROL_DIR`].
@@ -256,7 +319,15 @@ pub async fn discover(given: Option<&Path>) -> Result<Vec<PathBuf>, ControlError
     for entries in dirs.filter_map(|d| std::fs::read_dir(d).ok()) {
         for e in entries.flatten() {
             let p = e.path();
-            if p.extension().is_some_and(|x| x == "sock") && UnixStream::connect(&p).await.is_ok() {
+            if p.extension().is_none_or(|x| x != "sock") {
+                continue;
+            }
+            // A stopped instance is still "live" here (the kernel accepts for it); the call
+            // that follows reports it as not answering.
+            if tokio::time::timeout(DEFAULT_TIMEOUT, UnixStream::connect(&p))
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {
                 live.push(p);
             }
         }

@@ -2,6 +2,7 @@
 //! phase-dependent metadata tree, fault injection and passthrough to the real IMDS.
 
 mod config;
+mod guarded_io;
 mod instance;
 mod options;
 mod passthrough;

@@ -144,7 +144,7 @@ impl Responder {
         let version = if routed.v2 { "IMDSv2" } else { "IMDSv1" };
         // Every request at debug; at info one line a second per target, so a handler polling
         // in a tight loop cannot flood the log. The path is cut short: it is client input.
-        let shown: String = path.chars().take(120).collect();
+        let shown = crate::escape::untrusted(path.chars().take(120).collect::<String>());
         log::debug!(
             "{}: {} {shown} → {status} ({version})",
             self.target,
@@ -356,7 +356,7 @@ async fn forward(upstream: &Upstream, path: &str, head: bool) -> Response<Full<B
             r
         }
         Err(e) => {
-            log::warn!("passthrough of {path}: {e}");
+            log::warn!("passthrough of {}: {e}", crate::escape::untrusted(path));
             let status = match e {
                 super::passthrough::UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::BAD_GATEWAY,

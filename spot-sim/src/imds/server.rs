@@ -2,7 +2,10 @@
 //! at the interruption the way a terminated instance does.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc, Mutex,
+};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -13,13 +16,24 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::guarded_io::GuardedIo;
 use super::router::Responder;
 use super::ImdsError;
+use crate::fdbudget::{AcceptBackoff, Lane, Ticket};
 use crate::scenario::{lock, Phase};
 
 /// Longest the accept loop sleeps before looking at the timeline again; a bound because a
 /// test's manual clock can jump without telling anyone.
 const TIMELINE_POLL: Duration = Duration::from_millis(200);
+
+/// Connections each listener keeps for itself out of the descriptor budget.
+const RESERVED_PER_LISTENER: usize = 4;
+
+/// Per-connection send buffer (the kernel doubles it).
+const SEND_BUFFER: usize = 64 * 1024;
+
+/// How long an idle connection told to close may take to go before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Why [`Responder::serve`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +56,10 @@ impl Responder {
     ) -> std::io::Result<ServeEnd> {
         let mut connections = JoinSet::new();
         let mut started = self.timeline.subscribe();
+        // This listener's share of the descriptor budget: a flood on another target (or on
+        // this one's other listener) cannot take its last few connections.
+        let lane = Lane::new(self.target.clone(), RESERVED_PER_LISTENER);
+        let mut backoff = AcceptBackoff::new(self.target.clone());
         loop {
             if self.timeline.phase() == Phase::Interrupted {
                 log::info!("{}: instance interrupted; no longer answering", self.target);
@@ -58,20 +76,31 @@ impl Responder {
             });
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => match self.connections.clone().try_acquire_owned() {
-                        Ok(permit) => {
-                            connections.spawn(Arc::clone(&self).connection(stream, peer, permit));
+                    Ok((stream, peer)) => {
+                        backoff.reset();
+                        let admitted = self
+                            .connections
+                            .clone()
+                            .try_acquire_owned()
+                            .ok()
+                            .zip(lane.try_admit());
+                        match admitted {
+                            Some((permit, ticket)) => {
+                                connections.spawn(
+                                    Arc::clone(&self).connection(stream, peer, (permit, ticket)),
+                                );
+                            }
+                            None => {
+                                lock(&self.counters).stats.connections_over_limit += 1;
+                                log::debug!(
+                                    "{}: at the connection limit; closing {peer}",
+                                    self.target
+                                );
+                            }
                         }
-                        Err(_) => {
-                            lock(&self.counters).stats.connections_over_limit += 1;
-                            log::debug!("{}: at the connection limit; closing {peer}", self.target);
-                        }
-                    },
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    Err(e) => {
-                        log::warn!("{}: accept failed: {e}", self.target);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    Err(e) => backoff.wait(&e).await,
                 },
                 changed = shutdown.changed() => if changed.is_err() {
                     return Ok(ServeEnd::Shutdown);
@@ -88,7 +117,7 @@ impl Responder {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-        _permit: OwnedSemaphorePermit,
+        _places: (OwnedSemaphorePermit, Ticket),
     ) {
         let limits = self.config.limits.clone();
         // Only a hop limit of 1 needs to know; no syscalls on the common path.
@@ -97,16 +126,23 @@ impl Responder {
         } else {
             super::instance::Origin::Node
         };
+        // Bytes moving either way, or a request being answered, keep a connection alive;
+        // nothing else does (a client that pipelines and never reads makes no progress).
         let last_active = Arc::new(Mutex::new(Instant::now()));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let responder = Arc::clone(&self);
         let active = Arc::clone(&last_active);
+        let busy = Arc::clone(&in_flight);
         let service = service_fn(move |req| {
             let responder = Arc::clone(&responder);
             let active = Arc::clone(&active);
+            let busy = Arc::clone(&busy);
             async move {
+                busy.fetch_add(1, Ordering::AcqRel);
                 *lock(&active) = Instant::now();
                 let response = responder.handle_from(req, origin).await;
                 *lock(&active) = Instant::now();
+                busy.fetch_sub(1, Ordering::AcqRel);
                 response
             }
         });
@@ -118,10 +154,17 @@ impl Responder {
             .keep_alive(true)
             // The real service writes `Server: EC2ws`, `Content-Length: ...`.
             .title_case_headers(true);
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        // A bounded send buffer: the kernel's autotuning would otherwise take megabytes of
+        // answers from a client that never reads them (making "progress" for a minute while it
+        // fills). IMDS answers are small; 64 KiB holds hundreds.
+        let _ =
+            nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &SEND_BUFFER);
+        let io = GuardedIo::new(stream, Arc::clone(&last_active));
+        let conn = builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
-        let tick = (limits.keep_alive_idle / 4).max(Duration::from_millis(10));
-        let mut closing = false;
+        let tick =
+            (limits.keep_alive_idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut closing: Option<Instant> = None;
         loop {
             tokio::select! {
                 result = conn.as_mut() => {
@@ -130,11 +173,25 @@ impl Responder {
                     }
                     return;
                 }
-                _ = tokio::time::sleep(tick), if !closing => {
-                    if lock(&last_active).elapsed() >= limits.keep_alive_idle {
-                        // Lets an answer in flight finish, then closes.
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
+                _ = tokio::time::sleep(tick) => {
+                    let idle = in_flight.load(Ordering::Acquire) == 0
+                        && lock(&last_active).elapsed() >= limits.keep_alive_idle;
+                    match closing {
+                        None if idle => {
+                            // Lets an answer in flight finish, then closes.
+                            conn.as_mut().graceful_shutdown();
+                            closing = Some(Instant::now());
+                        }
+                        // Still there a while after: stuck writing to a client that does not
+                        // read. Dropping the connection closes the socket.
+                        Some(since) if idle && since.elapsed() >= CLOSE_GRACE => {
+                            log::debug!(
+                                "{}: {peer} reads none of its answers; closing",
+                                self.target
+                            );
+                            return;
+                        }
+                        _ => {}
                     }
                 }
             }

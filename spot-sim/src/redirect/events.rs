@@ -52,7 +52,8 @@ impl RedirectEvent {
             target_index: raw.target_index,
             original,
             ipv6_socket: raw.family == spot_sim_common::AF_INET6,
-            comm: String::from_utf8_lossy(&raw.comm[..end]).into_owned(),
+            // A process names itself: escaped here, once, so no log or status line shows it raw.
+            comm: crate::escape::untrusted_bytes(&raw.comm[..end]),
         }
     }
 }

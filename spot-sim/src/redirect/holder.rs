@@ -131,8 +131,9 @@ fn process_holding(prog_id: u32) -> Option<(u32, String)> {
         };
         for fd in fds.flatten() {
             if fs::read_to_string(fd.path()).is_ok_and(|t| t.contains(&needle)) {
-                let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-                return Some((pid, comm.trim().to_string()));
+                let comm = fs::read(entry.path().join("comm")).unwrap_or_default();
+                let comm = comm.strip_suffix(b"\n").unwrap_or(&comm);
+                return Some((pid, crate::escape::untrusted_bytes(comm)));
             }
         }
     }

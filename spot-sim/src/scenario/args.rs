@@ -340,6 +340,16 @@ fn settings_from(
             ));
         }
     }
+    if file.imds.passthrough_timeout.is_some_and(|d| d.0.is_zero()) {
+        // Zero would time out every passthrough request before it is sent.
+        return Err(invalid(
+            origin,
+            "imds.passthrough-timeout",
+            "\"0s\"",
+            "every request to the real IMDS would time out at once",
+            "a positive duration like \"2s\"",
+        ));
+    }
     let start = match (s.manual, s.start_in) {
         (Some(true), Some(d)) => {
             return Err(invalid(

@@ -167,10 +167,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl ScenarioFile {
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::ReadFile {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_bounded(path)?;
         Self::parse(path, &text)
     }
 
@@ -203,5 +200,117 @@ fn parse_error(path: &Path, text: &str, err: &toml::de::Error) -> ScenarioError 
         path: path.to_path_buf(),
         line,
         problem,
+    }
+}
+
+/// Largest scenario file read: a real one is a few hundred bytes.
+pub(crate) const MAX_SCENARIO_BYTES: u64 = 1024 * 1024;
+
+/// Reads a scenario file that is a regular file of at most [`MAX_SCENARIO_BYTES`]. Opened
+/// non-blocking so a FIFO cannot hang us (and "ghost-add" a target when written later), and
+/// checked on the open descriptor, so the file cannot be swapped between check and read.
+/// `/dev/zero` would otherwise grow memory until the OOM killer ends a running instance.
+pub(crate) fn read_bounded(path: &Path) -> Result<String, ScenarioError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let read_err = |source| ScenarioError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let refuse = |problem: String| ScenarioError::NotAScenarioFile {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        let kind = meta.file_type();
+        use std::os::unix::fs::FileTypeExt;
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(refuse(what.to_string()));
+    }
+    if meta.len() > MAX_SCENARIO_BYTES {
+        return Err(refuse(format!("it is {} bytes", meta.len())));
+    }
+    let mut text = String::new();
+    // Bounded again while reading: a file that grows after the check is cut off, not followed.
+    file.take(MAX_SCENARIO_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    if text.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(refuse("it grew beyond the limit while being read".into()));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[test]
+    fn dev_zero_a_fifo_a_directory_and_a_big_file_are_refused_naming_the_file_and_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.toml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; MAX_SCENARIO_BYTES as usize + 1]).unwrap();
+        let at_limit = dir.path().join("ok.toml");
+        let mut text = vec![b'#'; MAX_SCENARIO_BYTES as usize - 1];
+        text.push(b'\n');
+        std::fs::write(&at_limit, &text).unwrap();
+        for (path, what) in [
+            (Path::new("/dev/zero"), "a device"),
+            (fifo.as_path(), "a FIFO"),
+            (dir.path(), "a directory"),
+            (big.as_path(), "1048577 bytes"),
+        ] {
+            let started = std::time::Instant::now();
+            let e = ScenarioFile::load(path).unwrap_err().to_string();
+            assert!(started.elapsed() < std::time::Duration::from_secs(1), "{e}");
+            assert!(e.contains(&path.display().to_string()), "{e}");
+            assert!(e.contains(what), "{e}");
+            assert!(e.contains("1024 KiB"), "{e}");
+        }
+        assert!(ScenarioFile::load(&at_limit).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod passthrough_timeout_tests {
+    use std::path::Path;
+
+    use crate::scenario::Settings;
+
+    #[test]
+    fn a_zero_passthrough_timeout_is_refused_naming_the_field() {
+        let e = Settings::from_toml(
+            Path::new("s.toml"),
+            "[imds]\npassthrough = true\npassthrough-timeout = \"0s\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("imds.passthrough-timeout"), "{e}");
+        assert!(e.contains("positive"), "{e}");
+        assert!(Settings::from_toml(
+            Path::new("s.toml"),
+            "[imds]\npassthrough = true\npassthrough-timeout = \"1s\"\n",
+        )
+        .is_ok());
     }
 }

@@ -31,6 +31,9 @@ pub enum ScenarioError {
         #[source]
         source: std::io::Error,
     },
+    /// `/dev/zero`, a FIFO, a directory, a file beyond the size bound.
+    #[error("cannot use {} as a scenario file: {problem} (give a regular TOML file of at most {} KiB)", path.display(), file::MAX_SCENARIO_BYTES / 1024)]
+    NotAScenarioFile { path: PathBuf, problem: String },
     /// The file is not valid TOML or a field has the wrong name, type or value.
     #[error("{}:{line}: {problem}", path.display())]
     Parse {

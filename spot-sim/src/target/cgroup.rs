@@ -44,6 +44,10 @@ pub enum CgroupError {
     Open { path: PathBuf, source: io::Error },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    #[error("refusing to target {}, the root of the cgroup v2 mount: that is every process on the machine (an empty or unset variable in --cgroup \"$VAR\"?). Target the workload's own cgroup instead: a pod (--pod NS/NAME, see --list-pods), a unit (system.slice/NAME.service), or a command (spot-sim exec -- CMD)", mount.display())]
+    MountRoot { mount: PathBuf },
+    #[error("refusing to target {}: it holds {holder}, so the redirect would reach far more than the workload. Target a cgroup below it that holds only the workload, or pass --allow-own-cgroup if that is really meant", path.display())]
+    HoldsUs { path: PathBuf, holder: &'static str },
 }
 
 /// The cgroup v2 mount point, from `/proc/self/mountinfo` (hybrid hosts mount it at
@@ -70,7 +74,11 @@ impl CgroupDir {
     pub fn open(mount: &Path, path: &Path) -> Result<Self, CgroupError> {
         // "/system.slice/x.service" as /proc/PID/cgroup writes it is relative to the mount too,
         // unless it names an existing directory as it is.
-        let full = if path.is_absolute() && (path.starts_with(mount) || path.exists()) {
+        // "/" is the root as /proc/PID/cgroup writes it, never the filesystem's root.
+        let full = if path.is_absolute()
+            && path != Path::new("/")
+            && (path.starts_with(mount) || path.exists())
+        {
             path.to_path_buf()
         } else {
             mount.join(path.strip_prefix("/").unwrap_or(path))
@@ -154,6 +162,79 @@ impl CgroupDir {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Whom a target may hold besides the workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetScope {
+    /// Neither spot-sim's own cgroup nor PID 1's, nor any ancestor of them.
+    WorkloadOnly,
+    /// `--allow-own-cgroup`: anything but the mount root.
+    AllowOwn,
+}
+
+impl CgroupDir {
+    /// Refuses targets that would redirect (and with `--on-interrupt kill`, kill) far more
+    /// than a workload: the mount root always, whatever path named it (`""`, `.`, `/`,
+    /// `/x/..`), since compared by inode; and by default any cgroup holding spot-sim itself
+    /// or PID 1 (as `/proc` at `proc` shows it).
+    pub fn check_target(
+        &self,
+        mount: &Path,
+        proc: &Path,
+        scope: TargetScope,
+    ) -> Result<(), CgroupError> {
+        let root = fs::metadata(mount).map_err(|source| CgroupError::Open {
+            path: mount.to_path_buf(),
+            source,
+        })?;
+        let mine = fs::metadata(&self.path).map_err(|source| CgroupError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        let same = |m: &fs::Metadata| m.ino() == mine.ino() && m.dev() == mine.dev();
+        if same(&root) {
+            return Err(CgroupError::MountRoot {
+                mount: mount.to_path_buf(),
+            });
+        }
+        if scope == TargetScope::AllowOwn {
+            return Ok(());
+        }
+        for (holder, cgroup_file) in [
+            ("spot-sim itself", PathBuf::from("/proc/self/cgroup")),
+            ("PID 1 (the init system)", proc.join("1/cgroup")),
+        ] {
+            let Some(own) = cgroup_of(mount, &cgroup_file) else {
+                continue;
+            };
+            // The process's cgroup and every ancestor up to the mount.
+            for dir in own.ancestors().take_while(|d| d.starts_with(mount)) {
+                if fs::metadata(dir).is_ok_and(|m| same(&m)) {
+                    return Err(CgroupError::HoldsUs {
+                        path: self.path.clone(),
+                        holder,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The cgroup v2 directory a `/proc/PID/cgroup` file names ("0::/path"), under `mount`; `None`
+/// when it lies outside our view (a cgroup namespace shows such paths as "/../..").
+fn cgroup_of(mount: &Path, cgroup_file: &Path) -> Option<PathBuf> {
+    let text = fs::read_to_string(cgroup_file).ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let rel = Path::new(rel.trim_start_matches('/'));
+    if rel
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return None;
+    }
+    Some(mount.join(rel))
 }
 
 impl AsFd for CgroupDir {
@@ -254,6 +335,58 @@ impl Drop for TransientCgroup {
             }
         }
         log::warn!("could not remove cgroup {}", path.display());
+    }
+}
+
+/// Removes the transient cgroups (`PREFIX-PID-…`) that instances killed with SIGKILL left next
+/// to ours or at the mount root. Only those whose process is gone, and only once empty
+/// (`rmdir` of a cgroup that still holds processes fails, and they are left as they are).
+/// Returns how many were removed.
+pub fn remove_dead_transients(mount: &Path, prefix: &str) -> usize {
+    let own = own_cgroup_path(mount);
+    let mut removed = 0;
+    for parent in [own.as_deref(), Some(mount)].into_iter().flatten() {
+        let Ok(entries) = fs::read_dir(parent) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(prefix)?.strip_prefix('-'))
+                .and_then(|rest| rest.split('-').next()?.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid as u32 == std::process::id() || process_alive(pid) {
+                continue;
+            }
+            match fs::remove_dir(e.path()) {
+                Ok(()) => {
+                    log::info!(
+                        "removed {}, left by a spot-sim (pid {pid}) that is gone",
+                        crate::escape::untrusted_path(&e.path())
+                    );
+                    removed += 1;
+                }
+                Err(err) => log::debug!(
+                    "{} (left by pid {pid}) stays: {err}",
+                    crate::escape::untrusted_path(&e.path())
+                ),
+            }
+        }
+    }
+    removed
+}
+
+/// Whether a process with this pid exists (a zombie counts as gone).
+fn process_alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised comm, which may itself hold ") ".
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
     }
 }
 

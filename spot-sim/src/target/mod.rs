@@ -7,7 +7,7 @@ pub mod host;
 pub mod netns;
 pub mod pods;
 
-pub use cgroup::{CgroupDir, CgroupError, TransientCgroup};
+pub use cgroup::{CgroupDir, CgroupError, TargetScope, TransientCgroup};
 pub use host::HostView;
 pub use netns::{NetNs, NetNsError};
 pub use pods::{Pod, PodError, PodSelector};

@@ -14,6 +14,7 @@
 //! nodes put it at `kubelet.slice/kubelet-kubepods.slice` or `kubelet/kubepods`), so it is
 //! searched for.
 
+use crate::escape::{untrusted, untrusted_path};
 use std::{
     collections::{BTreeMap, VecDeque},
     fmt, fs, io,
@@ -343,14 +344,15 @@ pub fn render_table(pods: &[Pod]) -> String {
     let rows: Vec<[String; 5]> = pods
         .iter()
         .map(|p| {
+            // Folder names on the node: whoever can write /var/log/pods chose them.
             [
-                p.namespace.clone(),
-                p.name.clone(),
-                p.uid.clone(),
+                untrusted(&p.namespace),
+                untrusted(&p.name),
+                untrusted(&p.uid),
                 p.qos.map_or_else(|| "-".to_owned(), |q| q.to_string()),
                 p.cgroup
                     .as_ref()
-                    .map_or_else(|| "-".to_owned(), |c| c.display().to_string()),
+                    .map_or_else(|| "-".to_owned(), |c| untrusted_path(c)),
             ]
         })
         .collect();

@@ -533,7 +533,8 @@ fn exec_forwards_sigint_to_the_command_without_a_terminal() {
     assert_eq!(status.code(), Some(43), "log:\n{}", p.log());
 }
 
-/// spot-sim's descriptors: the bpf links (their fdinfo has a `link_id`), and the sockets
+/// spot-sim's descriptors: the target's cgroup bpf links (their fdinfo has a `link_id` and
+/// `link_type: cgroup`; the game-day tracepoints' links are `tracing`), and the sockets
 /// listening in `ns` (the fake IMDS in a target's namespace).
 fn links_and_listeners(pid: u32, ns: &NetNs) -> (Vec<u32>, Vec<u32>) {
     let inodes = socket_inodes(pid);
@@ -555,7 +556,11 @@ fn links_and_listeners(pid: u32, ns: &NetNs) -> (Vec<u32>, Vec<u32>) {
     for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
         let fd: u32 = e.file_name().to_str().unwrap().parse().unwrap();
         let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
-        if info.lines().any(|l| l.starts_with("link_id:")) {
+        if info.lines().any(|l| l.starts_with("link_id:"))
+            && info
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["link_type:", "cgroup"])
+        {
             links.push(fd);
         }
         let target = fs::read_link(e.path()).unwrap_or_default();
@@ -712,6 +717,8 @@ fn a_second_signal_during_runs_cleanup_exits_at_once() {
         "{}",
         run.log()
     );
-    // Faster than what was left of the cleanup (at least three more 1 s closes).
-    assert!(took < Duration::from_millis(1500), "{took:?}");
+    // One close may be in flight when the signal lands (up to 1 s), then the exit; what was
+    // left of the cleanup was at least three more 1 s closes (four cgroup links and the
+    // tracepoints' two, less the one or two done in the first 500 ms).
+    assert!(took < Duration::from_millis(2500), "{took:?}");
 }

@@ -1,10 +1,12 @@
 //! spot-sim: rehearse EC2 Spot interruptions for real.
 //!
 //! Data flows one way: [`cli`] → [`scenario`] + [`target`] → [`redirect`] + [`imds`], with
-//! [`session`] holding a running instance together and [`control`] talking to it.
+//! [`session`] holding a running instance together and [`control`] talking to it; an
+//! [`experiment`] spreads one scenario over a cluster's nodes.
 
 pub mod cli;
 pub mod control;
+pub mod experiment;
 pub mod imds;
 pub mod redirect;
 pub mod scenario;

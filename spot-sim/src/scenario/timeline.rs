@@ -47,6 +47,9 @@ pub enum Start {
     In(Duration),
     /// When [`Timeline::trigger`] is called (`spot-sim trigger`).
     Manual,
+    /// At this instant, whenever the timeline is created: a game day's `start-at`, which every
+    /// node agrees on and a restarted spot-sim resumes instead of starting over.
+    At(SystemTime),
 }
 
 /// A resolved scenario: what the timeline does, before it knows its t0.
@@ -249,6 +252,7 @@ impl Timeline {
         let t0 = match scenario.start {
             Start::In(delay) => Some(whole_seconds(clock.now() + delay)),
             Start::Manual => None,
+            Start::At(t0) => Some(whole_seconds(t0)),
         };
         Arc::new(Timeline {
             scenario,

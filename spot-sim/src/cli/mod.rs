@@ -7,6 +7,7 @@
 
 mod control;
 mod exec;
+mod experiment;
 mod run;
 
 use std::{ffi::OsString, path::PathBuf, process::ExitCode, time::Duration};
@@ -49,6 +50,18 @@ enum Command {
         #[command(subcommand)]
         action: TargetAction,
     },
+    /// Look at a game-day experiment file before running it (`run --experiment`).
+    Experiment {
+        #[command(subcommand)]
+        action: ExperimentAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExperimentAction {
+    /// Print, for each node, whether the experiment selects it (and, with stagger, when it
+    /// starts), as each node's `spot-sim run --experiment` will decide.
+    Plan(experiment::PlanArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -120,6 +133,14 @@ struct RunArgs {
     metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     scenario: ScenarioArgs,
+    /// Run this node's part of a game day: the experiment file (a ConfigMap on every node)
+    /// says which nodes take part, when they start, which pods they target and what those see.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["cgroups", "pods", "pod_uids", "follow", "list_pods", "ScenarioArgs"])]
+    experiment: Option<PathBuf>,
+    /// This node's name, which decides whether the experiment selects it (a DaemonSet sets
+    /// NODE_NAME from spec.nodeName through the downward API).
+    #[arg(long, env = "NODE_NAME", value_name = "NAME")]
+    node_name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +240,7 @@ impl Command {
     async fn run(self) -> Result<ExitCode> {
         match self {
             Command::Exec(a) => exec::exec(a).await,
+            Command::Run(a) if a.experiment.is_some() => experiment::run(a).await,
             Command::Run(a) => run::run(a).await,
             Command::Serve(a) => {
                 let settings = a.scenario.resolve()?;
@@ -240,6 +262,9 @@ impl Command {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Target { action } => control::target_action(action).await,
+            Command::Experiment {
+                action: ExperimentAction::Plan(a),
+            } => experiment::plan(a),
         }
     }
 }

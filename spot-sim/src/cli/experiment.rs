@@ -288,6 +288,7 @@ impl NodeRun<'_> {
         if !self.reported && SystemTime::now() >= self.schedule.interrupted_at {
             self.reported = true;
             let r = lock(&self.result);
+            print_result(&r);
             log::info!(
                 "experiment {}: the interruption has come on this node; verdict {:?} ({} of {} pod(s) read the notice before it)",
                 r.experiment,
@@ -295,7 +296,6 @@ impl NodeRun<'_> {
                 r.targets.iter().filter(|t| t.read_notice).count(),
                 r.targets.len()
             );
-            print_result(&r);
         }
     }
 

@@ -320,7 +320,8 @@ impl FakeNode {
         }
     }
 
-    /// `spot-sim run --experiment FILE` as this node, its stdout (the result line) in a file.
+    /// `spot-sim run --experiment FILE --metrics 127.0.0.1:0` as this node, its stdout (the
+    /// result line) in a file.
     fn run(&self, experiment: &Path) -> (Proc, PathBuf) {
         let control = control_path("gd");
         let stdout = self.root.0.join("stdout");
@@ -332,6 +333,7 @@ impl FakeNode {
             .args(["--cgroup-root", self.cgroups.path.to_str().unwrap()])
             .arg("--control")
             .arg(&*control)
+            .args(["--metrics", "127.0.0.1:0"])
             // The DaemonSet's way of naming the node.
             .env("NODE_NAME", &self.name)
             .stdout(Stdio::from(fs::File::create(&stdout).unwrap()));
@@ -399,6 +401,28 @@ impl FakePod {
             "{who}"
         );
     }
+}
+
+/// The node's Prometheus series, from the address its spot-sim logged.
+fn metrics(p: &mut Proc) -> String {
+    p.wait_for_log("metrics on http://", Duration::from_secs(10));
+    let log = p.log();
+    let url = log
+        .lines()
+        .find_map(|l| l.split("metrics on ").nth(1))
+        .unwrap()
+        .trim()
+        .to_string();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A node name the experiment selects and one it skips, as `experiment plan` says.
@@ -507,6 +531,33 @@ fn two_nodes_run_one_experiment_and_only_the_selected_nodes_pod_is_interrupted_a
         on_skipped.log()
     );
     other_pod.is_not_redirected("the skipped node's pod, at the end");
+
+    // The same results as Prometheus series, labelled by experiment and node.
+    let labels = |node: &str| format!("{{experiment=\"{name}\",node=\"{node}\"}}");
+    let m = metrics(&mut on_selected);
+    for series in [
+        format!("spot_sim_experiment_selected{} 1", labels(&picked)),
+        format!("spot_sim_experiment_passed{} 1", labels(&picked)),
+        format!(
+            "spot_sim_experiment_targets_read_notice{} 1",
+            labels(&picked)
+        ),
+        format!(
+            "spot_sim_experiment_start_time_seconds{} {start}",
+            labels(&picked)
+        ),
+    ] {
+        assert!(m.contains(&series), "{series} not in:\n{m}");
+    }
+    let m = metrics(&mut on_skipped);
+    assert!(
+        m.contains(&format!(
+            "spot_sim_experiment_selected{} 0",
+            labels(&skipped)
+        )),
+        "{m}"
+    );
+    assert!(!m.contains("spot_sim_experiment_passed{"), "{m}");
 }
 
 /// The deploy/ manifests, validated offline against the Kubernetes schemas

@@ -290,9 +290,12 @@ impl NodeRun<'_> {
             let r = lock(&self.result);
             print_result(&r);
             log::info!(
-                "experiment {}: the interruption has come on this node; verdict {:?} ({} of {} pod(s) read the notice before it)",
+                "experiment {}: the interruption has come on this node; verdict {} ({} of {} pod(s) read the notice before it)",
                 r.experiment,
-                r.verdict,
+                serde_json::to_value(r.verdict)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
                 r.targets.iter().filter(|t| t.read_notice).count(),
                 r.targets.len()
             );

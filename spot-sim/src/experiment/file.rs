@@ -32,6 +32,8 @@ use crate::{
 const MAX_NAME: usize = 63;
 /// Longest node name Kubernetes allows (an RFC 1123 subdomain).
 const MAX_NODE_NAME: usize = 253;
+/// Largest experiment file read: what a ConfigMap can hold.
+const MAX_FILE: u64 = 1024 * 1024;
 /// Longest stagger: far beyond any game day, far from overflowing the clock.
 const MAX_STAGGER: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -84,10 +86,26 @@ const START_KEYS: &[&str] = &["start-in", "manual", "start-at"];
 
 impl Experiment {
     pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::ReadFile {
+        use std::io::Read as _;
+        let read_error = |source| ExperimentError::ReadFile {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .map_err(read_error)?
+            .take(MAX_FILE + 1)
+            .read_to_string(&mut text)
+            .map_err(read_error)?;
+        if text.len() as u64 > MAX_FILE {
+            return Err(invalid(
+                path,
+                "(file)",
+                "(larger than 1 MiB)",
+                "too large for an experiment file",
+                "a file under 1 MiB, as a ConfigMap holds",
+            ));
+        }
         Self::parse(path, &text)
     }
 
@@ -488,6 +506,24 @@ mod tests {
             assert!(err.contains(needle), "{needle:?} not in {err:?}");
             assert!(err.starts_with("e.toml"), "{err}");
             assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_node_timeline_starts_at_the_absolute_instant_whenever_it_is_created() {
+        use crate::scenario::{ManualClock, Phase, Timeline};
+        let e = parse(GOOD).unwrap();
+        // Created before start-at: waits for it.
+        let clock = std::sync::Arc::new(ManualClock::new(e.start_at - Duration::from_secs(90)));
+        let early = Timeline::new(e.settings_at(e.start_at).scenario, clock.clone());
+        assert_eq!(early.phase(), Phase::Waiting);
+        // Created after start-at (a restarted spot-sim): the same t0, not now.
+        clock.set(e.start_at + Duration::from_secs(30));
+        let late = Timeline::new(e.settings_at(e.start_at).scenario, clock.clone());
+        for t in [&early, &late] {
+            assert_eq!(t.schedule().unwrap().t0, e.start_at);
+            // D = 2 min: the notice comes with the recommendation, at start-at.
+            assert_eq!(t.phase(), Phase::Notice);
         }
     }
 

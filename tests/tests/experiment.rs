@@ -560,6 +560,48 @@ fn two_nodes_run_one_experiment_and_only_the_selected_nodes_pod_is_interrupted_a
     assert!(!m.contains("spot_sim_experiment_passed{"), "{m}");
 }
 
+#[test]
+fn a_node_listed_by_name_that_starts_after_start_at_joins_the_same_timeline() {
+    if !require_root() {
+        return;
+    }
+    let dir = TempDir::new("gd-late");
+    let node = FakeNode::new("gd-late-node");
+    let other = FakeNode::new("gd-late-other");
+    let start = unix(SystemTime::now()) - 5;
+    let start_at = time::OffsetDateTime::from_unix_timestamp(start)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let file = experiment_file(
+        &dir,
+        "experiment.toml",
+        &experiment_text(
+            "gd-late",
+            "[\"gd-late-node\"]",
+            &start_at,
+            "\n[scenario]\ninterruption-in = \"5m\"\n",
+        ),
+    );
+    let pod = node.running_pod("shop", "checkout-late1");
+    let other_pod = other.running_pod("shop", "checkout-late2");
+    let (mut run, _) = node.run(&file);
+    let (mut other_run, _) = other.run(&file);
+    run.wait_for_log(
+        "joining the timeline where it stands",
+        Duration::from_secs(10),
+    );
+    run.wait_for_log("targeting pod shop/checkout-late1", Duration::from_secs(10));
+    other_run.wait_for_log("not in experiment.nodes", Duration::from_secs(10));
+    // The recommendation carries start-at, as on every other node, not the time of joining.
+    let (ok, body, err) = pod.curl(REBALANCE);
+    assert!(ok, "{err}");
+    let rebalance: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    assert_eq!(rebalance["noticeTime"], start_at.as_str(), "{body}");
+    other_pod.is_not_redirected("a node not in the list");
+}
+
 /// The deploy/ manifests, validated offline against the Kubernetes schemas
 /// (`kubernetes-validate` bundles them; strict: unknown fields fail).
 #[test]

@@ -45,16 +45,25 @@ const WAITING_NOTE_EVERY: Duration = Duration::from_secs(60);
 pub(super) struct PlanArgs {
     /// The experiment file.
     file: PathBuf,
-    /// The cluster's node names, comma-separated or repeated (`kubectl get nodes -o name`
-    /// output works too: a `node/` prefix is dropped).
+    /// The cluster's node names, comma-separated or repeated; `-` reads them from stdin, one a
+    /// line (`kubectl get nodes -o name | spot-sim experiment plan FILE --nodes -`; the `node/`
+    /// prefix is dropped).
     #[arg(long, value_delimiter = ',', required = true, value_name = "NAME,...")]
     nodes: Vec<String>,
 }
 
 pub(super) fn plan(a: PlanArgs) -> Result<ExitCode> {
     let exp = Experiment::load(&a.file)?;
-    let names: Vec<&str> = a
-        .nodes
+    let given = if a.nodes == ["-"] {
+        std::io::read_to_string(std::io::stdin().lock())
+            .context("reading node names from stdin")?
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    } else {
+        a.nodes
+    };
+    let names: Vec<&str> = given
         .iter()
         .map(|n| n.trim())
         .filter(|n| !n.is_empty())
@@ -86,6 +95,11 @@ pub(super) fn plan(a: PlanArgs) -> Result<ExitCode> {
         names.len(),
         rfc3339(exp.start_at)
     );
+    if exp.start_at < SystemTime::now() {
+        eprintln!(
+            "note: start-at is in the past: selected nodes join the timeline where it stands, and refuse once their interruption is over"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

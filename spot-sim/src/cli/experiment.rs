@@ -30,7 +30,7 @@ use super::{
 };
 use crate::{
     control::metrics::{render, MetricsServer},
-    experiment::{is_node_name, verdict, Decision, Experiment, NodeResult, TargetResult},
+    experiment::{is_node_name, verdict, Decision, Experiment, NodeResult, NodeSet, TargetResult},
     scenario::{rfc3339, Schedule, SystemClock},
     session::{Session, TargetSpec},
     target::{pods, CgroupDir, HostView, Pod, PodSelector},
@@ -237,9 +237,9 @@ async fn skipped(
         "experiment {}: node {node} is not selected ({}); attaching nothing",
         exp.name,
         match &exp.nodes {
-            crate::experiment::NodeSet::Share(p) =>
+            NodeSet::Share(p) =>
                 format!("{p}% of nodes, drawn by a hash of the experiment and node names"),
-            crate::experiment::NodeSet::List(_) => "not in experiment.nodes".to_string(),
+            NodeSet::List(_) => "not in experiment.nodes".to_string(),
         }
     );
     print_result(&lock(&result));

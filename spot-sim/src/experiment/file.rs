@@ -425,10 +425,18 @@ fn parse_error(path: &Path, text: &str, err: &toml::de::Error) -> ExperimentErro
         .span()
         .and_then(|s| text.get(..s.start))
         .map_or(1, |before| before.matches('\n').count() + 1);
+    let mut problem = err.message().replace('\n', " ");
+    // Name the field when the message does not (a wrong type says only what it expected).
+    if let Some((key, _)) = text.lines().nth(line - 1).and_then(|l| l.split_once('=')) {
+        let key = key.trim();
+        if !problem.contains(&format!("`{key}`")) {
+            problem = format!("field `{key}`: {problem}");
+        }
+    }
     ExperimentError::Parse {
         path: PathBuf::from(path),
         line,
-        problem: err.message().replace('\n', " "),
+        problem,
     }
 }
 

@@ -642,11 +642,10 @@ fn the_manifests_pass_kubernetes_validate_and_the_configmap_holds_a_valid_experi
         }
     }
 
-    // The example experiment in the ConfigMap is one spot-sim accepts.
-    let script = "import sys, yaml\n\
-                  docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]\n\
-                  cm = [d for d in docs if d['kind'] == 'ConfigMap'][0]\n\
-                  sys.stdout.write(cm['data']['experiment.toml'])\n";
+    // The DaemonSet reads the ConfigMap's experiment where it mounts it, and names the node
+    // from the downward API: what the schemas cannot check.
+    let script = "import json, sys, yaml\n\
+                  json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d], sys.stdout)\n";
     let out = Command::new("python3")
         .args(["-c", script])
         .arg(deploy.join("gameday.yaml"))
@@ -657,9 +656,63 @@ fn the_manifests_pass_kubernetes_validate_and_the_configmap_holds_a_valid_experi
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let of_kind = |kind: &str| {
+        docs.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in gameday.yaml"))
+            .clone()
+    };
+    let (cm, ds) = (of_kind("ConfigMap"), of_kind("DaemonSet"));
+    let spec = &ds["spec"]["template"]["spec"];
+    let c = &spec["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let after = |flag: &str| {
+        let i = args.iter().position(|a| *a == flag).unwrap();
+        Path::new(args[i + 1])
+    };
+    let experiment = after("--experiment");
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| Path::new(m["mountPath"].as_str().unwrap()) == experiment.parent().unwrap())
+        .unwrap_or_else(|| panic!("nothing mounted where --experiment {experiment:?} is"));
+    let volume = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    assert_eq!(volume["configMap"]["name"], cm["metadata"]["name"]);
+    assert_eq!(ds["metadata"]["namespace"], cm["metadata"]["namespace"]);
+    let key = experiment.file_name().unwrap().to_str().unwrap();
+    let toml = cm["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("the ConfigMap has no {key}"));
+    let node_name = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "NODE_NAME")
+        .expect("NODE_NAME is set");
+    assert_eq!(
+        node_name["valueFrom"]["fieldRef"]["fieldPath"],
+        "spec.nodeName"
+    );
+    assert_eq!(after("--host-root"), Path::new("/host"));
+
+    // The example experiment in the ConfigMap is one spot-sim accepts.
     let dir = TempDir::new("gd-cm");
     let file = dir.0.join("experiment.toml");
-    fs::write(&file, &out.stdout).unwrap();
+    fs::write(&file, toml).unwrap();
     let nodes: Vec<String> = (0..10)
         .map(|i| format!("ip-10-0-0-{i}.ec2.internal"))
         .collect();

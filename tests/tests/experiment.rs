@@ -561,7 +561,7 @@ fn two_nodes_run_one_experiment_and_only_the_selected_nodes_pod_is_interrupted_a
 }
 
 #[test]
-fn a_node_listed_by_name_that_starts_after_start_at_joins_the_same_timeline() {
+fn a_listed_node_started_after_start_at_joins_the_same_timeline_and_follows_a_recreated_pod() {
     if !require_root() {
         return;
     }
@@ -585,7 +585,7 @@ fn a_node_listed_by_name_that_starts_after_start_at_joins_the_same_timeline() {
     );
     let pod = node.running_pod("shop", "checkout-late1");
     let other_pod = other.running_pod("shop", "checkout-late2");
-    let (mut run, _) = node.run(&file);
+    let (mut run, out) = node.run(&file);
     let (mut other_run, _) = other.run(&file);
     run.wait_for_log(
         "joining the timeline where it stands",
@@ -600,6 +600,44 @@ fn a_node_listed_by_name_that_starts_after_start_at_joins_the_same_timeline() {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
     assert_eq!(rebalance["noticeTime"], start_at.as_str(), "{body}");
     other_pod.is_not_redirected("a node not in the list");
+
+    // The handler's pod is deleted and its DaemonSet makes a new one under another name: the
+    // new pod is targeted with the same timeline.
+    let pod_cgroup = pod.cgroup.clone();
+    drop(pod);
+    remove_cgroup_tree(&pod_cgroup);
+    let recreated = node.running_pod("shop", "checkout-late3");
+    run.wait_for_log("pod shop/checkout-late1 is gone", Duration::from_secs(10));
+    run.wait_for_log("targeting pod shop/checkout-late3", Duration::from_secs(10));
+    let (ok, body, err) = recreated.curl(REBALANCE);
+    assert!(ok, "{err}");
+    assert!(body.contains(&start_at), "{body}");
+
+    // Stopped before its interruption, the node still reports, as not decided yet.
+    run.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(run
+        .wait_timeout(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    let result: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&out).unwrap().trim()).unwrap();
+    assert_eq!(result["verdict"], "pending", "{result}");
+    assert_eq!(result["finished"], false);
+    let names: Vec<&str> = result["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["pod shop/checkout-late1", "pod shop/checkout-late3"],
+        "{result}"
+    );
+    assert_eq!(
+        attached_programs(&recreated.cgroup),
+        Vec::<String>::new(),
+        "detached on exit"
+    );
 }
 
 /// The deploy/ manifests, validated offline against the Kubernetes schemas

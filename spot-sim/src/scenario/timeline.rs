@@ -47,8 +47,7 @@ pub enum Start {
     In(Duration),
     /// When [`Timeline::trigger`] is called (`spot-sim trigger`).
     Manual,
-    /// At this instant, whenever the timeline is created: a game day's `start-at`, which every
-    /// node agrees on and a restarted spot-sim resumes instead of starting over.
+    /// At this wall-clock instant (`--start-at`), so several nodes can go at once.
     At(SystemTime),
 }
 
@@ -251,8 +250,8 @@ impl Timeline {
     pub fn new(scenario: Scenario, clock: Arc<dyn Clock>) -> Arc<Timeline> {
         let t0 = match scenario.start {
             Start::In(delay) => Some(whole_seconds(clock.now() + delay)),
+            Start::At(at) => Some(whole_seconds(at)),
             Start::Manual => None,
-            Start::At(t0) => Some(whole_seconds(t0)),
         };
         Arc::new(Timeline {
             scenario,

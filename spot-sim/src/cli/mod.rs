@@ -131,8 +131,6 @@ struct RunArgs {
     /// Serve Prometheus metrics on this address (in spot-sim's own network namespace).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
-    #[command(flatten)]
-    scenario: ScenarioArgs,
     /// Run this node's part of a game day: the experiment file (a ConfigMap on every node)
     /// says which nodes take part, when they start, which pods they target and what those see.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["cgroups", "pods", "pod_uids", "follow", "list_pods", "ScenarioArgs"])]
@@ -141,6 +139,8 @@ struct RunArgs {
     /// NODE_NAME from spec.nodeName through the downward API).
     #[arg(long, env = "NODE_NAME", value_name = "NAME")]
     node_name: Option<String>,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,11 +1,13 @@
 //! spot-sim: rehearse EC2 Spot interruptions for real.
 //!
 //! Data flows one way: [`cli`] → [`scenario`] + [`target`] → [`redirect`] + [`imds`], with
-//! [`session`] holding a running instance together and [`control`] talking to it.
+//! [`session`] holding a running instance together and [`control`] talking to it; an
+//! [`experiment`] spreads one scenario over a cluster's nodes.
 
 pub mod cli;
 pub mod control;
 pub mod escape;
+pub mod experiment;
 pub mod fdbudget;
 pub mod imds;
 pub mod journal;

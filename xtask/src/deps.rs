@@ -84,6 +84,11 @@ pub const TEST: &[Need] = &[
     ),
     pip("botocore", "botocore", "the AWS SDK's IMDS client"),
     pip("yaml", "pyyaml", "reading the deploy manifests"),
+    pip(
+        "kubernetes_validate",
+        "kubernetes-validate",
+        "validating the deploy manifests offline against the Kubernetes schemas",
+    ),
 ];
 
 /// What `cargo xtask bench` uses.
@@ -100,6 +105,14 @@ pub const BENCH: &[Need] = &[
 
 /// What `cargo xtask image` uses.
 pub const IMAGE: &[Need] = &[apt("buildah", "buildah", "building the container image")];
+
+/// What building and running spot-sim for another architecture uses (`cargo xtask image
+/// --arch arm64`, and the test suite's arm64 check). rust-lld links, so no cross C toolchain.
+pub const CROSS: &[Need] = &[apt(
+    "qemu-aarch64-static",
+    "qemu-user-static",
+    "running the arm64 spot-sim on this machine",
+)];
 
 /// The needs that `present` says are missing, in order, without repeats.
 pub fn missing(needs: &[Need], present: impl Fn(&Probe) -> bool) -> Vec<Need> {
@@ -224,7 +237,7 @@ mod tests {
         for p in ["bpftool", "wrk", "socat", "curl"] {
             assert!(apt.contains(&p), "{p} is not installed on a fresh machine");
         }
-        assert_eq!(pip, vec!["botocore", "pyyaml"]);
+        assert_eq!(pip, vec!["botocore", "pyyaml", "kubernetes-validate"]);
     }
 
     #[test]

@@ -47,8 +47,8 @@ enum Task {
     /// use; advisories need the RustSec database from GitHub, see SECURITY.md).
     Deny,
     /// Build the container image (static musl spot-sim, FROM scratch) with buildah, and check
-    /// the binary inside it runs.
-    Image,
+    /// the binary inside it runs; `--arch arm64` or `--arch all` for Graviton nodes.
+    Image(image::ImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +90,9 @@ fn run(task: Task) -> Result<ExitCode> {
             deps::ensure(deps::TEST)?;
             build_ebpf(&root)?;
             let bin = build_spot_sim(&root, false)?;
+            // The arm64 test runs a cross-built spot-sim under qemu-user (debug: quicker).
+            deps::ensure(deps::CROSS)?;
+            let arm64 = image::build_static(&root, image::ARM64, false)?;
             // The end-to-end tests attach eBPF programs and create cgroups: they need root.
             let mut cmd = if is_root() {
                 Command::new(cargo())
@@ -105,13 +108,14 @@ fn run(task: Task) -> Result<ExitCode> {
                 .args(["test", "--workspace", "--lib", "--bins", "--tests", "--"])
                 .args(&args)
                 .env("SPOT_SIM_BIN", &bin)
+                .env("SPOT_SIM_ARM64_BIN", &arm64)
                 .status()
                 .context("running cargo test")?;
             Ok(exit_code(status))
         }
         Task::Bench(args) => bench::run(&root, args),
         Task::Fuzz(args) => fuzz::run(&root, args),
-        Task::Image => image::run(&root),
+        Task::Image(args) => image::run(&root, args),
         Task::Deny => deny(&root),
     }
 }

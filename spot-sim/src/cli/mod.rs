@@ -7,6 +7,7 @@
 
 mod control;
 mod exec;
+mod experiment;
 mod gameday;
 mod run;
 mod serve;
@@ -58,6 +59,18 @@ enum Command {
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Look at a game-day experiment file before running it (`run --experiment`).
+    Experiment {
+        #[command(subcommand)]
+        action: ExperimentAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExperimentAction {
+    /// Print, for each node, whether the experiment selects it (and, with stagger, when it
+    /// starts), as each node's `spot-sim run --experiment` will decide.
+    Plan(experiment::PlanArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -133,6 +146,14 @@ struct RunArgs {
     /// Serve Prometheus metrics on this address (in spot-sim's own network namespace).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Run this node's part of a game day: the experiment file (a ConfigMap on every node)
+    /// says which nodes take part, when they start, which pods they target and what those see.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["cgroups", "pods", "pod_uids", "follow", "list_pods", "ScenarioArgs"])]
+    experiment: Option<PathBuf>,
+    /// This node's name, which decides whether the experiment selects it (a DaemonSet sets
+    /// NODE_NAME from spec.nodeName through the downward API).
+    #[arg(long, env = "NODE_NAME", value_name = "NAME")]
+    node_name: Option<String>,
     #[command(flatten)]
     scenario: ScenarioArgs,
     #[command(flatten)]
@@ -304,6 +325,7 @@ impl Command {
         }
         match self {
             Command::Exec(a) => exec::exec(a).await,
+            Command::Run(a) if a.experiment.is_some() => experiment::run(a).await,
             Command::Run(a) => run::run(a).await,
             Command::Serve(a) => serve::serve(a).await,
             Command::Status(a) => control::status(a).await,
@@ -327,6 +349,9 @@ impl Command {
                 Ok(failed.unwrap_or(ExitCode::SUCCESS))
             }
             Command::Target { action, wait } => control::target_action(action, wait.timeout).await,
+            Command::Experiment {
+                action: ExperimentAction::Plan(a),
+            } => experiment::plan(a),
         }
     }
 }

@@ -139,7 +139,10 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-async fn wait_for_shutdown(session: &Arc<Session>, mut on_tick: impl FnMut()) -> Result<()> {
+pub(super) async fn wait_for_shutdown(
+    session: &Arc<Session>,
+    mut on_tick: impl FnMut(),
+) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;

@@ -39,13 +39,33 @@ pub struct MetricsServer {
     addr: SocketAddr,
 }
 
+/// Every series of a running session: targets, requests, and the game-day findings.
+pub fn session_metrics(s: &Session) -> String {
+    render(&s.status()) + &crate::report::prometheus(&s.verdicts())
+}
+
 impl MetricsServer {
     pub async fn start(addr: SocketAddr, session: &Arc<Session>) -> Result<Self, MetricsError> {
+        let weak = Arc::downgrade(session);
+        Self::start_with(addr, move || {
+            weak.upgrade()
+                .map(|s| session_metrics(&s))
+                .unwrap_or_default()
+        })
+        .await
+    }
+
+    /// Serves whatever `body` renders on each scrape (a game day adds its node's result to
+    /// the session's series, or serves it alone on a node that attaches nothing).
+    pub async fn start_with(
+        addr: SocketAddr,
+        body: impl Fn() -> String + Send + Sync + 'static,
+    ) -> Result<Self, MetricsError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| MetricsError { addr, source })?;
         let addr = listener.local_addr().unwrap_or(addr);
-        let weak = Arc::downgrade(session);
+        let body = Arc::new(body);
         let task = tokio::spawn(async move {
             let lane = Lane::new("metrics", RESERVED);
             let cap = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -69,16 +89,11 @@ impl MetricsServer {
                 else {
                     continue;
                 };
-                let weak = weak.clone();
+                let body = Arc::clone(&body);
                 tokio::spawn(async move {
                     let _places = places;
                     let service = service_fn(move |_req: Request<Incoming>| {
-                        let body = weak
-                            .upgrade()
-                            .map(|s| {
-                                render(&s.status()) + &crate::report::prometheus(&s.verdicts())
-                            })
-                            .unwrap_or_default();
+                        let body = body();
                         async move {
                             let mut resp = Response::new(Full::new(Bytes::from(body)));
                             resp.headers_mut().insert(

@@ -1,0 +1,544 @@
+//! The experiment file: an `[experiment]` section (who, when, which pods) next to the usual
+//! scenario sections (what each selected node's pods see). One file for the whole cluster, read
+//! by every node from the same ConfigMap.
+//!
+//! ```toml
+//! [experiment]
+//! name = "gameday-2026-11-26"
+//! nodes = "30%"                        # or ["ip-10-0-1-23.ec2.internal", ...]
+//! start-at = "2026-11-26T14:00:00Z"    # RFC 3339, with an offset
+//! stagger = "10m"                      # optional: spread the starts over 10 minutes
+//! pods = ["kube-system/aws-node-termination-handler-*"]
+//!
+//! [scenario]
+//! interruption-in = "2m"
+//! ```
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use serde::Deserialize;
+
+use super::ExperimentError;
+use crate::{
+    scenario::{Settings, Start},
+    target::PodSelector,
+};
+
+/// Longest experiment name: it becomes a Prometheus label and a log field, and a Kubernetes
+/// label value is at most 63 characters, so the name fits one too.
+const MAX_NAME: usize = 63;
+/// Longest node name Kubernetes allows (an RFC 1123 subdomain).
+const MAX_NODE_NAME: usize = 253;
+/// Largest experiment file read: what a ConfigMap can hold.
+const MAX_FILE: u64 = 1024 * 1024;
+/// Longest stagger: far beyond any game day, far from overflowing the clock.
+const MAX_STAGGER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Which nodes take part.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeSet {
+    /// This percentage (0 to 100) of the cluster's nodes, chosen by hash.
+    Share(f64),
+    /// Exactly these nodes.
+    List(Vec<String>),
+}
+
+/// A parsed experiment file.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    pub name: String,
+    pub nodes: NodeSet,
+    /// When every selected node starts its timeline (before stagger), whole seconds.
+    pub start_at: SystemTime,
+    /// Selected nodes start spread over `[start_at, start_at + stagger)`.
+    pub stagger: Duration,
+    /// Every running pod matching one of these on a selected node is a target.
+    pub pods: Vec<PodSelector>,
+    /// The scenario sections, resolved; its start is set per node by [`Experiment::settings_at`].
+    pub settings: Settings,
+}
+
+/// `[experiment]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Section {
+    name: Option<String>,
+    nodes: Option<toml::Value>,
+    start_at: Option<toml::Value>,
+    stagger: Option<String>,
+    #[serde(default)]
+    pods: Vec<String>,
+}
+
+/// The whole file as far as this module reads it: the other sections are the scenario's.
+#[derive(Debug, Deserialize)]
+struct Document {
+    experiment: Option<Section>,
+    #[serde(flatten)]
+    _scenario: toml::Table,
+}
+
+/// Scenario keys that choose a start: the experiment's `start-at` does that on every node.
+const START_KEYS: &[&str] = &["start-in", "manual", "start-at"];
+
+impl Experiment {
+    pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
+        use std::io::Read as _;
+        let read_error = |source| ExperimentError::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .map_err(read_error)?
+            .take(MAX_FILE + 1)
+            .read_to_string(&mut text)
+            .map_err(read_error)?;
+        if text.len() as u64 > MAX_FILE {
+            return Err(invalid(
+                path,
+                "(file)",
+                "(larger than 1 MiB)",
+                "too large for an experiment file",
+                "a file under 1 MiB, as a ConfigMap holds",
+            ));
+        }
+        Self::parse(path, &text)
+    }
+
+    /// Parses experiment TOML text; `path` only names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Experiment, ExperimentError> {
+        let doc: Document = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
+        let Some(section) = doc.experiment else {
+            return Err(invalid(
+                path,
+                "experiment",
+                "(missing)",
+                "no [experiment] section",
+                "an [experiment] section with name, nodes, start-at and pods",
+            ));
+        };
+        let table: toml::Table = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
+        if let Some(scenario) = table.get("scenario").and_then(|s| s.as_table()) {
+            if let Some(key) = START_KEYS.iter().find(|k| scenario.contains_key(**k)) {
+                return Err(invalid(
+                    path,
+                    &format!("scenario.{key}"),
+                    scenario[*key].to_string(),
+                    "an experiment starts every selected node at experiment.start-at",
+                    "remove it; set experiment.start-at (and experiment.stagger)",
+                ));
+            }
+        }
+        let settings = Settings::from_toml(path, &scenario_text(text, &table))?;
+        from_section(path, section, settings)
+    }
+
+    /// The settings of a node whose timeline starts at `t0`.
+    pub fn settings_at(&self, t0: SystemTime) -> Settings {
+        let mut s = self.settings.clone();
+        s.scenario.start = Start::At(t0);
+        s
+    }
+}
+
+fn from_section(
+    path: &Path,
+    s: Section,
+    settings: Settings,
+) -> Result<Experiment, ExperimentError> {
+    let name = s.name.unwrap_or_default();
+    check_name(path, &name)?;
+    let nodes = match s.nodes {
+        Some(v) => node_set(path, &v)?,
+        None => {
+            return Err(invalid(
+                path,
+                "experiment.nodes",
+                "(missing)",
+                "which nodes take part is not said",
+                "a share like \"30%\" or a list of node names",
+            ))
+        }
+    };
+    let start_at = match s.start_at {
+        Some(v) => start_at(path, &v)?,
+        None => {
+            return Err(invalid(
+                path,
+                "experiment.start-at",
+                "(missing)",
+                "when the game day starts is not said",
+                "an RFC 3339 instant like \"2026-11-26T14:00:00Z\"",
+            ))
+        }
+    };
+    let stagger = match &s.stagger {
+        None => Duration::ZERO,
+        Some(text) => {
+            let d = humantime::parse_duration(text.trim()).map_err(|e| {
+                invalid(
+                    path,
+                    "experiment.stagger",
+                    format!("{text:?}"),
+                    &format!("not a duration ({e})"),
+                    "a duration like \"90s\", \"10m\" or \"1h\"",
+                )
+            })?;
+            if d > MAX_STAGGER {
+                return Err(invalid(
+                    path,
+                    "experiment.stagger",
+                    format!("{text:?}"),
+                    "too long",
+                    "at most 7 days",
+                ));
+            }
+            d
+        }
+    };
+    if s.pods.is_empty() {
+        return Err(invalid(
+            path,
+            "experiment.pods",
+            "[]",
+            "no pods to target on the selected nodes",
+            "selectors as --pod takes them, e.g. [\"kube-system/aws-node-termination-handler-*\"]",
+        ));
+    }
+    let pods = s
+        .pods
+        .iter()
+        .map(|p| {
+            p.parse::<PodSelector>().map_err(|_| {
+                invalid(
+                    path,
+                    "experiment.pods",
+                    format!("{p:?}"),
+                    "not a pod selector",
+                    "NAMESPACE/NAME or NAMESPACE/PREFIX*",
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Experiment {
+        name,
+        nodes,
+        start_at,
+        stagger,
+        pods,
+        settings,
+    })
+}
+
+fn check_name(path: &Path, name: &str) -> Result<(), ExperimentError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        return Ok(());
+    }
+    Err(invalid(
+        path,
+        "experiment.name",
+        format!("{}", name.escape_debug())
+            .chars()
+            .take(80)
+            .collect::<String>(),
+        if name.is_empty() {
+            "the experiment has no name (it decides which nodes are selected, and labels the results)"
+        } else {
+            "not a usable name"
+        },
+        "1 to 63 letters, digits, '-', '_' or '.', e.g. \"gameday-2026-11-26\"",
+    ))
+}
+
+/// Whether `name` can be a Kubernetes node name (an RFC 1123 subdomain): it is printed,
+/// logged and used as a label, so nothing else gets that far.
+pub fn is_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NODE_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
+        && !name.starts_with(['-', '.'])
+        && !name.ends_with(['-', '.'])
+}
+
+fn node_set(path: &Path, v: &toml::Value) -> Result<NodeSet, ExperimentError> {
+    const ALLOWED: &str = "a share like \"30%\" (0% to 100%) or a list of node names";
+    match v {
+        toml::Value::String(s) => {
+            let share = s
+                .trim()
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .filter(|n| n.is_finite());
+            match share {
+                Some(n) if (0.0..=100.0).contains(&n) => Ok(NodeSet::Share(n)),
+                Some(_) => Err(invalid(
+                    path,
+                    "experiment.nodes",
+                    format!("{s:?}"),
+                    "share outside 0-100 %",
+                    ALLOWED,
+                )),
+                None => Err(invalid(
+                    path,
+                    "experiment.nodes",
+                    format!("{s:?}"),
+                    "not a share",
+                    ALLOWED,
+                )),
+            }
+        }
+        toml::Value::Array(items) => {
+            let mut names = Vec::new();
+            for item in items {
+                match item.as_str() {
+                    Some(n) if is_node_name(n) => {
+                        if !names.iter().any(|m: &String| m == n) {
+                            names.push(n.to_string());
+                        }
+                    }
+                    _ => {
+                        return Err(invalid(
+                            path,
+                            "experiment.nodes",
+                            item.to_string(),
+                            "not a node name",
+                            "node names as `kubectl get nodes` prints them (lowercase letters, digits, '-', '.')",
+                        ))
+                    }
+                }
+            }
+            Ok(NodeSet::List(names))
+        }
+        other => Err(invalid(
+            path,
+            "experiment.nodes",
+            other.to_string(),
+            "neither a share nor a list",
+            ALLOWED,
+        )),
+    }
+}
+
+/// `start-at` as a quoted RFC 3339 string or a bare TOML offset date-time.
+fn start_at(path: &Path, v: &toml::Value) -> Result<SystemTime, ExperimentError> {
+    let text = match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Datetime(d) => d.to_string(),
+        other => other.to_string(),
+    };
+    let parsed =
+        time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+            .map_err(|_| {
+                invalid(
+                    path,
+                    "experiment.start-at",
+                    format!("{text:?}"),
+                    "not an RFC 3339 instant with an offset (nodes may not share a time zone)",
+                    "e.g. \"2026-11-26T14:00:00Z\" or \"2026-11-26T15:00:00+01:00\"",
+                )
+            })?;
+    if parsed.nanosecond() != 0 {
+        return Err(invalid(
+            path,
+            "experiment.start-at",
+            format!("{text:?}"),
+            "has a fraction of a second (IMDS timestamps are whole seconds)",
+            "whole seconds, e.g. \"2026-11-26T14:00:00Z\"",
+        ));
+    }
+    Ok(SystemTime::from(parsed))
+}
+
+fn invalid(
+    path: &Path,
+    field: &str,
+    value: impl ToString,
+    problem: &str,
+    allowed: &str,
+) -> ExperimentError {
+    ExperimentError::Invalid {
+        path: path.to_path_buf(),
+        field: field.to_string(),
+        value: value.to_string(),
+        problem: problem.to_string(),
+        allowed: allowed.to_string(),
+    }
+}
+
+/// The scenario sections alone, for the scenario parser. The `[experiment]` lines are blanked
+/// rather than removed, so the scenario parser's errors keep the file's line numbers; when the
+/// section is written in a way blanking cannot isolate (dotted keys, an inline table), the rest
+/// of the document is written out again instead.
+fn scenario_text(text: &str, table: &toml::Table) -> String {
+    let mut rest = table.clone();
+    rest.remove("experiment");
+    let mut inside = false;
+    let blanked: String = text
+        .lines()
+        .map(|line| {
+            if let Some(header) = table_header(line) {
+                inside = header == "experiment";
+            }
+            if inside {
+                "\n".to_string()
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    match toml::from_str::<toml::Table>(&blanked) {
+        Ok(t) if t == rest => blanked,
+        _ => toml::to_string(&rest).unwrap_or_default(),
+    }
+}
+
+/// `[name]` or `[[name]]` → `name`.
+fn table_header(line: &str) -> Option<&str> {
+    let line = line.split('#').next().unwrap_or("").trim();
+    let inner = line.strip_prefix('[')?.strip_suffix(']')?;
+    let inner = inner
+        .strip_prefix('[')
+        .and_then(|i| i.strip_suffix(']'))
+        .unwrap_or(inner);
+    let inner = inner.trim();
+    let bare = !inner.is_empty()
+        && inner
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    bare.then_some(inner)
+}
+
+/// toml's own message spans several lines; keep one, with the line number.
+fn parse_error(path: &Path, text: &str, err: &toml::de::Error) -> ExperimentError {
+    let line = err
+        .span()
+        .and_then(|s| text.get(..s.start))
+        .map_or(1, |before| before.matches('\n').count() + 1);
+    let mut problem = err.message().replace('\n', " ");
+    // Name the field when the message does not (a wrong type says only what it expected).
+    if let Some((key, _)) = text.lines().nth(line - 1).and_then(|l| l.split_once('=')) {
+        let key = key.trim();
+        if !problem.contains(&format!("`{key}`")) {
+            problem = format!("field `{key}`: {problem}");
+        }
+    }
+    ExperimentError::Parse {
+        path: PathBuf::from(path),
+        line,
+        problem,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "[experiment]\nname = \"gd\"\nnodes = \"30%\"\nstart-at = \"2026-11-26T14:00:00Z\"\npods = [\"kube-system/nth-*\", \"shop/checkout\"]\n";
+
+    fn parse(text: &str) -> Result<Experiment, String> {
+        Experiment::parse(Path::new("e.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_whole_file_gives_the_experiment_and_its_scenario() {
+        let text = format!(
+            "{GOOD}stagger = \"5m\"\n\n[scenario]\naction = \"stop\"\n\n[metadata]\ninstance-id = \"i-0123456789abcdef0\"\n"
+        );
+        let e = parse(&text).unwrap();
+        assert_eq!(e.name, "gd");
+        assert_eq!(e.nodes, NodeSet::Share(30.0));
+        assert_eq!(e.stagger, Duration::from_secs(300));
+        assert_eq!(e.pods.len(), 2);
+        assert_eq!(crate::scenario::rfc3339(e.start_at), "2026-11-26T14:00:00Z");
+        assert_eq!(e.settings.scenario.action, crate::scenario::Action::Stop);
+        assert_eq!(e.settings.imds.metadata.instance_id, "i-0123456789abcdef0");
+        let at = e.settings_at(e.start_at);
+        assert_eq!(at.scenario.start, Start::At(e.start_at));
+    }
+
+    #[test]
+    fn a_bare_toml_date_time_and_an_offset_are_understood() {
+        let text = GOOD.replace("\"2026-11-26T14:00:00Z\"", "2026-11-26T15:00:00+01:00");
+        let e = parse(&text).unwrap();
+        assert_eq!(crate::scenario::rfc3339(e.start_at), "2026-11-26T14:00:00Z");
+    }
+
+    #[test]
+    fn bad_experiments_are_refused_with_the_field_and_the_fix() {
+        let cases = [
+            (GOOD.replace("name = \"gd\"\n", ""), "experiment.name"),
+            (GOOD.replace("\"gd\"", "\"\""), "has no name"),
+            (GOOD.replace("30%", "130%"), "share outside 0-100 %"),
+            (GOOD.replace("30%", "-1%"), "share outside 0-100 %"),
+            (GOOD.replace("\"30%\"", "30"), "neither a share nor a list"),
+            (GOOD.replace("\"30%\"", "[\"Node_A\"]"), "not a node name"),
+            (GOOD.replace("Z\"", "\""), "RFC 3339"),
+            (
+                GOOD.replace("\"shop/checkout\"", "\"checkout\""),
+                "not a pod selector",
+            ),
+            (
+                GOOD.replace(
+                    "pods = [\"kube-system/nth-*\", \"shop/checkout\"]",
+                    "pods = []",
+                ),
+                "no pods",
+            ),
+            (format!("{GOOD}color = \"red\"\n"), "unknown field `color`"),
+            (
+                format!("{GOOD}[scenario]\nstart-in = \"5m\"\n"),
+                "scenario.start-in",
+            ),
+            (
+                format!("{GOOD}[scenario]\nmanual = true\n"),
+                "scenario.manual",
+            ),
+            (
+                "[scenario]\naction = \"stop\"\n".to_string(),
+                "no [experiment] section",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = parse(&text).expect_err(&text);
+            assert!(err.contains(needle), "{needle:?} not in {err:?}");
+            assert!(err.starts_with("e.toml"), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_node_timeline_starts_at_the_absolute_instant_whenever_it_is_created() {
+        use crate::scenario::{ManualClock, Phase, Timeline};
+        let e = parse(GOOD).unwrap();
+        // Created before start-at: waits for it.
+        let clock = std::sync::Arc::new(ManualClock::new(e.start_at - Duration::from_secs(90)));
+        let early = Timeline::new(e.settings_at(e.start_at).scenario, clock.clone());
+        assert_eq!(early.phase(), Phase::Waiting);
+        // Created after start-at (a restarted spot-sim): the same t0, not now.
+        clock.set(e.start_at + Duration::from_secs(30));
+        let late = Timeline::new(e.settings_at(e.start_at).scenario, clock.clone());
+        for t in [&early, &late] {
+            assert_eq!(t.schedule().unwrap().t0, e.start_at);
+            // D = 2 min: the notice comes with the recommendation, at start-at.
+            assert_eq!(t.phase(), Phase::Notice);
+        }
+    }
+
+    #[test]
+    fn scenario_errors_keep_the_line_numbers_of_the_file() {
+        let text = format!("{GOOD}\n[scenario]\naction = \"explode\"\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.starts_with("e.toml:8:"), "{err}");
+    }
+}

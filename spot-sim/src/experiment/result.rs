@@ -1,0 +1,255 @@
+//! A node's result of a game day, in the two shapes a cluster already collects: one JSON line
+//! on stdout (for the log stack) and Prometheus series labelled `experiment` and `node` (for
+//! the cluster's Prometheus). Nothing to deploy beyond the DaemonSet.
+//!
+//! The share of selected nodes whose handlers passed, in PromQL:
+//!
+//! ```promql
+//! sum by (experiment) (spot_sim_experiment_passed)
+//!   / sum by (experiment) (spot_sim_experiment_selected)
+//! ```
+//!
+//! `spot_sim_experiment_passed` appears on a selected node once its interruption has come (a
+//! node still running counts as not passed yet).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// The IMDS paths that carry the interruption notice (the newer and the older one).
+const NOTICE_PATHS: &[&str] = &[
+    "/latest/meta-data/spot/instance-action",
+    "/latest/meta-data/spot/termination-time",
+];
+const REBALANCE_PATH: &str = "/latest/meta-data/events/recommendations/rebalance";
+
+/// What one target (pod) did during the game day.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TargetResult {
+    /// `pod NAMESPACE/NAME`.
+    pub name: String,
+    pub uid: String,
+    pub requests: u64,
+    /// Read the rebalance recommendation (answered 200).
+    pub read_rebalance: bool,
+    /// Read the interruption notice. The responder stops answering at the interruption, so a
+    /// notice answered 200 was read before it.
+    pub read_notice: bool,
+    /// The game-day report's verdict for this pod (`None` before it was asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passed: Option<bool>,
+    /// Why it failed, one sentence each (empty when it passed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+impl TargetResult {
+    /// From a responder's stats (`ResponderStats` as JSON: `by_path` → status → count).
+    pub fn from_stats(name: &str, uid: &str, stats: &serde_json::Value) -> TargetResult {
+        let ok = |path: &str| {
+            stats
+                .get("by_path")
+                .and_then(|p| p.get(path))
+                .and_then(|s| s.get("200"))
+                .and_then(|n| n.as_u64())
+                .unwrap_or(0)
+                > 0
+        };
+        TargetResult {
+            name: name.to_string(),
+            uid: uid.to_string(),
+            requests: stats
+                .get("requests_total")
+                .and_then(|n| n.as_u64())
+                .unwrap_or(0),
+            read_rebalance: ok(REBALANCE_PATH),
+            read_notice: NOTICE_PATHS.iter().any(|p| ok(p)),
+            passed: None,
+            reasons: Vec::new(),
+        }
+    }
+}
+
+/// A node's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Not selected: nothing was attached.
+    Skipped,
+    /// Selected; the interruption has not come yet.
+    Pending,
+    /// Selected, but no matching pod ran here by the interruption.
+    NoTargets,
+    Passed,
+    Failed,
+}
+
+/// The one place a node's verdict is decided: every target passed the game-day report's
+/// verdict (the `--expect-*` given, or by default the notice read before the interruption);
+/// a target the report has not judged yet falls back to "read the notice".
+pub fn verdict(selected: bool, finished: bool, targets: &[TargetResult]) -> Verdict {
+    match (selected, finished) {
+        (false, _) => Verdict::Skipped,
+        (true, false) => Verdict::Pending,
+        (true, true) if targets.is_empty() => Verdict::NoTargets,
+        (true, true) if targets.iter().all(|t| t.passed.unwrap_or(t.read_notice)) => {
+            Verdict::Passed
+        }
+        (true, true) => Verdict::Failed,
+    }
+}
+
+/// What a node reports about the game day.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeResult {
+    pub experiment: String,
+    pub node: String,
+    pub selected: bool,
+    /// The node's t0 (start-at plus its stagger), RFC 3339; selected nodes only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
+    /// Unix seconds of the same instant, for the metrics.
+    #[serde(skip)]
+    pub start_unix: Option<u64>,
+    /// The interruption has come.
+    pub finished: bool,
+    pub targets: Vec<TargetResult>,
+    pub verdict: Verdict,
+}
+
+impl NodeResult {
+    /// The JSON log line (no newline); `spot_sim` tags it for log queries.
+    pub fn json_line(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("spot_sim".into(), "experiment-result".into());
+        }
+        v.to_string()
+    }
+
+    /// The Prometheus series of this node's result.
+    pub fn metrics(&self) -> String {
+        let labels = format!(
+            "experiment=\"{}\",node=\"{}\"",
+            label(&self.experiment),
+            label(&self.node)
+        );
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, value: Option<u64>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            if let Some(v) = value {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
+        };
+        let selected = self.selected.then_some(());
+        gauge(
+            "spot_sim_experiment_selected",
+            "1 when this node takes part in the experiment, 0 when it is skipped.",
+            Some(u64::from(self.selected)),
+        );
+        gauge(
+            "spot_sim_experiment_start_time_seconds",
+            "When this node's timeline starts (start-at plus its stagger), Unix seconds.",
+            self.start_unix,
+        );
+        gauge(
+            "spot_sim_experiment_targets",
+            "Pods targeted on this node.",
+            selected.map(|_| self.targets.len() as u64),
+        );
+        gauge(
+            "spot_sim_experiment_targets_read_notice",
+            "Pods that read the interruption notice before the interruption.",
+            selected.map(|_| self.targets.iter().filter(|t| t.read_notice).count() as u64),
+        );
+        gauge(
+            "spot_sim_experiment_finished",
+            "1 once this node's interruption has come.",
+            selected.map(|_| u64::from(self.finished)),
+        );
+        let decided = matches!(
+            self.verdict,
+            Verdict::Passed | Verdict::Failed | Verdict::NoTargets
+        );
+        gauge(
+            "spot_sim_experiment_passed",
+            "1 when the handlers on this node passed, 0 when not; present once decided.",
+            decided.then_some(u64::from(self.verdict == Verdict::Passed)),
+        );
+        out
+    }
+}
+
+/// Label values escaped as the exposition format wants.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(read_notice: bool) -> TargetResult {
+        TargetResult {
+            name: "pod a/b".into(),
+            read_notice,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_node_passes_when_every_target_read_the_notice() {
+        assert_eq!(verdict(false, true, &[]), Verdict::Skipped);
+        assert_eq!(verdict(true, false, &[target(true)]), Verdict::Pending);
+        assert_eq!(verdict(true, true, &[]), Verdict::NoTargets);
+        assert_eq!(verdict(true, true, &[target(true)]), Verdict::Passed);
+        assert_eq!(
+            verdict(true, true, &[target(true), target(false)]),
+            Verdict::Failed
+        );
+    }
+
+    #[test]
+    fn the_notice_counts_as_read_only_when_answered() {
+        let stats = serde_json::json!({
+            "requests_total": 7,
+            "by_path": {
+                "/latest/meta-data/spot/instance-action": {"404": 5},
+                "/latest/meta-data/events/recommendations/rebalance": {"200": 2}
+            }
+        });
+        let t = TargetResult::from_stats("pod a/b", "u", &stats);
+        assert_eq!(
+            (t.requests, t.read_rebalance, t.read_notice),
+            (7, true, false)
+        );
+    }
+
+    #[test]
+    fn metrics_carry_experiment_and_node_labels_and_passed_only_once_decided() {
+        let mut r = NodeResult {
+            experiment: "gd".into(),
+            node: "n-1".into(),
+            selected: true,
+            start_at: Some("2026-11-26T14:00:00Z".into()),
+            start_unix: Some(1_795_000_000),
+            finished: false,
+            targets: vec![target(true)],
+            verdict: Verdict::Pending,
+        };
+        let m = r.metrics();
+        assert!(m.contains("spot_sim_experiment_selected{experiment=\"gd\",node=\"n-1\"} 1"));
+        assert!(!m.contains("spot_sim_experiment_passed{"), "{m}");
+        r.finished = true;
+        r.verdict = verdict(true, true, &r.targets);
+        assert!(r
+            .metrics()
+            .contains("spot_sim_experiment_passed{experiment=\"gd\",node=\"n-1\"} 1"));
+        let line: serde_json::Value = serde_json::from_str(&r.json_line()).unwrap();
+        assert_eq!(line["verdict"], "passed");
+        assert_eq!(line["spot_sim"], "experiment-result");
+        assert!(!r.json_line().contains('\n'));
+    }
+}

@@ -1,8 +1,12 @@
 //! The fake IMDS: a hyper 1.x responder per target with its router, IMDSv2 token store,
 //! phase-dependent metadata tree, fault injection and passthrough to the real IMDS.
 
+mod catalogue;
 mod config;
+mod identity;
 mod passthrough;
+mod path;
+mod policy;
 mod router;
 mod server;
 mod stats;
@@ -10,10 +14,13 @@ mod tokens;
 mod tree;
 
 #[cfg(test)]
+mod surface_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;
 
+pub(crate) use catalogue::free_keys as metadata_keys;
 pub use config::{
     default_hostname, Faults, ImdsConfig, Imdsv2Mode, Limits, MaintenanceEvent, Metadata,
     Passthrough,

@@ -2,9 +2,9 @@
 //! timeline has issued, with directory listings that follow the phase.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use super::config::Metadata;
+use super::{catalogue, identity};
 use crate::scenario::{rfc3339, Action, Phase, Schedule};
 
 /// A file or a directory of the tree.
@@ -53,6 +53,32 @@ impl Dir {
         names.join("\n")
     }
 
+    /// Puts `node` at `path` (slash-separated) below this directory, making directories on
+    /// the way; a leaf in the way is replaced.
+    pub fn insert(&mut self, path: &str, node: Node) {
+        let (first, rest) = match path.split_once('/') {
+            Some((first, rest)) => (first, Some(rest)),
+            None => (path, None),
+        };
+        match rest {
+            None => {
+                self.entries.insert(first.to_string(), node);
+            }
+            Some(rest) => {
+                let child = self
+                    .entries
+                    .entry(first.to_string())
+                    .or_insert_with(|| Node::Dir(Dir::new()));
+                if let Node::Leaf(_) = child {
+                    *child = Node::Dir(Dir::new());
+                }
+                if let Node::Dir(d) = child {
+                    d.insert(rest, node);
+                }
+            }
+        }
+    }
+
     /// The node at `segments` below this directory.
     pub fn get(&self, segments: &[&str]) -> Option<&Node> {
         let (first, rest) = segments.split_first()?;
@@ -75,55 +101,45 @@ pub(crate) struct Snapshot<'a> {
     pub pending_time: &'a str,
 }
 
-/// The `meta-data/` entries whose content spot-sim owns even with passthrough on.
-pub(crate) const SIMULATED: &[&str] = &[
-    "autoscaling",
-    "events",
-    "instance-action",
-    "instance-life-cycle",
-    "spot",
-];
-
-/// The whole tree, from `/`.
+/// The tree one API version serves (`/latest/`, `/2021-03-23/`, … all alike): the static
+/// catalogue plus what the timeline has issued.
 pub(crate) fn build(s: &Snapshot<'_>) -> Dir {
-    let mut latest = Dir::new().dir("meta-data", meta_data(s)).dir(
-        "dynamic",
-        Dir::new().dir(
-            "instance-identity",
-            Dir::new().leaf("document", identity_document(s)),
+    let m = s.metadata;
+    let mut version = Dir::new();
+    version.slash_subdirs = false;
+    for (path, value) in catalogue::values(m) {
+        version.insert(&path, Node::Leaf(value));
+    }
+    let document = identity::document(m, s.pending_time);
+    for (name, value) in [
+        (
+            "pkcs7",
+            identity::unsigned_pkcs7(&document, identity::Digest::Sha1),
         ),
-    );
-    latest.slash_subdirs = false;
-    let mut root = Dir::new().dir("latest", latest);
-    root.slash_subdirs = false;
-    root
+        (
+            "rsa2048",
+            identity::unsigned_pkcs7(&document, identity::Digest::Sha256),
+        ),
+        ("signature", identity::unsigned_signature()),
+        ("document", document),
+    ] {
+        version.insert(
+            &format!("dynamic/instance-identity/{name}"),
+            Node::Leaf(value),
+        );
+    }
+    for (name, node) in simulated(s).entries {
+        version.insert(&format!("meta-data/{name}"), node);
+    }
+    version
 }
 
-fn meta_data(s: &Snapshot<'_>) -> Dir {
+/// The `meta-data/` entries that follow the timeline ([`super::policy::SIMULATED`]).
+fn simulated(s: &Snapshot<'_>) -> Dir {
     let m = s.metadata;
     let mut dir = Dir::new()
-        .leaf("ami-id", &m.ami_id)
-        .leaf("ami-launch-index", "0")
-        .leaf("hostname", &m.hostname)
         .leaf("instance-action", "none")
-        .leaf("instance-id", &m.instance_id)
         .leaf("instance-life-cycle", "spot")
-        .leaf("instance-type", &m.instance_type)
-        .leaf("local-hostname", &m.local_hostname)
-        .leaf("local-ipv4", &m.local_ipv4)
-        .leaf("mac", &m.mac)
-        .dir(
-            "placement",
-            Dir::new()
-                .leaf("availability-zone", &m.availability_zone)
-                .leaf("region", &m.region),
-        )
-        .dir(
-            "services",
-            Dir::new()
-                .leaf("domain", "amazonaws.com")
-                .leaf("partition", "aws"),
-        )
         .dir("events", events(s));
     if m.autoscaling {
         let state = if s.phase == Phase::Interrupted {
@@ -205,34 +221,4 @@ fn maintenance_json(m: &Metadata) -> String {
         })
         .collect();
     format!("[ {} ]", events.join(", "))
-}
-
-fn identity_document(s: &Snapshot<'_>) -> String {
-    let m = s.metadata;
-    let mut out = String::from("{\n");
-    let fields: [(&str, Option<&str>); 15] = [
-        ("accountId", Some(&m.account_id)),
-        ("architecture", Some(&m.architecture)),
-        ("availabilityZone", Some(&m.availability_zone)),
-        ("billingProducts", None),
-        ("devpayProductCodes", None),
-        ("marketplaceProductCodes", None),
-        ("imageId", Some(&m.ami_id)),
-        ("instanceId", Some(&m.instance_id)),
-        ("instanceType", Some(&m.instance_type)),
-        ("kernelId", None),
-        ("pendingTime", Some(s.pending_time)),
-        ("privateIp", Some(&m.local_ipv4)),
-        ("ramdiskId", None),
-        ("region", Some(&m.region)),
-        ("version", Some("2017-09-30")),
-    ];
-    let last = fields.len() - 1;
-    for (i, (k, v)) in fields.iter().enumerate() {
-        let value = v.map_or_else(|| "null".to_string(), json);
-        let sep = if i == last { "" } else { "," };
-        let _ = writeln!(out, "  \"{k}\" : {value}{sep}");
-    }
-    out.push('}');
-    out
 }

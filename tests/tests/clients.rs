@@ -80,11 +80,9 @@ fn exec(
     (v, log)
 }
 
+/// The client asked 169.254.169.254 from a namespace with only loopback: an answer at all means
+/// the redirect took it to spot-sim (the "redirected" event line may come after exec's end).
 fn assert_through_the_redirect(log: &str, mode: &str) {
-    assert!(
-        log.contains("→ IMDS 169.254.169.254 redirected"),
-        "not through the redirect:\n{log}"
-    );
     assert!(
         log.contains("PUT /latest/api/token → 200"),
         "no token ({mode}):\n{log}"

@@ -224,7 +224,8 @@ fn deb_unpack(package: &str, python: &[&str]) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let download = || {
         Command::new("apt-get")
-            .args(["download", "-qq", package])
+            // apt's `_apt` sandbox user may not write into target/tools.
+            .args(["download", "-qq", "-o", "APT::Sandbox::User=root", package])
             .current_dir(&dir)
             .status()
             .is_ok_and(|s| s.success())

@@ -23,8 +23,8 @@ pub(crate) struct Entry {
 }
 
 macro_rules! entry {
-    ($key:literal, [$($path:expr),+], $default:expr) => {
-        Entry { key: $key, paths: &[$($path),+], default: $default }
+    ($key:literal, [$($path:expr),*], $default:expr) => {
+        Entry { key: $key, paths: &[$($path),*], default: $default }
     };
 }
 
@@ -183,6 +183,13 @@ pub(crate) const CATALOGUE: &[Entry] = &[
     )),
     entry!("product-codes", ["meta-data/product-codes"], |_| None),
     entry!("profile", ["meta-data/profile"], |_| fixed("default-hvm")),
+    entry!(
+        "public-key",
+        ["meta-data/public-keys/0/openssh-key"],
+        |_| None
+    ),
+    // Only named in the `public-keys/` listing (`0=<name>`), see tree.rs.
+    entry!("public-key-name", [], |_| fixed("spot-sim-key")),
     entry!("ramdisk-id", ["meta-data/ramdisk-id"], |_| None),
     entry!("reservation-id", ["meta-data/reservation-id"], |_| fixed(
         "r-0b3a7c5d9e1f24680"
@@ -228,6 +235,23 @@ pub(crate) fn free_keys() -> impl Iterator<Item = &'static str> {
 
 /// Every served (path, value), `{mac}` filled in. A value set to "" in the scenario removes it.
 pub(crate) fn values(m: &Metadata) -> Vec<(String, String)> {
+    values_with_keys(m)
+        .into_iter()
+        .map(|(_, path, value)| (path, value))
+        .collect()
+}
+
+/// The value of `key`, as served (set, else its default; `None` when hidden or absent).
+pub(crate) fn value(m: &Metadata, key: &str) -> Option<String> {
+    let e = CATALOGUE.iter().find(|e| e.key == key)?;
+    m.values
+        .get(e.key)
+        .cloned()
+        .or_else(|| (e.default)(m))
+        .filter(|v| !v.is_empty())
+}
+
+fn values_with_keys(m: &Metadata) -> Vec<(&'static str, String, String)> {
     let mut out = Vec::new();
     for e in CATALOGUE {
         let value = match m.values.get(e.key) {
@@ -238,7 +262,7 @@ pub(crate) fn values(m: &Metadata) -> Vec<(String, String)> {
             continue;
         };
         for p in e.paths {
-            out.push((p.replace("{mac}", &m.mac), value.clone()));
+            out.push((e.key, p.replace("{mac}", &m.mac), value.clone()));
         }
     }
     out

@@ -230,6 +230,37 @@ async fn set_values_follow_through_and_an_empty_one_hides_its_path() {
 }
 
 #[tokio::test]
+async fn a_key_pair_is_listed_the_way_ec2_lists_it() {
+    let mut config = ImdsConfig::default();
+    config
+        .metadata
+        .values
+        .insert("public-key".into(), "ssh-ed25519 AAAAC3Nz test".into());
+    config
+        .metadata
+        .values
+        .insert("public-key-name".into(), "ops".into());
+    let (_, r) = responder(config);
+    assert_eq!(get(&r, "/latest/meta-data/public-keys/").await.1, "0=ops");
+    assert_eq!(
+        get(&r, "/latest/meta-data/public-keys/0/").await.1,
+        "openssh-key"
+    );
+    assert_eq!(
+        get(&r, "/2009-04-04/meta-data/public-keys/0/openssh-key")
+            .await
+            .1,
+        "ssh-ed25519 AAAAC3Nz test"
+    );
+    let (_, plain) = responder(ImdsConfig::default());
+    assert_eq!(
+        get(&plain, "/latest/meta-data/public-keys/").await.0,
+        StatusCode::NOT_FOUND,
+        "no key pair, no public-keys/"
+    );
+}
+
+#[tokio::test]
 async fn the_signed_forms_parse_and_carry_no_signer() {
     let (_, r) = responder(ImdsConfig::default());
     let doc = get(&r, "/latest/dynamic/instance-identity/document")

@@ -17,6 +17,9 @@ pub(crate) enum Node {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Dir {
     pub entries: BTreeMap<String, Node>,
+    /// Names listed differently from how they are asked for: `public-keys/` lists `0=my-key`
+    /// for the directory `0/`.
+    pub listed_as: BTreeMap<String, String>,
     /// The real IMDS lists `/` and `/latest/` without trailing slashes, deeper levels with them.
     pub slash_subdirs: bool,
 }
@@ -25,6 +28,7 @@ impl Dir {
     fn new() -> Self {
         Dir {
             entries: BTreeMap::new(),
+            listed_as: BTreeMap::new(),
             slash_subdirs: true,
         }
     }
@@ -45,9 +49,10 @@ impl Dir {
         let names: Vec<String> = self
             .entries
             .iter()
-            .map(|(name, node)| match node {
-                Node::Dir(_) if self.slash_subdirs => format!("{name}/"),
-                _ => name.clone(),
+            .map(|(name, node)| match (self.listed_as.get(name), node) {
+                (Some(listed), _) => listed.clone(),
+                (None, Node::Dir(_)) if self.slash_subdirs => format!("{name}/"),
+                (None, _) => name.clone(),
             })
             .collect();
         names.join("\n")
@@ -127,6 +132,21 @@ pub(crate) fn build(s: &Snapshot<'_>) -> Dir {
             &format!("dynamic/instance-identity/{name}"),
             Node::Leaf(value),
         );
+    }
+    // A public address is associated with the private one on the primary interface.
+    if let Some(public) = catalogue::value(m, "public-ipv4") {
+        let path = format!(
+            "meta-data/network/interfaces/macs/{}/ipv4-associations/{public}",
+            m.mac
+        );
+        let private = catalogue::value(m, "local-ipv4").unwrap_or_default();
+        version.insert(&path, Node::Leaf(private));
+    }
+    if let Some(Node::Dir(meta)) = version.entries.get_mut("meta-data") {
+        if let Some(Node::Dir(keys)) = meta.entries.get_mut("public-keys") {
+            let name = catalogue::value(m, "public-key-name").unwrap_or_default();
+            keys.listed_as.insert("0".into(), format!("0={name}"));
+        }
     }
     for (name, node) in simulated(s).entries {
         version.insert(&format!("meta-data/{name}"), node);

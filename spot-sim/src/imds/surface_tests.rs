@@ -507,6 +507,10 @@ fn the_scenario_sets_any_catalogue_value_and_user_data_from_a_file() {
         .expect_err("missing file")
         .to_string();
     assert!(e.contains("user-data-file") && e.contains("nope"), "{e}");
+    let e = Settings::from_toml(&scenario, "[metadata]\nuser-data-file = \"/dev/zero\"\n")
+        .expect_err("endless")
+        .to_string();
+    assert!(e.contains("not a regular file"), "{e}");
     std::fs::write(dir.join("big"), vec![b'x'; 20_000]).expect("write");
     let e = Settings::from_toml(&scenario, "[metadata]\nuser-data-file = \"big\"\n")
         .expect_err("too big")

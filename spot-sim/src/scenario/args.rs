@@ -493,30 +493,7 @@ fn user_data(
                 _ => path,
             };
             let shown = format!("{:?}", path.display().to_string());
-            let too_big = |size: u64| {
-                invalid(
-                    origin,
-                    "metadata.user-data-file",
-                    &shown,
-                    &format!("{size} bytes is more than EC2 accepts"),
-                    "at most 16384 bytes",
-                )
-            };
-            let size = std::fs::metadata(&path)
-                .map_err(|e| {
-                    invalid(
-                        origin,
-                        "metadata.user-data-file",
-                        &shown,
-                        &format!("cannot read it ({e})"),
-                        "a readable file",
-                    )
-                })?
-                .len();
-            if size > MAX_USER_DATA {
-                return Err(too_big(size));
-            }
-            let bytes = std::fs::read(&path).map_err(|e| {
+            let unreadable = |e: std::io::Error| {
                 invalid(
                     origin,
                     "metadata.user-data-file",
@@ -524,7 +501,24 @@ fn user_data(
                     &format!("cannot read it ({e})"),
                     "a readable file",
                 )
-            })?;
+            };
+            let file = std::fs::File::open(&path).map_err(unreadable)?;
+            // A regular file only: `/dev/zero` or a FIFO would never end.
+            if !file.metadata().map_err(unreadable)?.is_file() {
+                return Err(invalid(
+                    origin,
+                    "metadata.user-data-file",
+                    &shown,
+                    "not a regular file",
+                    "a text file",
+                ));
+            }
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(file, MAX_USER_DATA + 1),
+                &mut bytes,
+            )
+            .map_err(unreadable)?;
             let text = String::from_utf8(bytes).map_err(|_| {
                 invalid(
                     origin,

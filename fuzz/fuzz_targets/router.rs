@@ -15,10 +15,76 @@ use spot_sim::scenario::Settings;
 #[path = "common.rs"]
 mod common;
 
+/// A path segment: the names credential paths are made of, so the fuzzer reaches them at once,
+/// or anything at all.
+#[derive(arbitrary::Arbitrary, Debug)]
+enum Piece {
+    Version(u8),
+    Name(u8),
+    Empty,
+    Dot,
+    DotDot,
+    Escaped(u8),
+    Any(String),
+}
+
+const NAMES: &[&str] = &[
+    "meta-data",
+    "iam",
+    "security-credentials",
+    "info",
+    "identity-credentials",
+    "ec2",
+    "user-data",
+    "dynamic",
+    "instance-identity",
+    "pkcs7",
+    "signature",
+    "rsa2048",
+    "document",
+    "spot",
+    "instance-action",
+    "events",
+    "api",
+    "token",
+];
+
+impl Piece {
+    fn render(&self, upper: bool) -> String {
+        let s = match self {
+            Piece::Version(n) => {
+                let v = spot_sim_versions();
+                v[usize::from(*n) % v.len()].to_string()
+            }
+            Piece::Name(n) => NAMES[usize::from(*n) % NAMES.len()].to_string(),
+            Piece::Empty => String::new(),
+            Piece::Dot => ".".into(),
+            Piece::DotDot => "..".into(),
+            Piece::Escaped(n) => format!("%{n:02x}"),
+            Piece::Any(s) => s.clone(),
+        };
+        if upper {
+            s.to_ascii_uppercase()
+        } else {
+            s
+        }
+    }
+}
+
+/// A few of the versions the real service lists, and one it does not.
+fn spot_sim_versions() -> &'static [&'static str] {
+    &["latest", "1.0", "2009-04-04", "2021-03-23", "2022-09-24", "LATEST", "2099-01-01"]
+}
+
 #[derive(arbitrary::Arbitrary, Debug)]
 struct Call {
+    /// GET, as handlers ask; else `method`.
+    plain_get: bool,
     method: String,
     path: String,
+    /// When not empty, the path is these pieces joined by `/` instead.
+    pieces: Vec<(Piece, bool)>,
+    trailing_slash: bool,
     headers: Vec<(String, Vec<u8>)>,
     /// Present the token the responder issued first.
     with_token: bool,
@@ -58,12 +124,30 @@ fuzz_target!(|input: Input| {
     let token = String::from_utf8(token).expect("an ASCII token");
     for call in input.calls.iter().take(32) {
         clock.advance(Duration::from_secs(call.advance_secs.into()));
-        let Ok(method) = Method::from_bytes(call.method.as_bytes()) else {
+        let method = if call.plain_get {
+            Method::GET
+        } else if let Ok(m) = Method::from_bytes(call.method.as_bytes()) {
+            m
+        } else {
             continue;
+        };
+        let built = if call.pieces.is_empty() {
+            call.path.clone()
+        } else {
+            let mut p: String = call
+                .pieces
+                .iter()
+                .take(16)
+                .map(|(piece, upper)| format!("/{}", piece.render(*upper)))
+                .collect();
+            if call.trailing_slash {
+                p.push('/');
+            }
+            p
         };
         let mut req = Request::builder()
             .method(method.clone())
-            .uri(call.path.as_str());
+            .uri(built.as_str());
         for (name, value) in &call.headers {
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name.as_bytes()),

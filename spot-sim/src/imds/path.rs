@@ -5,11 +5,13 @@
 /// The API versions `GET /` lists, oldest first, `latest` last.
 ///
 /// Sources: AWS EC2 User Guide, "Retrieve instance metadata" → "Get the available versions of
-/// the instance metadata" (its example output runs `1.0` … `2016-09-02`, `latest`); the listing
-/// of a real instance captured in 2021 (adds `2018-03-28` … `2020-10-27`); and the "Version when
-/// category was released" column of "Instance metadata categories" for the builds since then
-/// (`2021-01-03` ipv6, `2021-03-23` tags, `2021-07-15` autoscaling and prefixes, `2022-09-24`).
+/// the instance metadata" (its example output runs `1.0` … `2016-09-02`, `latest`); the `GET /`
+/// of a real instance in a 2021 SSRF write-up (adds `2018-03-28` … `2020-10-27`); a later
+/// instance's listing kept verbatim in a public IMDS honeypot's source (adds `2021-01-03`,
+/// `2021-03-23`, `2021-07-15`, `2022-07-09`, `2022-09-24`), matching the "Version when category
+/// was released" column of "Instance metadata categories" (ipv6, tags, autoscaling, system).
 /// cloud-init's EC2 datasource probes `2021-03-23`, `2018-09-24`, `2016-09-02` and `2009-04-04`.
+/// Newer builds than these may exist on new instances; clients that pin a version use these.
 pub(crate) const VERSIONS: &[&str] = &[
     "1.0",
     "2007-01-19",
@@ -37,6 +39,7 @@ pub(crate) const VERSIONS: &[&str] = &[
     "2021-01-03",
     "2021-03-23",
     "2021-07-15",
+    "2022-07-09",
     "2022-09-24",
     "latest",
 ];

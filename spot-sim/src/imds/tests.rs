@@ -272,7 +272,7 @@ async fn static_metadata_and_the_identity_document_agree() {
     assert!(get(r, "/")
         .await
         .body
-        .ends_with("\n2021-03-23\n2021-07-15\n2022-09-24\nlatest"));
+        .ends_with("\n2021-07-15\n2022-07-09\n2022-09-24\nlatest"));
     assert_eq!(get(r, "/latest/").await.body, "dynamic\nmeta-data");
     assert_eq!(
         get(r, "/latest/dynamic/").await.body,

@@ -1,6 +1,7 @@
 //! Real IMDS clients nobody on this project wrote, through the real redirect: the AWS SDK for
 //! JavaScript v3 (`@aws-sdk/ec2-metadata-service`, which asks for every path as `//latest/…`)
-//! and cloud-init's EC2 datasource (which probes dated API versions and crawls the whole tree).
+//! cloud-init's EC2 datasource (which probes dated API versions and crawls the whole tree) and
+//! Canonical's `ec2metadata` (cloud-guest-utils, which asks everything under `/2009-04-04/`).
 //! Each runs under `spot-sim exec --netns new`, in a namespace with only loopback, in both
 //! IMDSv2 modes. `cargo xtask test` installs them into target/tools (xtask/src/deps.rs).
 #![allow(
@@ -152,6 +153,54 @@ fn real_client_cloud_init_crawls_a_dated_version_with_the_notice_in_both_modes()
             serde_json::json!(["pkcs7", "rsa2048", "signature"])
         );
         assert_eq!(v["macs"].as_array().map(Vec::len), Some(1), "{v}");
+        assert_through_the_redirect(&log, mode);
+    }
+}
+
+#[test]
+fn real_client_canonical_ec2metadata_reads_the_2009_04_04_tree_in_both_modes() {
+    if !require_root() {
+        return;
+    }
+    let Some(script) = tool("cloud-guest-utils/root/usr/bin/ec2metadata") else {
+        return;
+    };
+    for mode in ["optional", "required"] {
+        let dir = std::env::temp_dir().join(unique("ec2metadata"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let scenario = dir.join("spot.toml");
+        std::fs::write(&scenario, SCENARIO).unwrap();
+        let out = Command::new(spot_sim_bin())
+            .args(["exec", "--netns", "new", "--imdsv2", mode, "--scenario"])
+            .arg(&scenario)
+            .args(["--", "python3"])
+            .arg(&script)
+            .args([
+                "--instance-id",
+                "--availability-zone",
+                "--mac",
+                "--user-data",
+            ])
+            // Every request at debug (info shows one a second).
+            .env("RUST_LOG", "debug")
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{mode}:\n{log}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines[..2],
+            ["i-0c1a2b3c4d5e6f7a8", "eu-west-1b"],
+            "{mode}: {stdout}"
+        );
+        assert_eq!(lines[2].len(), 17, "a MAC: {stdout}");
+        assert!(stdout.contains("runcmd: [true]"), "{mode}: {stdout}");
+        assert!(
+            log.contains("GET /2009-04-04/meta-data/instance-id → 200"),
+            "{mode}:\n{log}"
+        );
         assert_through_the_redirect(&log, mode);
     }
 }

@@ -108,6 +108,14 @@ pub const TEST: &[Need] = &[
         },
         why: "cloud-init's EC2 datasource in tests/tests/clients.rs",
     },
+    Need {
+        probe: Probe::Tool("cloud-guest-utils/.unpacked"),
+        source: Source::DebUnpack {
+            package: "cloud-guest-utils",
+            python: &[],
+        },
+        why: "Canonical's ec2metadata (IMDS API 2009-04-04) in tests/tests/clients.rs",
+    },
 ];
 
 /// What `cargo xtask bench` uses.
@@ -256,17 +264,19 @@ fn deb_unpack(package: &str, python: &[&str]) -> Result<()> {
             .arg(dir.join("root")),
         &format!("dpkg-deb -x {}", deb.display()),
     )?;
-    let venv = dir.join("venv");
-    run_ok(
-        Command::new("python3").args(["-m", "venv"]).arg(&venv),
-        "python3 -m venv (on Debian: apt-get install python3-venv)",
-    )?;
-    run_ok(
-        Command::new(venv.join("bin/pip"))
-            .args(["install", "-q"])
-            .args(python),
-        &format!("pip install {} into {}", python.join(" "), venv.display()),
-    )?;
+    if !python.is_empty() {
+        let venv = dir.join("venv");
+        run_ok(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv (on Debian: apt-get install python3-venv)",
+        )?;
+        run_ok(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "-q"])
+                .args(python),
+            &format!("pip install {} into {}", python.join(" "), venv.display()),
+        )?;
+    }
     std::fs::write(dir.join(".unpacked"), deb.display().to_string())?;
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! What every target does with settings it got: build the timeline and a responder on a manual
 //! clock, and ask the questions a handler and `spot-sim status` ask. Nothing may panic.
 
-use std::sync::{Arc, OnceLock};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::BodyExt;
@@ -15,6 +16,7 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
+            .enable_io()
             .build()
             .expect("a current-thread runtime")
     })
@@ -25,11 +27,22 @@ pub fn start() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_795_645_080)
 }
 
-pub fn responder(mut settings: Settings) -> (Arc<ManualClock>, Arc<Responder>) {
-    // Latency would make the fuzzer wait in real time; passthrough would dial out.
+pub fn responder(settings: Settings) -> (Arc<ManualClock>, Arc<Responder>) {
+    responder_with(settings, None)
+}
+
+/// A responder whose passthrough (if any) goes to `upstream`, never to a real address.
+pub fn responder_with(
+    mut settings: Settings,
+    upstream: Option<SocketAddr>,
+) -> (Arc<ManualClock>, Arc<Responder>) {
+    // Latency would make the fuzzer wait in real time; a real passthrough would dial out.
     settings.imds.faults.latency = Duration::ZERO;
     settings.imds.faults.error_503_rate = 0.0;
-    settings.imds.passthrough = None;
+    settings.imds.passthrough = upstream.map(|upstream| spot_sim::imds::Passthrough {
+        upstream,
+        timeout: Duration::from_secs(2),
+    });
     let clock = Arc::new(ManualClock::new(start()));
     let timeline = Timeline::new(settings.scenario, clock.clone());
     let responder = Responder::new("fuzz".into(), timeline, settings.imds, clock.clone());
@@ -77,4 +90,88 @@ pub fn exercise(settings: Settings) {
             );
         }
     }
+}
+
+/// What a credential-bearing answer from the stand-in upstream contains.
+pub const SECRET: &str = "SECRET-FROM-THE-REAL-IMDS";
+
+/// Whether `path` (as it reached upstream) asks for credentials or an identity proof: under a
+/// version, `meta-data/iam*`, `meta-data/identity-credentials*`, `user-data*`,
+/// `dynamic/instance-identity*/{pkcs7,signature,rsa2048}*`, in any case. Written apart from
+/// spot-sim's own decision so that a mistake there shows here.
+pub fn credential_bearing(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let segs: Vec<&str> = lower.split('/').filter(|s| !s.is_empty()).skip(1).collect();
+    match segs.as_slice() {
+        [first, ..] if first.starts_with("user-data") => true,
+        ["meta-data", second, ..] => {
+            second.starts_with("iam") || second.starts_with("identity-credentials")
+        }
+        ["dynamic", second, third, ..] if second.starts_with("instance-identity") => {
+            ["pkcs7", "signature", "rsa2048"]
+                .iter()
+                .any(|s| third.starts_with(s))
+        }
+        _ => false,
+    }
+}
+
+/// A stand-in "real IMDS" on 127.0.0.1 with an `iam/` tree: it hands out a token, answers
+/// credential-bearing paths with [`SECRET`] and everything else with a plain value, and records
+/// every path that reaches it.
+pub struct StandIn {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn stand_in() -> &'static StandIn {
+    static S: OnceLock<StandIn> = OnceLock::new();
+    S.get_or_init(|| {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rt = runtime();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        rt.spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&head)
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let path = line.split(' ').nth(1).unwrap_or_default().to_string();
+                    let body = if line.starts_with("PUT ") {
+                        "stand-in-token".to_string()
+                    } else {
+                        let secret = credential_bearing(&path);
+                        record.lock().expect("the record").push(path);
+                        if secret {
+                            format!("{{\"AccessKeyId\": \"{SECRET}\"}}")
+                        } else {
+                            "from-upstream".to_string()
+                        }
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        StandIn { addr, seen }
+    })
 }

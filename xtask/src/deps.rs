@@ -16,6 +16,8 @@ pub enum Probe {
     Program(&'static str),
     /// A module the `python3` first on `PATH` can import.
     PythonModule(&'static str),
+    /// A file under the workspace's `target/tools/`, written last by its installation.
+    Tool(&'static str),
 }
 
 /// Where a missing piece comes from.
@@ -25,6 +27,15 @@ pub enum Source {
     Apt(&'static str),
     /// A PyPI package, for the `python3` first on `PATH`.
     Pip(&'static str),
+    /// An npm package, installed into `target/tools/node` (never globally).
+    Npm(&'static str),
+    /// A Debian package unpacked (never installed, so nothing of it runs at boot) into
+    /// `target/tools/<package>/root`, with the PyPI packages its code imports in a venv at
+    /// `target/tools/<package>/venv`.
+    DebUnpack {
+        package: &'static str,
+        python: &'static [&'static str],
+    },
 }
 
 /// One thing a task needs.
@@ -89,6 +100,37 @@ pub const TEST: &[Need] = &[
         "kubernetes-validate",
         "validating the deploy manifests offline against the Kubernetes schemas",
     ),
+    apt("npm", "npm", "installing the AWS SDK for JavaScript"),
+    Need {
+        probe: Probe::Tool("node/node_modules/@aws-sdk/ec2-metadata-service/package.json"),
+        source: Source::Npm("@aws-sdk/ec2-metadata-service"),
+        why: "the JavaScript SDK's IMDS client in tests/tests/clients.rs",
+    },
+    Need {
+        probe: Probe::Tool("cloud-init/.unpacked"),
+        source: Source::DebUnpack {
+            package: "cloud-init",
+            python: &[
+                "requests",
+                "pyyaml",
+                "jinja2",
+                "jsonpatch",
+                "jsonschema",
+                "configobj",
+                "oauthlib",
+                "netifaces",
+            ],
+        },
+        why: "cloud-init's EC2 datasource in tests/tests/clients.rs",
+    },
+    Need {
+        probe: Probe::Tool("cloud-guest-utils/.unpacked"),
+        source: Source::DebUnpack {
+            package: "cloud-guest-utils",
+            python: &[],
+        },
+        why: "Canonical's ec2metadata (IMDS API 2009-04-04) in tests/tests/clients.rs",
+    },
 ];
 
 /// What `cargo xtask bench` uses.
@@ -134,7 +176,8 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
     let (apt_pkgs, pip_pkgs) = split(&todo);
     for n in &todo {
         let name = match n.source {
-            Source::Apt(p) | Source::Pip(p) => p,
+            Source::Apt(p) | Source::Pip(p) | Source::Npm(p) => p,
+            Source::DebUnpack { package, .. } => package,
         };
         eprintln!("xtask: {name} is missing ({}); installing it", n.why);
     }
@@ -171,10 +214,98 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
             );
         }
     }
+    for n in &todo {
+        match n.source {
+            Source::Npm(package) => npm_install(package)?,
+            Source::DebUnpack { package, python } => deb_unpack(package, python)?,
+            Source::Apt(_) | Source::Pip(_) => {}
+        }
+    }
     let still = missing(needs, is_present);
     if !still.is_empty() {
         bail!("still missing after installing: {still:?}");
     }
+    Ok(())
+}
+
+fn tools_dir() -> std::path::PathBuf {
+    crate::workspace_root().join("target/tools")
+}
+
+fn run_ok(cmd: &mut Command, what: &str) -> Result<()> {
+    let ok = cmd.status().is_ok_and(|s| s.success());
+    if !ok {
+        bail!("{what} failed (see the output above); fix that and run again");
+    }
+    Ok(())
+}
+
+/// `npm install` into target/tools/node: the tests put its node_modules on NODE_PATH.
+fn npm_install(package: &str) -> Result<()> {
+    let prefix = tools_dir().join("node");
+    std::fs::create_dir_all(&prefix)?;
+    run_ok(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&prefix)
+            .arg(package),
+        &format!("npm install {package}"),
+    )
+}
+
+/// `apt-get download` + `dpkg-deb -x` (no maintainer scripts, no units, nothing at boot), then
+/// a venv for the Python modules the package's code imports; a marker file says it is complete.
+fn deb_unpack(package: &str, python: &[&str]) -> Result<()> {
+    let dir = tools_dir().join(package);
+    std::fs::create_dir_all(&dir)?;
+    let download = || {
+        Command::new("apt-get")
+            // apt's `_apt` sandbox user may not write into target/tools.
+            .args(["download", "-qq", "-o", "APT::Sandbox::User=root", package])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !download() {
+        run_ok(
+            root_command("apt-get").args(["update", "-qq"]),
+            "apt-get update",
+        )?;
+        if !download() {
+            bail!("apt-get download {package} failed; is a Debian mirror reachable?");
+        }
+    }
+    let deb = std::fs::read_dir(&dir)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "apt-get download {package} left no .deb in {}",
+                dir.display()
+            )
+        })?;
+    run_ok(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(dir.join("root")),
+        &format!("dpkg-deb -x {}", deb.display()),
+    )?;
+    if !python.is_empty() {
+        let venv = dir.join("venv");
+        run_ok(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv (on Debian: apt-get install python3-venv)",
+        )?;
+        run_ok(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "-q"])
+                .args(python),
+            &format!("pip install {} into {}", python.join(" "), venv.display()),
+        )?;
+    }
+    std::fs::write(dir.join(".unpacked"), deb.display().to_string())?;
     Ok(())
 }
 
@@ -198,6 +329,7 @@ fn is_present(probe: &Probe) -> bool {
             .args(["-c", &format!("import {m}")])
             .output()
             .is_ok_and(|o| o.status.success()),
+        Probe::Tool(path) => tools_dir().join(path).is_file(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! What a responder serves: IMDSv2 mode, faults, passthrough, limits and the metadata values.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -78,6 +79,10 @@ pub struct Metadata {
     pub architecture: String,
     /// Whether `autoscaling/target-lifecycle-state` exists (the instance is in an ASG).
     pub autoscaling: bool,
+    /// Catalogue values the scenario set, by `[metadata]` key (see catalogue.rs); "" hides one.
+    pub values: BTreeMap<String, String>,
+    /// `user-data` at the version root; `None` answers 404, as an instance launched without.
+    pub user_data: Option<String>,
 }
 
 impl Default for Metadata {
@@ -98,6 +103,8 @@ impl Default for Metadata {
             account_id: "123456789012".into(),
             architecture: "x86_64".into(),
             autoscaling: true,
+            values: BTreeMap::new(),
+            user_data: None,
         }
     }
 }
@@ -119,7 +126,8 @@ pub struct ImdsConfig {
     pub faults: Faults,
     /// `None`: paths spot-sim does not simulate are 404.
     pub passthrough: Option<Passthrough>,
-    /// Serve (forward) `iam/` and `identity-credentials/` paths; refused by default.
+    /// Forward credential-bearing paths (`iam/`, `identity-credentials/`, `user-data`, the
+    /// signed identity forms; see policy.rs); refused by default.
     pub allow_credentials: bool,
     pub metadata: Metadata,
     pub limits: Limits,

@@ -120,7 +120,8 @@ impl Responder {
             && self.config.options.hop_limit <= 1
             && self.config.options.http_endpoint.is_enabled()
             && req.method() == Method::PUT
-            && req.uri().path() == "/latest/api/token"
+            && super::path::canonical(req.uri().path(), self.config.limits.max_path_len)
+                .is_ok_and(|p| p.is_token_path())
     }
 
     fn record_unanswered(&self) {

@@ -1,11 +1,15 @@
 //! The fake IMDS: a hyper 1.x responder per target with its router, IMDSv2 token store,
 //! phase-dependent metadata tree, fault injection and passthrough to the real IMDS.
 
+mod catalogue;
 mod config;
 mod guarded_io;
+mod identity;
 mod instance;
 mod options;
 mod passthrough;
+mod path;
+mod policy;
 mod router;
 mod server;
 mod stats;
@@ -15,10 +19,13 @@ mod tree;
 #[cfg(test)]
 mod instance_tests;
 #[cfg(test)]
+mod surface_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;
 
+pub(crate) use catalogue::free_keys as metadata_keys;
 pub use config::{default_hostname, Faults, ImdsConfig, Imdsv2Mode, Limits, Metadata, Passthrough};
 pub use options::{tag_key_problem, InstanceOptions, Toggle, DEFAULT_HOP_LIMIT, MAX_HOP_LIMIT};
 pub use router::Responder;

@@ -12,12 +12,13 @@ use tokio::sync::Semaphore;
 
 use super::config::{ImdsConfig, Imdsv2Mode};
 use super::passthrough::Upstream;
+use super::path::{self, CanonicalPath};
+use super::policy::{self, Decision};
 use super::stats::{Counters, ResponderStats};
 use super::tokens::{TokenStore, MAX_TOKEN_TTL};
 use super::tree::{self, Node, Snapshot};
 use crate::scenario::{lock, rfc3339, Clock, Timeline};
 
-const TOKEN_PATH: &str = "/latest/api/token";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 
@@ -127,10 +128,13 @@ impl Responder {
                 .headers
                 .get(TOKEN_HEADER)
                 .and_then(|v| v.to_str().ok());
+            // As the router read it: doubled slashes collapsed, any version as `latest`.
+            let journaled = path::canonical(path, self.config.limits.max_path_len)
+                .map_or_else(|_| path.to_string(), |p| p.as_latest());
             journal.request(
                 self.clock.now(),
                 parts.method.as_str(),
-                path,
+                &journaled,
                 status,
                 routed.v2,
                 token.map(str::trim),
@@ -144,7 +148,7 @@ impl Responder {
         let version = if routed.v2 { "IMDSv2" } else { "IMDSv1" };
         // Every request at debug; at info one line a second per target, so a handler polling
         // in a tight loop cannot flood the log. The path is cut short: it is client input.
-        let shown = crate::escape::untrusted(path.chars().take(120).collect::<String>());
+        let shown = path::for_log(path);
         log::debug!(
             "{}: {} {shown} → {status} ({version})",
             self.target,
@@ -165,7 +169,7 @@ impl Responder {
         response
     }
 
-    async fn route(&self, method: &Method, path: &str, headers: &HeaderMap) -> Routed {
+    async fn route(&self, method: &Method, raw: &str, headers: &HeaderMap) -> Routed {
         let head = method == Method::HEAD;
         let presented = headers.get(TOKEN_HEADER);
         let v2 = presented.is_some();
@@ -174,16 +178,16 @@ impl Responder {
         if self.endpoint_disabled() {
             return routed(error_page(StatusCode::FORBIDDEN, head));
         }
-        let Some(segments) = segments(path, self.config.limits.max_path_len) else {
-            return routed(error_page(StatusCode::NOT_FOUND, head));
-        };
-        if path == TOKEN_PATH {
+        let canonical = path::canonical(raw, self.config.limits.max_path_len);
+        if canonical.as_ref().is_ok_and(|p| p.is_token_path()) {
             return Routed {
                 response: self.token_endpoint(method, headers),
                 v2: true,
             };
         }
 
+        // The token before the path, for every path: required mode answers 401 to a
+        // token-less request whatever it asked, as EC2 does.
         let now = self.clock.now();
         let remaining = match presented {
             Some(value) => match value.to_str().map(|t| self.tokens.check(t.trim(), now)) {
@@ -204,10 +208,11 @@ impl Responder {
                 HeaderValue::from_static("OPTIONS, GET, HEAD"),
             );
             r
-        } else if is_credentials(&segments) && !self.config.allow_credentials {
-            error_page(StatusCode::NOT_FOUND, head)
         } else {
-            self.lookup(&segments, head).await
+            match canonical {
+                Ok(p) => self.answer(&p, head).await,
+                Err(_) => error_page(StatusCode::NOT_FOUND, head),
+            }
         };
         if let Some(left) = remaining {
             response
@@ -215,6 +220,26 @@ impl Responder {
                 .insert(HeaderName::from_static(TTL_HEADER), HeaderValue::from(left));
         }
         routed(response)
+    }
+
+    /// A GET of a path that passed the path rules: simulated, merged or forwarded, as
+    /// [`policy::decide`] says.
+    async fn answer(&self, p: &CanonicalPath<'_>, head: bool) -> Response<Full<Bytes>> {
+        let decision = policy::decide(p, self.upstream.is_some(), self.config.allow_credentials);
+        match (decision, &self.upstream) {
+            (Decision::Forward, Some(upstream)) => forward(upstream, &p.to_path(), head).await,
+            (Decision::MergedListing, Some(upstream)) => {
+                let root = self.tree();
+                match root.get(p.rest()) {
+                    Some(Node::Dir(ours)) => {
+                        let version = p.version().unwrap_or("latest");
+                        self.merged_listing(upstream, version, ours, head).await
+                    }
+                    _ => error_page(StatusCode::NOT_FOUND, head),
+                }
+            }
+            _ => self.lookup(p, head),
+        }
     }
 
     /// `PUT /latest/api/token`.
@@ -264,8 +289,8 @@ impl Responder {
         r
     }
 
-    /// Serves `segments` from the tree, or from upstream for what spot-sim does not simulate.
-    async fn lookup(&self, segments: &[&str], head: bool) -> Response<Full<Bytes>> {
+    /// The tree one API version serves, at this instant.
+    fn tree(&self) -> tree::Dir {
         let now = self.clock.now();
         let snapshot = Snapshot {
             metadata: &self.config.metadata,
@@ -277,24 +302,22 @@ impl Responder {
             maintenance: self.timeline.maintenance_at(now),
             asg_terminated: self.timeline.asg_terminated_at(now),
         };
-        let root = tree::build(&snapshot);
-        if let Some(upstream) = &self.upstream {
-            let meta_listing = segments == ["latest", "meta-data"];
-            let simulated = matches!(segments, ["latest", "meta-data", first, ..] if tree::SIMULATED.contains(first));
-            if meta_listing {
-                if let Some(Node::Dir(ours)) = root.get(segments) {
-                    return self.merged_listing(upstream, ours, head).await;
-                }
-            } else if !simulated {
-                return forward(upstream, &segments_path(segments), head).await;
-            }
+        tree::build(&snapshot)
+    }
+
+    /// Serves `p` from spot-sim's own tree: `/` lists the versions, each version the same tree.
+    fn lookup(&self, p: &CanonicalPath<'_>, head: bool) -> Response<Full<Bytes>> {
+        if p.segments.is_empty() {
+            return text(StatusCode::OK, path::VERSIONS.join("\n"), head);
         }
-        let node = if segments.is_empty() {
+        if p.version().is_none() {
+            return error_page(StatusCode::NOT_FOUND, head);
+        }
+        let root = self.tree();
+        if p.rest().is_empty() {
             return text(StatusCode::OK, root.listing(), head);
-        } else {
-            root.get(segments)
-        };
-        match node {
+        }
+        match root.get(p.rest()) {
             Some(Node::Leaf(value)) => text(StatusCode::OK, value.clone(), head),
             Some(Node::Dir(dir)) => text(StatusCode::OK, dir.listing(), head),
             None => error_page(StatusCode::NOT_FOUND, head),
@@ -305,10 +328,11 @@ impl Responder {
     async fn merged_listing(
         &self,
         upstream: &Upstream,
+        version: &str,
         ours: &tree::Dir,
         head: bool,
     ) -> Response<Full<Bytes>> {
-        let theirs = match upstream.get("/latest/meta-data/").await {
+        let theirs = match upstream.get(&format!("/{version}/meta-data/")).await {
             Ok(f) if f.status == StatusCode::OK => String::from_utf8_lossy(&f.body).into_owned(),
             Ok(f) => {
                 log::debug!("real IMDS listing answered {}; serving ours", f.status);
@@ -323,27 +347,21 @@ impl Responder {
             .lines()
             .map(str::to_string)
             .filter(|l| {
-                let name = l.trim_end_matches('/');
+                let name = l.trim_end_matches('/').to_ascii_lowercase();
                 !l.is_empty()
-                    && !tree::SIMULATED.contains(&name)
-                    && (self.config.allow_credentials || !CREDENTIAL_DIRS.contains(&name))
+                    && !policy::SIMULATED.contains(&name.as_str())
+                    && (self.config.allow_credentials
+                        || !policy::credential_bearing(&["meta-data", &name]))
             })
             .collect();
         for line in ours.listing().lines() {
-            if tree::SIMULATED.contains(&line.trim_end_matches('/')) {
+            if policy::SIMULATED.contains(&line.trim_end_matches('/')) {
                 names.insert(line.to_string());
             }
         }
         let listing: Vec<String> = names.into_iter().collect();
         text(StatusCode::OK, listing.join("\n"), head)
     }
-}
-
-const CREDENTIAL_DIRS: &[&str] = &["iam", "identity-credentials"];
-
-/// `iam/` and `identity-credentials/` hold the node's credentials.
-fn is_credentials(segments: &[&str]) -> bool {
-    matches!(segments, ["latest", "meta-data", first, ..] if CREDENTIAL_DIRS.contains(first))
 }
 
 async fn forward(upstream: &Upstream, path: &str, head: bool) -> Response<Full<Bytes>> {
@@ -364,38 +382,6 @@ async fn forward(upstream: &Upstream, path: &str, head: bool) -> Response<Full<B
             error_page(status, head)
         }
     }
-}
-
-fn segments_path(segments: &[&str]) -> String {
-    format!("/{}", segments.join("/"))
-}
-
-/// The path's segments, or `None` for anything IMDS would never serve: too long, `..`,
-/// percent-escapes, empty segments, control characters.
-fn segments(path: &str, max_len: usize) -> Option<Vec<&str>> {
-    if path.len() > max_len
-        || !path.starts_with('/')
-        || path.contains('%')
-        || !path.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return None;
-    }
-    let trimmed = path.trim_start_matches('/');
-    if path.starts_with("//") {
-        return None;
-    }
-    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-    if trimmed.is_empty() {
-        return Some(Vec::new());
-    }
-    let segments: Vec<&str> = trimmed.split('/').collect();
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || *s == "." || *s == "..")
-    {
-        return None;
-    }
-    Some(segments)
 }
 
 /// HTTP/1.0 without keep-alive, or an explicit `Connection: close`.

@@ -2,11 +2,10 @@
 //! timeline has issued, with directory listings that follow the phase.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use super::config::Metadata;
-use super::instance;
 use super::options::InstanceOptions;
+use super::{catalogue, identity, instance};
 use crate::scenario::{rfc3339, Action, MaintenanceView, Phase, Schedule};
 
 /// A file or a directory of the tree.
@@ -19,6 +18,9 @@ pub(crate) enum Node {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Dir {
     pub entries: BTreeMap<String, Node>,
+    /// Names listed differently from how they are asked for: `public-keys/` lists `0=my-key`
+    /// for the directory `0/`.
+    pub listed_as: BTreeMap<String, String>,
     /// The real IMDS lists `/` and `/latest/` without trailing slashes, deeper levels with them.
     pub slash_subdirs: bool,
 }
@@ -27,6 +29,7 @@ impl Dir {
     pub(super) fn new() -> Self {
         Dir {
             entries: BTreeMap::new(),
+            listed_as: BTreeMap::new(),
             slash_subdirs: true,
         }
     }
@@ -47,12 +50,39 @@ impl Dir {
         let names: Vec<String> = self
             .entries
             .iter()
-            .map(|(name, node)| match node {
-                Node::Dir(_) if self.slash_subdirs => format!("{name}/"),
-                _ => name.clone(),
+            .map(|(name, node)| match (self.listed_as.get(name), node) {
+                (Some(listed), _) => listed.clone(),
+                (None, Node::Dir(_)) if self.slash_subdirs => format!("{name}/"),
+                (None, _) => name.clone(),
             })
             .collect();
         names.join("\n")
+    }
+
+    /// Puts `node` at `path` (slash-separated) below this directory, making directories on
+    /// the way; a leaf in the way is replaced.
+    pub fn insert(&mut self, path: &str, node: Node) {
+        let (first, rest) = match path.split_once('/') {
+            Some((first, rest)) => (first, Some(rest)),
+            None => (path, None),
+        };
+        match rest {
+            None => {
+                self.entries.insert(first.to_string(), node);
+            }
+            Some(rest) => {
+                let child = self
+                    .entries
+                    .entry(first.to_string())
+                    .or_insert_with(|| Node::Dir(Dir::new()));
+                if let Node::Leaf(_) = child {
+                    *child = Node::Dir(Dir::new());
+                }
+                if let Node::Dir(d) = child {
+                    d.insert(rest, node);
+                }
+            }
+        }
     }
 
     /// The node at `segments` below this directory.
@@ -83,56 +113,59 @@ pub(crate) struct Snapshot<'a> {
     pub asg_terminated: bool,
 }
 
-/// The `meta-data/` entries whose content spot-sim owns even with passthrough on.
-pub(crate) const SIMULATED: &[&str] = &[
-    "autoscaling",
-    "events",
-    "instance-action",
-    "instance-life-cycle",
-    "spot",
-    "tags",
-];
-
-/// The whole tree, from `/`.
+/// The tree one API version serves (`/latest/`, `/2021-03-23/`, … all alike): the static
+/// catalogue plus what the timeline has issued.
 pub(crate) fn build(s: &Snapshot<'_>) -> Dir {
-    let mut latest = Dir::new().dir("meta-data", meta_data(s)).dir(
-        "dynamic",
-        Dir::new().dir(
-            "instance-identity",
-            Dir::new().leaf("document", identity_document(s)),
+    let m = s.metadata;
+    let mut version = Dir::new();
+    version.slash_subdirs = false;
+    for (path, value) in catalogue::values(m) {
+        version.insert(&path, Node::Leaf(value));
+    }
+    let document = identity::document(m, s.pending_time);
+    for (name, value) in [
+        (
+            "pkcs7",
+            identity::unsigned_pkcs7(&document, identity::Digest::Sha1),
         ),
-    );
-    latest.slash_subdirs = false;
-    let mut root = Dir::new().dir("latest", latest);
-    root.slash_subdirs = false;
-    root
+        (
+            "rsa2048",
+            identity::unsigned_pkcs7(&document, identity::Digest::Sha256),
+        ),
+        ("signature", identity::unsigned_signature()),
+        ("document", document),
+    ] {
+        version.insert(
+            &format!("dynamic/instance-identity/{name}"),
+            Node::Leaf(value),
+        );
+    }
+    // A public address is associated with the private one on the primary interface.
+    if let Some(public) = catalogue::value(m, "public-ipv4") {
+        let path = format!(
+            "meta-data/network/interfaces/macs/{}/ipv4-associations/{public}",
+            m.mac
+        );
+        let private = catalogue::value(m, "local-ipv4").unwrap_or_default();
+        version.insert(&path, Node::Leaf(private));
+    }
+    if let Some(Node::Dir(meta)) = version.entries.get_mut("meta-data") {
+        if let Some(Node::Dir(keys)) = meta.entries.get_mut("public-keys") {
+            let name = catalogue::value(m, "public-key-name").unwrap_or_default();
+            keys.listed_as.insert("0".into(), format!("0={name}"));
+        }
+    }
+    for (name, node) in simulated(s).entries {
+        version.insert(&format!("meta-data/{name}"), node);
+    }
+    version
 }
 
-fn meta_data(s: &Snapshot<'_>) -> Dir {
-    let m = s.metadata;
+/// The `meta-data/` entries that follow the timeline ([`super::policy::SIMULATED`]).
+fn simulated(s: &Snapshot<'_>) -> Dir {
     let mut dir = Dir::new()
-        .leaf("ami-id", &m.ami_id)
-        .leaf("ami-launch-index", "0")
-        .leaf("hostname", &m.hostname)
         .leaf("instance-action", "none")
-        .leaf("instance-id", &m.instance_id)
         .leaf("instance-life-cycle", "spot")
-        .leaf("instance-type", &m.instance_type)
-        .leaf("local-hostname", &m.local_hostname)
-        .leaf("local-ipv4", &m.local_ipv4)
-        .leaf("mac", &m.mac)
-        .dir(
-            "placement",
-            Dir::new()
-                .leaf("availability-zone", &m.availability_zone)
-                .leaf("region", &m.region),
-        )
-        .dir(
-            "services",
-            Dir::new()
-                .leaf("domain", "amazonaws.com")
-                .leaf("partition", "aws"),
-        )
         .dir("events", events(s));
     if let Some(asg) = instance::autoscaling(s) {
         dir = dir.dir("autoscaling", asg);
@@ -182,34 +215,4 @@ fn events(s: &Snapshot<'_>) -> Dir {
 
 pub(super) fn json(s: &str) -> String {
     serde_json::Value::from(s).to_string()
-}
-
-fn identity_document(s: &Snapshot<'_>) -> String {
-    let m = s.metadata;
-    let mut out = String::from("{\n");
-    let fields: [(&str, Option<&str>); 15] = [
-        ("accountId", Some(&m.account_id)),
-        ("architecture", Some(&m.architecture)),
-        ("availabilityZone", Some(&m.availability_zone)),
-        ("billingProducts", None),
-        ("devpayProductCodes", None),
-        ("marketplaceProductCodes", None),
-        ("imageId", Some(&m.ami_id)),
-        ("instanceId", Some(&m.instance_id)),
-        ("instanceType", Some(&m.instance_type)),
-        ("kernelId", None),
-        ("pendingTime", Some(s.pending_time)),
-        ("privateIp", Some(&m.local_ipv4)),
-        ("ramdiskId", None),
-        ("region", Some(&m.region)),
-        ("version", Some("2017-09-30")),
-    ];
-    let last = fields.len() - 1;
-    for (i, (k, v)) in fields.iter().enumerate() {
-        let value = v.map_or_else(|| "null".to_string(), json);
-        let sep = if i == last { "" } else { "," };
-        let _ = writeln!(out, "  \"{k}\" : {value}{sep}");
-    }
-    out.push('}');
-    out
 }

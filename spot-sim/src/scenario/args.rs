@@ -498,6 +498,8 @@ fn metadata_from(m: super::file::MetadataSection, origin: &str) -> Result<Metada
         .hostname
         .unwrap_or_else(|| default_hostname(&local_ipv4, &region));
     let local_hostname = m.local_hostname.unwrap_or_else(|| hostname.clone());
+    let values = catalogue_values(m.more, origin)?;
+    let user_data = user_data(m.user_data, m.user_data_file, origin)?;
     Ok(Metadata {
         instance_id: m.instance_id.unwrap_or(d.instance_id),
         instance_type: m.instance_type.unwrap_or(d.instance_type),
@@ -511,7 +513,136 @@ fn metadata_from(m: super::file::MetadataSection, origin: &str) -> Result<Metada
         account_id: m.account_id.unwrap_or(d.account_id),
         architecture: m.architecture.unwrap_or(d.architecture),
         autoscaling: m.autoscaling.unwrap_or(d.autoscaling),
+        values,
+        user_data,
     })
+}
+
+/// The catalogue keys of `[metadata]` (imds/catalogue.rs): strings, or numbers written bare.
+fn catalogue_values(
+    more: std::collections::BTreeMap<String, toml::Value>,
+    origin: &str,
+) -> Result<std::collections::BTreeMap<String, String>, ScenarioError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (key, value) in more {
+        let field = format!("metadata.{key}");
+        if !crate::imds::metadata_keys().any(|k| k == key) {
+            let known: Vec<&str> = crate::imds::metadata_keys().collect();
+            return Err(invalid(
+                origin,
+                &field,
+                format!("{value}"),
+                "unknown field",
+                &format!(
+                    "instance-id, instance-type, ami-id, hostname, local-hostname, local-ipv4, \
+                     mac, availability-zone, region, account-id, architecture, autoscaling, \
+                     user-data, user-data-file, {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            other => {
+                return Err(invalid(
+                    origin,
+                    &field,
+                    format!("{other}"),
+                    "not a string",
+                    "a string like \"sg-0123456789abcdef0\" (\"\" hides the path)",
+                ))
+            }
+        };
+        if text.chars().any(char::is_control) {
+            return Err(invalid(
+                origin,
+                &field,
+                format!("{text:?}"),
+                "control characters",
+                "one line of text",
+            ));
+        }
+        out.insert(key, text);
+    }
+    Ok(out)
+}
+
+/// The most user data EC2 accepts (16 KB, before base64).
+const MAX_USER_DATA: u64 = 16 * 1024;
+
+/// `user-data` inline or from `user-data-file` (relative to the scenario file's directory).
+fn user_data(
+    inline: Option<String>,
+    file: Option<std::path::PathBuf>,
+    origin: &str,
+) -> Result<Option<String>, ScenarioError> {
+    let (text, field) = match (inline, file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                origin,
+                "metadata.user-data-file",
+                "(both set)",
+                "user-data and user-data-file are both set",
+                "one of them",
+            ))
+        }
+        (Some(text), None) => (text, "metadata.user-data"),
+        (None, Some(path)) => {
+            let path = match Path::new(origin).parent() {
+                Some(dir) if path.is_relative() => dir.join(path),
+                _ => path,
+            };
+            let shown = format!("{:?}", path.display().to_string());
+            let unreadable = |e: std::io::Error| {
+                invalid(
+                    origin,
+                    "metadata.user-data-file",
+                    &shown,
+                    &format!("cannot read it ({e})"),
+                    "a readable file",
+                )
+            };
+            let file = std::fs::File::open(&path).map_err(unreadable)?;
+            // A regular file only: `/dev/zero` or a FIFO would never end.
+            if !file.metadata().map_err(unreadable)?.is_file() {
+                return Err(invalid(
+                    origin,
+                    "metadata.user-data-file",
+                    &shown,
+                    "not a regular file",
+                    "a text file",
+                ));
+            }
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(file, MAX_USER_DATA + 1),
+                &mut bytes,
+            )
+            .map_err(unreadable)?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                invalid(
+                    origin,
+                    "metadata.user-data-file",
+                    &shown,
+                    "not UTF-8 text (gzip'd or binary user data is not supported)",
+                    "a text file: a script, cloud-config, or MIME multipart",
+                )
+            })?;
+            (text, "metadata.user-data-file")
+        }
+        (None, None) => return Ok(None),
+    };
+    if text.len() as u64 > MAX_USER_DATA {
+        return Err(invalid(
+            origin,
+            field,
+            format!("({} bytes)", text.len()),
+            "more than EC2 accepts",
+            "at most 16384 bytes",
+        ));
+    }
+    Ok(Some(text))
 }
 
 /// "us-east-1a" → "us-east-1".

@@ -74,8 +74,11 @@ pub(crate) struct FaultsSection {
     pub token_ttl: Option<u64>,
 }
 
+/// `[metadata]`: the typed fields below, plus any key of the IMDS catalogue (imds/catalogue.rs)
+/// in `more`, checked against the catalogue when settings are built (serde cannot deny unknown
+/// fields next to a flattened map).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub(crate) struct MetadataSection {
     pub instance_id: Option<String>,
     pub instance_type: Option<String>,
@@ -89,6 +92,12 @@ pub(crate) struct MetadataSection {
     pub account_id: Option<String>,
     pub architecture: Option<String>,
     pub autoscaling: Option<bool>,
+    /// `user-data`, inline.
+    pub user_data: Option<String>,
+    /// `user-data` read from this file (relative to the scenario file).
+    pub user_data_file: Option<std::path::PathBuf>,
+    #[serde(flatten)]
+    pub more: std::collections::BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,0 +1,278 @@
+//! The IMDS surface through the real redirect: dated versions, doubled slashes, the token
+//! before the path, bad input, and a passthrough that lets no spelling of a credential path
+//! reach a stand-in "real IMDS" (in a private namespace, on 169.254.169.254 there) that records
+//! every request it gets.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test panics with the message of what failed"
+)]
+
+use std::{path::Path, time::Duration};
+
+use spot_sim_tests::*;
+
+const BASE: &str = "http://169.254.169.254";
+
+/// The versions `/` lists (imds/path.rs), checked against what spot-sim answers.
+const SOME_VERSIONS: &[&str] = &["1.0", "2009-04-04", "2016-09-02", "2021-03-23", "latest"];
+
+fn curl(node: &Node, path: &str, extra: &[&str]) -> (u16, String) {
+    let url = format!("{BASE}{path}");
+    let mut args = vec!["-s", "--path-as-is", "-w", "\n%{http_code}"];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    let out = curl_in(&node.target, &node.target_ns, &args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn dated_versions_and_doubled_slashes_answer_and_required_mode_checks_the_token_first() {
+    if !require_root() {
+        return;
+    }
+    let node = node("surface");
+    let _run = start_run(&node, &["--imdsv2", "required", "--interruption-in", "2m"]);
+    let put = curl(
+        &node,
+        "/latest/api/token",
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "X-aws-ec2-metadata-token-ttl-seconds: 60",
+        ],
+    );
+    assert_eq!(put.0, 200);
+    let header = format!("X-aws-ec2-metadata-token: {}", put.1);
+    let with = ["-H", header.as_str()];
+    let versions = curl(&node, "/", &with).1;
+    for v in SOME_VERSIONS {
+        assert!(versions.lines().any(|l| l == *v), "{v} not in {versions:?}");
+        let (status, id) = curl(&node, &format!("/{v}/meta-data/instance-id"), &with);
+        assert_eq!((status, id.as_str()), (200, "i-0e5a6b3c9d2f41a78"), "{v}");
+        let (status, notice) = curl(
+            &node,
+            &format!("/{v}/meta-data/spot/instance-action"),
+            &with,
+        );
+        assert_eq!(status, 200, "{v}: {notice}");
+        assert!(
+            notice.contains("\"action\": \"terminate\""),
+            "{v}: {notice}"
+        );
+    }
+    for spelling in [
+        "//latest/meta-data/instance-id",
+        "/latest//meta-data/instance-id",
+        "/2021-03-23//meta-data/instance-id/",
+    ] {
+        assert_eq!(curl(&node, spelling, &with).0, 200, "{spelling}");
+        // Without a token: 401, before the path is even looked at.
+        assert_eq!(curl(&node, spelling, &[]).0, 401, "{spelling}");
+    }
+    assert_eq!(curl(&node, "/nonexistent/../x", &[]).0, 401);
+    // Bad input with a token: the 404 page, whatever the spelling.
+    let long = format!("/latest/meta-data/{}", "a".repeat(9 * 1024));
+    let deep = format!("/latest{}", "/meta-data".repeat(70));
+    for bad in [
+        long.as_str(),
+        deep.as_str(),
+        "/latest/meta-data/%2e%2e/instance-id",
+        "/latest/meta-data/../meta-data/instance-id",
+    ] {
+        let (status, body) = curl(&node, bad, &with);
+        assert_eq!(status, 404, "{}", &bad[..bad.len().min(60)]);
+        assert!(body.contains("<title>404 - Not Found</title>"), "{body}");
+    }
+}
+
+/// A stand-in real IMDS: tokens, an `iam/` tree, and a record (one path a line) of every GET.
+const STANDIN: &str = r#"
+import http.server, sys
+record = open(sys.argv[1], "a", buffering=1)
+class H(http.server.BaseHTTPRequestHandler):
+    def reply(self, code, body):
+        b = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+    def do_PUT(self):
+        self.reply(200, "standin-token")
+    def do_GET(self):
+        record.write(self.path + "\n")
+        if "iam" in self.path.lower():
+            return self.reply(200, '{"AccessKeyId": "LEAKED"}')
+        self.reply(200, "from-the-real-imds")
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("169.254.169.254", 80), H).serve_forever()
+"#;
+
+/// Sends every path in argv[1] (one a line) verbatim; prints `status<TAB>path<TAB>body` lines.
+const CLIENT: &str = r#"
+import http.client, sys
+for path in open(sys.argv[1]).read().splitlines():
+    c = http.client.HTTPConnection("169.254.169.254", 80, timeout=5)
+    c.request("GET", path)
+    r = c.getresponse()
+    body = r.read().decode("utf-8", "replace").replace("\n", " ")[:80]
+    print(f"{r.status}\t{path}\t{body}")
+    c.close()
+"#;
+
+/// Credential-bearing paths below a version.
+const SECRET_TAILS: &[&str] = &[
+    "meta-data/iam/security-credentials/node-role",
+    "meta-data/iam/info",
+    "meta-data/identity-credentials/ec2/security-credentials/ec2-instance",
+    "user-data",
+    "dynamic/instance-identity/pkcs7",
+    "dynamic/instance-identity/signature",
+    "dynamic/instance-identity/rsa2048",
+];
+
+/// Spellings of `tail` under `version`: doubled slashes, trailing slash, case, `%` escapes,
+/// `.` and `..` steps.
+fn variants(version: &str, tail: &str) -> Vec<String> {
+    let upper = tail.to_ascii_uppercase();
+    let mut out = Vec::new();
+    for t in [
+        tail.to_string(),
+        upper,
+        tail.replacen('/', "%2f", 1),
+        tail.replacen('a', "%61", 1),
+    ] {
+        out.push(format!("/{version}/{t}"));
+        out.push(format!("//{version}//{}/", t.replace('/', "//")));
+        out.push(format!("/{version}/./{t}"));
+        out.push(format!("/{version}/meta-data/../{t}"));
+    }
+    out
+}
+
+fn credential_bearing(path: &str) -> bool {
+    let p = path.to_ascii_lowercase();
+    [
+        "iam",
+        "identity-credentials",
+        "user-data",
+        "pkcs7",
+        "signature",
+        "rsa2048",
+    ]
+    .iter()
+    .any(|s| p.contains(s))
+}
+
+#[test]
+fn through_the_redirect_no_spelling_of_a_credential_path_reaches_the_real_imds() {
+    if !require_root() {
+        return;
+    }
+    let cg = TestCgroup::new("leak");
+    let target = cg.child("target");
+    let standin_cg = cg.child("standin");
+    let ns = NetNs::new_private().unwrap();
+    let dir = std::env::temp_dir().join(unique("leak"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("reached-upstream");
+    std::fs::write(&record, "").unwrap();
+    let alias = command_in(
+        &standin_cg,
+        &ns,
+        "ip",
+        &["addr", "add", "169.254.169.254/32", "dev", "lo"],
+    )
+    .status()
+    .unwrap();
+    assert!(alias.success());
+    let _standin = spawn_logged(&mut command_in(
+        &standin_cg,
+        &ns,
+        "python3",
+        &["-c", STANDIN, record.to_str().unwrap()],
+    ));
+    let run = start_run_with(
+        &[
+            "--cgroup",
+            target.to_str().unwrap(),
+            "--passthrough",
+            "--interruption-in",
+            "2m",
+        ],
+        1,
+        Some((&target, &ns)),
+    );
+    // The stand-in answers once it listens.
+    let probe = |path: &str| {
+        let out = curl_in(&target, &ns, &["-s", &format!("{BASE}{path}")]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for _ in 0..50 {
+        if probe("/latest/meta-data/ami-id") == "from-the-real-imds" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut paths = Vec::new();
+    for version in [
+        "latest",
+        "1.0",
+        "2009-04-04",
+        "2016-09-02",
+        "2021-03-23",
+        "2021-07-15",
+        "LATEST",
+    ] {
+        for tail in SECRET_TAILS {
+            paths.extend(variants(version, tail));
+        }
+        paths.push(format!("/{version}/meta-data/spot/instance-action"));
+    }
+    let list = dir.join("paths");
+    std::fs::write(&list, paths.join("\n")).unwrap();
+    let out = command_in(
+        &target,
+        &ns,
+        "python3",
+        &["-c", CLIENT, list.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    let answers = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "client: {}\nspot-sim:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        run.log()
+    );
+    assert_eq!(answers.lines().count(), paths.len(), "{answers}");
+    for line in answers.lines() {
+        let mut f = line.splitn(3, '\t');
+        let (status, path, body) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap_or(""));
+        assert!(
+            !body.contains("LEAKED") && !body.contains("from-the-real-imds"),
+            "{line}"
+        );
+        if path.ends_with("/meta-data/spot/instance-action") && !path.contains("LATEST") {
+            assert_eq!(status, "200", "{line}");
+            assert!(
+                body.contains("\"action\": \"terminate\""),
+                "simulated: {line}"
+            );
+        }
+    }
+    let reached = std::fs::read_to_string(&record).unwrap();
+    let leaked: Vec<&str> = reached.lines().filter(|p| credential_bearing(p)).collect();
+    assert!(leaked.is_empty(), "reached the real IMDS: {leaked:?}");
+    assert!(!reached.contains("spot"), "spot/ was forwarded: {reached}");
+    assert!(
+        reached.lines().any(|l| l == "/latest/meta-data/ami-id"),
+        "{reached}"
+    );
+    drop(run);
+    let _ = std::fs::remove_dir_all(Path::new(&dir));
+}

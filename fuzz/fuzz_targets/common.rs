@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http_body_util::BodyExt;
 use hyper::{Method, Request, Response};
 use spot_sim::imds::Responder;
-use spot_sim::scenario::{ManualClock, Settings, Timeline};
+use spot_sim::scenario::{ManualClock, Timeline};
+use spot_sim::settings::Settings;
 
 pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();

@@ -39,7 +39,7 @@ fuzz_target!(|input: Input| {
         q(&input.latency),
         q(&input.not_before)
     );
-    match spot_sim::scenario::Settings::from_toml(Path::new("fuzz.toml"), &text) {
+    match spot_sim::settings::Settings::from_toml(Path::new("fuzz.toml"), &text) {
         Ok(settings) => common::exercise(settings),
         Err(e) => {
             let message = e.to_string();

@@ -10,7 +10,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request};
 use libfuzzer_sys::fuzz_target;
 use spot_sim::imds::Imdsv2Mode;
-use spot_sim::scenario::Settings;
+use spot_sim::settings::Settings;
 
 #[path = "common.rs"]
 mod common;

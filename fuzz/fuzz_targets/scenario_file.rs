@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match spot_sim::scenario::Settings::from_toml(Path::new("fuzz.toml"), text) {
+    match spot_sim::settings::Settings::from_toml(Path::new("fuzz.toml"), text) {
         Ok(settings) => common::exercise(settings),
         Err(e) => {
             let message = e.to_string();

@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 use spot_sim_common::{PROC_EXEC, PROC_EXIT, ProcEvent};
 
-use crate::owner::current_target_index;
+use crate::target::current_target_index;
 
 /// One `ProcEvent` per exec or exit in a target.
 #[map(name = "PROCS")]

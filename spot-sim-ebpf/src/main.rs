@@ -14,7 +14,6 @@ mod connect;
 mod exec;
 mod maps;
 mod outbound;
-mod owner;
 mod peer;
 mod target;
 

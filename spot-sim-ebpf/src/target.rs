@@ -62,3 +62,11 @@ pub fn current_target() -> Option<*mut Target> {
     }
     None
 }
+
+/// The index of the current task's target, if any: for the programs that are not attached per
+/// cgroup (the exec/exit tracepoints).
+#[inline(always)]
+pub fn current_target_index() -> Option<u32> {
+    // SAFETY: a map value pointer the kernel handed out, valid for this program run.
+    current_target().map(|t| unsafe { (*t).index })
+}

@@ -1,6 +1,7 @@
 //! spot-sim: rehearse EC2 Spot interruptions for real.
 //!
-//! Data flows one way: [`cli`] → [`scenario`] + [`target`] → [`redirect`] + [`imds`], with
+//! Data flows one way: [`cli`] → [`settings`] + [`targets`] → [`session`] → [`redirect`] +
+//! [`imds`] (which read the [`scenario`] timeline), with
 //! [`session`] holding a running instance together and [`control`] talking to it; an
 //! [`experiment`] spreads one scenario over a cluster's nodes.
 
@@ -15,4 +16,5 @@ pub mod redirect;
 pub mod report;
 pub mod scenario;
 pub mod session;
-pub mod target;
+pub mod settings;
+pub mod targets;

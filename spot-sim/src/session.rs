@@ -28,8 +28,9 @@ use crate::{
         TargetLink,
     },
     report::{Expectations, Report},
-    scenario::{Clock, OnInterrupt, Phase, Settings, Timeline},
-    target::{CgroupDir, NetNs, NetNsError},
+    scenario::{Clock, OnInterrupt, Phase, Timeline},
+    settings::Settings,
+    targets::{CgroupDir, NetNs, NetNsError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -861,11 +862,21 @@ fn bind_loopback(
     Ok((l4, l6))
 }
 
+/// Pending connections a responder's listener queues before the kernel drops SYNs. std binds
+/// with 128; a burst above that (a DaemonSet's pods starting together, a flood the connection
+/// cap is about to close) would make the clients that are dropped wait a whole second for
+/// their SYN to be sent again.
+const LISTEN_BACKLOG: libc::c_int = 1024;
+
 fn to_tokio(l: TcpListener, target: &str) -> Result<tokio::net::TcpListener, SessionError> {
     let err = |source| SessionError::Listen {
         target: target.to_string(),
         source,
     };
+    // SAFETY: listen on our own bound, listening socket only changes its backlog.
+    if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), LISTEN_BACKLOG) } != 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
     l.set_nonblocking(true).map_err(err)?;
     tokio::net::TcpListener::from_std(l).map_err(err)
 }

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use spot_sim::target::NetNs;
+pub use spot_sim::targets::NetNs;
 
 /// Skips (returns false) with a loud message when not root, unless CI is set: then it fails.
 pub fn require_root() -> bool {
@@ -76,7 +76,7 @@ pub fn spot_sim_bin() -> PathBuf {
 }
 
 pub fn cgroup2_mount() -> PathBuf {
-    spot_sim::target::cgroup::cgroup2_mount().expect("cgroup v2 mounted")
+    spot_sim::targets::cgroup::cgroup2_mount().expect("cgroup v2 mounted")
 }
 
 /// A unique name for this test's objects.

@@ -876,13 +876,21 @@ fn thousands_of_idle_connections_are_bounded_per_target_and_the_neighbour_is_sti
     // timeout on a loaded machine, by that timeout (which frees a place for a later one).
     let refused = r["refused"].as_u64().unwrap();
     let closed = r["closed"].as_u64().unwrap();
-    assert_eq!(r["open"], 512, "{r}");
-    assert_eq!(closed, 2000 - 512 - refused, "{r}");
+    let slow = r["connect_s"].as_f64().unwrap() + r["settled_s"].as_f64().unwrap() >= 9.0;
+    if slow {
+        // The first held connections may have met the 10 s head timeout before the last
+        // one connected: never more than the cap, and some still held.
+        let open = r["open"].as_u64().unwrap();
+        assert!(open > 0 && open <= 512, "{r}");
+    } else {
+        assert_eq!(r["open"], 512, "{r}");
+    }
+    assert_eq!(closed, 2000 - r["open"].as_u64().unwrap() - refused, "{r}");
     assert!(
         over > 0 && over <= closed,
         "connections_over_limit {over}; {r}"
     );
-    if r["connect_s"].as_f64().unwrap() + r["settled_s"].as_f64().unwrap() < 9.0 {
+    if !slow {
         assert_eq!(over, closed, "connections_over_limit; {r}");
     }
     assert!(

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use spot_sim::target::PodSelector;
+use spot_sim::targets::PodSelector;
 use spot_sim_tests::*;
 
 const INSTANCE_ACTION: &str = "http://169.254.169.254/latest/meta-data/spot/instance-action";

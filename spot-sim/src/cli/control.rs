@@ -1,145 +1,15 @@
-//! Both ends of the control socket: a running instance's answers ([`SessionHandler`]), and
-//! the `status`, `trigger` and `target` commands that ask.
+//! The commands that ask a running instance over its control socket: `status`, `trigger`,
+//! `target` and `report` (the instance's answers are in `handler.rs`).
 
-use std::{
-    path::{Path, PathBuf},
-    process::ExitCode,
-    sync::Arc,
-    time::Duration,
-};
+use std::{process::ExitCode, time::Duration};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 
-use super::{
-    run::{netns_of, pod_target, relative_name, settings_for},
-    ReportArgs, StatusArgs, TargetAction,
-};
+use super::{ReportArgs, StatusArgs, TargetAction};
 use crate::{
-    control::{self as ctl, ControlServer, Handler, Reply, Request},
+    control::{self as ctl, Reply, Request},
     escape::{untrusted, untrusted_path},
-    scenario::ScenarioArgs,
-    session::{Session, TargetSpec},
-    target::{CgroupDir, HostView, PodSelector, TargetScope},
 };
-
-/// What `target add` needs to resolve new targets the way the command line did.
-#[derive(Clone)]
-pub(super) struct AddContext {
-    pub(super) mount: PathBuf,
-    pub(super) proc: PathBuf,
-    pub(super) host_root: Option<PathBuf>,
-    pub(super) cgroup_root: Option<PathBuf>,
-    pub(super) args: ScenarioArgs,
-    pub(super) port: u16,
-    pub(super) scope: TargetScope,
-}
-
-/// The running instance's answers to control requests.
-struct SessionHandler {
-    session: Arc<Session>,
-    /// `None` for `exec`, which takes no new targets.
-    add: Option<AddContext>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl Handler for SessionHandler {
-    fn handle(&self, req: Request) -> Reply {
-        match req {
-            Request::Status => Reply::Status {
-                pid: std::process::id(),
-                targets: self.session.status(),
-            },
-            Request::Trigger { target } => match self.session.trigger(target.as_deref()) {
-                Ok(names) => Reply::Done {
-                    message: format!("triggered: {}", names.join(", ")),
-                },
-                Err(message) => Reply::Error { message },
-            },
-            Request::TargetAdd {
-                cgroup,
-                pod,
-                pod_uid,
-                scenario,
-            } => match self.add_target(cgroup, pod, pod_uid, scenario) {
-                Ok(name) => Reply::Done {
-                    message: format!("added {name}"),
-                },
-                Err(e) => Reply::Error {
-                    message: format!("{e:#}"),
-                },
-            },
-            Request::Report => Reply::Report {
-                pid: std::process::id(),
-                report: Box::new(self.session.report(&self.session.expectations())),
-            },
-            Request::TargetRemove { name } => match self.session.remove_target(&name) {
-                Ok(()) => Reply::Done {
-                    message: format!("removed {name}"),
-                },
-                Err(e) => Reply::Error {
-                    message: e.to_string(),
-                },
-            },
-        }
-    }
-}
-
-impl SessionHandler {
-    fn add_target(
-        &self,
-        cgroup: Option<PathBuf>,
-        pod: Option<String>,
-        pod_uid: Option<String>,
-        scenario: Option<PathBuf>,
-    ) -> Result<String> {
-        let ctx = self
-            .add
-            .as_ref()
-            .ok_or_else(|| anyhow!("this instance (spot-sim exec) takes no new targets"))?;
-        let settings = settings_for(&ctx.args, scenario.as_deref())?;
-        let spec = match (cgroup, pod, pod_uid) {
-            (Some(path), None, None) => {
-                let cgroup = CgroupDir::open(&ctx.mount, &path)?;
-                cgroup.check_target(&ctx.mount, &ctx.proc, ctx.scope)?;
-                let netns = netns_of(&cgroup, &ctx.proc)?;
-                TargetSpec {
-                    name: format!("cgroup {}", relative_name(&ctx.mount, cgroup.path())),
-                    cgroup,
-                    netns,
-                    proc: ctx.proc.clone(),
-                    settings,
-                    port: ctx.port,
-                }
-            }
-            (None, pod, uid) if pod.is_some() != uid.is_some() => {
-                let host = HostView::detect(ctx.host_root.as_deref(), ctx.cgroup_root.as_deref())?;
-                let sel = match (pod, uid) {
-                    (Some(p), _) => p.parse::<PodSelector>()?,
-                    (_, Some(u)) => PodSelector::uid(&u)?,
-                    _ => unreachable!("one of the two is set"),
-                };
-                pod_target(&host, &sel, settings, ctx.port, ctx.scope)?
-            }
-            _ => bail!("give exactly one of --cgroup PATH, --pod NS/NAME or --pod-uid UID"),
-        };
-        // The responder's listeners are registered with the runtime.
-        let _guard = self.runtime.enter();
-        Ok(self.session.add_target(spec)?)
-    }
-}
-
-pub(super) async fn start_control(
-    path: &Path,
-    session: &Arc<Session>,
-    add: Option<AddContext>,
-) -> Result<ControlServer> {
-    let handler = Arc::new(SessionHandler {
-        session: Arc::clone(session),
-        add,
-        runtime: tokio::runtime::Handle::current(),
-    });
-    Ok(ControlServer::start(path, handler).await?)
-}
 
 pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
     let mut all = Vec::new();

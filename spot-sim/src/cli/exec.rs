@@ -12,12 +12,12 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use super::{control::start_control, gameday, ExecArgs, NetnsMode};
+use super::{gameday, handler::start_control, ExecArgs, NetnsMode};
 use crate::{
     control::{self as ctl, metrics::MetricsServer},
     scenario::SystemClock,
     session::{Session, TargetSpec},
-    target::{
+    targets::{
         cgroup::{cgroup2_mount, remove_dead_transients},
         CgroupDir, NetNs, TransientCgroup,
     },

@@ -23,17 +23,13 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use super::{
-    control::start_control,
-    run::{netns_of, wait_for_shutdown},
-    RunArgs,
-};
+use super::{handler::start_control, resolve::netns_of, run::wait_for_shutdown, RunArgs};
 use crate::{
     control::metrics::{session_metrics, MetricsServer},
     experiment::{is_node_name, verdict, Decision, Experiment, NodeResult, NodeSet, TargetResult},
     scenario::{rfc3339, Schedule, SystemClock},
     session::{Session, TargetSpec},
-    target::{pods, CgroupDir, HostView, Pod, PodSelector},
+    targets::{pods, CgroupDir, HostView, Pod, PodSelector},
 };
 
 /// How often a selected node looks for new matching pods.

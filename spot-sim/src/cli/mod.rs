@@ -9,6 +9,8 @@ mod control;
 mod exec;
 mod experiment;
 mod gameday;
+mod handler;
+mod resolve;
 mod run;
 mod serve;
 
@@ -20,7 +22,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::{
     control::{self as ctl, Request},
     report::VerdictArgs,
-    scenario::ScenarioArgs,
+    settings::ScenarioArgs,
 };
 
 /// Rehearse EC2 Spot interruptions for real: processes in the chosen cgroups (a pod, a systemd

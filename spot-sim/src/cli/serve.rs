@@ -11,7 +11,7 @@ use crate::{
     imds::Responder,
     scenario::{Clock, SystemClock, Timeline},
     session::TargetStatus,
-    target::NetNs,
+    targets::NetNs,
 };
 
 pub(super) async fn serve(a: ServeArgs) -> Result<ExitCode> {

@@ -22,10 +22,7 @@ use std::{
 use serde::Deserialize;
 
 use super::ExperimentError;
-use crate::{
-    scenario::{Settings, Start},
-    target::PodSelector,
-};
+use crate::{scenario::Start, settings::Settings, targets::PodSelector};
 
 /// Longest experiment name: it becomes a Prometheus label and a log field, and a Kubernetes
 /// label value is at most 63 characters, so the name fits one too.

@@ -3,7 +3,6 @@
 //! state and maintenance events, and the option list `status` and the metrics show.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::os::fd::AsRawFd;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -12,8 +11,7 @@ use hyper::{Method, Request};
 
 use super::options::Toggle;
 use super::router::Responder;
-use super::tree::{json, Dir, Snapshot};
-use crate::scenario::{lock, MaintenanceView};
+use crate::scenario::lock;
 
 /// How long a token PUT that cannot come back is held before the connection closes. EC2
 /// never answers it (the reply dies one hop out); clients give up on their own timeout
@@ -178,66 +176,4 @@ impl Responder {
         put("maintenance-events", scenario.maintenance.len().to_string());
         list
     }
-}
-
-/// `autoscaling/` for an instance in an Auto Scaling group: `InService`, then `Terminated`
-/// once the group terminates it (a rehearsal's `--asg-terminate-in`), while the instance still
-/// answers; aws-node-termination-handler drains on exactly `Terminated`.
-pub(super) fn autoscaling(s: &Snapshot<'_>) -> Option<Dir> {
-    if !s.metadata.autoscaling {
-        return None;
-    }
-    // Once interrupted the group sees it gone too (only a direct call can still ask).
-    let state = if s.asg_terminated || s.phase == crate::scenario::Phase::Interrupted {
-        "Terminated"
-    } else {
-        "InService"
-    };
-    Some(Dir::new().leaf("target-lifecycle-state", state))
-}
-
-/// `tags/instance/KEY` → value, only with InstanceMetadataTags enabled (404 otherwise, as on
-/// EC2). The keys were checked when the scenario was read: none holds a `/`.
-pub(super) fn tags(s: &Snapshot<'_>) -> Option<Dir> {
-    if !s.options.instance_metadata_tags.is_enabled() {
-        return None;
-    }
-    let mut instance = Dir::new();
-    for (k, v) in &s.options.tags {
-        instance = instance.leaf(k, v.clone());
-    }
-    Some(Dir::new().dir("instance", instance))
-}
-
-/// The layout IMDS uses: `[ {` ... `} ]`, ` : ` between key and value, fields in the order of
-/// the EC2 User Guide's example.
-pub(super) fn maintenance_json(events: &[MaintenanceView]) -> String {
-    if events.is_empty() {
-        return "[]".to_string();
-    }
-    let events: Vec<String> = events
-        .iter()
-        .map(|e| {
-            let mut fields = vec![
-                ("NotBefore", e.not_before.as_str()),
-                ("Code", &e.code),
-                ("Description", &e.description),
-                ("EventId", &e.event_id),
-            ];
-            if let Some(after) = &e.not_after {
-                fields.push(("NotAfter", after));
-            }
-            if let Some(deadline) = &e.not_before_deadline {
-                fields.push(("NotBeforeDeadline", deadline));
-            }
-            fields.push(("State", e.state.as_str()));
-            let mut body = String::new();
-            for (i, (k, v)) in fields.iter().enumerate() {
-                let sep = if i + 1 == fields.len() { "" } else { "," };
-                let _ = writeln!(body, "  \"{k}\" : {}{sep}", json(v));
-            }
-            format!("{{\n{body}}}")
-        })
-        .collect();
-    format!("[ {} ]", events.join(", "))
 }

@@ -9,7 +9,8 @@ use hyper::{Method, Request, StatusCode};
 
 use super::instance::Origin;
 use super::*;
-use crate::scenario::{ManualClock, Settings, Timeline};
+use crate::scenario::{ManualClock, Timeline};
+use crate::settings::Settings;
 
 /// 2026-11-25T22:18:00Z
 fn start() -> SystemTime {
@@ -243,7 +244,7 @@ fn a_connection_inside_another_namespace_is_one_hop_further() {
         eprintln!("SKIPPED: needs root (a private network namespace)");
         return;
     }
-    let ns = crate::target::NetNs::new_private().expect("private netns");
+    let ns = crate::targets::NetNs::new_private().expect("private netns");
     let (s, peer, _c) = ns.run(accepted).expect("run in netns");
     assert_eq!(super::instance::origin_of(&s, peer), Origin::OtherNetns);
 }

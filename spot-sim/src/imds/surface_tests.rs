@@ -483,7 +483,7 @@ async fn with_allow_credentials_they_are_forwarded_by_their_canonical_path() {
 
 #[test]
 fn the_scenario_sets_any_catalogue_value_and_user_data_from_a_file() {
-    use crate::scenario::Settings;
+    use crate::settings::Settings;
     let dir = std::env::temp_dir().join(format!("spot-sim-surface-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     std::fs::write(dir.join("boot.sh"), "#!/bin/sh\necho from-file\n").expect("write");

@@ -1,11 +1,11 @@
 //! The metadata tree as the instance shows it at one instant: static values plus whatever the
 //! timeline has issued, with directory listings that follow the phase.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use super::config::Metadata;
 use super::options::InstanceOptions;
-use super::{catalogue, identity, instance};
+use super::{catalogue, identity};
 use crate::scenario::{rfc3339, Action, MaintenanceView, Phase, Schedule};
 
 /// A file or a directory of the tree.
@@ -167,10 +167,10 @@ fn simulated(s: &Snapshot<'_>) -> Dir {
         .leaf("instance-action", "none")
         .leaf("instance-life-cycle", "spot")
         .dir("events", events(s));
-    if let Some(asg) = instance::autoscaling(s) {
+    if let Some(asg) = autoscaling(s) {
         dir = dir.dir("autoscaling", asg);
     }
-    if let Some(tags) = instance::tags(s) {
+    if let Some(tags) = tags(s) {
         dir = dir.dir("tags", tags);
     }
     if let (Some(schedule), true) = (s.schedule, s.phase >= Phase::Notice) {
@@ -197,8 +197,8 @@ fn events(s: &Snapshot<'_>) -> Dir {
     let mut events = Dir::new().dir(
         "maintenance",
         Dir::new()
-            .leaf("history", instance::maintenance_json(&s.maintenance.1))
-            .leaf("scheduled", instance::maintenance_json(&s.maintenance.0)),
+            .leaf("history", maintenance_json(&s.maintenance.1))
+            .leaf("scheduled", maintenance_json(&s.maintenance.0)),
     );
     let rebalance = s.schedule.and_then(|sch| sch.rebalance_at);
     if let (Some(at), true) = (rebalance, s.phase >= Phase::Rebalance) {
@@ -215,4 +215,66 @@ fn events(s: &Snapshot<'_>) -> Dir {
 
 pub(super) fn json(s: &str) -> String {
     serde_json::Value::from(s).to_string()
+}
+
+/// `autoscaling/` for an instance in an Auto Scaling group: `InService`, then `Terminated`
+/// once the group terminates it (a rehearsal's `--asg-terminate-in`), while the instance still
+/// answers; aws-node-termination-handler drains on exactly `Terminated`.
+fn autoscaling(s: &Snapshot<'_>) -> Option<Dir> {
+    if !s.metadata.autoscaling {
+        return None;
+    }
+    // Once interrupted the group sees it gone too (only a direct call can still ask).
+    let state = if s.asg_terminated || s.phase == crate::scenario::Phase::Interrupted {
+        "Terminated"
+    } else {
+        "InService"
+    };
+    Some(Dir::new().leaf("target-lifecycle-state", state))
+}
+
+/// `tags/instance/KEY` → value, only with InstanceMetadataTags enabled (404 otherwise, as on
+/// EC2). The keys were checked when the scenario was read: none holds a `/`.
+fn tags(s: &Snapshot<'_>) -> Option<Dir> {
+    if !s.options.instance_metadata_tags.is_enabled() {
+        return None;
+    }
+    let mut instance = Dir::new();
+    for (k, v) in &s.options.tags {
+        instance = instance.leaf(k, v.clone());
+    }
+    Some(Dir::new().dir("instance", instance))
+}
+
+/// The layout IMDS uses: `[ {` ... `} ]`, ` : ` between key and value, fields in the order of
+/// the EC2 User Guide's example.
+pub(super) fn maintenance_json(events: &[MaintenanceView]) -> String {
+    if events.is_empty() {
+        return "[]".to_string();
+    }
+    let events: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let mut fields = vec![
+                ("NotBefore", e.not_before.as_str()),
+                ("Code", &e.code),
+                ("Description", &e.description),
+                ("EventId", &e.event_id),
+            ];
+            if let Some(after) = &e.not_after {
+                fields.push(("NotAfter", after));
+            }
+            if let Some(deadline) = &e.not_before_deadline {
+                fields.push(("NotBeforeDeadline", deadline));
+            }
+            fields.push(("State", e.state.as_str()));
+            let mut body = String::new();
+            for (i, (k, v)) in fields.iter().enumerate() {
+                let sep = if i + 1 == fields.len() { "" } else { "," };
+                let _ = writeln!(body, "  \"{k}\" : {}{sep}", json(v));
+            }
+            format!("{{\n{body}}}")
+        })
+        .collect();
+    format!("[ {} ]", events.join(", "))
 }

@@ -24,7 +24,7 @@ pub use holder::Holder;
 pub use preflight::preflight;
 use spot_sim_common::Target;
 
-use crate::target::CgroupDir;
+use crate::targets::CgroupDir;
 
 /// The eBPF object, built by `cargo xtask build-ebpf` and embedded by build.rs (empty when it
 /// was missing at build time).

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Expectations, ReportError};
-use crate::scenario::{parse_duration, Action, Scenario, NOTICE_LEAD};
+use crate::scenario::{Action, Scenario, NOTICE_LEAD};
+use crate::settings::parse_duration;
 
 /// What the rehearsal is expected to show, and where its report goes.
 #[derive(clap::Args, Clone, Debug, Default)]

@@ -1,26 +1,25 @@
-//! Time and events: the clock, the interruption timeline, and the scenario that configures a
-//! run (TOML file and command-line options, resolved into [`Settings`]).
+//! Time and events: the clock, the interruption timeline and the maintenance events on it.
+//! How a run is configured (TOML file and command-line options) is `crate::settings`, the
+//! layer above this one and `crate::imds`.
 
-mod args;
 mod clock;
-mod file;
-mod instance;
 mod maintenance;
 mod timeline;
 
 use std::path::PathBuf;
 
-pub use args::{OnInterrupt, ScenarioArgs, Settings};
 pub(crate) use clock::lock;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub(crate) use file::parse_duration;
 pub use maintenance::{
     imds_date, parse_imds_date, EventTime, MaintenancePlan, MaintenanceState, MaintenanceView,
 };
 pub use timeline::{
-    rfc3339, whole_seconds, Action, EventKind, IssuedEvent, NextEvent, Phase, Scenario, Schedule,
-    Start, Timeline, TimelineStatus, NOTICE_LEAD,
+    rfc3339, whole_seconds, Action, EventKind, IssuedEvent, NextEvent, OnInterrupt, Phase,
+    Scenario, Schedule, Start, Timeline, TimelineStatus, NOTICE_LEAD,
 };
+
+/// The largest scenario file read: a scenario is a few lines; `/dev/zero` is not one.
+pub const MAX_SCENARIO_BYTES: u64 = 1024 * 1024;
 
 /// Why a scenario could not be loaded or a timeline action was refused.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +31,7 @@ pub enum ScenarioError {
         source: std::io::Error,
     },
     /// `/dev/zero`, a FIFO, a directory, a file beyond the size bound.
-    #[error("cannot use {} as a scenario file: {problem} (give a regular TOML file of at most {} KiB)", path.display(), file::MAX_SCENARIO_BYTES / 1024)]
+    #[error("cannot use {} as a scenario file: {problem} (give a regular TOML file of at most {} KiB)", path.display(), MAX_SCENARIO_BYTES / 1024)]
     NotAScenarioFile { path: PathBuf, problem: String },
     /// The file is not valid TOML or a field has the wrong name, type or value.
     #[error("{}:{line}: {problem}", path.display())]

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 
 use super::*;
+// The scenario file and options (settings) are tested here beside the timeline they build.
 use crate::imds::Imdsv2Mode;
+use crate::settings::{ScenarioArgs, Settings};
 
 /// 2026-11-25T22:18:00Z
 fn start() -> SystemTime {

@@ -21,6 +21,17 @@ use super::{Clock, ScenarioError};
 /// How far ahead AWS sends the interruption notice.
 pub const NOTICE_LEAD: Duration = Duration::from_secs(120);
 
+/// What happens to the target's processes at the interruption.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInterrupt {
+    /// Leave them running; only the IMDS goes away.
+    #[default]
+    None,
+    /// Kill every process of the target cgroup (cgroup.kill), as the instance vanishing would.
+    Kill,
+}
+
 /// What AWS does to the instance, as the notice's `action` field says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]

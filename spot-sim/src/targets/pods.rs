@@ -24,7 +24,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::host::HostView;
+use super::host::{HostError, HostView};
 
 /// How deep below the cgroup root the kubepods hierarchy may be. kind nodes under Docker put
 /// it at `system.slice/docker-<id>.scope/kubelet.slice/kubelet-kubepods.slice` (depth 4).
@@ -210,26 +210,9 @@ pub enum PodError {
     )]
     NoPodLogs { dir: PathBuf },
 
-    #[error(
-        "--host-root {}: no such directory; mount the node's / there (a hostPath volume), or leave --host-root out when running on the node itself",
-        .path.display()
-    )]
-    NoHostRoot { path: PathBuf },
-
-    #[error(
-        "this node runs cgroup v1{}: spot-sim needs cgroup v2, because the kernel attaches cgroup sock_addr programs to cgroup v2 only; switch the node to cgroup v2 (boot with systemd.unified_cgroup_hierarchy=1, the default on current distributions and EKS AL2023 AMIs)",
-        v1_hint(.kubepods.as_deref())
-    )]
-    CgroupV1Only {
-        /// Where the pods' v1 cgroups were seen, when they were.
-        kubepods: Option<PathBuf>,
-    },
-
-    #[error(
-        "{} shows only this container's own cgroups (it has its own cgroup namespace), not the node's: run spot-sim in the node's cgroup and mount namespaces (`nsenter -t 1 -C -m -- spot-sim ...`) or give it the node's / (mounted at /host, or --host-root)",
-        .seen.display()
-    )]
-    CgroupNamespaced { seen: PathBuf },
+    /// Where the node's pods live could not be found (see [`HostError`]).
+    #[error(transparent)]
+    Host(#[from] HostError),
 
     #[error("reading {}: {source}", .path.display())]
     Io { path: PathBuf, source: io::Error },
@@ -241,10 +224,6 @@ fn closest_hint(closest: &[String]) -> String {
     } else {
         format!(" (closest: {})", closest.join(", "))
     }
-}
-
-fn v1_hint(kubepods: Option<&Path>) -> String {
-    kubepods.map_or_else(String::new, |p| format!(" (pods are in {})", p.display()))
 }
 
 /// Every pod kubelet keeps logs for on this node, running or not, sorted by namespace/name.
@@ -474,9 +453,9 @@ fn no_kubepods(host: &HostView) -> PodError {
         .iter()
         .find_map(|m| find_kubepods(m).into_iter().next());
     match v1_kubepods {
-        Some(kubepods) => PodError::CgroupV1Only {
+        Some(kubepods) => PodError::Host(HostError::CgroupV1Only {
             kubepods: Some(kubepods),
-        },
+        }),
         None => PodError::NoKubepods {
             cgroup_root: host.cgroup_root.clone(),
         },
@@ -1203,7 +1182,10 @@ mod tests {
 
         let err = resolve(&host, &by_name("default/web")).expect_err("cgroup v1 pods");
         assert!(
-            matches!(err, PodError::CgroupV1Only { kubepods: Some(_) }),
+            matches!(
+                err,
+                PodError::Host(HostError::CgroupV1Only { kubepods: Some(_) })
+            ),
             "{err:?}"
         );
         let msg = err.to_string();

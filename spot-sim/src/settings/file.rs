@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::args::OnInterrupt;
-use super::{Action, ScenarioError};
 use crate::imds::{Imdsv2Mode, Toggle};
+use crate::scenario::{Action, OnInterrupt, ScenarioError, MAX_SCENARIO_BYTES};
 
 /// A whole scenario file; every field optional so the command line and defaults can fill gaps.
 #[derive(Debug, Default, Deserialize)]
@@ -212,9 +211,6 @@ fn parse_error(path: &Path, text: &str, err: &toml::de::Error) -> ScenarioError 
     }
 }
 
-/// Largest scenario file read: a real one is a few hundred bytes.
-pub(crate) const MAX_SCENARIO_BYTES: u64 = 1024 * 1024;
-
 /// Reads a scenario file that is a regular file of at most [`MAX_SCENARIO_BYTES`]. Opened
 /// non-blocking so a FIFO cannot hang us (and "ghost-add" a target when written later), and
 /// checked on the open descriptor, so the file cannot be swapped between check and read.
@@ -304,7 +300,7 @@ mod bound_tests {
 mod passthrough_timeout_tests {
     use std::path::Path;
 
-    use crate::scenario::Settings;
+    use crate::settings::Settings;
 
     #[test]
     fn a_zero_passthrough_timeout_is_refused_naming_the_field() {

@@ -6,11 +6,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use super::args::{invalid, ScenarioArgs, MAX_DURATION};
+use super::check::{invalid, MAX_DURATION};
 use super::file::{Dur, ImdsSection, MaintenanceSection, ScenarioFile, TimeText};
-use super::maintenance::{parse_imds_date, EventTime, MaintenancePlan, MaintenanceState};
-use super::{rfc3339, ScenarioError, Start};
+use super::options::ScenarioArgs;
 use crate::imds::{tag_key_problem, InstanceOptions, DEFAULT_HOP_LIMIT, MAX_HOP_LIMIT};
+use crate::scenario::{
+    parse_imds_date, rfc3339, EventTime, MaintenancePlan, MaintenanceState, ScenarioError, Start,
+};
 
 /// Longest tag value EC2 accepts.
 const MAX_TAG_VALUE: usize = 256;
@@ -329,7 +331,7 @@ fn before(a: EventTime, b: EventTime) -> bool {
 
 fn describe(t: EventTime) -> String {
     match t {
-        EventTime::At(t) => format!("{:?}", super::imds_date(t)),
+        EventTime::At(t) => format!("{:?}", crate::scenario::imds_date(t)),
         EventTime::AfterIssue(d) => format!(
             "{:?} after its issue",
             humantime::format_duration(d).to_string()

@@ -8,6 +8,6 @@ pub mod netns;
 pub mod pods;
 
 pub use cgroup::{CgroupDir, CgroupError, TargetScope, TransientCgroup};
-pub use host::HostView;
+pub use host::{HostError, HostView};
 pub use netns::{NetNs, NetNsError};
 pub use pods::{Pod, PodError, PodSelector};

@@ -9,11 +9,38 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use super::pods::PodError;
-
 /// Where the mount point of a debug container or Pod puts the node's `/`
 /// (`kubectl debug node --profile=sysadmin` and our `deploy/` manifests).
 const DEBUG_HOST_ROOT: &str = "/host";
+
+/// Why the node's view (its `/`, `/proc` and cgroup v2 tree) could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(
+        "--host-root {}: no such directory; mount the node's / there (a hostPath volume), or leave --host-root out when running on the node itself",
+        .path.display()
+    )]
+    NoHostRoot { path: PathBuf },
+
+    #[error(
+        "this node runs cgroup v1{}: spot-sim needs cgroup v2, because the kernel attaches cgroup sock_addr programs to cgroup v2 only; switch the node to cgroup v2 (boot with systemd.unified_cgroup_hierarchy=1, the default on current distributions and EKS AL2023 AMIs)",
+        v1_hint(.kubepods.as_deref())
+    )]
+    CgroupV1Only {
+        /// Where the pods' v1 cgroups were seen, when they were.
+        kubepods: Option<PathBuf>,
+    },
+
+    #[error(
+        "{} shows only this container's own cgroups (it has its own cgroup namespace), not the node's: run spot-sim in the node's cgroup and mount namespaces (`nsenter -t 1 -C -m -- spot-sim ...`) or give it the node's / (mounted at /host, or --host-root)",
+        .seen.display()
+    )]
+    CgroupNamespaced { seen: PathBuf },
+}
+
+fn v1_hint(kubepods: Option<&Path>) -> String {
+    kubepods.map_or_else(String::new, |p| format!(" (pods are in {})", p.display()))
+}
 
 /// The node's filesystems as this process sees them.
 #[derive(Clone, Debug)]
@@ -68,11 +95,11 @@ impl HostView {
     /// * **cgroup root.** `cgroup_root` when given (trusted as is, even when no cgroup v2
     ///   mount was found), else the cgroup v2 mount.
     ///
-    /// A node with no cgroup v2 mount at all fails with [`PodError::CgroupV1Only`].
+    /// A node with no cgroup v2 mount at all fails with [`HostError::CgroupV1Only`].
     pub fn detect(
         host_root: Option<&Path>,
         cgroup_root: Option<&Path>,
-    ) -> Result<HostView, PodError> {
+    ) -> Result<HostView, HostError> {
         Probe {
             fs_root: Path::new("/"),
             is_cgroup2: &is_cgroup2_mount,
@@ -182,12 +209,12 @@ impl Probe<'_> {
         &self,
         host_root: Option<&Path>,
         cgroup_root: Option<&Path>,
-    ) -> Result<HostView, PodError> {
+    ) -> Result<HostView, HostError> {
         let root = match host_root {
             Some(r) => {
                 let r = self.at(r);
                 if !r.is_dir() {
-                    return Err(PodError::NoHostRoot { path: r });
+                    return Err(HostError::NoHostRoot { path: r });
                 }
                 r
             }
@@ -259,7 +286,7 @@ impl Probe<'_> {
             (None, None) => {
                 let any_v2 = own_mounts.iter().any(|m| m.v2);
                 return Err(if any_v2 {
-                    PodError::CgroupNamespaced {
+                    HostError::CgroupNamespaced {
                         seen: own_mounts
                             .iter()
                             .find(|m| m.v2)
@@ -267,7 +294,7 @@ impl Probe<'_> {
                             .unwrap_or_default(),
                     }
                 } else {
-                    PodError::CgroupV1Only { kubepods: None }
+                    HostError::CgroupV1Only { kubepods: None }
                 });
             }
         };
@@ -450,7 +477,7 @@ mod tests {
             &self,
             host_root: Option<&Path>,
             cgroup2_dirs: &[&str],
-        ) -> Result<HostView, PodError> {
+        ) -> Result<HostView, HostError> {
             let mounts: Vec<PathBuf> = cgroup2_dirs.iter().map(|d| self.path(d)).collect();
             let is_cgroup2 = |p: &Path| mounts.iter().any(|m| m == p);
             Probe {
@@ -572,7 +599,7 @@ mod tests {
         let err = fs
             .detect(Some(Path::new("/nowhere")), &[])
             .expect_err("a missing --host-root is an error");
-        assert!(matches!(err, PodError::NoHostRoot { .. }), "{err:?}");
+        assert!(matches!(err, HostError::NoHostRoot { .. }), "{err:?}");
         assert!(err.to_string().contains("--host-root"), "{err}");
     }
 
@@ -586,7 +613,7 @@ mod tests {
         let err = fs
             .detect(None, &["sys/fs/cgroup"])
             .expect_err("only a sub-tree is visible");
-        assert!(matches!(err, PodError::CgroupNamespaced { .. }), "{err:?}");
+        assert!(matches!(err, HostError::CgroupNamespaced { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains("nsenter -t 1 -C"), "{msg}");
         assert!(msg.contains("--host-root"), "{msg}");
@@ -597,7 +624,7 @@ mod tests {
         let fs = FakeFs::new();
         fs.dir("var/log/pods").file("proc/self/mountinfo", V1_ONLY);
         let err = fs.detect(None, &[]).expect_err("no cgroup v2 at all");
-        assert!(matches!(err, PodError::CgroupV1Only { .. }), "{err:?}");
+        assert!(matches!(err, HostError::CgroupV1Only { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains("cgroup v2"), "{msg}");
         assert!(msg.contains("systemd.unified_cgroup_hierarchy=1"), "{msg}");

@@ -1,0 +1,85 @@
+//! Turning what the user names (a cgroup path, a pod selector, a scenario file) into a
+//! session's `TargetSpec`: one resolver for `run`, `--follow`, `target add` and a game day.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Result};
+
+use crate::{
+    escape::{untrusted, untrusted_path},
+    session::TargetSpec,
+    settings::{ScenarioArgs, Settings},
+    targets::{pods, CgroupDir, HostView, NetNs, PodSelector, TargetScope},
+};
+
+/// `PATH=FILE` → (PATH, Some(FILE)).
+pub(super) fn split_target_arg(arg: &str) -> (&str, Option<PathBuf>) {
+    match arg.rsplit_once('=') {
+        Some((p, f)) if !f.is_empty() => (p, Some(PathBuf::from(f))),
+        _ => (arg, None),
+    }
+}
+
+pub(super) fn settings_for(args: &ScenarioArgs, file: Option<&Path>) -> Result<Settings> {
+    let mut args = args.clone();
+    if let Some(f) = file {
+        args.scenario = Some(f.to_path_buf());
+    }
+    Ok(args.resolve()?)
+}
+
+pub(super) fn relative_name(mount: &Path, path: &Path) -> String {
+    // A cgroup's name is chosen by whoever created it: shown escaped.
+    path.strip_prefix(mount)
+        .map(|p| format!("/{}", untrusted_path(p)))
+        .unwrap_or_else(|_| untrusted_path(path))
+}
+
+/// A pod's target: its pod-level cgroup (so restarted containers stay covered) and the
+/// network namespace its containers share.
+pub(super) fn pod_target(
+    host: &HostView,
+    sel: &PodSelector,
+    settings: Settings,
+    port: u16,
+    scope: TargetScope,
+) -> Result<TargetSpec> {
+    let pod = pods::resolve(host, sel)?;
+    let path = pod.cgroup.clone().ok_or_else(|| {
+        anyhow!(
+            "pod {} has no cgroup on this node (is it still running?)",
+            pod.full_name()
+        )
+    })?;
+    let cgroup = CgroupDir::open(&host.cgroup2, &path)?;
+    // A pod never resolves to the mount root (nor, by default, to spot-sim's own cgroup).
+    cgroup.check_target(&host.cgroup2, &host.proc, scope)?;
+    let netns = netns_of(&cgroup, &host.proc)?;
+    Ok(TargetSpec {
+        name: format!("pod {}", untrusted(pod.full_name())),
+        cgroup,
+        netns,
+        proc: host.proc.clone(),
+        settings,
+        port,
+    })
+}
+
+/// The namespace a target's processes use: that of any process in it, else ours (an empty
+/// cgroup gets the node's namespace; processes that join later are expected to share it).
+pub(super) fn netns_of(cgroup: &CgroupDir, proc: &Path) -> Result<NetNs> {
+    let ours = NetNs::current()?;
+    for pid in cgroup.pids() {
+        if let Ok(ns) = NetNs::of_pid(proc, pid) {
+            if !ns.same_as(&ours) {
+                log::info!(
+                    "{}: serving inside the network namespace of pid {pid} (net:[{}])",
+                    untrusted_path(cgroup.path()),
+                    ns.inode()
+                );
+            }
+            return Ok(ns);
+        }
+    }
+    Ok(ours)
+}

@@ -24,7 +24,22 @@ use crate::scenario::{lock, Phase};
 
 /// Longest the accept loop sleeps before looking at the timeline again; a bound because a
 /// test's manual clock can jump without telling anyone.
-const TIMELINE_POLL: Duration = Duration::from_millis(200);
+/// The longest a listener sleeps between looks at the timeline. It wakes exactly at the next
+/// change anyway; this only bounds how late a stepped wall clock is noticed. (At 200 ms, 200
+/// idle targets cost a listener wake-up every millisecond.)
+const TIMELINE_POLL: Duration = Duration::from_secs(5);
+
+/// Waits for a manual clock to move; never returns for the wall clock.
+async fn clock_jump(jumps: &mut Option<watch::Receiver<()>>) {
+    match jumps {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *jumps = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
 
 /// Connections each listener keeps for itself out of the descriptor budget.
 const RESERVED_PER_LISTENER: usize = 4;
@@ -60,6 +75,7 @@ impl Responder {
         // this one's other listener) cannot take its last few connections.
         let lane = Lane::new(self.target.clone(), RESERVED_PER_LISTENER);
         let mut backoff = AcceptBackoff::new(self.target.clone());
+        let mut jumps = self.clock.jumps();
         loop {
             if self.timeline.phase() == Phase::Interrupted {
                 log::info!("{}: instance interrupted; no longer answering", self.target);
@@ -107,6 +123,7 @@ impl Responder {
                 },
                 _ = started.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
+                _ = clock_jump(&mut jumps) => {}
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }

@@ -3,9 +3,17 @@
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::watch;
+
 /// Where the timeline and the token store read the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn now(&self) -> SystemTime;
+
+    /// Fires when the clock moves other than by time passing (a test advancing a manual
+    /// clock), so waiters need not poll for it. The wall clock has none.
+    fn jumps(&self) -> Option<watch::Receiver<()>> {
+        None
+    }
 }
 
 /// The wall clock.
@@ -22,28 +30,35 @@ impl Clock for SystemClock {
 #[derive(Debug)]
 pub struct ManualClock {
     now: Mutex<SystemTime>,
+    moved: watch::Sender<()>,
 }
 
 impl ManualClock {
     pub fn new(start: SystemTime) -> Self {
         Self {
             now: Mutex::new(start),
+            moved: watch::Sender::new(()),
         }
     }
 
     pub fn advance(&self, by: Duration) {
-        let mut now = lock(&self.now);
-        *now += by;
+        *lock(&self.now) += by;
+        self.moved.send_replace(());
     }
 
     pub fn set(&self, to: SystemTime) {
         *lock(&self.now) = to;
+        self.moved.send_replace(());
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
         *lock(&self.now)
+    }
+
+    fn jumps(&self) -> Option<watch::Receiver<()>> {
+        Some(self.moved.subscribe())
     }
 }
 

@@ -742,13 +742,15 @@ impl<'a> Bench<'a> {
         let idle_dirs: Vec<PathBuf> = (0..self.args.idle_targets)
             .map(|i| cg.child(&format!("idle/c{i:04}")))
             .collect::<Result<_>>()?;
-        let (idle_cpu_pct, new_netns_ms) = self.idle_and_new_netns(&ns, &servers, &idle_dirs)?;
+        let (idle_cpu_pct, new_netns_ms, exec) =
+            self.idle_and_new_netns(&ns, &servers, &idle_dirs)?;
         let kernel = kernel::Figures {
             redirect: redirect_ns,
             other: other_ns,
             idle_targets: idle_dirs.len(),
             idle_cpu_pct,
             new_netns_ms,
+            exec,
         };
 
         fs::write(
@@ -1494,6 +1496,7 @@ mod tests {
                 idle_targets: 1,
                 idle_cpu_pct: 0.5,
                 new_netns_ms: vec![20.0, 30.0, 400.0],
+                exec: (900.0, 10),
             },
             args: &args,
         });

@@ -199,6 +199,9 @@ fn through_the_redirect_no_spelling_of_a_credential_path_reaches_the_real_imds()
         &[
             "--cgroup",
             target.to_str().unwrap(),
+            // spot-sim runs inside its own target here, as on a node where the real IMDS is
+            // only reachable from the pod's namespace.
+            "--allow-own-cgroup",
             "--passthrough",
             "--interruption-in",
             "2m",

@@ -428,8 +428,11 @@ fn serve_without_root_puts_its_socket_under_xdg_runtime_dir_and_status_finds_it(
         .join("spot-sim")
         .join(format!("serve-{}.sock", serve.pid()));
     assert!(socket.exists(), "{}", serve.log());
-    // `status` without --control looks there too.
-    let out = Command::new(&bin)
+    // `status` without --control looks there too, for the same user (a client talks only to
+    // an instance of its own user or root's).
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
         .args(["status", "--json"])
         .env("XDG_RUNTIME_DIR", &dir)
         .output()

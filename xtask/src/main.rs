@@ -105,7 +105,16 @@ fn run(task: Task) -> Result<ExitCode> {
             let status = cmd
                 .current_dir(&root)
                 // No doc tests: there are none, and their empty summary would close the log.
-                .args(["test", "--workspace", "--lib", "--bins", "--tests", "--"])
+                // Every test file runs even after one fails, so one run shows every failure.
+                .args([
+                    "test",
+                    "--workspace",
+                    "--no-fail-fast",
+                    "--lib",
+                    "--bins",
+                    "--tests",
+                    "--",
+                ])
                 .args(&args)
                 .env("SPOT_SIM_BIN", &bin)
                 .env("SPOT_SIM_ARM64_BIN", &arm64)

@@ -11,7 +11,7 @@ use spot_sim_common::{
 };
 
 use crate::{
-    maps::{EVENTS, LAST_EVENT},
+    maps::{EVENTS, LAST_EVENT, RECENT},
     target::{LOOPBACK4_BE, LOOPBACK6_BE, MAPPED_PREFIX_BE, find_target},
 };
 
@@ -110,19 +110,42 @@ fn record(entry: *mut Target, target: &Target, family: u32, addr: [u32; 4], mapp
     let tgid = (pid_tgid >> 32) as u32;
     // SAFETY: a plain helper call with no arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(last) = LAST_EVENT.get_ptr_mut(tgid) {
-        // SAFETY: as above; a racing CPU can only make two events out of one second, never none.
+    let recent = RECENT.get_ptr_mut(0);
+    // Fast path: this CPU's last redirecting process, its event less than a second old (a
+    // handler or a load generator connecting in a loop): no hash lookup at all.
+    if let Some(r) = recent {
+        // SAFETY: this CPU's slot, valid for this program run, written only on this CPU.
         unsafe {
-            if now.wrapping_sub(*last) < EVENT_EVERY_NS {
+            if (*r).tgid == tgid && now.wrapping_sub((*r).event_ns) < EVENT_EVERY_NS {
                 return;
             }
-            *last = now;
         }
-    } else {
-        // A full LRU evicts the least recently seen process; an error only costs an event.
-        let _ = LAST_EVENT.insert(tgid, now, 0);
     }
-    emit(pid_tgid, target, family, addr, mapped);
+    let event_ns = match LAST_EVENT.get_ptr_mut(tgid) {
+        // SAFETY: a live map value; a racing CPU can only make two events out of one second,
+        // never none.
+        Some(last) if now.wrapping_sub(unsafe { *last }) < EVENT_EVERY_NS => unsafe { *last },
+        Some(last) => {
+            // SAFETY: as above.
+            unsafe { *last = now };
+            now
+        }
+        None => {
+            // A full LRU evicts the least recently seen process; an error only costs an event.
+            let _ = LAST_EVENT.insert(tgid, now, 0);
+            now
+        }
+    };
+    if let Some(r) = recent {
+        // SAFETY: as above.
+        unsafe {
+            (*r).tgid = tgid;
+            (*r).event_ns = event_ns;
+        }
+    }
+    if event_ns == now {
+        emit(pid_tgid, target, family, addr, mapped);
+    }
 }
 
 fn emit(pid_tgid: u64, target: &Target, family: u32, addr: [u32; 4], mapped: bool) {

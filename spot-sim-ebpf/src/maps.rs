@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, PerCpuHashMap, RingBuf},
+    maps::{LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use spot_sim_common::Target;
 
@@ -15,6 +15,20 @@ pub static TARGETS: PerCpuHashMap<u64, Target> = PerCpuHashMap::with_max_entries
 /// a second. LRU: processes that stopped connecting age out by themselves.
 #[map(name = "LAST_EVENT")]
 pub static LAST_EVENT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// This CPU's last redirecting process and when its last event was sent: a process connecting
+/// in a loop is rate-limited without a hash lookup.
+#[map(name = "RECENT")]
+pub static RECENT: PerCpuArray<Recent> = PerCpuArray::with_max_entries(1, 0);
+
+/// One slot of [`RECENT`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Recent {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub event_ns: u64,
+}
 
 /// A `RedirectEvent` for a process's first redirect, then at most one a second, read by userspace for logs and counters.
 #[map(name = "EVENTS")]

@@ -216,6 +216,21 @@ impl AcceptBackoff {
         self.delay = Duration::ZERO;
     }
 
+    /// An accept's outcome: the connection (and the back-off reset), or `None` after backing
+    /// off from the error, for the caller to accept again.
+    pub async fn settle<T>(&mut self, accepted: std::io::Result<T>) -> Option<T> {
+        match accepted {
+            Ok(v) => {
+                self.reset();
+                Some(v)
+            }
+            Err(e) => {
+                self.wait(&e).await;
+                None
+            }
+        }
+    }
+
     /// Logs (rate-limited) and sleeps after a failed accept.
     pub async fn wait(&mut self, e: &std::io::Error) {
         let exhausted = matches!(

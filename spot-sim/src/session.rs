@@ -144,9 +144,14 @@ pub struct Session {
 }
 
 /// With kernel process records, every pid of every target is re-read only every this many
-/// ticks (5 s at run's and exec's 0.5 s tick): a safety net for a process that changed its
-/// namespace without starting a program. Without them, every tick.
-const SAFETY_SCAN_EVERY: u64 = 10;
+/// ticks (30 s at run's and exec's 0.5 s tick): a safety net for a process that changed its
+/// namespace without starting a program. Without them, every tick. (Re-reading 200 targets'
+/// pids every tick was most of what an idle spot-sim spent.)
+const SAFETY_SCAN_EVERY: u64 = 60;
+
+/// How often (in ticks: 2 s) a target's cgroup is checked for having been removed (a pod
+/// deleted), for the log line; `status` looks at the moment it is asked.
+const GONE_CHECK_EVERY: u64 = 4;
 
 /// Journals of removed targets kept for the report.
 const RETIRED_JOURNALS: usize = 32;
@@ -169,7 +174,10 @@ impl Session {
                 .and_then(|a| a.wake_fd())
                 .map(|fd| fd.try_clone_to_owned()),
         ];
-        let mut session = Arc::new(Self {
+        let event_driven = activity
+            .as_ref()
+            .is_some_and(ActivityReader::sees_processes);
+        let session = Arc::new(Self {
             redirector: Mutex::new(redirector),
             clock,
             targets: Mutex::new(Vec::new()),
@@ -180,15 +188,8 @@ impl Session {
             kernel: Mutex::new(KernelReaders { events, activity }),
             expect: Mutex::new(Expectations::default()),
             ticks: AtomicU64::new(0),
-            event_driven: false,
+            event_driven,
         });
-        let event_driven = lock(&session.kernel)
-            .activity
-            .as_ref()
-            .is_some_and(ActivityReader::sees_processes);
-        if let Some(s) = Arc::get_mut(&mut session) {
-            s.event_driven = event_driven;
-        }
         let wake: Vec<_> = wake.into_iter().flatten().filter_map(Result::ok).collect();
         tokio::spawn(drain_kernel(Arc::downgrade(&session), wake));
         Ok(session)
@@ -416,7 +417,12 @@ impl Session {
         // (or one and `--follow`) cannot both pass the check; the I/O below runs unlocked,
         // and the claim is released whichever way this returns.
         let _claim = NameClaim::take(self, &spec.name)?;
-        let (l4, l6) = bind_loopback(&spec.netns, spec.port, &spec.name)?;
+        let (l4, mut l6) = bind_loopback(&spec.netns, spec.port, &spec.name)?;
+        // With the IPv6 endpoint off (EC2's default) nothing is redirected to ::1: no listener
+        // there, in this namespace or any other the target's processes live in.
+        if !spec.settings.imds.options.http_protocol_ipv6.is_enabled() {
+            l6 = None;
+        }
         let port4 = l4.local_addr().map(|a| a.port()).unwrap_or(0);
         let port6 = l6
             .as_ref()
@@ -486,7 +492,8 @@ impl Session {
             journal,
         });
         if let Some(t) = lock(&self.targets).last_mut() {
-            serve_new_namespaces(t);
+            let pids = t.cgroup.pids();
+            serve_new_namespaces(t, &pids);
         }
         Ok(name)
     }
@@ -560,14 +567,16 @@ impl Session {
         // Reading every pid of every target is what idle spot-sim spent its CPU on: with the
         // kernel's process records it is only a safety net.
         let full_scan = !self.event_driven || tick.is_multiple_of(SAFETY_SCAN_EVERY);
+        let gone_check = tick.is_multiple_of(GONE_CHECK_EVERY);
         let mut targets = lock(&self.targets);
         let now = self.clock.now();
         for t in targets.iter_mut() {
             if full_scan {
-                serve_new_namespaces(t);
-                t.journal.cgroup_seen(t.cgroup.pids().is_empty(), now);
+                let pids = t.cgroup.pids();
+                serve_new_namespaces(t, &pids);
+                t.journal.cgroup_seen(pids.is_empty(), now);
             }
-            if !t.gone_reported && !t.cgroup.exists() {
+            if gone_check && !t.gone_reported && !t.cgroup.exists() {
                 t.gone_reported = true;
                 log::warn!(
                     "{}: cgroup {} is gone (pod deleted?); its redirect no longer applies to anything",
@@ -761,10 +770,10 @@ fn spawn_serve(
 /// pods), and processes can join later in a namespace of their own (a pod that starts after
 /// spot-sim): each such namespace gets a listener on the same ports, so no target process is
 /// redirected to nothing for longer than a tick.
-fn serve_new_namespaces(t: &mut ActiveTarget) {
+fn serve_new_namespaces(t: &mut ActiveTarget, pids: &[u32]) {
     // Every pid is looked at on every scan, not only newcomers: a container runtime can move
     // a process into the cgroup before it has entered the pod's network namespace.
-    for pid in t.cgroup.pids() {
+    for &pid in pids {
         serve_namespace_of(t, pid);
     }
 }

@@ -71,15 +71,8 @@ impl MetricsServer {
             let cap = Arc::new(Semaphore::new(MAX_CONNECTIONS));
             let mut backoff = AcceptBackoff::new("metrics");
             loop {
-                let stream = match listener.accept().await {
-                    Ok((stream, _)) => {
-                        backoff.reset();
-                        stream
-                    }
-                    Err(e) => {
-                        backoff.wait(&e).await;
-                        continue;
-                    }
+                let Some((stream, _)) = backoff.settle(listener.accept().await).await else {
+                    continue;
                 };
                 // Over the cap or the budget: closed at once (a scraper retries).
                 let Some(places) = Arc::clone(&cap)

@@ -125,15 +125,8 @@ impl ControlServer {
             // `status` must get through whatever floods the targets.
             let lane = crate::fdbudget::Lane::new("control socket", 4);
             loop {
-                let stream = match listener.accept().await {
-                    Ok((stream, _)) => {
-                        backoff.reset();
-                        stream
-                    }
-                    Err(e) => {
-                        backoff.wait(&e).await;
-                        continue;
-                    }
+                let Some((stream, _)) = backoff.settle(listener.accept().await).await else {
+                    continue;
                 };
                 let Some(ticket) = lane.try_admit() else {
                     continue;

@@ -88,7 +88,7 @@ impl EventReader {
 }
 
 /// How often the event ring buffer is read when the kernel does not wake us.
-pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn drain(ring: &mut RingBuf<MapData>, f: &mut impl FnMut(RedirectEvent)) {
     while let Some(item) = ring.next() {

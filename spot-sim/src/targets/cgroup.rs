@@ -135,7 +135,20 @@ impl CgroupDir {
 
     /// Whether the directory is still there (a pod's cgroup disappears when the pod is deleted).
     pub fn exists(&self) -> bool {
-        fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.id)
+        // Looked up through the directory we hold open, not by path: a removed cgroup's files
+        // are gone even while its directory is still open (and one recreated at the same path
+        // is another directory), and no path walk from the mount is needed — this runs for
+        // every target every 2 s.
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: a valid directory fd, a NUL-terminated name and room for one stat.
+        unsafe {
+            libc::fstatat(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                c"cgroup.events".as_ptr(),
+                st.as_mut_ptr(),
+                0,
+            ) == 0
+        }
     }
 
     /// Every pid in this cgroup and below it.

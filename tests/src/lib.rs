@@ -75,6 +75,13 @@ pub fn spot_sim_bin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/spot-sim")
 }
 
+/// `spot-sim exec --netns new -- sh -c SCRIPT`: a command in a throw-away namespace.
+pub fn exec_sh(script: &str) -> Command {
+    let mut cmd = Command::new(spot_sim_bin());
+    cmd.args(["exec", "--netns", "new", "--", "sh", "-c", script]);
+    cmd
+}
+
 pub fn cgroup2_mount() -> PathBuf {
     spot_sim::targets::cgroup::cgroup2_mount().expect("cgroup v2 mounted")
 }

@@ -496,15 +496,7 @@ fn exec_exits_128_plus_the_signal_that_ended_the_command() {
     if !require_root() {
         return;
     }
-    let mut p = spawn_logged(Command::new(spot_sim_bin()).args([
-        "exec",
-        "--netns",
-        "new",
-        "--",
-        "sh",
-        "-c",
-        "kill -KILL $$",
-    ]));
+    let mut p = spawn_logged(&mut exec_sh("kill -KILL $$"));
     let status = p.wait_timeout(Duration::from_secs(20)).expect("exec ended");
     assert_eq!(status.code(), Some(128 + 9), "log:\n{}", p.log());
 }
@@ -515,17 +507,7 @@ fn exec_forwards_sigint_to_the_command_without_a_terminal() {
         return;
     }
     let mut p = spawn_logged(
-        Command::new(spot_sim_bin())
-            .args([
-                "exec",
-                "--netns",
-                "new",
-                "--",
-                "sh",
-                "-c",
-                "trap 'exit 43' INT; echo ready >&2; sleep 30 & wait",
-            ])
-            .stdout(Stdio::null()),
+        exec_sh("trap 'exit 43' INT; echo ready >&2; sleep 30 & wait").stdout(Stdio::null()),
     );
     p.wait_for_log("ready", Duration::from_secs(20));
     p.signal(Signal::SIGINT);

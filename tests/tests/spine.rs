@@ -135,9 +135,7 @@ fn exec_returns_the_command_status_and_leaves_no_cgroup() {
     if !require_root() {
         return;
     }
-    let mut p = spawn_logged(
-        Command::new(spot_sim_bin()).args(["exec", "--netns", "new", "--", "sh", "-c", "exit 7"]),
-    );
+    let mut p = spawn_logged(&mut exec_sh("exit 7"));
     let status = p
         .wait_timeout(Duration::from_secs(20))
         .expect("exec finished");
@@ -310,15 +308,9 @@ fn exec_forwards_sigterm_to_the_command_and_exits_with_its_status() {
     if !require_root() {
         return;
     }
-    let mut p = spawn_logged(Command::new(spot_sim_bin()).args([
-        "exec",
-        "--netns",
-        "new",
-        "--",
-        "sh",
-        "-c",
+    let mut p = spawn_logged(&mut exec_sh(
         "trap 'exit 42' TERM; echo ready >&2; sleep 30 & wait",
-    ]));
+    ));
     p.wait_for_log("ready", Duration::from_secs(20));
     p.signal(Signal::SIGTERM);
     let status = p.wait_timeout(Duration::from_secs(10)).expect("exec ended");

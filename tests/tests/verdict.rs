@@ -272,7 +272,15 @@ fn a_handler_polling_every_8_s_misses_a_4_s_window_and_exec_exits_3() {
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     let reason = reasons[0].as_str().unwrap();
     assert!(reason.starts_with("notice issued "), "{reason}");
-    assert!(reason.contains("polls were 8 s apart"), "{reason}");
+    // The handler sleeps 8 s between polls; the journal measures what really happened, so
+    // on a loaded machine the median gap may read "8.1 s". Anything near 8 s is right;
+    // 4 s (the window) or a missing figure is not.
+    let gap = reason
+        .split("polls were ")
+        .nth(1)
+        .and_then(|r| r.split(" s apart").next())
+        .and_then(|n| n.parse::<f64>().ok());
+    assert!(gap.is_some_and(|g| (7.5..=9.5).contains(&g)), "{reason}");
     assert!(event(t, "notice")["first_read_at"].is_null());
     assert_eq!(t["all_before_interruption"], false);
     // Killed at the interruption (128 + SIGKILL), kept in the report.

@@ -1175,8 +1175,10 @@ fn connections_that_pipeline_and_never_read_are_closed_by_the_idle_limit() {
         .unwrap_or_else(|e| panic!("{e}: {} {}", stdout(&out), stderr(&out)));
     println!("FIGURE slow readers: 50 pipelining connections that never read: {r}");
     assert_eq!(r["closed"], 50, "{r}");
-    // Idle limit 30 s, a 2 s grace, the 7.5 s check tick.
-    assert!(r["last_s"].as_f64().unwrap() <= 42.0, "{r}");
+    // Idle limit 30 s, a 2 s grace, the 7.5 s check tick: 39.5 s at the latest, plus slack
+    // for a loaded CI machine (the client's own 0.5 s loop slows down there too); without
+    // the limit none would close before the client gives up at 55 s.
+    assert!(r["last_s"].as_f64().unwrap() <= 48.0, "{r}");
     assert_eq!(http_code(&t, "/latest/meta-data/instance-id"), "200");
     drop(p);
 }

@@ -7,7 +7,6 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
-    time::Duration,
 };
 
 use anyhow::{bail, Context, Result};
@@ -93,7 +92,7 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot start {}", program.to_string_lossy()))?;
     let pid = child.id().unwrap_or(0);
     log::debug!("started {} as pid {pid}", program.to_string_lossy());
-    let status = wait_forwarding_signals(&mut child, pid, &session).await?;
+    let status = wait_forwarding_signals(&mut child, pid).await?;
     session.command_ended(&name, status_number(status));
     // After a last drain, so the report and the log hold every redirect of a short command.
     let code = gameday::finish(&session, &a.verdict, exit_code_of(status));
@@ -139,12 +138,10 @@ fn check_program(program: &std::ffi::OsStr) -> Result<()> {
 async fn wait_forwarding_signals(
     child: &mut tokio::process::Child,
     pid: u32,
-    session: &Arc<Session>,
 ) -> Result<std::process::ExitStatus> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
     // With a terminal, Ctrl-C already reaches the command (same foreground process group):
     // relaying SIGINT too would deliver it twice.
     let relay_int = !std::io::stdin().is_terminal();
@@ -153,7 +150,6 @@ async fn wait_forwarding_signals(
             status = child.wait() => return Ok(status?),
             _ = int.recv() => if relay_int { forward(pid, nix::sys::signal::Signal::SIGINT) },
             _ = term.recv() => forward(pid, nix::sys::signal::Signal::SIGTERM),
-            _ = tick.tick() => session.tick(),
         }
     }
 }

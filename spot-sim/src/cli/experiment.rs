@@ -214,7 +214,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         "serving {} target(s); `spot-sim status` shows the timeline; Ctrl-C detaches",
         session.target_names().len()
     );
-    wait_for_shutdown(&session, || node_run.tick(&session)).await?;
+    wait_for_shutdown(Some(&mut || node_run.tick(&session))).await?;
     if !node_run.reported {
         node_run.update(&session);
         print_result(&lock(&result));

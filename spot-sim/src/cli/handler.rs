@@ -9,12 +9,12 @@ use std::{
 
 use anyhow::{anyhow, bail, Result};
 
-use super::resolve::{netns_of, pod_target, relative_name, settings_for};
+use super::resolve::{cgroup_target, pod_target, settings_for};
 use crate::{
     control::{ControlServer, Handler, Reply, Request},
-    session::{Session, TargetSpec},
+    session::Session,
     settings::ScenarioArgs,
-    targets::{CgroupDir, HostView, PodSelector, TargetScope},
+    targets::{HostView, PodSelector, TargetScope},
 };
 
 /// What `target add` needs to resolve new targets the way the command line did.
@@ -34,7 +34,6 @@ struct SessionHandler {
     session: Arc<Session>,
     /// `None` for `exec`, which takes no new targets.
     add: Option<AddContext>,
-    runtime: tokio::runtime::Handle,
 }
 
 impl Handler for SessionHandler {
@@ -94,17 +93,7 @@ impl SessionHandler {
         let settings = settings_for(&ctx.args, scenario.as_deref())?;
         let spec = match (cgroup, pod, pod_uid) {
             (Some(path), None, None) => {
-                let cgroup = CgroupDir::open(&ctx.mount, &path)?;
-                cgroup.check_target(&ctx.mount, &ctx.proc, ctx.scope)?;
-                let netns = netns_of(&cgroup, &ctx.proc)?;
-                TargetSpec {
-                    name: format!("cgroup {}", relative_name(&ctx.mount, cgroup.path())),
-                    cgroup,
-                    netns,
-                    proc: ctx.proc.clone(),
-                    settings,
-                    port: ctx.port,
-                }
+                cgroup_target(&ctx.mount, &ctx.proc, &path, settings, ctx.port, ctx.scope)?
             }
             (None, pod, uid) if pod.is_some() != uid.is_some() => {
                 let host = HostView::detect(ctx.host_root.as_deref(), ctx.cgroup_root.as_deref())?;
@@ -117,8 +106,6 @@ impl SessionHandler {
             }
             _ => bail!("give exactly one of --cgroup PATH, --pod NS/NAME or --pod-uid UID"),
         };
-        // The responder's listeners are registered with the runtime.
-        let _guard = self.runtime.enter();
         Ok(self.session.add_target(spec)?)
     }
 }
@@ -131,7 +118,6 @@ pub(super) async fn start_control(
     let handler = Arc::new(SessionHandler {
         session: Arc::clone(session),
         add,
-        runtime: tokio::runtime::Handle::current(),
     });
     Ok(ControlServer::start(path, handler).await?)
 }

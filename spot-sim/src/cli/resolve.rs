@@ -35,6 +35,29 @@ pub(super) fn relative_name(mount: &Path, path: &Path) -> String {
         .unwrap_or_else(|_| untrusted_path(path))
 }
 
+/// A cgroup's target (`--cgroup PATH`, `target add --cgroup PATH`): checked against the
+/// mount root and spot-sim's own cgroup, with the namespace its processes use.
+pub(super) fn cgroup_target(
+    mount: &Path,
+    proc: &Path,
+    path: &Path,
+    settings: Settings,
+    port: u16,
+    scope: TargetScope,
+) -> Result<TargetSpec> {
+    let cgroup = CgroupDir::open(mount, path)?;
+    cgroup.check_target(mount, proc, scope)?;
+    let netns = netns_of(&cgroup, proc)?;
+    Ok(TargetSpec {
+        name: format!("cgroup {}", relative_name(mount, cgroup.path())),
+        cgroup,
+        netns,
+        proc: proc.to_path_buf(),
+        settings,
+        port,
+    })
+}
+
 /// A pod's target: its pod-level cgroup (so restarted containers stay covered) and the
 /// network namespace its containers share.
 pub(super) fn pod_target(

@@ -13,17 +13,15 @@ use anyhow::{anyhow, bail, Result};
 use super::{
     gameday,
     handler::{start_control, AddContext},
-    resolve::{netns_of, pod_target, relative_name, settings_for, split_target_arg},
+    resolve::{cgroup_target, pod_target, settings_for, split_target_arg},
     RunArgs,
 };
 use crate::{
     control::metrics::MetricsServer,
     scenario::SystemClock,
-    session::{Session, TargetSpec},
+    session::Session,
     settings::ScenarioArgs,
-    targets::{
-        cgroup::cgroup2_mount, pods, CgroupDir, HostView, PodError, PodSelector, TargetScope,
-    },
+    targets::{cgroup::cgroup2_mount, pods, HostView, PodError, PodSelector, TargetScope},
 };
 
 pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
@@ -60,17 +58,14 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     for arg in &a.cgroups {
         let (path, file) = split_target_arg(arg);
         let settings = settings_for(&a.scenario, file.as_deref())?;
-        let cgroup = CgroupDir::open(&mount, Path::new(path))?;
-        cgroup.check_target(&mount, &proc, scope)?;
-        let netns = netns_of(&cgroup, &proc)?;
-        specs.push(TargetSpec {
-            name: format!("cgroup {}", relative_name(&mount, cgroup.path())),
-            cgroup,
-            netns,
-            proc: proc.clone(),
+        specs.push(cgroup_target(
+            &mount,
+            &proc,
+            Path::new(path),
             settings,
-            port: a.port,
-        });
+            a.port,
+            scope,
+        )?);
     }
     let selectors = a
         .pods
@@ -126,14 +121,19 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         "serving {} target(s); `spot-sim status` shows the timeline; Ctrl-C detaches",
         session.target_names().len()
     );
-    wait_for_shutdown(&session, || {
+    // Housekeeping is the session's own; only `--follow` has work here on a timer.
+    let refollow = |followed: &mut Vec<Followed>| {
         if let Some(host) = &host {
-            for f in &mut followed {
+            for f in followed.iter_mut() {
                 f.refollow(&session, host, &a.scenario, a.port, scope);
             }
         }
-    })
-    .await?;
+    };
+    if followed.is_empty() {
+        wait_for_shutdown(None).await?;
+    } else {
+        wait_for_shutdown(Some(&mut || refollow(&mut followed))).await?;
+    }
     let code = gameday::finish(&session, &a.verdict, ExitCode::SUCCESS);
     // Detach first, then stop answering, then exit.
     session.shutdown();
@@ -141,10 +141,8 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-pub(super) async fn wait_for_shutdown(
-    session: &Arc<Session>,
-    mut on_tick: impl FnMut(),
-) -> Result<()> {
+/// Waits for SIGINT or SIGTERM, calling `on_tick` (if any) every 0.5 s meanwhile.
+pub(super) async fn wait_for_shutdown(mut on_tick: Option<&mut dyn FnMut()>) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -153,9 +151,10 @@ pub(super) async fn wait_for_shutdown(
         tokio::select! {
             _ = int.recv() => break,
             _ = term.recv() => break,
-            _ = tick.tick() => {
-                session.tick();
-                on_tick();
+            _ = tick.tick(), if on_tick.is_some() => {
+                if let Some(f) = on_tick.as_mut() {
+                    f();
+                }
             }
         }
     }

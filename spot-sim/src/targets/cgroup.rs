@@ -151,6 +151,25 @@ impl CgroupDir {
         }
     }
 
+    /// Whether any process is in this cgroup or below it (`populated` in `cgroup.events`);
+    /// `None` when the cgroup is gone. One small read, where [`CgroupDir::pids`] walks the
+    /// whole subtree.
+    pub fn populated(&self) -> Option<bool> {
+        let fd = nix::fcntl::openat(
+            Some(std::os::fd::AsRawFd::as_raw_fd(&self.fd)),
+            "cgroup.events",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        // SAFETY: `openat` returned a fresh descriptor that nothing else owns.
+        let file = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let text = io::read_to_string(file).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("populated "))
+            .map(|v| v.trim() == "1")
+    }
+
     /// Every pid in this cgroup and below it.
     pub fn pids(&self) -> Vec<u32> {
         let mut pids = Vec::new();

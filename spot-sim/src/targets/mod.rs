@@ -6,8 +6,10 @@ pub mod cgroup;
 pub mod host;
 pub mod netns;
 pub mod pods;
+pub mod watch;
 
 pub use cgroup::{CgroupDir, CgroupError, TargetScope, TransientCgroup};
 pub use host::{HostError, HostView};
 pub use netns::{NetNs, NetNsError};
 pub use pods::{Pod, PodError, PodSelector};
+pub use watch::{CgroupChange, CgroupWatch};

@@ -179,22 +179,16 @@ fn bad_report_paths_and_unprovable_expectations_are_refused() {
     assert!(args(ok.to_str().unwrap(), Some(2))
         .check(&scenario, true)
         .is_ok());
-    let e = args(ok.to_str().unwrap(), Some(10))
-        .check(&scenario, true)
-        .unwrap_err();
-    assert!(e.to_string().contains("longer than the 4s"), "{e}");
-    let e = args("/nonexistent-dir-xyz/r.json", None)
-        .check(&scenario, true)
-        .unwrap_err();
-    assert!(e.to_string().contains("does not exist"), "{e}");
-    let e = args(dir.path().join("r.pdf").to_str().unwrap(), None)
-        .check(&scenario, true)
-        .unwrap_err();
-    assert!(e.to_string().contains("unknown extension"), "{e}");
-    let e = args("/proc/r.json", None)
-        .check(&scenario, true)
-        .unwrap_err();
-    assert!(e.to_string().contains("cannot write"), "{e}");
+    let pdf = dir.path().join("r.pdf");
+    for (report, detect, says) in [
+        (ok.to_str().unwrap(), Some(10), "longer than the 4s"),
+        ("/nonexistent-dir-xyz/r.json", None, "does not exist"),
+        (pdf.to_str().unwrap(), None, "unknown extension"),
+        ("/proc/r.json", None, "cannot write"),
+    ] {
+        let e = args(report, detect).check(&scenario, true).unwrap_err();
+        assert!(e.to_string().contains(says), "{report}: {e}");
+    }
     let react = VerdictArgs {
         expect_react: Some(Duration::from_secs(1)),
         ..Default::default()

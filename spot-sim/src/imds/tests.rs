@@ -99,6 +99,15 @@ async fn assert_not_found(r: &Responder, path: &str) {
     assert_eq!(a.body, NOT_FOUND, "{path}");
 }
 
+/// Each of `paths` answers 404, and the `meta-data/` listing does not name `listed_as`.
+async fn assert_hidden(r: &Responder, paths: &[&str], listed_as: &str) {
+    for path in paths {
+        assert_not_found(r, path).await;
+    }
+    let listing = get(r, "/latest/meta-data/").await.body;
+    assert!(!listing.contains(listed_as), "{listing}");
+}
+
 #[tokio::test]
 async fn before_t0_there_is_nothing_to_see_but_an_ordinary_instance() {
     let f = fixture(ten_minute_scenario(), ImdsConfig::default());
@@ -227,15 +236,8 @@ async fn once_interrupted_the_autoscaling_state_is_terminated() {
     let mut config = ImdsConfig::default();
     config.metadata.autoscaling = false;
     let f = fixture(Scenario::default(), config);
-    assert_not_found(
-        &f.responder,
-        "/latest/meta-data/autoscaling/target-lifecycle-state",
-    )
-    .await;
-    assert!(!get(&f.responder, "/latest/meta-data/")
-        .await
-        .body
-        .contains("autoscaling"));
+    let state = "/latest/meta-data/autoscaling/target-lifecycle-state";
+    assert_hidden(&f.responder, &[state], "autoscaling").await;
 }
 
 #[tokio::test]
@@ -897,16 +899,8 @@ async fn credentials_are_refused_unless_allowed() {
     let (addr, state) = start_stand_in().await;
     let f = fixture(ten_minute_scenario(), passthrough_to(addr, secs(2)));
     let path = "/latest/meta-data/iam/security-credentials/node-role";
-    assert_not_found(&f.responder, path).await;
-    assert_not_found(
-        &f.responder,
-        "/latest/meta-data/identity-credentials/ec2/info",
-    )
-    .await;
-    assert!(!get(&f.responder, "/latest/meta-data/")
-        .await
-        .body
-        .contains("iam/"));
+    let info = "/latest/meta-data/identity-credentials/ec2/info";
+    assert_hidden(&f.responder, &[path, info], "iam/").await;
     assert!(
         !state
             .lock()

@@ -129,8 +129,7 @@ pub struct JournalSnapshot {
     /// The scenario's issued events (and the ones to come, with `issued_ms` in the future).
     pub events: Vec<EventRecord>,
     pub interruption_ms: Option<u64>,
-    pub requests: Vec<RequestRecord>,
-    pub requests_total: u64,
+    pub requests: Sample<RequestRecord>,
     pub first_request_ms: Option<u64>,
     pub polls: PollSummary,
     pub v1: u64,
@@ -139,14 +138,11 @@ pub struct JournalSnapshot {
     /// Distinct tokens presented.
     pub tokens_used: u64,
     pub unauthorized: Unauthorized,
-    pub redirects_total: u64,
-    pub redirects: Vec<RedirectRecord>,
-    pub execs_total: u64,
-    pub execs: Vec<ProcRecord>,
-    pub exits_total: u64,
-    pub exits: Vec<ProcRecord>,
-    pub outbound_total: u64,
-    pub outbound: Vec<OutboundRecord>,
+    pub redirects: Sample<RedirectRecord>,
+    pub execs: Sample<ProcRecord>,
+    pub exits: Sample<ProcRecord>,
+    /// Every destination kept, whatever the detail; `total` counts connects.
+    pub outbound: Sample<OutboundRecord>,
     /// Connects to destinations past [`MAX_DESTINATIONS`].
     pub outbound_other: u64,
     pub reactions: Vec<Reaction>,
@@ -157,6 +153,23 @@ pub struct JournalSnapshot {
     pub cgroup_empty_ms: Option<u64>,
     /// `exec`'s command status (exit code, or 128 + signal).
     pub command_status: Option<i32>,
+}
+
+/// Part of a counted stream: the records kept (none in a summary), and how many there were.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample<T> {
+    pub kept: Vec<T>,
+    pub total: u64,
+}
+
+// By hand: a derived Default would ask `T: Default` of the records.
+impl<T> Default for Sample<T> {
+    fn default() -> Self {
+        Sample {
+            kept: Vec::new(),
+            total: 0,
+        }
+    }
 }
 
 /// A bounded list: the first `head` items, then the latest `tail`.
@@ -186,14 +199,25 @@ impl<T: Clone> HeadTail<T> {
             self.head.push(item);
             return;
         }
+        if self.tail_cap == 0 {
+            return;
+        }
         if self.tail.len() == self.tail_cap {
             self.tail.pop_front();
         }
         self.tail.push_back(item);
     }
 
-    fn to_vec(&self) -> Vec<T> {
-        self.head.iter().chain(self.tail.iter()).cloned().collect()
+    /// What is kept (only the count unless `detail`).
+    fn sample(&self, detail: bool) -> Sample<T> {
+        Sample {
+            kept: if detail {
+                self.head.iter().chain(self.tail.iter()).cloned().collect()
+            } else {
+                Vec::new()
+            },
+            total: self.total,
+        }
     }
 }
 
@@ -217,8 +241,7 @@ struct Inner {
     first_reads: BTreeMap<(String, u64), u64>,
     /// The earliest first read of any event: the handler's detection.
     detected_ms: Option<u64>,
-    redirects_total: u64,
-    redirects: Vec<RedirectRecord>,
+    redirects: HeadTail<RedirectRecord>,
     execs: HeadTail<ProcRecord>,
     exits: HeadTail<ProcRecord>,
     outbound_total: u64,
@@ -252,8 +275,7 @@ impl Default for Inner {
             pending_401: false,
             first_reads: BTreeMap::new(),
             detected_ms: None,
-            redirects_total: 0,
-            redirects: Vec::new(),
+            redirects: HeadTail::new(MAX_REDIRECTS, 0),
             execs: HeadTail::new(HEAD_PROCS, TAIL_PROCS),
             exits: HeadTail::new(HEAD_PROCS, TAIL_PROCS),
             outbound_total: 0,
@@ -484,11 +506,7 @@ impl Journal {
 
     /// The kernel redirected one of the target's connects to the responder.
     pub fn redirect(&self, r: RedirectRecord) {
-        let mut inner = lock(&self.inner);
-        inner.redirects_total += 1;
-        if inner.redirects.len() < MAX_REDIRECTS {
-            inner.redirects.push(r);
-        }
+        lock(&self.inner).redirects.push(r);
     }
 
     /// A process of the target started a program. A reaction when the program is new since
@@ -651,12 +669,7 @@ impl Journal {
             now_ms: ms(now),
             events: out_events,
             interruption_ms,
-            requests: if detail {
-                inner.requests.to_vec()
-            } else {
-                Vec::new()
-            },
-            requests_total: inner.requests.total,
+            requests: inner.requests.sample(detail),
             first_request_ms: inner.first_request_ms,
             polls: inner.polls.summary(),
             v1: inner.v1,
@@ -664,26 +677,13 @@ impl Journal {
             tokens_issued: inner.tokens_issued,
             tokens_used: inner.tokens_used,
             unauthorized: inner.unauthorized.clone(),
-            redirects_total: inner.redirects_total,
-            redirects: if detail {
-                inner.redirects.clone()
-            } else {
-                Vec::new()
+            redirects: inner.redirects.sample(detail),
+            execs: inner.execs.sample(detail),
+            exits: inner.exits.sample(detail),
+            outbound: Sample {
+                kept: outbound,
+                total: inner.outbound_total,
             },
-            execs_total: inner.execs.total,
-            execs: if detail {
-                inner.execs.to_vec()
-            } else {
-                Vec::new()
-            },
-            exits_total: inner.exits.total,
-            exits: if detail {
-                inner.exits.to_vec()
-            } else {
-                Vec::new()
-            },
-            outbound_total: inner.outbound_total,
-            outbound,
             outbound_other: inner.outbound_other,
             reactions,
             reactions_dropped: inner.reactions_dropped,

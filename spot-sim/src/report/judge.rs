@@ -117,9 +117,10 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
         workload_exit_s: latency(exit),
         all_before_interruption: all_before.filter(|_| interruption.is_some()),
         workload_exited_at: s.cgroup_empty_ms.map(at),
-        requests_total: s.requests_total,
+        requests_total: s.requests.total,
         requests: s
             .requests
+            .kept
             .iter()
             .map(|r| RequestReport {
                 at: at(r.at_ms),
@@ -133,10 +134,11 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
                     .map(|a| (f64::from(a) * 1000.0).round() / 1000.0),
             })
             .collect(),
-        redirects_total: s.redirects_total,
-        outbound_total: s.outbound_total,
+        redirects_total: s.redirects.total,
+        outbound_total: s.outbound.total,
         outbound: s
             .outbound
+            .kept
             .iter()
             .map(|o| OutboundReport {
                 destination: o.destination.clone(),
@@ -148,9 +150,10 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
             })
             .collect(),
         outbound_other: s.outbound_other,
-        execs_total: s.execs_total,
+        execs_total: s.execs.total,
         execs: s
             .execs
+            .kept
             .iter()
             .map(|e| ProcReport {
                 at: at(e.at_ms),
@@ -158,7 +161,7 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
                 comm: e.comm.clone(),
             })
             .collect(),
-        exits_total: s.exits_total,
+        exits_total: s.exits.total,
         command_status: s.command_status,
         verdict,
     }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::journal::{EventRecord, JournalSnapshot, Polls, RequestRecord};
+use crate::journal::{EventRecord, JournalSnapshot, Polls, RequestRecord, Sample};
 
 const T: u64 = 1_800_000_000_000;
 
@@ -47,8 +47,10 @@ fn polling(every: u64) -> JournalSnapshot {
             },
         ],
         interruption_ms: Some(T + 14_000),
-        requests_total: requests.len() as u64,
-        requests,
+        requests: Sample {
+            total: requests.len() as u64,
+            kept: requests,
+        },
         polls: polls.summary(),
         ..Default::default()
     }
@@ -126,7 +128,7 @@ fn drained_and_react_expectations() {
 #[test]
 fn the_html_has_one_tick_per_request_and_one_marker_per_issued_event_all_escaped() {
     let mut s = polling(1);
-    s.requests[0].path = std::sync::Arc::from("/<script>alert(1)</script>");
+    s.requests.kept[0].path = std::sync::Arc::from("/<script>alert(1)</script>");
     let r = Report::build(&[s], &Expectations::default(), T + 20_000);
     let page = html::page(&r);
     assert_eq!(

@@ -26,6 +26,15 @@ fn timeline(scenario: Scenario) -> (Arc<ManualClock>, Arc<Timeline>) {
     (clock, timeline)
 }
 
+/// A timeline with no rebalance recommendation, interrupted `interruption_in` after its start.
+fn without_rebalance(interruption_in: Duration) -> (Arc<ManualClock>, Arc<Timeline>) {
+    timeline(Scenario {
+        interruption_in,
+        rebalance: false,
+        ..Scenario::default()
+    })
+}
+
 #[test]
 fn the_default_scenario_is_fis_with_two_minutes_recommendation_and_notice_at_once() {
     assert_eq!(rfc3339(start()), "2026-11-25T22:18:00Z");
@@ -68,11 +77,7 @@ fn a_long_interruption_walks_through_every_phase_in_order() {
 
 #[test]
 fn a_short_interruption_clamps_the_notice_to_the_start_but_keeps_its_time() {
-    let (clock, t) = timeline(Scenario {
-        interruption_in: secs(5),
-        rebalance: false,
-        ..Scenario::default()
-    });
+    let (clock, t) = without_rebalance(secs(5));
     let s = t.schedule().expect("started");
     assert_eq!(s.notice_at, start());
     assert_eq!(s.action_time, start() + secs(5));
@@ -84,11 +89,7 @@ fn a_short_interruption_clamps_the_notice_to_the_start_but_keeps_its_time() {
 
 #[test]
 fn without_rebalance_nothing_shows_until_the_notice() {
-    let (clock, t) = timeline(Scenario {
-        interruption_in: secs(600),
-        rebalance: false,
-        ..Scenario::default()
-    });
+    let (clock, t) = without_rebalance(secs(600));
     assert_eq!(t.phase(), Phase::Waiting);
     clock.advance(secs(479));
     assert_eq!(t.phase(), Phase::Waiting);

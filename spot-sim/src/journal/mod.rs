@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use polls::{PollSummary, Polls, SAME_POLL_MS};
 
@@ -110,6 +110,28 @@ pub struct EventRecord {
     pub first_read_ms: Option<u64>,
 }
 
+/// Which IMDS version the handler spoke and how it used its tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUse {
+    /// Requests without a token.
+    pub v1: u64,
+    /// Requests with a token, and token requests.
+    pub v2: u64,
+    pub tokens_issued: u64,
+    /// Distinct tokens presented.
+    pub tokens_used: u64,
+}
+
+impl TokenUse {
+    /// Requests made with each token, on average (1 means a new token for every request).
+    pub fn requests_per_token(&self) -> Option<f64> {
+        (self.tokens_used > 0).then(|| {
+            let with_token = self.v2.saturating_sub(self.tokens_issued);
+            with_token as f64 / self.tokens_used as f64
+        })
+    }
+}
+
 /// 401s and what the handler did about them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Unauthorized {
@@ -132,11 +154,7 @@ pub struct JournalSnapshot {
     pub requests: Sample<RequestRecord>,
     pub first_request_ms: Option<u64>,
     pub polls: PollSummary,
-    pub v1: u64,
-    pub v2: u64,
-    pub tokens_issued: u64,
-    /// Distinct tokens presented.
-    pub tokens_used: u64,
+    pub tokens: TokenUse,
     pub unauthorized: Unauthorized,
     pub redirects: Sample<RedirectRecord>,
     pub execs: Sample<ProcRecord>,
@@ -228,13 +246,10 @@ struct Inner {
     interned: std::collections::HashSet<Arc<str>>,
     first_request_ms: Option<u64>,
     polls: Polls,
-    v1: u64,
-    v2: u64,
+    token_use: TokenUse,
     /// Token public id → (issued at, presented yet).
     tokens: HashMap<String, (u64, bool)>,
     token_order: VecDeque<String>,
-    tokens_issued: u64,
-    tokens_used: u64,
     unauthorized: Unauthorized,
     pending_401: bool,
     /// (kind, issued_ms) → first read.
@@ -265,12 +280,9 @@ impl Default for Inner {
             interned: std::collections::HashSet::new(),
             first_request_ms: None,
             polls: Polls::default(),
-            v1: 0,
-            v2: 0,
+            token_use: TokenUse::default(),
             tokens: HashMap::new(),
             token_order: VecDeque::new(),
-            tokens_issued: 0,
-            tokens_used: 0,
             unauthorized: Unauthorized::default(),
             pending_401: false,
             first_reads: BTreeMap::new(),
@@ -416,7 +428,7 @@ impl Journal {
     pub fn token_issued(&self, token: &str, at: SystemTime) {
         let id: String = token.chars().take(16).collect();
         let mut inner = lock(&self.inner);
-        inner.tokens_issued += 1;
+        inner.token_use.tokens_issued += 1;
         if inner.tokens.len() >= MAX_TOKENS {
             if let Some(old) = inner.token_order.pop_front() {
                 inner.tokens.remove(&old);
@@ -456,16 +468,16 @@ impl Journal {
             let first_use = !entry.1;
             entry.1 = true;
             if first_use {
-                inner.tokens_used += 1;
+                inner.token_use.tokens_used += 1;
             }
             Some(at_ms.saturating_sub(issued) as f32 / 1000.0)
         });
         inner.first_request_ms.get_or_insert(at_ms);
         inner.polls.request(at_ms, &path);
         if v2 {
-            inner.v2 += 1;
+            inner.token_use.v2 += 1;
         } else {
-            inner.v1 += 1;
+            inner.token_use.v1 += 1;
         }
         let is_token_put = path == "/latest/api/token";
         if status == 401 {
@@ -672,10 +684,7 @@ impl Journal {
             requests: inner.requests.sample(detail),
             first_request_ms: inner.first_request_ms,
             polls: inner.polls.summary(),
-            v1: inner.v1,
-            v2: inner.v2,
-            tokens_issued: inner.tokens_issued,
-            tokens_used: inner.tokens_used,
+            tokens: inner.token_use,
             unauthorized: inner.unauthorized.clone(),
             redirects: inner.redirects.sample(detail),
             execs: inner.execs.sample(detail),

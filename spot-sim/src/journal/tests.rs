@@ -91,8 +91,8 @@ fn token_age_and_recovery_from_a_401() {
     assert_eq!(s.unauthorized.count, 1);
     assert!(s.unauthorized.fetched_token);
     assert!(s.unauthorized.recovered_ms.is_some());
-    assert_eq!(s.tokens_issued, 2);
-    assert_eq!(s.tokens_used, 1);
+    assert_eq!(s.tokens.tokens_issued, 2);
+    assert_eq!(s.tokens.tokens_used, 1);
 }
 
 #[test]

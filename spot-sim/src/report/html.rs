@@ -392,9 +392,9 @@ svg.timeline{border:1px solid #ddd}</style></head><body>",
             p.count,
             p.median_interval_s.map(|m| format!("{m:.2} s")).unwrap_or("–".into()),
             p.max_gap_s.map(|m| format!("{m:.2} s")).unwrap_or("–".into()),
-            p.v1,
-            p.v2,
-            p.tokens_issued,
+            p.tokens.v1,
+            p.tokens.v2,
+            p.tokens.tokens_issued,
             p.unauthorized,
             p.unauthorized_recovery
                 .as_deref()

@@ -91,14 +91,8 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
         max_gap_s: p.max_gap_s,
         max_gap_from: p.max_gap_ms.map(|(a, _)| at(a)),
         max_gap_to: p.max_gap_ms.map(|(_, b)| at(b)),
-        v1: s.v1,
-        v2: s.v2,
-        tokens_issued: s.tokens_issued,
-        tokens_used: s.tokens_used,
-        requests_per_token: (s.tokens_used > 0).then(|| {
-            let with_token = s.v2.saturating_sub(s.tokens_issued);
-            with_token as f64 / s.tokens_used as f64
-        }),
+        tokens: s.tokens,
+        requests_per_token: s.tokens.requests_per_token(),
         unauthorized: s.unauthorized.count,
         unauthorized_recovery: recovery,
     };

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use args::{ReportFormat, VerdictArgs};
 pub use judge::judge;
 
-use crate::journal::JournalSnapshot;
+use crate::journal::{JournalSnapshot, TokenUse};
 
 /// What the user expects of every target; nothing given means "the notice was read before
 /// the interruption".
@@ -85,13 +85,9 @@ pub struct PollReport {
     pub max_gap_s: Option<f64>,
     pub max_gap_from: Option<String>,
     pub max_gap_to: Option<String>,
-    /// Requests without a token.
-    pub v1: u64,
-    /// Requests with a token, and token requests.
-    pub v2: u64,
-    pub tokens_issued: u64,
-    /// Distinct tokens presented.
-    pub tokens_used: u64,
+    /// `v1`, `v2`, `tokens_issued`, `tokens_used`, beside the other keys in the JSON.
+    #[serde(flatten)]
+    pub tokens: TokenUse,
     /// Requests made with each token, on average (1 means a new token for every request).
     pub requests_per_token: Option<f64>,
     pub unauthorized: u64,
@@ -229,8 +225,8 @@ impl Report {
                     "  polls: {} every {m:.1} s (longest gap {:.1} s), IMDSv1 {} / IMDSv2 {}",
                     t.polls.count,
                     t.polls.max_gap_s.unwrap_or(0.0),
-                    t.polls.v1,
-                    t.polls.v2
+                    t.polls.tokens.v1,
+                    t.polls.tokens.v2
                 );
             }
             let firsts = [

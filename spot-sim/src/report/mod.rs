@@ -15,6 +15,7 @@ pub use args::{ReportFormat, VerdictArgs};
 pub use judge::judge;
 
 use crate::journal::{JournalSnapshot, TokenUse};
+use crate::scenario::rfc3339;
 
 /// What the user expects of every target; nothing given means "the notice was read before
 /// the interruption".
@@ -308,18 +309,9 @@ pub enum ReportError {
 
 /// `2026-11-26T08:30:01.123Z`.
 pub fn at(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
-    let dt = time::OffsetDateTime::from(t);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        dt.year(),
-        u8::from(dt.month()),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        dt.millisecond()
-    )
+    // IMDS's whole-second form, with the milliseconds put back in.
+    let whole = rfc3339(std::time::UNIX_EPOCH + Duration::from_millis(ms));
+    format!("{}.{:03}Z", whole.trim_end_matches('Z'), ms % 1000)
 }
 
 /// `08:30:01` (or `08:30:01.123` when the milliseconds matter) from an [`at`] timestamp.

@@ -221,3 +221,11 @@ fn a_kill_at_the_interruption_is_not_the_handler_reacting() {
     assert_eq!(r.targets[0].reactions[0].before_interruption, Some(false));
     assert_eq!(r.targets[0].all_before_interruption, Some(false));
 }
+
+#[test]
+fn report_timestamps_are_rfc3339_with_milliseconds() {
+    assert_eq!(at(1_795_645_080_123), "2026-11-25T22:18:00.123Z");
+    assert_eq!(at(1_795_645_080_007), "2026-11-25T22:18:00.007Z");
+    assert_eq!(clock(&at(1_795_645_080_000)), "22:18:00");
+    assert_eq!(clock(&at(1_795_645_080_450)), "22:18:00.450");
+}

@@ -1,9 +1,9 @@
 //! Pods on this node, found from the node alone (no API server): kubelet's log folders
-//! (`/var/log/pods/<namespace>_<name>_<uid>/`, [`logs`]) name them, and the kubepods cgroup
-//! hierarchy ([`kubepods`]) says which are running and where. Resolution returns the *pod*
+//! (`/var/log/pods/<namespace>_<name>_<uid>/`, `logs.rs`) name them, and the kubepods cgroup
+//! hierarchy (`kubepods.rs`) says which are running and where. Resolution returns the *pod*
 //! cgroup, so an attach there covers every container of the pod, including ones restarted
 //! later. What the user typed is a [`PodSelector`]; a name that matches no pod is answered
-//! with the closest ones ([`suggestions`]).
+//! with the closest ones (`suggestions.rs`).
 
 mod error;
 mod kubepods;

@@ -149,30 +149,8 @@ fn from_section(
 ) -> Result<Experiment, ExperimentError> {
     let name = s.name.unwrap_or_default();
     check_name(path, &name)?;
-    let nodes = match s.nodes {
-        Some(v) => node_set(path, &v)?,
-        None => {
-            return Err(invalid(
-                path,
-                "experiment.nodes",
-                "(missing)",
-                "which nodes take part is not said",
-                "a share like \"30%\" or a list of node names",
-            ))
-        }
-    };
-    let start_at = match s.start_at {
-        Some(v) => start_at(path, &v)?,
-        None => {
-            return Err(invalid(
-                path,
-                "experiment.start-at",
-                "(missing)",
-                "when the game day starts is not said",
-                "an RFC 3339 instant like \"2026-11-26T14:00:00Z\"",
-            ))
-        }
-    };
+    let nodes = node_set(path, &NODES.take(path, s.nodes)?)?;
+    let start_at = start_at(path, &START_AT.take(path, s.start_at)?)?;
     let stagger = match &s.stagger {
         None => Duration::ZERO,
         Some(text) => {
@@ -355,6 +333,31 @@ fn start_at(path: &Path, v: &toml::Value) -> Result<SystemTime, ExperimentError>
         ));
     }
     Ok(SystemTime::from(parsed))
+}
+
+/// A field the experiment cannot do without, and what to say when it is missing.
+struct Required {
+    field: &'static str,
+    problem: &'static str,
+    allowed: &'static str,
+}
+
+const NODES: Required = Required {
+    field: "experiment.nodes",
+    problem: "which nodes take part is not said",
+    allowed: "a share like \"30%\" or a list of node names",
+};
+
+const START_AT: Required = Required {
+    field: "experiment.start-at",
+    problem: "when the game day starts is not said",
+    allowed: "an RFC 3339 instant like \"2026-11-26T14:00:00Z\"",
+};
+
+impl Required {
+    fn take<T>(&self, path: &Path, value: Option<T>) -> Result<T, ExperimentError> {
+        value.ok_or_else(|| invalid(path, self.field, "(missing)", self.problem, self.allowed))
+    }
 }
 
 fn invalid(

@@ -330,23 +330,15 @@ mod tests {
 
     #[test]
     fn zone_ids_take_the_region_code() {
-        assert_eq!(
-            zone_id("us-east-1a", "us-east-1").as_deref(),
-            Some("use1-az1")
-        );
-        assert_eq!(
-            zone_id("eu-central-1c", "eu-central-1").as_deref(),
-            Some("euc1-az3")
-        );
-        assert_eq!(
-            zone_id("ap-southeast-2b", "ap-southeast-2").as_deref(),
-            Some("apse2-az2")
-        );
-        assert_eq!(
-            zone_id("us-gov-west-1a", "us-gov-west-1").as_deref(),
-            Some("usgw1-az1")
-        );
-        assert_eq!(zone_id("nowhere", "us-east-1"), None);
+        for (zone, region, id) in [
+            ("us-east-1a", "us-east-1", Some("use1-az1")),
+            ("eu-central-1c", "eu-central-1", Some("euc1-az3")),
+            ("ap-southeast-2b", "ap-southeast-2", Some("apse2-az2")),
+            ("us-gov-west-1a", "us-gov-west-1", Some("usgw1-az1")),
+            ("nowhere", "us-east-1", None),
+        ] {
+            assert_eq!(zone_id(zone, region).as_deref(), id, "{zone}");
+        }
     }
 
     #[test]

@@ -11,10 +11,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 
 use super::path::VERSIONS;
+use super::tests::{passthrough_to, serve_on_loopback};
 use super::*;
 use crate::scenario::{ManualClock, Scenario, Start, Timeline};
 
@@ -315,36 +314,25 @@ struct Seen {
 
 async fn recording_upstream() -> (SocketAddr, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let s = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let s = s.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let s = s.clone();
-                    async move {
-                        let path = req.uri().path().to_string();
-                        let body = if path == "/latest/api/token" {
-                            "upstream-token".to_string()
-                        } else {
-                            s.lock().expect("lock").paths.push(path.clone());
-                            if path.contains("iam") {
-                                "{\"AccessKeyId\": \"LEAKED\"}".to_string()
-                            } else {
-                                "from-upstream".to_string()
-                            }
-                        };
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+    let addr = serve_on_loopback(move |req: Request<hyper::body::Incoming>| {
+        let s = s.clone();
+        async move {
+            let path = req.uri().path().to_string();
+            let body = if path == "/latest/api/token" {
+                "upstream-token".to_string()
+            } else {
+                s.lock().expect("lock").paths.push(path.clone());
+                if path.contains("iam") {
+                    "{\"AccessKeyId\": \"LEAKED\"}".to_string()
+                } else {
+                    "from-upstream".to_string()
+                }
+            };
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
         }
-    });
+    })
+    .await;
     (addr, seen)
 }
 
@@ -402,13 +390,7 @@ pub(crate) fn credential_bearing(path: &str) -> bool {
 #[tokio::test]
 async fn no_spelling_of_a_credential_path_reaches_upstream_and_spot_is_always_simulated() {
     let (addr, seen) = recording_upstream().await;
-    let config = ImdsConfig {
-        passthrough: Some(Passthrough {
-            upstream: addr,
-            timeout: Duration::from_secs(2),
-        }),
-        ..ImdsConfig::default()
-    };
+    let config = passthrough_to(addr, Duration::from_secs(2));
     let (_, r) = responder(config);
     let mut asked = 0;
     for version in VERSIONS.iter().copied().chain(["LATEST", "2099-01-01"]) {
@@ -465,12 +447,8 @@ async fn no_spelling_of_a_credential_path_reaches_upstream_and_spot_is_always_si
 async fn with_allow_credentials_they_are_forwarded_by_their_canonical_path() {
     let (addr, seen) = recording_upstream().await;
     let config = ImdsConfig {
-        passthrough: Some(Passthrough {
-            upstream: addr,
-            timeout: Duration::from_secs(2),
-        }),
         allow_credentials: true,
-        ..ImdsConfig::default()
+        ..passthrough_to(addr, Duration::from_secs(2))
     };
     let (_, r) = responder(config);
     let (_, body) = get(&r, "//2021-03-23//meta-data/iam/info").await;

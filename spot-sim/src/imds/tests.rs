@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -96,6 +97,15 @@ async fn assert_not_found(r: &Responder, path: &str) {
     let a = get(r, path).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}");
     assert_eq!(a.body, NOT_FOUND, "{path}");
+}
+
+/// Each of `paths` answers 404, and the `meta-data/` listing does not name `listed_as`.
+async fn assert_hidden(r: &Responder, paths: &[&str], listed_as: &str) {
+    for path in paths {
+        assert_not_found(r, path).await;
+    }
+    let listing = get(r, "/latest/meta-data/").await.body;
+    assert!(!listing.contains(listed_as), "{listing}");
 }
 
 #[tokio::test]
@@ -226,15 +236,8 @@ async fn once_interrupted_the_autoscaling_state_is_terminated() {
     let mut config = ImdsConfig::default();
     config.metadata.autoscaling = false;
     let f = fixture(Scenario::default(), config);
-    assert_not_found(
-        &f.responder,
-        "/latest/meta-data/autoscaling/target-lifecycle-state",
-    )
-    .await;
-    assert!(!get(&f.responder, "/latest/meta-data/")
-        .await
-        .body
-        .contains("autoscaling"));
+    let state = "/latest/meta-data/autoscaling/target-lifecycle-state";
+    assert_hidden(&f.responder, &[state], "autoscaling").await;
 }
 
 #[tokio::test]
@@ -373,14 +376,12 @@ async fn absurd_paths_are_404_never_a_panic() {
 
 // --- IMDSv2 ---
 
+/// The headers as AWS spells them (not the router's constants: a typo there must fail here).
+const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+
 async fn token(r: &Responder, ttl: &str) -> Answer {
-    call(
-        r,
-        Method::PUT,
-        "/latest/api/token",
-        &[("x-aws-ec2-metadata-token-ttl-seconds", ttl)],
-    )
-    .await
+    call(r, Method::PUT, "/latest/api/token", &[(TTL_HEADER, ttl)]).await
 }
 
 #[tokio::test]
@@ -422,13 +423,8 @@ async fn a_token_is_issued_for_a_ttl_between_1_and_21600_seconds() {
 }
 
 async fn with(r: &Responder, t: &str) -> Answer {
-    call(
-        r,
-        Method::GET,
-        "/latest/meta-data/instance-id",
-        &[("x-aws-ec2-metadata-token", t)],
-    )
-    .await
+    let token = [(TOKEN_HEADER, t)];
+    call(r, Method::GET, "/latest/meta-data/instance-id", &token).await
 }
 
 #[tokio::test]
@@ -796,24 +792,34 @@ async fn stand_in(
 
 async fn start_stand_in() -> (SocketAddr, Arc<Mutex<Upstream>>) {
     let state = Arc::new(Mutex::new(Upstream::default()));
+    let st = state.clone();
+    let addr = serve_on_loopback(move |req| stand_in(st.clone(), req)).await;
+    (addr, state)
+}
+
+/// Serves `handle` over HTTP/1.1 on a fresh 127.0.0.1 port, one task per connection: the
+/// listener of every stand-in upstream here.
+pub(super) async fn serve_on_loopback<F, Fut>(handle: F) -> SocketAddr
+where
+    F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let st = state.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let st = st.clone();
+            let svc = hyper::service::service_fn(handle.clone());
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| stand_in(st.clone(), req));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
             });
         }
     });
-    (addr, state)
+    addr
 }
 
-fn passthrough_to(upstream: SocketAddr, timeout: Duration) -> ImdsConfig {
+pub(super) fn passthrough_to(upstream: SocketAddr, timeout: Duration) -> ImdsConfig {
     ImdsConfig {
         passthrough: Some(Passthrough { upstream, timeout }),
         ..ImdsConfig::default()
@@ -893,16 +899,8 @@ async fn credentials_are_refused_unless_allowed() {
     let (addr, state) = start_stand_in().await;
     let f = fixture(ten_minute_scenario(), passthrough_to(addr, secs(2)));
     let path = "/latest/meta-data/iam/security-credentials/node-role";
-    assert_not_found(&f.responder, path).await;
-    assert_not_found(
-        &f.responder,
-        "/latest/meta-data/identity-credentials/ec2/info",
-    )
-    .await;
-    assert!(!get(&f.responder, "/latest/meta-data/")
-        .await
-        .body
-        .contains("iam/"));
+    let info = "/latest/meta-data/identity-credentials/ec2/info";
+    assert_hidden(&f.responder, &[path, info], "iam/").await;
     assert!(
         !state
             .lock()

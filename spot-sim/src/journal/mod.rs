@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use polls::{PollSummary, Polls, SAME_POLL_MS};
 
@@ -110,6 +110,28 @@ pub struct EventRecord {
     pub first_read_ms: Option<u64>,
 }
 
+/// Which IMDS version the handler spoke and how it used its tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUse {
+    /// Requests without a token.
+    pub v1: u64,
+    /// Requests with a token, and token requests.
+    pub v2: u64,
+    pub tokens_issued: u64,
+    /// Distinct tokens presented.
+    pub tokens_used: u64,
+}
+
+impl TokenUse {
+    /// Requests made with each token, on average (1 means a new token for every request).
+    pub fn requests_per_token(&self) -> Option<f64> {
+        (self.tokens_used > 0).then(|| {
+            let with_token = self.v2.saturating_sub(self.tokens_issued);
+            with_token as f64 / self.tokens_used as f64
+        })
+    }
+}
+
 /// 401s and what the handler did about them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Unauthorized {
@@ -129,24 +151,16 @@ pub struct JournalSnapshot {
     /// The scenario's issued events (and the ones to come, with `issued_ms` in the future).
     pub events: Vec<EventRecord>,
     pub interruption_ms: Option<u64>,
-    pub requests: Vec<RequestRecord>,
-    pub requests_total: u64,
+    pub requests: Sample<RequestRecord>,
     pub first_request_ms: Option<u64>,
     pub polls: PollSummary,
-    pub v1: u64,
-    pub v2: u64,
-    pub tokens_issued: u64,
-    /// Distinct tokens presented.
-    pub tokens_used: u64,
+    pub tokens: TokenUse,
     pub unauthorized: Unauthorized,
-    pub redirects_total: u64,
-    pub redirects: Vec<RedirectRecord>,
-    pub execs_total: u64,
-    pub execs: Vec<ProcRecord>,
-    pub exits_total: u64,
-    pub exits: Vec<ProcRecord>,
-    pub outbound_total: u64,
-    pub outbound: Vec<OutboundRecord>,
+    pub redirects: Sample<RedirectRecord>,
+    pub execs: Sample<ProcRecord>,
+    pub exits: Sample<ProcRecord>,
+    /// Every destination kept, whatever the detail; `total` counts connects.
+    pub outbound: Sample<OutboundRecord>,
     /// Connects to destinations past [`MAX_DESTINATIONS`].
     pub outbound_other: u64,
     pub reactions: Vec<Reaction>,
@@ -157,6 +171,23 @@ pub struct JournalSnapshot {
     pub cgroup_empty_ms: Option<u64>,
     /// `exec`'s command status (exit code, or 128 + signal).
     pub command_status: Option<i32>,
+}
+
+/// Part of a counted stream: the records kept (none in a summary), and how many there were.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample<T> {
+    pub kept: Vec<T>,
+    pub total: u64,
+}
+
+// By hand: a derived Default would ask `T: Default` of the records.
+impl<T> Default for Sample<T> {
+    fn default() -> Self {
+        Sample {
+            kept: Vec::new(),
+            total: 0,
+        }
+    }
 }
 
 /// A bounded list: the first `head` items, then the latest `tail`.
@@ -186,14 +217,25 @@ impl<T: Clone> HeadTail<T> {
             self.head.push(item);
             return;
         }
+        if self.tail_cap == 0 {
+            return;
+        }
         if self.tail.len() == self.tail_cap {
             self.tail.pop_front();
         }
         self.tail.push_back(item);
     }
 
-    fn to_vec(&self) -> Vec<T> {
-        self.head.iter().chain(self.tail.iter()).cloned().collect()
+    /// What is kept (only the count unless `detail`).
+    fn sample(&self, detail: bool) -> Sample<T> {
+        Sample {
+            kept: if detail {
+                self.head.iter().chain(self.tail.iter()).cloned().collect()
+            } else {
+                Vec::new()
+            },
+            total: self.total,
+        }
     }
 }
 
@@ -204,21 +246,17 @@ struct Inner {
     interned: std::collections::HashSet<Arc<str>>,
     first_request_ms: Option<u64>,
     polls: Polls,
-    v1: u64,
-    v2: u64,
+    token_use: TokenUse,
     /// Token public id → (issued at, presented yet).
     tokens: HashMap<String, (u64, bool)>,
     token_order: VecDeque<String>,
-    tokens_issued: u64,
-    tokens_used: u64,
     unauthorized: Unauthorized,
     pending_401: bool,
     /// (kind, issued_ms) → first read.
     first_reads: BTreeMap<(String, u64), u64>,
     /// The earliest first read of any event: the handler's detection.
     detected_ms: Option<u64>,
-    redirects_total: u64,
-    redirects: Vec<RedirectRecord>,
+    redirects: HeadTail<RedirectRecord>,
     execs: HeadTail<ProcRecord>,
     exits: HeadTail<ProcRecord>,
     outbound_total: u64,
@@ -242,18 +280,14 @@ impl Default for Inner {
             interned: std::collections::HashSet::new(),
             first_request_ms: None,
             polls: Polls::default(),
-            v1: 0,
-            v2: 0,
+            token_use: TokenUse::default(),
             tokens: HashMap::new(),
             token_order: VecDeque::new(),
-            tokens_issued: 0,
-            tokens_used: 0,
             unauthorized: Unauthorized::default(),
             pending_401: false,
             first_reads: BTreeMap::new(),
             detected_ms: None,
-            redirects_total: 0,
-            redirects: Vec::new(),
+            redirects: HeadTail::new(MAX_REDIRECTS, 0),
             execs: HeadTail::new(HEAD_PROCS, TAIL_PROCS),
             exits: HeadTail::new(HEAD_PROCS, TAIL_PROCS),
             outbound_total: 0,
@@ -394,7 +428,7 @@ impl Journal {
     pub fn token_issued(&self, token: &str, at: SystemTime) {
         let id: String = token.chars().take(16).collect();
         let mut inner = lock(&self.inner);
-        inner.tokens_issued += 1;
+        inner.token_use.tokens_issued += 1;
         if inner.tokens.len() >= MAX_TOKENS {
             if let Some(old) = inner.token_order.pop_front() {
                 inner.tokens.remove(&old);
@@ -434,16 +468,16 @@ impl Journal {
             let first_use = !entry.1;
             entry.1 = true;
             if first_use {
-                inner.tokens_used += 1;
+                inner.token_use.tokens_used += 1;
             }
             Some(at_ms.saturating_sub(issued) as f32 / 1000.0)
         });
         inner.first_request_ms.get_or_insert(at_ms);
         inner.polls.request(at_ms, &path);
         if v2 {
-            inner.v2 += 1;
+            inner.token_use.v2 += 1;
         } else {
-            inner.v1 += 1;
+            inner.token_use.v1 += 1;
         }
         let is_token_put = path == "/latest/api/token";
         if status == 401 {
@@ -484,11 +518,7 @@ impl Journal {
 
     /// The kernel redirected one of the target's connects to the responder.
     pub fn redirect(&self, r: RedirectRecord) {
-        let mut inner = lock(&self.inner);
-        inner.redirects_total += 1;
-        if inner.redirects.len() < MAX_REDIRECTS {
-            inner.redirects.push(r);
-        }
+        lock(&self.inner).redirects.push(r);
     }
 
     /// A process of the target started a program. A reaction when the program is new since
@@ -651,39 +681,18 @@ impl Journal {
             now_ms: ms(now),
             events: out_events,
             interruption_ms,
-            requests: if detail {
-                inner.requests.to_vec()
-            } else {
-                Vec::new()
-            },
-            requests_total: inner.requests.total,
+            requests: inner.requests.sample(detail),
             first_request_ms: inner.first_request_ms,
             polls: inner.polls.summary(),
-            v1: inner.v1,
-            v2: inner.v2,
-            tokens_issued: inner.tokens_issued,
-            tokens_used: inner.tokens_used,
+            tokens: inner.token_use,
             unauthorized: inner.unauthorized.clone(),
-            redirects_total: inner.redirects_total,
-            redirects: if detail {
-                inner.redirects.clone()
-            } else {
-                Vec::new()
+            redirects: inner.redirects.sample(detail),
+            execs: inner.execs.sample(detail),
+            exits: inner.exits.sample(detail),
+            outbound: Sample {
+                kept: outbound,
+                total: inner.outbound_total,
             },
-            execs_total: inner.execs.total,
-            execs: if detail {
-                inner.execs.to_vec()
-            } else {
-                Vec::new()
-            },
-            exits_total: inner.exits.total,
-            exits: if detail {
-                inner.exits.to_vec()
-            } else {
-                Vec::new()
-            },
-            outbound_total: inner.outbound_total,
-            outbound,
             outbound_other: inner.outbound_other,
             reactions,
             reactions_dropped: inner.reactions_dropped,

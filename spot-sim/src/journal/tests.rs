@@ -44,8 +44,11 @@ fn the_first_successful_read_of_the_notice_is_its_detection() {
     assert_eq!(rebalance.first_read_ms, None, "never asked for it");
     assert_eq!(s.polls.count, 6);
     assert_eq!(s.polls.median_interval_s, Some(2.0));
-    assert_eq!(s.requests_total, 6);
-    assert_eq!(&*s.requests[4].path, ACTION, "canonical: no trailing slash");
+    assert_eq!(s.requests.total, 6);
+    assert_eq!(
+        &*s.requests.kept[4].path, ACTION,
+        "canonical: no trailing slash"
+    );
 }
 
 #[test]
@@ -80,13 +83,16 @@ fn token_age_and_recovery_from_a_401() {
     j.request(clock.now(), "PUT", "/latest/api/token", 200, true, None);
     j.request(clock.now(), "GET", ACTION, 200, true, Some(&token));
     let s = j.snapshot();
-    assert_eq!(s.requests[0].token_age_s, Some(3.0));
-    assert_eq!(s.requests[1].token_age_s, None, "not a token we issued");
+    assert_eq!(s.requests.kept[0].token_age_s, Some(3.0));
+    assert_eq!(
+        s.requests.kept[1].token_age_s, None,
+        "not a token we issued"
+    );
     assert_eq!(s.unauthorized.count, 1);
     assert!(s.unauthorized.fetched_token);
     assert!(s.unauthorized.recovered_ms.is_some());
-    assert_eq!(s.tokens_issued, 2);
-    assert_eq!(s.tokens_used, 1);
+    assert_eq!(s.tokens.tokens_issued, 2);
+    assert_eq!(s.tokens.tokens_used, 1);
 }
 
 #[test]
@@ -106,16 +112,38 @@ fn memory_is_bounded_whatever_the_traffic() {
             count: 1,
         });
     }
+    for i in 0..1000u32 {
+        j.redirect(RedirectRecord {
+            at_ms: 1,
+            pid: i,
+            comm: "client".into(),
+            destination: "169.254.169.254:80".into(),
+        });
+    }
     let s = j.snapshot();
-    assert_eq!(s.requests_total, 100_000);
-    assert_eq!(s.requests.len(), HEAD + TAIL);
+    assert_eq!(s.redirects.total, 1000);
+    let pids: Vec<u32> = s.redirects.kept.iter().map(|r| r.pid).collect();
+    assert_eq!(
+        pids,
+        (0..MAX_REDIRECTS as u32).collect::<Vec<_>>(),
+        "the first ones"
+    );
+    assert_eq!(
+        j.summary_snapshot().redirects,
+        Sample {
+            kept: Vec::new(),
+            total: 1000
+        }
+    );
+    assert_eq!(s.requests.total, 100_000);
+    assert_eq!(s.requests.kept.len(), HEAD + TAIL);
     // 1000 distinct paths: the first ones by name, the rest as one shared "(other)".
     let distinct: std::collections::HashSet<_> =
-        s.requests.iter().map(|r| r.path.clone()).collect();
+        s.requests.kept.iter().map(|r| r.path.clone()).collect();
     assert!(distinct.len() <= MAX_INTERNED, "{}", distinct.len());
     assert!(distinct.iter().any(|p| &**p == "(other)"));
-    assert_eq!(s.outbound_total, 10_000);
-    assert_eq!(s.outbound.len(), MAX_DESTINATIONS);
+    assert_eq!(s.outbound.total, 10_000);
+    assert_eq!(s.outbound.kept.len(), MAX_DESTINATIONS);
     assert_eq!(s.outbound_other, 10_000 - MAX_DESTINATIONS as u64);
 }
 

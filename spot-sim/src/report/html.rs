@@ -366,21 +366,24 @@ svg.timeline{border:1px solid #ddd}</style></head><body>",
                 t.requests_total
             );
         }
-        s.push_str("<table><tr><th>event</th><th>issued</th><th>first read</th><th>detection latency</th></tr>");
-        for e in &t.events {
-            let _ = write!(
-                s,
-                "<tr><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&e.kind),
-                esc(&clock(&e.issued_at)),
-                if e.pending { " (not yet)" } else { "" },
-                esc(&e.first_read_at.as_deref().map(clock).unwrap_or_default()),
-                e.detection_latency_s
-                    .map(|l| format!("{l:.2} s"))
-                    .unwrap_or_default()
-            );
-        }
-        s.push_str("</table>");
+        table(
+            &mut s,
+            &["event", "issued", "first read", "detection latency"],
+            t.events.iter().map(|e| {
+                [
+                    e.kind.clone(),
+                    format!(
+                        "{}{}",
+                        clock(&e.issued_at),
+                        if e.pending { " (not yet)" } else { "" }
+                    ),
+                    e.first_read_at.as_deref().map(clock).unwrap_or_default(),
+                    e.detection_latency_s
+                        .map(|l| format!("{l:.2} s"))
+                        .unwrap_or_default(),
+                ]
+            }),
+        );
         let p = &t.polls;
         let _ = write!(
             s,
@@ -389,9 +392,9 @@ svg.timeline{border:1px solid #ddd}</style></head><body>",
             p.count,
             p.median_interval_s.map(|m| format!("{m:.2} s")).unwrap_or("–".into()),
             p.max_gap_s.map(|m| format!("{m:.2} s")).unwrap_or("–".into()),
-            p.v1,
-            p.v2,
-            p.tokens_issued,
+            p.tokens.v1,
+            p.tokens.v2,
+            p.tokens.tokens_issued,
             p.unauthorized,
             p.unauthorized_recovery
                 .as_deref()
@@ -399,37 +402,61 @@ svg.timeline{border:1px solid #ddd}</style></head><body>",
                 .unwrap_or_default()
         );
         if !t.reactions.is_empty() {
-            s.push_str("<table><tr><th>reaction</th><th>at</th><th>after detection</th><th>pid</th><th>command</th><th>detail</th></tr>");
-            for x in &t.reactions {
-                let _ = write!(
-                    s,
-                    "<tr><td>{}</td><td>{}</td><td>{:.2} s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&x.kind),
-                    esc(&clock(&x.at)),
-                    x.latency_s,
-                    x.pid,
-                    esc(&x.comm),
-                    esc(&x.detail)
-                );
-            }
-            s.push_str("</table>");
+            let header = [
+                "reaction",
+                "at",
+                "after detection",
+                "pid",
+                "command",
+                "detail",
+            ];
+            let rows = t.reactions.iter().map(|x| {
+                [
+                    x.kind.clone(),
+                    clock(&x.at),
+                    format!("{:.2} s", x.latency_s),
+                    x.pid.to_string(),
+                    x.comm.clone(),
+                    x.detail.clone(),
+                ]
+            });
+            table(&mut s, &header, rows);
         }
         if !t.outbound.is_empty() {
-            s.push_str("<table><tr><th>outbound destination</th><th>command</th><th>first</th><th>connects</th></tr>");
-            for o in &t.outbound {
-                let _ = write!(
-                    s,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&o.destination),
-                    esc(&o.comm),
-                    esc(&clock(&o.first_at)),
-                    o.count
-                );
-            }
-            s.push_str("</table>");
+            let header = ["outbound destination", "command", "first", "connects"];
+            let rows = t.outbound.iter().map(|o| {
+                [
+                    o.destination.clone(),
+                    o.comm.clone(),
+                    clock(&o.first_at),
+                    o.count.to_string(),
+                ]
+            });
+            table(&mut s, &header, rows);
         }
         s.push_str("</section>");
     }
     s.push_str("</body></html>\n");
     s
+}
+
+/// A table with a header row. Every cell is escaped here: most come from the target.
+fn table<const N: usize>(
+    s: &mut String,
+    header: &[&str; N],
+    rows: impl IntoIterator<Item = [String; N]>,
+) {
+    s.push_str("<table><tr>");
+    for h in header {
+        let _ = write!(s, "<th>{}</th>", esc(h));
+    }
+    s.push_str("</tr>");
+    for row in rows {
+        s.push_str("<tr>");
+        for cell in row {
+            let _ = write!(s, "<td>{}</td>", esc(&cell));
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table>");
 }

@@ -5,7 +5,9 @@ use super::{
     at, clock, EventReport, Expectations, OutboundReport, PollReport, ProcReport, ReactionReport,
     RequestReport, TargetReport, Verdict,
 };
-use crate::journal::JournalSnapshot;
+use std::time::Duration;
+
+use crate::journal::{EventRecord, JournalSnapshot};
 
 fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
@@ -89,14 +91,8 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
         max_gap_s: p.max_gap_s,
         max_gap_from: p.max_gap_ms.map(|(a, _)| at(a)),
         max_gap_to: p.max_gap_ms.map(|(_, b)| at(b)),
-        v1: s.v1,
-        v2: s.v2,
-        tokens_issued: s.tokens_issued,
-        tokens_used: s.tokens_used,
-        requests_per_token: (s.tokens_used > 0).then(|| {
-            let with_token = s.v2.saturating_sub(s.tokens_issued);
-            with_token as f64 / s.tokens_used as f64
-        }),
+        tokens: s.tokens,
+        requests_per_token: s.tokens.requests_per_token(),
         unauthorized: s.unauthorized.count,
         unauthorized_recovery: recovery,
     };
@@ -115,9 +111,10 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
         workload_exit_s: latency(exit),
         all_before_interruption: all_before.filter(|_| interruption.is_some()),
         workload_exited_at: s.cgroup_empty_ms.map(at),
-        requests_total: s.requests_total,
+        requests_total: s.requests.total,
         requests: s
             .requests
+            .kept
             .iter()
             .map(|r| RequestReport {
                 at: at(r.at_ms),
@@ -131,10 +128,11 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
                     .map(|a| (f64::from(a) * 1000.0).round() / 1000.0),
             })
             .collect(),
-        redirects_total: s.redirects_total,
-        outbound_total: s.outbound_total,
+        redirects_total: s.redirects.total,
+        outbound_total: s.outbound.total,
         outbound: s
             .outbound
+            .kept
             .iter()
             .map(|o| OutboundReport {
                 destination: o.destination.clone(),
@@ -146,9 +144,10 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
             })
             .collect(),
         outbound_other: s.outbound_other,
-        execs_total: s.execs_total,
+        execs_total: s.execs.total,
         execs: s
             .execs
+            .kept
             .iter()
             .map(|e| ProcReport {
                 at: at(e.at_ms),
@@ -156,7 +155,7 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
                 comm: e.comm.clone(),
             })
             .collect(),
-        exits_total: s.exits_total,
+        exits_total: s.exits.total,
         command_status: s.command_status,
         verdict,
     }
@@ -176,84 +175,128 @@ fn poll_words(s: &JournalSnapshot) -> String {
 }
 
 fn verdict(s: &JournalSnapshot, expect: &Expectations, react_from: Option<u64>) -> Verdict {
-    let now = s.now_ms;
-    let mut v = Verdict {
-        pass: true,
-        ..Default::default()
-    };
-    let notices: Vec<_> = s
-        .events
-        .iter()
-        .filter(|e| e.kind == "notice" && e.issued_ms <= now)
-        .collect();
-    let due = s.events.iter().find(|e| e.kind == "notice");
-    let interruption = s.interruption_ms;
-    let gone_words = |i: u64| {
-        if i <= now {
-            format!("never read before the interruption at {}", clock(&at(i)))
-        } else {
-            "not read yet".to_string()
-        }
-    };
-    let not_issued = || match due {
-        Some(d) => format!(
-            "the notice was never issued (due {}, the run ended at {}): nothing to detect",
-            clock(&at(d.issued_ms)),
-            clock(&at(now))
-        ),
-        None => "the scenario issues no notice: nothing to detect".into(),
-    };
+    let run = Run::new(s);
+    let mut v = Verdict::default();
     if !expect.any() {
+        run.read_before_interruption(&mut v);
+    }
+    if let Some(d) = expect.detect {
+        run.detected_within(d, &mut v);
+    }
+    if let Some(r) = expect.react {
+        run.reacted_within(r, react_from, &mut v);
+    }
+    if expect.drained {
+        run.drained(&mut v);
+    }
+    v.pass = v.reasons.is_empty();
+    v
+}
+
+/// One target's run, as the expectations read it.
+struct Run<'a> {
+    s: &'a JournalSnapshot,
+    now: u64,
+    interruption: Option<u64>,
+    /// The notices issued by now.
+    notices: Vec<&'a EventRecord>,
+}
+
+impl<'a> Run<'a> {
+    fn new(s: &'a JournalSnapshot) -> Run<'a> {
+        let now = s.now_ms;
+        Run {
+            s,
+            now,
+            interruption: s.interruption_ms,
+            notices: s
+                .events
+                .iter()
+                .filter(|e| e.kind == "notice" && e.issued_ms <= now)
+                .collect(),
+        }
+    }
+
+    /// The notices to judge; that none was issued is itself a reason.
+    fn issued_notices(&self, v: &mut Verdict) -> &[&'a EventRecord] {
+        if self.notices.is_empty() {
+            v.reasons.push(self.not_issued());
+        }
+        &self.notices
+    }
+
+    fn not_issued(&self) -> String {
+        match self.s.events.iter().find(|e| e.kind == "notice") {
+            Some(d) => format!(
+                "the notice was never issued (due {}, the run ended at {}): nothing to detect",
+                clock(&at(d.issued_ms)),
+                clock(&at(self.now))
+            ),
+            None => "the scenario issues no notice: nothing to detect".into(),
+        }
+    }
+
+    /// Why an unread notice stayed unread.
+    fn unread(&self) -> String {
+        match self.interruption {
+            None => "never read".into(),
+            Some(i) if i <= self.now => {
+                format!("never read before the interruption at {}", clock(&at(i)))
+            }
+            Some(_) => "not read yet".into(),
+        }
+    }
+
+    /// "notice issued 12:00:00, `what`; polls were 8 s apart".
+    fn notice_reason(&self, n: &EventRecord, what: &str) -> String {
+        format!(
+            "notice issued {}, {what}; {}",
+            clock(&at(n.issued_ms)),
+            poll_words(self.s)
+        )
+    }
+
+    /// With no expectation given: each notice read before the interruption.
+    fn read_before_interruption(&self, v: &mut Verdict) {
         v.checked
             .push("the notice was read before the interruption".into());
-        if notices.is_empty() {
-            v.reasons.push(not_issued());
-        }
-        for n in &notices {
+        for n in self.issued_notices(v) {
             let read_in_time = n
                 .first_read_ms
-                .is_some_and(|r| interruption.is_none_or(|i| r < i));
+                .is_some_and(|r| self.interruption.is_none_or(|i| r < i));
             if !read_in_time {
-                v.reasons.push(format!(
-                    "notice issued {}, {}; {}",
-                    clock(&at(n.issued_ms)),
-                    interruption.map_or("never read".into(), gone_words),
-                    poll_words(s)
-                ));
+                v.reasons.push(self.notice_reason(n, &self.unread()));
             }
         }
     }
-    if let Some(d) = expect.detect {
+
+    fn detected_within(&self, d: Duration, v: &mut Verdict) {
         let limit = d.as_millis() as u64;
         v.checked.push(format!(
             "each notice read within {} of its issue",
             said(d.as_secs_f64())
         ));
-        if notices.is_empty() {
-            v.reasons.push(not_issued());
-        }
-        for n in &notices {
-            match n.first_read_ms {
-                Some(r) if r.saturating_sub(n.issued_ms) <= limit => {}
-                Some(r) => v.reasons.push(format!(
-                    "notice issued {}, first read {}: {} > {} expected; {}",
-                    clock(&at(n.issued_ms)),
+        for n in self.issued_notices(v) {
+            let late = match n.first_read_ms {
+                Some(r) if r.saturating_sub(n.issued_ms) <= limit => continue,
+                Some(r) => format!(
+                    "first read {}: {} > {} expected",
                     clock(&at(r)),
                     said(secs(r - n.issued_ms)),
+                    said(d.as_secs_f64())
+                ),
+                None => format!(
+                    "not read within {} ({})",
                     said(d.as_secs_f64()),
-                    poll_words(s)
-                )),
-                None => v.reasons.push(format!(
-                    "notice issued {}, not read within {} ({}); {}",
-                    clock(&at(n.issued_ms)),
-                    said(d.as_secs_f64()),
-                    interruption.map_or("never read".into(), gone_words),
-                    poll_words(s)
-                )),
-            }
+                    self.unread()
+                ),
+            };
+            v.reasons.push(self.notice_reason(n, &late));
         }
     }
-    if let Some(r) = expect.react {
+
+    fn reacted_within(&self, r: Duration, react_from: Option<u64>, v: &mut Verdict) {
+        let (s, interruption) = (self.s, self.interruption);
         let limit = r.as_millis() as u64;
         v.checked.push(format!(
             "a reaction within {} of detection",
@@ -296,7 +339,9 @@ fn verdict(s: &JournalSnapshot, expect: &Expectations, react_from: Option<u64>) 
             }
         }
     }
-    if expect.drained {
+
+    fn drained(&self, v: &mut Verdict) {
+        let (s, now, interruption) = (self.s, self.now, self.interruption);
         v.checked
             .push("every process exited before the interruption".into());
         match (s.cgroup_empty_ms, interruption) {
@@ -317,6 +362,4 @@ fn verdict(s: &JournalSnapshot, expect: &Expectations, react_from: Option<u64>) 
                 .push("processes are still running (the interruption has not come yet)".into()),
         }
     }
-    v.pass = v.reasons.is_empty();
-    v
 }

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 pub use args::{ReportFormat, VerdictArgs};
 pub use judge::judge;
 
-use crate::journal::JournalSnapshot;
+use crate::journal::{JournalSnapshot, TokenUse};
+use crate::scenario::rfc3339;
 
 /// What the user expects of every target; nothing given means "the notice was read before
 /// the interruption".
@@ -85,13 +86,9 @@ pub struct PollReport {
     pub max_gap_s: Option<f64>,
     pub max_gap_from: Option<String>,
     pub max_gap_to: Option<String>,
-    /// Requests without a token.
-    pub v1: u64,
-    /// Requests with a token, and token requests.
-    pub v2: u64,
-    pub tokens_issued: u64,
-    /// Distinct tokens presented.
-    pub tokens_used: u64,
+    /// `v1`, `v2`, `tokens_issued`, `tokens_used`, beside the other keys in the JSON.
+    #[serde(flatten)]
+    pub tokens: TokenUse,
     /// Requests made with each token, on average (1 means a new token for every request).
     pub requests_per_token: Option<f64>,
     pub unauthorized: u64,
@@ -229,8 +226,8 @@ impl Report {
                     "  polls: {} every {m:.1} s (longest gap {:.1} s), IMDSv1 {} / IMDSv2 {}",
                     t.polls.count,
                     t.polls.max_gap_s.unwrap_or(0.0),
-                    t.polls.v1,
-                    t.polls.v2
+                    t.polls.tokens.v1,
+                    t.polls.tokens.v2
                 );
             }
             let firsts = [
@@ -312,18 +309,9 @@ pub enum ReportError {
 
 /// `2026-11-26T08:30:01.123Z`.
 pub fn at(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
-    let dt = time::OffsetDateTime::from(t);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        dt.year(),
-        u8::from(dt.month()),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        dt.millisecond()
-    )
+    // IMDS's whole-second form, with the milliseconds put back in.
+    let whole = rfc3339(std::time::UNIX_EPOCH + Duration::from_millis(ms));
+    format!("{}.{:03}Z", whole.trim_end_matches('Z'), ms % 1000)
 }
 
 /// `08:30:01` (or `08:30:01.123` when the milliseconds matter) from an [`at`] timestamp.

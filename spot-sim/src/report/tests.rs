@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::journal::{EventRecord, JournalSnapshot, Polls, RequestRecord};
+use crate::journal::{EventRecord, JournalSnapshot, Polls, RequestRecord, Sample};
 
 const T: u64 = 1_800_000_000_000;
 
@@ -47,8 +47,10 @@ fn polling(every: u64) -> JournalSnapshot {
             },
         ],
         interruption_ms: Some(T + 14_000),
-        requests_total: requests.len() as u64,
-        requests,
+        requests: Sample {
+            total: requests.len() as u64,
+            kept: requests,
+        },
         polls: polls.summary(),
         ..Default::default()
     }
@@ -126,7 +128,7 @@ fn drained_and_react_expectations() {
 #[test]
 fn the_html_has_one_tick_per_request_and_one_marker_per_issued_event_all_escaped() {
     let mut s = polling(1);
-    s.requests[0].path = std::sync::Arc::from("/<script>alert(1)</script>");
+    s.requests.kept[0].path = std::sync::Arc::from("/<script>alert(1)</script>");
     let r = Report::build(&[s], &Expectations::default(), T + 20_000);
     let page = html::page(&r);
     assert_eq!(
@@ -179,22 +181,16 @@ fn bad_report_paths_and_unprovable_expectations_are_refused() {
     assert!(args(ok.to_str().unwrap(), Some(2))
         .check(&scenario, true)
         .is_ok());
-    let e = args(ok.to_str().unwrap(), Some(10))
-        .check(&scenario, true)
-        .unwrap_err();
-    assert!(e.to_string().contains("longer than the 4s"), "{e}");
-    let e = args("/nonexistent-dir-xyz/r.json", None)
-        .check(&scenario, true)
-        .unwrap_err();
-    assert!(e.to_string().contains("does not exist"), "{e}");
-    let e = args(dir.path().join("r.pdf").to_str().unwrap(), None)
-        .check(&scenario, true)
-        .unwrap_err();
-    assert!(e.to_string().contains("unknown extension"), "{e}");
-    let e = args("/proc/r.json", None)
-        .check(&scenario, true)
-        .unwrap_err();
-    assert!(e.to_string().contains("cannot write"), "{e}");
+    let pdf = dir.path().join("r.pdf");
+    for (report, detect, says) in [
+        (ok.to_str().unwrap(), Some(10), "longer than the 4s"),
+        ("/nonexistent-dir-xyz/r.json", None, "does not exist"),
+        (pdf.to_str().unwrap(), None, "unknown extension"),
+        ("/proc/r.json", None, "cannot write"),
+    ] {
+        let e = args(report, detect).check(&scenario, true).unwrap_err();
+        assert!(e.to_string().contains(says), "{report}: {e}");
+    }
     let react = VerdictArgs {
         expect_react: Some(Duration::from_secs(1)),
         ..Default::default()
@@ -224,4 +220,12 @@ fn a_kill_at_the_interruption_is_not_the_handler_reacting() {
     );
     assert_eq!(r.targets[0].reactions[0].before_interruption, Some(false));
     assert_eq!(r.targets[0].all_before_interruption, Some(false));
+}
+
+#[test]
+fn report_timestamps_are_rfc3339_with_milliseconds() {
+    assert_eq!(at(1_795_645_080_123), "2026-11-25T22:18:00.123Z");
+    assert_eq!(at(1_795_645_080_007), "2026-11-25T22:18:00.007Z");
+    assert_eq!(clock(&at(1_795_645_080_000)), "22:18:00");
+    assert_eq!(clock(&at(1_795_645_080_450)), "22:18:00.450");
 }

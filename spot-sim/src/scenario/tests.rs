@@ -26,6 +26,15 @@ fn timeline(scenario: Scenario) -> (Arc<ManualClock>, Arc<Timeline>) {
     (clock, timeline)
 }
 
+/// A timeline with no rebalance recommendation, interrupted `interruption_in` after its start.
+fn without_rebalance(interruption_in: Duration) -> (Arc<ManualClock>, Arc<Timeline>) {
+    timeline(Scenario {
+        interruption_in,
+        rebalance: false,
+        ..Scenario::default()
+    })
+}
+
 #[test]
 fn the_default_scenario_is_fis_with_two_minutes_recommendation_and_notice_at_once() {
     assert_eq!(rfc3339(start()), "2026-11-25T22:18:00Z");
@@ -68,11 +77,7 @@ fn a_long_interruption_walks_through_every_phase_in_order() {
 
 #[test]
 fn a_short_interruption_clamps_the_notice_to_the_start_but_keeps_its_time() {
-    let (clock, t) = timeline(Scenario {
-        interruption_in: secs(5),
-        rebalance: false,
-        ..Scenario::default()
-    });
+    let (clock, t) = without_rebalance(secs(5));
     let s = t.schedule().expect("started");
     assert_eq!(s.notice_at, start());
     assert_eq!(s.action_time, start() + secs(5));
@@ -84,11 +89,7 @@ fn a_short_interruption_clamps_the_notice_to_the_start_but_keeps_its_time() {
 
 #[test]
 fn without_rebalance_nothing_shows_until_the_notice() {
-    let (clock, t) = timeline(Scenario {
-        interruption_in: secs(600),
-        rebalance: false,
-        ..Scenario::default()
-    });
+    let (clock, t) = without_rebalance(secs(600));
     assert_eq!(t.phase(), Phase::Waiting);
     clock.advance(secs(479));
     assert_eq!(t.phase(), Phase::Waiting);
@@ -302,50 +303,60 @@ fn a_bad_action_names_the_field_and_the_allowed_values() {
     );
 }
 
+/// Refused in one line that starts with `starts` and says each of `says`.
+fn assert_refused(toml: &str, starts: &str, says: &[&str]) {
+    let e = error(toml);
+    assert!(e.starts_with(starts), "{e}");
+    for s in says {
+        assert!(e.contains(s), "{s}: {e}");
+    }
+    assert!(!e.contains('\n'), "one line: {e}");
+}
+
 #[test]
 fn a_bad_duration_says_how_to_write_one() {
-    let e = error("[scenario]\n\ninterruption-in = \"5 parsecs\"\n");
-    assert!(
-        e.starts_with("spot.toml:3: field `interruption-in`: invalid duration `5 parsecs`"),
-        "{e}"
-    );
-    assert!(
-        e.contains("write it like \"90s\", \"2m\" or \"1h 30m\""),
-        "{e}"
+    assert_refused(
+        "[scenario]\n\ninterruption-in = \"5 parsecs\"\n",
+        "spot.toml:3: field `interruption-in`: invalid duration `5 parsecs`",
+        &["write it like \"90s\", \"2m\" or \"1h 30m\""],
     );
 }
 
 #[test]
 fn values_that_parse_but_make_no_sense_are_refused_with_the_fix() {
-    let e = error("[scenario]\nmanual = true\nstart-in = \"10s\"\n");
-    assert!(
-        e.starts_with("spot.toml: scenario.manual = true: contradicts scenario.start-in"),
-        "{e}"
-    );
-    assert!(
-        e.contains("allowed: either manual = true or start-in, not both"),
-        "{e}"
-    );
-    let e = error("[faults]\nerror-503-rate = 1.5\n");
+    for (toml, starts, says) in [
+        (
+            "[scenario]\nmanual = true\nstart-in = \"10s\"\n",
+            "spot.toml: scenario.manual = true: contradicts scenario.start-in",
+            &["allowed: either manual = true or start-in, not both"][..],
+        ),
+        (
+            "[imds]\npassthrough = true\npassthrough-upstream = \"imds\"\n",
+            "spot.toml",
+            &["imds.passthrough-upstream = \"imds\""],
+        ),
+        (
+            "[[maintenance]]\ncode = \"system-reboot\"\nnot-before = \"2026-01-21\"\n",
+            "spot.toml",
+            &["maintenance[0].not-before", "21 Jan 2026 09:00:00 GMT"],
+        ),
+        (
+            "[[maintenance]]\ncode = \"reboot\"\nnot-before = \"21 Jan 2026 09:00:00 GMT\"\n",
+            "spot.toml",
+            &["maintenance[0].code", "system-reboot"],
+        ),
+        (
+            "[scenario]\ninterruption-in = \"0s\"\n",
+            "spot.toml",
+            &["scenario.interruption-in = 0s"],
+        ),
+    ] {
+        assert_refused(toml, starts, says);
+    }
     assert_eq!(
-        e,
+        error("[faults]\nerror-503-rate = 1.5\n"),
         "spot.toml: faults.error-503-rate = 1.5: not a fraction (allowed: 0.0 to 1.0)"
     );
-    let e = error("[imds]\npassthrough = true\npassthrough-upstream = \"imds\"\n");
-    assert!(e.contains("imds.passthrough-upstream = \"imds\""), "{e}");
-    let e = error("[[maintenance]]\ncode = \"system-reboot\"\nnot-before = \"2026-01-21\"\n");
-    assert!(
-        e.contains("maintenance[0].not-before") && e.contains("21 Jan 2026 09:00:00 GMT"),
-        "{e}"
-    );
-    let e =
-        error("[[maintenance]]\ncode = \"reboot\"\nnot-before = \"21 Jan 2026 09:00:00 GMT\"\n");
-    assert!(
-        e.contains("maintenance[0].code") && e.contains("system-reboot"),
-        "{e}"
-    );
-    let e = error("[scenario]\ninterruption-in = \"0s\"\n");
-    assert!(e.contains("scenario.interruption-in = 0s"), "{e}");
 }
 
 #[test]

@@ -600,7 +600,7 @@ mod tests {
             .detect(Some(Path::new("/nowhere")), &[])
             .expect_err("a missing --host-root is an error");
         assert!(matches!(err, HostError::NoHostRoot { .. }), "{err:?}");
-        assert!(err.to_string().contains("--host-root"), "{err}");
+        assert_says(&err, &["--host-root"]);
     }
 
     #[test]
@@ -614,9 +614,7 @@ mod tests {
             .detect(None, &["sys/fs/cgroup"])
             .expect_err("only a sub-tree is visible");
         assert!(matches!(err, HostError::CgroupNamespaced { .. }), "{err:?}");
-        let msg = err.to_string();
-        assert!(msg.contains("nsenter -t 1 -C"), "{msg}");
-        assert!(msg.contains("--host-root"), "{msg}");
+        assert_says(&err, &["nsenter -t 1 -C", "--host-root"]);
     }
 
     #[test]
@@ -625,9 +623,15 @@ mod tests {
         fs.dir("var/log/pods").file("proc/self/mountinfo", V1_ONLY);
         let err = fs.detect(None, &[]).expect_err("no cgroup v2 at all");
         assert!(matches!(err, HostError::CgroupV1Only { .. }), "{err:?}");
+        assert_says(&err, &["cgroup v2", "systemd.unified_cgroup_hierarchy=1"]);
+    }
+
+    /// The error's message names each of `says` (the problem and its fix).
+    fn assert_says(err: &HostError, says: &[&str]) {
         let msg = err.to_string();
-        assert!(msg.contains("cgroup v2"), "{msg}");
-        assert!(msg.contains("systemd.unified_cgroup_hierarchy=1"), "{msg}");
+        for s in says {
+            assert!(msg.contains(s), "{s}: {msg}");
+        }
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct RedirectEvent {
     pub pid: u32,
     pub tgid: u32,
     pub cgroup_id: u64,
+    /// When the connect was redirected (`bpf_ktime_get_ns`, CLOCK_MONOTONIC): the record's
+    /// time, whenever spot-sim gets to read it.
+    pub ktime_ns: u64,
     pub target_index: u32,
     /// `AF_INET` or `AF_INET6` of the socket.
     pub family: u32,

@@ -1,7 +1,7 @@
 //! connect4 / connect6: send a targeted TCP connect to the IMDS to the target's responder.
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_sock_addr},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, bpf_sock_addr},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
@@ -144,11 +144,11 @@ fn record(entry: *mut Target, target: &Target, family: u32, addr: [u32; 4], mapp
         }
     }
     if event_ns == now {
-        emit(pid_tgid, target, family, addr, mapped);
+        emit(pid_tgid, now, target, family, addr, mapped);
     }
 }
 
-fn emit(pid_tgid: u64, target: &Target, family: u32, addr: [u32; 4], mapped: bool) {
+fn emit(pid_tgid: u64, ktime_ns: u64, target: &Target, family: u32, addr: [u32; 4], mapped: bool) {
     let Some(mut entry) = EVENTS.reserve::<RedirectEvent>(0) else {
         // Ring buffer full: userspace is behind; the redirect itself still happens.
         return;
@@ -160,19 +160,21 @@ fn emit(pid_tgid: u64, target: &Target, family: u32, addr: [u32; 4], mapped: boo
         pid: pid_tgid as u32,
         tgid: (pid_tgid >> 32) as u32,
         cgroup_id,
+        ktime_ns,
         target_index: target.index,
         family,
         orig_addr: addr,
         mapped: u32::from(mapped),
         comm,
     });
-    // No wake-up per event: at tens of thousands of connects a second, waking spot-sim for
-    // each one costs the redirected clients CPU. spot-sim drains the buffer on a short timer,
-    // and is woken only when the buffer is filling up.
+    // Events are already at most one a second per process (above). The kernel's adaptive
+    // wake-up (flags 0) wakes spot-sim only when it has read everything before this record,
+    // so a burst costs one wake-up, not one per record, and an idle spot-sim needs no short
+    // timer to see a redirect. Past a quarter of the buffer it is woken regardless.
     let flags = if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) > WAKE_AT_BYTES {
         BPF_RB_FORCE_WAKEUP
     } else {
-        BPF_RB_NO_WAKEUP
+        0
     };
     entry.submit(u64::from(flags));
 }

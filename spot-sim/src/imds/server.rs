@@ -22,15 +22,19 @@ use super::ImdsError;
 use crate::fdbudget::{AcceptBackoff, Lane, Ticket};
 use crate::scenario::{lock, Phase};
 
-/// Longest the accept loop sleeps before looking at the timeline again; a bound because a
-/// test's manual clock can jump without telling anyone.
-/// The longest a listener sleeps between looks at the timeline. It wakes exactly at the next
-/// change anyway (and a manual clock wakes it when moved); this only bounds how late a
-/// stepped wall clock is noticed. (At 200 ms, 200
-/// idle targets cost a listener wake-up every millisecond.)
+/// The longest a listener sleeps between looks at the timeline when its clock cannot say it
+/// was stepped ([`crate::scenario::Clock::jumps`] is `None`). Otherwise it wakes only at the
+/// interruption, on a trigger, or on a clock step: an idle listener costs nothing.
 const TIMELINE_POLL: Duration = Duration::from_secs(30);
 
-/// Waits for a manual clock to move; never returns for the wall clock.
+async fn sleep_or_forever(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the clock to be moved or stepped; never returns for a clock that cannot tell.
 async fn clock_jump(jumps: &mut Option<watch::Receiver<()>>) {
     match jumps {
         Some(rx) => {
@@ -86,11 +90,18 @@ impl Responder {
             if *shutdown.borrow_and_update() {
                 return Ok(ServeEnd::Shutdown);
             }
-            let wait = self.timeline.next_change().map_or(TIMELINE_POLL, |at| {
-                at.duration_since(self.clock.now())
+            // Only the interruption ends the accept loop; the other events are served as
+            // requests ask for them.
+            let until_interrupted = self.timeline.schedule().map(|s| {
+                s.interrupted_at
+                    .duration_since(self.clock.now())
                     .unwrap_or(Duration::ZERO)
-                    .min(TIMELINE_POLL)
             });
+            let wait = match (until_interrupted, jumps.is_none()) {
+                (Some(d), true) => Some(d.min(TIMELINE_POLL)),
+                (None, true) => Some(TIMELINE_POLL),
+                (d, false) => d,
+            };
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
@@ -123,7 +134,7 @@ impl Responder {
                     return Ok(ServeEnd::Shutdown);
                 },
                 _ = started.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = sleep_or_forever(wait) => {}
                 _ = clock_jump(&mut jumps) => {}
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }

@@ -90,8 +90,12 @@ impl ActivityReader {
         self.procs.as_ref().map(|r| r.as_fd())
     }
 
-    /// Delivers everything the kernel recorded since the last drain.
-    pub fn drain(&mut self, mut f: impl FnMut(KernelActivity)) {
+    /// Delivers everything the kernel recorded since the last drain: with `outbound`, the
+    /// outbound-connect map too. The process ring buffer is read from shared memory (no
+    /// syscall); the map takes a few syscalls even when empty, so an idle session sweeps it
+    /// less often (its entries carry the kernel's own times, and it holds 4,096 distinct
+    /// destinations between sweeps).
+    pub fn drain(&mut self, outbound: bool, mut f: impl FnMut(KernelActivity)) {
         if let Some(ring) = &mut self.procs {
             while let Some(item) = ring.next() {
                 if item.len() < size_of::<ProcEvent>() {
@@ -117,6 +121,9 @@ impl ActivityReader {
                     }
                 });
             }
+        }
+        if !outbound {
+            return;
         }
         if let Some(map) = &mut self.outbound {
             // Keys first: deleting while walking would restart the walk.

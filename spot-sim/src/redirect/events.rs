@@ -19,6 +19,8 @@ pub struct RedirectEvent {
     pub pid: u32,
     pub tgid: u32,
     pub cgroup_id: u64,
+    /// When the kernel redirected it (CLOCK_MONOTONIC nanoseconds).
+    pub ktime_ns: u64,
     pub target_index: u32,
     /// The destination the client asked for.
     pub original: IpAddr,
@@ -49,6 +51,7 @@ impl RedirectEvent {
             pid: raw.pid,
             tgid: raw.tgid,
             cgroup_id: raw.cgroup_id,
+            ktime_ns: raw.ktime_ns,
             target_index: raw.target_index,
             original,
             ipv6_socket: raw.family == spot_sim_common::AF_INET6,
@@ -72,10 +75,10 @@ impl EventReader {
 
     /// Delivers every event the kernel submitted so far.
     ///
-    /// The kernel side submits without waking us (a wake-up per connect costs the clients CPU
-    /// under load) unless the buffer is filling up, so the session drains on a short timer
-    /// ([`DRAIN_EVERY`]), when [`EventReader::wake_fd`] turns readable, and once more before
-    /// anything is reported or spot-sim exits.
+    /// The kernel side wakes us (through [`EventReader::wake_fd`], edge-triggered) when a
+    /// record arrives after we had read everything, or when the buffer is filling up; the
+    /// session drains then, on its tick, and once more before anything is reported or
+    /// spot-sim exits. Each event carries the kernel's time, so a late read changes nothing.
     pub fn drain(&mut self, mut f: impl FnMut(RedirectEvent)) {
         drain(&mut self.ring, &mut f);
     }
@@ -86,9 +89,6 @@ impl EventReader {
         self.ring.as_fd()
     }
 }
-
-/// How often the event ring buffer is read when the kernel does not wake us.
-pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn drain(ring: &mut RingBuf<MapData>, f: &mut impl FnMut(RedirectEvent)) {
     while let Some(item) = ring.next() {

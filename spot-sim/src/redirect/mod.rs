@@ -19,7 +19,7 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
-pub use events::{EventReader, RedirectEvent, DRAIN_EVERY};
+pub use events::{EventReader, RedirectEvent};
 pub use holder::Holder;
 pub use preflight::preflight;
 use spot_sim_common::Target;

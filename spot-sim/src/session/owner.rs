@@ -29,22 +29,24 @@ use crate::{
     targets::{CgroupChange, CgroupDir, CgroupWatch, NetNs},
 };
 
-/// How often the owner wakes without being asked: to drain the kernel's records (the kernel
-/// submits without waking us, see [`EventReader::drain`]), to check `--on-interrupt kill`,
-/// and to advance the slow scans below.
-const TICK: Duration = crate::redirect::DRAIN_EVERY;
+/// How often the owner wakes without being asked. Everything urgent wakes it by itself: a
+/// job, a program start or a redirect in a target (the kernel wakes it), a cgroup that
+/// empties or goes (inotify), a `--on-interrupt kill` due (its own deadline). The tick
+/// only sweeps the outbound-connect map and process exits (both carry the kernel's times),
+/// advances the safety scan, and stands in for inotify where that is missing. An idle
+/// spot-sim wakes this often and no more.
+const TICK: Duration = Duration::from_secs(2);
+
+/// How often (in ticks: 10 s) the outbound-connect map is swept. Its entries carry the
+/// kernel's times and it holds 4,096 distinct destinations between sweeps; each sweep costs
+/// syscalls even when the map is empty (the ring buffers, read every tick, cost none).
+/// Everything is swept before a report.
+const OUTBOUND_SWEEP_TICKS: u64 = 5;
 
 /// With kernel process records, every pid of every target is re-read once in this many ticks
-/// (30 s), spread over the ticks (a slice of the targets each time, so 200 targets never
-/// cost one burst): a safety net for a process that changed its namespace without starting
-/// a program. Without them, every tick.
-const SAFETY_SCAN_TICKS: u64 = 60;
-
-/// Without inotify, how often (in ticks: 2 s) every target's cgroup is checked for having
-/// been removed. With it, only a target whose cgroup emptied is, until it fills again or
-/// goes (a cgroup must empty before it can be removed, and its removal raises nothing on a
-/// cgroup an unrelated parent watch missed).
-const GONE_CHECK_TICKS: u64 = 4;
+/// (60 s): a safety net for a process that changed its namespace without starting a
+/// program. Without them, every tick.
+const SAFETY_SCAN_TICKS: u64 = 30;
 
 /// Journals of removed targets kept for the report.
 const RETIRED_JOURNALS: usize = 32;
@@ -183,20 +185,26 @@ impl Owner {
                     return;
                 }
             }
+            // `--on-interrupt kill` is carried out at the interruption, not at the next tick.
+            let next_kill = self.next_kill();
+            let wake_at = next_kill.map_or(next_tick, |k| k.min(next_tick));
             let woke = self
                 .poller
-                .wait(next_tick.saturating_duration_since(Instant::now()));
+                .wait(wake_at.saturating_duration_since(Instant::now()));
             if woke.cgroups {
                 self.on_cgroup_changes();
             }
             if woke.kernel {
-                self.drain();
+                self.drain(false);
             }
-            if Instant::now() >= next_tick {
-                self.drain();
+            let now = Instant::now();
+            if now >= next_tick {
+                self.drain(self.ticks.is_multiple_of(OUTBOUND_SWEEP_TICKS));
                 self.housekeeping();
                 // Skip missed ticks rather than running them back to back.
-                next_tick = Instant::now() + TICK;
+                next_tick = now + TICK;
+            } else if next_kill.is_some_and(|k| now >= k) {
+                self.kill_interrupted();
             }
         }
     }
@@ -382,7 +390,7 @@ impl Owner {
 
     /// Every journal, current after a last drain, and the time the report is as of.
     pub(super) fn journals_for_report(&mut self) -> (Vec<Arc<Journal>>, u64) {
-        self.drain();
+        self.drain(true);
         let now = self.clock.now();
         for t in &self.targets {
             t.journal
@@ -408,7 +416,7 @@ impl Owner {
     /// Reads everything the kernel recorded so far into the logs and journals. Runs when the
     /// kernel signals, on the tick, and before anything is reported, so no event of a short
     /// command is missed.
-    fn drain(&mut self) {
+    fn drain(&mut self, outbound: bool) {
         let now = self.clock.now();
         let mut redirects = Vec::new();
         if let Some(events) = &mut self.events {
@@ -416,22 +424,22 @@ impl Owner {
         }
         let mut activity = Vec::new();
         if let Some(a) = &mut self.activity {
-            a.drain(|x| activity.push(x));
+            a.drain(outbound, |x| activity.push(x));
         }
+        let to_ms = kernel_to_wall_ms(now);
         for ev in &redirects {
             if let Some(t) = self.targets.iter_mut().find(|t| t.index == ev.target_index) {
                 t.log_redirect(ev);
             }
             if let Some(j) = self.journal_of(ev.target_index) {
                 j.redirect(RedirectRecord {
-                    at_ms: journal::ms(now),
+                    at_ms: to_ms(ev.ktime_ns),
                     pid: ev.tgid,
                     comm: ev.comm.clone(),
                     destination: ev.original.to_string(),
                 });
             }
         }
-        let to_ms = kernel_to_wall_ms(now);
         for x in activity {
             match x {
                 KernelActivity::Exec {
@@ -517,7 +525,7 @@ impl Owner {
     fn on_cgroup_changes(&mut self) {
         // The journal counts a cgroup as emptied by its last process's exit record: have
         // the kernel's records in first.
-        self.drain();
+        self.drain(false);
         let mut changed = Vec::new();
         if let Some(w) = &mut self.watch {
             w.read(|c| changed.push(c));
@@ -546,20 +554,14 @@ impl Owner {
         let tick = self.ticks;
         self.ticks += 1;
         let now = self.clock.now();
-        let n = self.targets.len() as u64;
         // Reading every pid of every target was what an idle spot-sim spent its CPU on: with
-        // the kernel's process records it is only a safety net, a slice of targets a tick.
-        let (scan_from, scan_count) = if self.event_driven {
-            let per_tick = n.div_ceil(SAFETY_SCAN_TICKS);
-            ((tick % SAFETY_SCAN_TICKS) * per_tick, per_tick)
-        } else {
-            (0, n)
-        };
-        let poll_gone = tick.is_multiple_of(GONE_CHECK_TICKS);
+        // the kernel's process records it is only a safety net. All targets at once: spread
+        // over the ticks it cost several times more (each wake-up pays for cold caches; the
+        // scan of 200 targets in one go takes a few milliseconds).
+        let full_scan = !self.event_driven || tick.is_multiple_of(SAFETY_SCAN_TICKS);
         let watched = self.watch.is_some();
-        for (i, t) in self.targets.iter_mut().enumerate() {
-            let i = i as u64;
-            if i >= scan_from && i < scan_from + scan_count {
+        for t in &mut self.targets {
+            if full_scan {
                 let pids = t.cgroup.pids();
                 for &pid in &pids {
                     t.serve_namespace_of(pid);
@@ -570,13 +572,34 @@ impl Owner {
             }
             // Without inotify every cgroup is looked at; with it, only the empty ones (a
             // removal is only possible once a cgroup is empty).
-            if poll_gone && (!watched || t.empty) {
+            if !watched || t.empty {
                 t.check_gone();
             }
+        }
+        self.kill_interrupted();
+    }
+
+    /// `--on-interrupt kill`: every interrupted target's processes, again on each tick for
+    /// any that join later.
+    fn kill_interrupted(&self) {
+        for t in &self.targets {
             if t.on_interrupt == OnInterrupt::Kill && t.timeline.phase() == Phase::Interrupted {
                 t.kill_at_interruption();
             }
         }
+    }
+
+    /// The soonest interruption still to come of a target with `--on-interrupt kill`.
+    fn next_kill(&self) -> Option<Instant> {
+        let now = self.clock.now();
+        self.targets
+            .iter()
+            .filter(|t| t.on_interrupt == OnInterrupt::Kill)
+            .filter_map(|t| t.timeline.schedule())
+            .map(|s| s.interrupted_at)
+            .filter(|at| *at > now)
+            .min()
+            .map(|at| Instant::now() + at.duration_since(now).unwrap_or_default())
     }
 
     /// Drops the oldest journals of removed targets past [`RETIRED_JOURNALS`].
@@ -674,6 +697,10 @@ impl ActiveTarget {
     /// starts after spot-sim): each such namespace gets a listener on the same ports, as soon
     /// as the kernel reports a program start there (or the safety scan finds it).
     fn serve_namespace_of(&mut self, pid: u32) {
+        // Most pids live in a namespace already served: a stat tells, without an open.
+        if NetNs::inode_of_pid(&self.proc, pid).is_none_or(|i| self.served.contains(&i)) {
+            return;
+        }
         let Ok(ns) = NetNs::of_pid(&self.proc, pid) else {
             return; // Gone already, or not ours to see.
         };

@@ -173,7 +173,10 @@ impl CgroupDir {
     /// Every pid in this cgroup and below it.
     pub fn pids(&self) -> Vec<u32> {
         let mut pids = Vec::new();
-        collect_pids(&self.path, &mut pids, 0);
+        // Walked from the directory we hold open: no path walk from the mount (kernfs
+        // revalidates every component), which was most of what the safety scan of 200
+        // targets cost.
+        collect_pids_at(self.fd.as_fd(), &mut pids, 0);
         pids
     }
 
@@ -275,18 +278,50 @@ impl AsFd for CgroupDir {
     }
 }
 
-fn collect_pids(dir: &Path, pids: &mut Vec<u32>, depth: usize) {
+fn collect_pids_at(dir: BorrowedFd<'_>, pids: &mut Vec<u32>, depth: usize) {
+    use std::os::fd::{AsRawFd, FromRawFd};
     if depth > 64 {
         return;
     }
-    if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
-        pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    let at = |name: &std::ffi::CStr, flags: libc::c_int| {
+        // SAFETY: a valid directory fd and a NUL-terminated name; the result is checked.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) };
+        // SAFETY: a fresh descriptor nothing else owns.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    if let Some(procs) = at(c"cgroup.procs", libc::O_RDONLY) {
+        if let Ok(text) = io::read_to_string(fs::File::from(procs)) {
+            pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
     }
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                collect_pids(&entry.path(), pids, depth + 1);
-            }
+    // Child cgroups: the directory's subdirectories (a cgroup's files are all regular).
+    let Some(list) = at(c".", libc::O_RDONLY | libc::O_DIRECTORY) else {
+        return;
+    };
+    // SAFETY: fdopendir takes over the descriptor; closedir below releases both.
+    let d = unsafe { libc::fdopendir(list.as_raw_fd()) };
+    if d.is_null() {
+        return;
+    }
+    std::mem::forget(list);
+    let mut children = Vec::new();
+    loop {
+        // SAFETY: `d` is an open DIR stream; the entry is valid until the next readdir.
+        let e = unsafe { libc::readdir64(d) };
+        if e.is_null() {
+            break;
+        }
+        // SAFETY: readdir returned a valid entry with a NUL-terminated name.
+        let (kind, name) = unsafe { ((*e).d_type, std::ffi::CStr::from_ptr((*e).d_name.as_ptr())) };
+        if kind == libc::DT_DIR && name != c"." && name != c".." {
+            children.push(name.to_owned());
+        }
+    }
+    // SAFETY: closes the stream opened above, once.
+    unsafe { libc::closedir(d) };
+    for name in children {
+        if let Some(child) = at(&name, libc::O_RDONLY | libc::O_DIRECTORY) {
+            collect_pids_at(child.as_fd(), pids, depth + 1);
         }
     }
 }

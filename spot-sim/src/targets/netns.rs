@@ -51,6 +51,14 @@ impl NetNs {
         Self::open(&proc.join(pid.to_string()).join("ns/net"))
     }
 
+    /// The inode of process `pid`'s namespace, without opening it: the safety scan asks
+    /// this of every pid and opens only a namespace it has not seen.
+    pub fn inode_of_pid(proc: &Path, pid: u32) -> Option<u64> {
+        std::fs::metadata(proc.join(pid.to_string()).join("ns/net"))
+            .ok()
+            .map(|m| m.ino())
+    }
+
     pub fn open(path: &Path) -> Result<Self, NetNsError> {
         let file = File::open(path).map_err(|source| NetNsError::Open {
             path: path.to_path_buf(),

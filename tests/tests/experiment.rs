@@ -276,10 +276,12 @@ impl FakeNode {
     fn new(name: &str) -> FakeNode {
         let root = TempDir::new("gd-root");
         fs::create_dir_all(root.0.join("var/log/pods")).unwrap();
-        let cgroups = TestCgroup::new("gd-node");
+        let cgroups = TestCgroup::new("gd-node").unwrap();
         // kubelet makes the QoS hierarchy when it starts, before any pod.
         for qos in ["burstable", "besteffort"] {
-            cgroups.child(&format!("kubepods.slice/kubepods-{qos}.slice"));
+            cgroups
+                .child(&format!("kubepods.slice/kubepods-{qos}.slice"))
+                .unwrap();
         }
         FakeNode {
             name: name.to_string(),
@@ -305,9 +307,12 @@ impl FakeNode {
         )
         .unwrap();
         let u = uid.replace('-', "_");
-        let cgroup = self.cgroups.child(&format!(
-            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice"
-        ));
+        let cgroup = self
+            .cgroups
+            .child(&format!(
+                "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice"
+            ))
+            .unwrap();
         let container = cgroup.join(format!("cri-containerd-{n:064x}.scope"));
         fs::create_dir(&container).unwrap();
         let netns = NetNs::new_private().unwrap();

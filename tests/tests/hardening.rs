@@ -33,7 +33,7 @@ struct Target {
 }
 
 fn target(parent: &TestCgroup, name: &str) -> Target {
-    let path = parent.child(name);
+    let path = parent.child(name).unwrap();
     let ns = NetNs::new_private().unwrap();
     let sleeper = sleeper_in(&path, &ns);
     Target {
@@ -367,11 +367,11 @@ fn ten_thousand_connects_from_non_targets_are_never_redirected_and_ten_thousand_
         return;
     }
     let _heavy = heavy();
-    let cg = TestCgroup::new("isolation");
+    let cg = TestCgroup::new("isolation").unwrap();
     let tgt = target(&cg, "target");
-    let leaf = cg.child("target/leaf");
-    let sibling = cg.child("sibling");
-    let nephew = cg.child("sibling/child");
+    let leaf = cg.child("target/leaf").unwrap();
+    let sibling = cg.child("sibling").unwrap();
+    let nephew = cg.child("sibling/child").unwrap();
     // The IPv6 endpoint is off by default, as on EC2; this test counts it among the redirects.
     let p = run_on(&[&tgt], &["--http-protocol-ipv6", "enabled"]);
     let fp = Footprint::of(&p);
@@ -474,7 +474,7 @@ fn soak_many_clients_across_three_targets_zero_errors_flat_memory_and_fds() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60)
         .max(6);
-    let cg = TestCgroup::new("soak");
+    let cg = TestCgroup::new("soak").unwrap();
     let ts = [target(&cg, "a"), target(&cg, "b"), target(&cg, "c")];
     let p = run_on(&[&ts[0], &ts[1], &ts[2]], &["--interruption-in", "2h"]);
     let pid = p.pid();
@@ -593,7 +593,7 @@ fn hostile_requests_get_the_answer_imds_would_give_or_a_closed_connection() {
         return;
     }
     let _heavy = heavy();
-    let cg = TestCgroup::new("hostile");
+    let cg = TestCgroup::new("hostile").unwrap();
     let t = target(&cg, "t");
     let p = run_on(&[&t], &[]);
     let fp = Footprint::of(&p);
@@ -767,7 +767,7 @@ fn slowloris_idle_and_trickling_connections_are_dropped_while_others_are_served(
         return;
     }
     let _heavy = heavy();
-    let cg = TestCgroup::new("slowloris");
+    let cg = TestCgroup::new("slowloris").unwrap();
     let t = target(&cg, "t");
     let p = run_on(&[&t], &[]);
     let fp = Footprint::of(&p);
@@ -830,7 +830,7 @@ fn thousands_of_idle_connections_are_bounded_per_target_and_the_neighbour_is_sti
         return;
     }
     let _heavy = heavy();
-    let cg = TestCgroup::new("idle");
+    let cg = TestCgroup::new("idle").unwrap();
     let flooded = target(&cg, "flooded");
     let calm = target(&cg, "calm");
     let p = run_on(&[&flooded, &calm], &[]);
@@ -912,7 +912,7 @@ fn a_target_cgroup_deleted_while_attached_is_reported_and_the_others_carry_on() 
         return;
     }
     let _heavy = heavy();
-    let cg = TestCgroup::new("deleted");
+    let cg = TestCgroup::new("deleted").unwrap();
     let doomed = target(&cg, "doomed");
     let other = target(&cg, "other");
     let mut p = run_on(&[&doomed, &other], &[]);
@@ -941,8 +941,8 @@ fn a_target_netns_that_disappears_is_survived_and_a_new_one_is_served_and_releas
         return;
     }
     let _heavy = heavy();
-    let cg = TestCgroup::new("netns-gone");
-    let path = cg.child("t");
+    let cg = TestCgroup::new("netns-gone").unwrap();
+    let path = cg.child("t").unwrap();
     let first_ns = NetNs::new_private().unwrap();
     let first = sleeper_in(&path, &first_ns);
     let p = start_run_with(&["--cgroup", path.to_str().unwrap()], 1, None);
@@ -1046,7 +1046,7 @@ fn a_read_only_cgroup_mount_refuses_exec_clearly_and_run_still_attaches() {
     );
     println!("FIGURE read-only cgroup mount, exec: {}", err.trim());
 
-    let cg = TestCgroup::new("ro");
+    let cg = TestCgroup::new("ro").unwrap();
     let t = target(&cg, "t");
     let control = control_path("ro");
     let mut p = spawn_logged(&mut ro(&format!(
@@ -1069,7 +1069,7 @@ fn a_fixed_port_the_workload_took_moves_that_target_to_another_port_and_says_so(
         return;
     }
     let _heavy = heavy();
-    let cg = TestCgroup::new("port-taken");
+    let cg = TestCgroup::new("port-taken").unwrap();
     let busy = target(&cg, "busy");
     let free = target(&cg, "free");
     let taken = busy
@@ -1099,7 +1099,7 @@ fn sigterm_mid_request_ends_the_request_promptly_and_leaves_nothing() {
         return;
     }
     let _heavy = heavy();
-    let cg = TestCgroup::new("sigterm-mid");
+    let cg = TestCgroup::new("sigterm-mid").unwrap();
     let t = target(&cg, "t");
     let mut p = run_on(&[&t], &["--fault-latency", "5s"]);
     let fp = Footprint::of(&p);
@@ -1167,7 +1167,7 @@ fn a_second_spot_sim_on_the_same_cgroup_refuses_and_names_the_first() {
         return;
     }
     let _heavy = heavy();
-    let cg = TestCgroup::new("twice");
+    let cg = TestCgroup::new("twice").unwrap();
     let t = target(&cg, "t");
     let first = run_on(&[&t], &[]);
     let fp = Footprint::of(&first);
@@ -1217,8 +1217,8 @@ fn a_down_or_slow_passthrough_upstream_gives_a_timely_502_or_504() {
     let _heavy = heavy();
     // spot-sim, the stand-in upstreams and the clients all live in one private namespace; the
     // upstreams are on its loopback.
-    let cg = TestCgroup::new("upstream");
-    let spot = cg.child("spot-sim");
+    let cg = TestCgroup::new("upstream").unwrap();
+    let spot = cg.child("spot-sim").unwrap();
     let ns = NetNs::new_private().unwrap();
     let (down, slow) = ns
         .run(|| {
@@ -1240,9 +1240,9 @@ fn a_down_or_slow_passthrough_upstream_gives_a_timely_502_or_504() {
     let timeout = Duration::from_secs(1);
     for (name, port, want) in [("down", down, "502"), ("slow", slow, "504")] {
         let t = Target {
-            path: cg.child(name),
+            path: cg.child(name).unwrap(),
             ns: ns.try_clone().unwrap(),
-            _sleeper: Some(sleeper_in(&cg.child(name), &ns)),
+            _sleeper: Some(sleeper_in(&cg.child(name).unwrap(), &ns)),
         };
         let scenario = ScenarioFile::new(&format!(
             "[imds]\npassthrough = true\npassthrough-upstream = \"127.0.0.1:{port}\"\npassthrough-timeout = \"{}s\"\n",
@@ -1330,7 +1330,7 @@ fn a_token_store_flooded_with_puts_stays_bounded_and_correct() {
         return;
     }
     let _heavy = heavy();
-    let cg = TestCgroup::new("tokens");
+    let cg = TestCgroup::new("tokens").unwrap();
     let t = target(&cg, "t");
     let p = run_on(&[&t], &[]);
     let fp = Footprint::of(&p);

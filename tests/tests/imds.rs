@@ -269,9 +269,9 @@ fn passthrough_reads_the_real_imds_and_never_redirects_spot_sims_own_connection(
     // One private namespace holds the stand-in "real IMDS" (on an alias of lo), spot-sim and
     // the client; spot-sim itself runs inside the targeted cgroup, so its upstream connect
     // would loop back to itself if the redirect caught it.
-    let cg = TestCgroup::new("passthrough");
-    let target = cg.child("target");
-    let standin_cg = cg.child("standin");
+    let cg = TestCgroup::new("passthrough").unwrap();
+    let target = cg.child("target").unwrap();
+    let standin_cg = cg.child("standin").unwrap();
     let ns = NetNs::new_private().unwrap();
     let alias = command_in(
         &standin_cg,

@@ -172,9 +172,9 @@ fn through_the_redirect_no_spelling_of_a_credential_path_reaches_the_real_imds()
     if !require_root() {
         return;
     }
-    let cg = TestCgroup::new("leak");
-    let target = cg.child("target");
-    let standin_cg = cg.child("standin");
+    let cg = TestCgroup::new("leak").unwrap();
+    let target = cg.child("target").unwrap();
+    let standin_cg = cg.child("standin").unwrap();
     let ns = NetNs::new_private().unwrap();
     let dir = std::env::temp_dir().join(unique("leak"));
     std::fs::create_dir_all(&dir).unwrap();

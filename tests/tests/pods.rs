@@ -165,7 +165,7 @@ impl FakeNode {
         let root = HostRoot(std::env::temp_dir().join(unique(tag)));
         fs::create_dir_all(root.0.join("var/log/pods")).unwrap();
         FakeNode {
-            cgroups: TestCgroup::new(tag),
+            cgroups: TestCgroup::new(tag).unwrap(),
             root,
         }
     }
@@ -189,7 +189,7 @@ impl FakeNode {
 
     /// The pod's cgroup and one container cgroup in it, with no process yet.
     fn pod_cgroups(&self, shape: Shape, uid: &str) -> (PathBuf, PathBuf) {
-        let pod = self.cgroups.child(&shape.pod_cgroup(uid));
+        let pod = self.cgroups.child(&shape.pod_cgroup(uid)).unwrap();
         let container = pod.join(shape.container(&container_id()));
         fs::create_dir(&container).unwrap();
         (pod, container)

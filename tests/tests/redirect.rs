@@ -191,7 +191,7 @@ fn a_process_that_joins_the_target_in_a_namespace_of_its_own_is_served_there_too
     let late_ns = NetNs::new_private().unwrap();
     let _late = sleeper_in(&node.target, &late_ns);
     run.wait_for_log(
-        &format!("also serving inside net:[{}]", late_ns.inode()),
+        &format!("also serving inside net:[{}]", late_ns.inode().unwrap()),
         Duration::from_secs(5),
     );
     let out = curl_in(

@@ -113,7 +113,7 @@ struct Target {
 }
 
 fn target(parent: &TestCgroup, name: &str) -> Target {
-    let path = parent.child(name);
+    let path = parent.child(name).unwrap();
     let ns = NetNs::new_private().unwrap();
     let sleeper = sleeper_in(&path, &ns);
     Target {
@@ -209,7 +209,7 @@ fn an_empty_dot_or_slash_cgroup_is_refused_and_nothing_attaches_to_the_root() {
     }
     // The "root" here is a test cgroup: spot-sim runs in a cgroup namespace rooted at it, with
     // cgroup2 mounted afresh, so a regression attaches there and never to the machine's root.
-    let cg = TestCgroup::new("rootns");
+    let cg = TestCgroup::new("rootns").unwrap();
     let mount = cgroup2_mount();
     let bin = spot_sim_bin();
     let control = PrivateDir::new("rootns-ctl");
@@ -304,7 +304,7 @@ fn a_control_path_that_is_a_regular_file_or_a_symlink_is_refused_and_left_as_it_
     if !require_root() {
         return;
     }
-    let cg = TestCgroup::new("ctlfile");
+    let cg = TestCgroup::new("ctlfile").unwrap();
     let t = target(&cg, "t");
     let dir = PrivateDir::new("ctlfile");
     let file = dir.0.join("precious.sock");
@@ -350,7 +350,7 @@ fn the_control_directory_is_created_0700_under_umask_000_and_unsafe_ones_are_ref
     if !require_root() {
         return;
     }
-    let cg = TestCgroup::new("ctldir");
+    let cg = TestCgroup::new("ctldir").unwrap();
     let t = target(&cg, "t");
     let base = PrivateDir::new("ctldir");
     // Created by spot-sim under umask 000: still 0700, the socket 0600, both ours.
@@ -469,9 +469,9 @@ fn a_scenario_of_dev_zero_or_a_fifo_through_target_add_is_refused_and_the_instan
     if !require_root() {
         return;
     }
-    let cg = TestCgroup::new("addzero");
+    let cg = TestCgroup::new("addzero").unwrap();
     let t = target(&cg, "t");
-    let extra = cg.child("extra");
+    let extra = cg.child("extra").unwrap();
     let dir = PrivateDir::new("addzero");
     let control = dir.0.join("c.sock");
     let p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
@@ -622,7 +622,7 @@ fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_st
     if !require_root() {
         return;
     }
-    let cg = TestCgroup::new("metrics");
+    let cg = TestCgroup::new("metrics").unwrap();
     let t = target(&cg, "t");
     let dir = PrivateDir::new("metrics");
     let control = dir.0.join("c.sock");
@@ -709,7 +709,7 @@ fn a_flood_on_two_targets_under_ulimit_1024_never_starves_a_third_target_or_stat
     if !require_root() {
         return;
     }
-    let cg = TestCgroup::new("fdflood");
+    let cg = TestCgroup::new("fdflood").unwrap();
     let a = target(&cg, "a");
     let b = target(&cg, "b");
     let calm = target(&cg, "calm");
@@ -784,11 +784,11 @@ fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
     if !require_root() {
         return;
     }
-    let cg = TestCgroup::new("many");
+    let cg = TestCgroup::new("many").unwrap();
     let mut args = Vec::new();
     for i in 0..299 {
         args.push("--cgroup".to_string());
-        args.push(cg.child(&format!("t{i}")).display().to_string());
+        args.push(cg.child(&format!("t{i}")).unwrap().display().to_string());
     }
     let last = target(&cg, "t299");
     args.push("--cgroup".to_string());
@@ -810,7 +810,7 @@ fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
         });
     }
     let t0 = Instant::now();
-    let mut p = spawn_logged_keep_env(&mut cmd);
+    let mut p = spawn_logged(&mut cmd);
     p.wait_for_log("serving 300 target", Duration::from_secs(300));
     let took = t0.elapsed();
     let fds = fd_count(p.pid());
@@ -850,30 +850,6 @@ fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
     assert!(last_line.contains("ulimit -Hn"), "{err}");
 }
 
-/// Like `spawn_logged`, but keeps a RUST_LOG the command already set.
-fn spawn_logged_keep_env(cmd: &mut Command) -> Proc {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = std::sync::Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    Proc {
-        child,
-        log,
-        control: None,
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // 7. Escapes from a target.
 
@@ -882,7 +858,7 @@ fn a_process_name_and_a_cgroup_name_with_escape_sequences_reach_logs_and_status_
     if !require_root() {
         return;
     }
-    let cg = TestCgroup::new("escape");
+    let cg = TestCgroup::new("escape").unwrap();
     let name = "t\x1b[31mred\x07";
     let t = target(&cg, name);
     let dir = PrivateDir::new("escape");
@@ -926,7 +902,7 @@ fn status_reports_a_stopped_instance_as_not_answering_and_shows_the_others() {
     if !require_root() {
         return;
     }
-    let cg = TestCgroup::new("stuck");
+    let cg = TestCgroup::new("stuck").unwrap();
     let t1 = target(&cg, "one");
     let t2 = target(&cg, "two");
     // Default discovery looks in /run/spot-sim, so these two live there.
@@ -998,8 +974,8 @@ fn sigkill_of_exec_takes_the_command_along_and_the_next_start_clears_what_was_le
     if !require_root() {
         return;
     }
-    let cg = TestCgroup::new("execkill");
-    let runner = cg.child("runner");
+    let cg = TestCgroup::new("execkill").unwrap();
+    let runner = cg.child("runner").unwrap();
     let ns = NetNs::new_private().unwrap();
     let bin = spot_sim_bin();
     let mut p = spawn_logged(&mut command_in(
@@ -1163,7 +1139,7 @@ fn connections_that_pipeline_and_never_read_are_closed_by_the_idle_limit() {
     if !require_root() {
         return;
     }
-    let cg = TestCgroup::new("slowread");
+    let cg = TestCgroup::new("slowread").unwrap();
     let t = target(&cg, "t");
     let dir = PrivateDir::new("slowread");
     let control = dir.0.join("c.sock");
@@ -1189,7 +1165,7 @@ fn a_request_hyper_cannot_parse_is_answered_400_with_server_ec2ws() {
     if !require_root() {
         return;
     }
-    let cg = TestCgroup::new("bad400");
+    let cg = TestCgroup::new("bad400").unwrap();
     let t = target(&cg, "t");
     let dir = PrivateDir::new("bad400");
     let control = dir.0.join("c.sock");
@@ -1277,7 +1253,7 @@ fn two_clients_adding_the_same_target_at_once_one_wins_the_other_hears_already_t
     if !require_root() {
         return;
     }
-    let cg = TestCgroup::new("race");
+    let cg = TestCgroup::new("race").unwrap();
     let first = target(&cg, "first");
     let raced = target(&cg, "raced");
     let dir = PrivateDir::new("race");

@@ -11,7 +11,11 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::{command_in, median, spread, Bench, Mode, NetNs, Proc};
+use super::{
+    command_in,
+    report::{median, spread, Mode},
+    spawn, Bench, NetNs,
+};
 
 /// `kernel.bpf_stats_enabled` on for as long as this lives, then as it was. The statistics
 /// cost every BPF program on the machine a little, so they are on only while measuring.
@@ -173,8 +177,8 @@ impl Bench<'_> {
         let mut anchors = Vec::with_capacity(n);
         let mut namespaces = Vec::with_capacity(n);
         for d in dirs {
-            let own = NetNs::new()?;
-            anchors.push(Proc::spawn(
+            let own = NetNs::new_private()?;
+            anchors.push(spawn(
                 "sleep",
                 &mut command_in(&own, d, Path::new("sleep"), &["3600"])?,
             )?);
@@ -198,9 +202,9 @@ impl Bench<'_> {
         let stats = BpfStats::enable()?;
         let exec0 = prog_stats(sim.pid(), "sched_process_exec")?;
         for _ in 0..10 {
-            let fresh = NetNs::new()?;
+            let fresh = NetNs::new_private()?;
             let t = Instant::now();
-            let mut probe = Proc::spawn(
+            let mut probe = spawn(
                 "probe",
                 &mut command_in(
                     &fresh,

@@ -13,6 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod fixtures;
+
+pub use fixtures::*;
 pub use spot_sim_testkit::{
     remove_cgroup_tree, stderr, stdout, unique, Capture, ControlSocket, NetNs, Proc, ScratchDir,
     TestCgroup,
@@ -25,6 +28,26 @@ pub fn require_root() -> bool {
     }
     skip("this end-to-end test needs root (run `sudo -E cargo xtask test`)");
     false
+}
+
+/// The first line of a root-only test: returns from it (a skip, see [`skip`]) when not root.
+#[macro_export]
+macro_rules! root_or_skip {
+    () => {
+        if !$crate::require_root() {
+            return;
+        }
+    };
+}
+
+/// The first line of a root-only, load-heavy test: skips as [`root_or_skip!`] does, else
+/// holds [`heavy`] (bind it: `let _heavy = heavy_or_skip!();`).
+#[macro_export]
+macro_rules! heavy_or_skip {
+    () => {{
+        $crate::root_or_skip!();
+        $crate::heavy()
+    }};
 }
 
 /// The suite's one way to skip a test: fails the test when `CI` is set, and otherwise writes

@@ -19,8 +19,6 @@ use std::{
 use nix::sys::signal::Signal;
 use spot_sim_tests::*;
 
-const IMDS: &str = "http://169.254.169.254";
-
 /// Runs a Python script inside the node's target; returns its stdout parsed as JSON.
 fn python(node: &Node, script: &str, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["-c", script];
@@ -35,20 +33,6 @@ fn python(node: &Node, script: &str, args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn status_json(p: &Proc) -> serde_json::Value {
-    let out = Command::new(spot_sim_bin())
-        .args(["status", "--json", "--control"])
-        .arg(p.control.as_deref().unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -90,9 +74,7 @@ print(json.dumps({
 
 #[test]
 fn a_targets_other_tcp_and_its_udp_pass_untouched() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("other-traffic");
     // A listener of the workload's own, on both loopbacks of its namespace.
     let (l4, l6) = node
@@ -151,9 +133,7 @@ print(json.dumps({"connected": True, "reply": data.decode(errors="replace")}))
 
 #[test]
 fn the_control_socket_refuses_another_user_by_peer_credentials() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("peercred");
     // A control socket in a directory anyone may enter, then opened to everyone: only the
     // peer-credential check is left to refuse another user.
@@ -265,9 +245,7 @@ fn is_loopback(hex: &str) -> bool {
 
 #[test]
 fn the_fake_imds_listens_only_on_loopback_in_the_target_and_metrics_only_where_bound() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("listeners");
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -293,20 +271,12 @@ fn the_fake_imds_listens_only_on_loopback_in_the_target_and_metrics_only_where_b
     let sibling = node.sibling_ns.run(|| listening_among(&inodes)).unwrap();
     assert_eq!(sibling, Vec::<(String, u16)>::new());
     // And the metrics answer where they were bound.
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "5",
-            &format!("http://{metrics}/metrics"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    output_ok(Command::new("curl").args([
+        "-sS",
+        "--max-time",
+        "5",
+        &format!("http://{metrics}/metrics"),
+    ]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -314,9 +284,7 @@ fn the_fake_imds_listens_only_on_loopback_in_the_target_and_metrics_only_where_b
 
 #[test]
 fn fault_latency_delays_every_answer() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("latency");
     let _run = start_run(&node, &["--fault-latency", "800ms"]);
     for path in [
@@ -361,9 +329,7 @@ print(json.dumps({"token": token, "ok": ok, "forged": forged}))
 
 #[test]
 fn tokens_and_headers_never_reach_the_log_even_at_debug() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("secrets");
     let mut cmd = Command::new(spot_sim_bin());
     let control = control_path("secrets");
@@ -416,9 +382,7 @@ print(json.dumps({"requests": requests, "connects": connects, "secs": time.time(
 
 #[test]
 fn a_busy_target_gets_at_most_one_log_line_a_second_for_requests_and_for_redirects() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("log-rate");
     let mut run = start_run(&node, &[]);
     let before = run.log().lines().count();
@@ -458,9 +422,7 @@ fn a_busy_target_gets_at_most_one_log_line_a_second_for_requests_and_for_redirec
 
 #[test]
 fn per_path_statistics_keep_at_most_256_paths() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     const PATHS: &str = r#"
 import http.client, json
 c = http.client.HTTPConnection("169.254.169.254", 80, timeout=5)
@@ -493,9 +455,7 @@ print(json.dumps({"sent": 300}))
 
 #[test]
 fn exec_exits_128_plus_the_signal_that_ended_the_command() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let mut p = spawn_logged(&mut exec_sh("kill -KILL $$"));
     let status = p.wait_timeout(Duration::from_secs(20)).expect("exec ended");
     assert_eq!(status.code(), Some(128 + 9), "log:\n{}", p.log());
@@ -503,9 +463,7 @@ fn exec_exits_128_plus_the_signal_that_ended_the_command() {
 
 #[test]
 fn exec_forwards_sigint_to_the_command_without_a_terminal() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let mut p = spawn_logged(
         exec_sh("trap 'exit 43' INT; echo ready >&2; sleep 30 & wait").stdout(Stdio::null()),
     );
@@ -561,9 +519,7 @@ fn links_and_listeners(pid: u32, ns: &NetNs) -> (Vec<u32>, Vec<u32>) {
 
 #[test]
 fn run_detaches_before_it_stops_answering() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // The order is a matter of microseconds, too short for a client to sample on a loaded
     // machine (loopback SYNs then wait in a queue longer than the gap), so this watches
     // spot-sim's own close() calls: every bpf link closed before any listener of the target.
@@ -645,9 +601,7 @@ fn run_detaches_before_it_stops_answering() {
 
 #[test]
 fn a_second_signal_during_runs_cleanup_exits_at_once() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // Cleanup made slow on purpose: strace holds every close() spot-sim makes for 1 s, so the
     // four link closes alone take 4 s; a second signal must not wait for them.
     let node = node("second-signal");

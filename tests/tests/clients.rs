@@ -92,9 +92,7 @@ fn assert_through_the_redirect(log: &str, mode: &str) {
 
 #[test]
 fn real_client_javascript_sdk_reads_the_instance_and_the_notice_in_both_modes() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let Some(modules) = tool("node/node_modules") else {
         return;
     };
@@ -120,9 +118,7 @@ fn real_client_javascript_sdk_reads_the_instance_and_the_notice_in_both_modes() 
 
 #[test]
 fn real_client_cloud_init_crawls_a_dated_version_with_the_notice_in_both_modes() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let Some(python) = tool("cloud-init/venv/bin/python") else {
         return;
     };
@@ -159,9 +155,7 @@ fn real_client_cloud_init_crawls_a_dated_version_with_the_notice_in_both_modes()
 
 #[test]
 fn real_client_canonical_ec2metadata_reads_the_2009_04_04_tree_in_both_modes() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let Some(script) = tool("cloud-guest-utils/root/usr/bin/ec2metadata") else {
         return;
     };

@@ -31,9 +31,7 @@ fn http_code(node: &Node, url: &str) -> String {
 
 #[test]
 fn a_manual_scenario_waits_for_trigger_and_status_shows_it() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("manual");
     let run = start_run(&node, &["--manual"]);
     let control = run.control.as_ref().unwrap().to_str().unwrap().to_string();
@@ -67,9 +65,7 @@ fn a_manual_scenario_waits_for_trigger_and_status_shows_it() {
 
 #[test]
 fn on_interrupt_kill_ends_the_targets_processes() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("kill");
     let mut victim = sleeper_in(&node.target, &node.target_ns);
     let mut bystander = sleeper_in(&node.sibling, &node.sibling_ns);

@@ -418,15 +418,7 @@ fn metrics(p: &mut Proc) -> String {
         .unwrap()
         .trim()
         .to_string();
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "5", &url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = output_ok(Command::new("curl").args(["-sS", "--max-time", "5", &url]));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -444,9 +436,7 @@ fn unix(t: SystemTime) -> i64 {
 
 #[test]
 fn two_nodes_run_one_experiment_and_only_the_selected_nodes_pod_is_interrupted_at_start_at() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let dir = TempDir::new("gd-file");
     let start = unix(SystemTime::now()) + 15;
     let start_at = time::OffsetDateTime::from_unix_timestamp(start)
@@ -567,9 +557,7 @@ fn two_nodes_run_one_experiment_and_only_the_selected_nodes_pod_is_interrupted_a
 
 #[test]
 fn a_listed_node_started_after_start_at_joins_the_same_timeline_and_follows_a_recreated_pod() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let dir = TempDir::new("gd-late");
     let node = FakeNode::new("gd-late-node");
     let other = FakeNode::new("gd-late-other");
@@ -689,15 +677,10 @@ fn the_manifests_pass_kubernetes_validate_and_the_configmap_holds_a_valid_experi
     // from the downward API: what the schemas cannot check.
     let script = "import json, sys, yaml\n\
                   json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d], sys.stdout)\n";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(deploy.join("gameday.yaml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(deploy.join("gameday.yaml")),
     );
     let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let of_kind = |kind: &str| {
@@ -785,16 +768,7 @@ fn the_arm64_binary_is_static_and_serves_under_qemu_user() {
     assert!(!has_interpreter(&data), "static: no PT_INTERP");
 
     let qemu = "qemu-aarch64-static";
-    let out = Command::new(qemu)
-        .arg(&bin)
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = output_ok(Command::new(qemu).arg(&bin).arg("--version"));
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("spot-sim "),
         "{}",

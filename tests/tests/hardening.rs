@@ -20,93 +20,8 @@ use std::{
 use nix::sys::signal::Signal;
 use spot_sim_tests::*;
 
-const IMDS: &str = "http://169.254.169.254";
-
 // ---------------------------------------------------------------------------------------------
-// Fixtures: targets, spot-sim, and what a run leaves in the kernel.
-
-/// A cgroup with a process idling in its own private namespace.
-struct Target {
-    path: PathBuf,
-    ns: NetNs,
-    _sleeper: Option<Proc>,
-}
-
-fn target(parent: &TestCgroup, name: &str) -> Target {
-    let path = parent.child(name).unwrap();
-    let ns = NetNs::new_private().unwrap();
-    let sleeper = sleeper_in(&path, &ns);
-    Target {
-        path,
-        ns,
-        _sleeper: Some(sleeper),
-    }
-}
-
-/// `spot-sim run` on `targets`, plus `extra` arguments.
-fn run_on(targets: &[&Target], extra: &[&str]) -> Proc {
-    let mut args: Vec<String> = targets
-        .iter()
-        .flat_map(|t| ["--cgroup".to_string(), t.path.display().to_string()])
-        .collect();
-    args.extend(extra.iter().map(|a| a.to_string()));
-    start_run_with(
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        targets.len(),
-        None,
-    )
-}
-
-fn status_json(p: &Proc) -> serde_json::Value {
-    let out = Command::new(spot_sim_bin())
-        .args(["status", "--json", "--control"])
-        .arg(p.control.as_deref().unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v[0].clone()
-}
-
-/// curl's HTTP status for `path` from inside a target ("000" when it got none).
-fn http_code(t: &Target, path: &str) -> String {
-    let out = curl_in(
-        &t.path,
-        &t.ns,
-        &[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("{IMDS}{path}"),
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json_of(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn python_in(t: &Target, script: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["-c", script];
-    all.extend_from_slice(args);
-    json_of(
-        &command_in(&t.path, &t.ns, "python3", &all)
-            .output()
-            .unwrap(),
-    )
-}
+// Fixtures: what a run leaves in the kernel.
 
 /// The eBPF objects a process holds, from its fdinfo: `key` "prog_id:" for programs (held
 /// through links), "map_id:" for maps. Panics when its descriptors cannot be read.
@@ -363,10 +278,7 @@ print(json.dumps(counts))
 #[test]
 fn ten_thousand_connects_from_non_targets_are_never_redirected_and_ten_thousand_from_targets_all_are(
 ) {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let cg = TestCgroup::new("isolation").unwrap();
     let tgt = target(&cg, "target");
     let leaf = cg.child("target/leaf").unwrap();
@@ -465,10 +377,7 @@ fn wrk_summary(out: &Output) -> (u64, u64, String) {
 
 #[test]
 fn soak_many_clients_across_three_targets_zero_errors_flat_memory_and_fds() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let secs: u64 = std::env::var("SPOT_SIM_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -589,10 +498,7 @@ print(json.dumps(out))
 
 #[test]
 fn hostile_requests_get_the_answer_imds_would_give_or_a_closed_connection() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let cg = TestCgroup::new("hostile").unwrap();
     let t = target(&cg, "t");
     let p = run_on(&[&t], &[]);
@@ -763,10 +669,7 @@ print(json.dumps({"idle": times("idle"), "trickle": times("trickle"), "served": 
 
 #[test]
 fn slowloris_idle_and_trickling_connections_are_dropped_while_others_are_served() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let cg = TestCgroup::new("slowloris").unwrap();
     let t = target(&cg, "t");
     let p = run_on(&[&t], &[]);
@@ -826,10 +729,7 @@ time.sleep(hold)
 
 #[test]
 fn thousands_of_idle_connections_are_bounded_per_target_and_the_neighbour_is_still_served() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let cg = TestCgroup::new("idle").unwrap();
     let flooded = target(&cg, "flooded");
     let calm = target(&cg, "calm");
@@ -908,10 +808,7 @@ fn thousands_of_idle_connections_are_bounded_per_target_and_the_neighbour_is_sti
 
 #[test]
 fn a_target_cgroup_deleted_while_attached_is_reported_and_the_others_carry_on() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let cg = TestCgroup::new("deleted").unwrap();
     let doomed = target(&cg, "doomed");
     let other = target(&cg, "other");
@@ -937,10 +834,7 @@ fn a_target_cgroup_deleted_while_attached_is_reported_and_the_others_carry_on() 
 
 #[test]
 fn a_target_netns_that_disappears_is_survived_and_a_new_one_is_served_and_released() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let cg = TestCgroup::new("netns-gone").unwrap();
     let path = cg.child("t").unwrap();
     let first_ns = NetNs::new_private().unwrap();
@@ -982,19 +876,14 @@ fn a_target_netns_that_disappears_is_survived_and_a_new_one_is_served_and_releas
     assert!(listeners_in(&second.ns).contains(&port));
     // Removing the target at run time releases its listeners in every namespace and its
     // threads, while spot-sim keeps running.
-    let out = Command::new(spot_sim_bin())
-        .args(["target", "remove", "--control"])
-        .arg(p.control.as_deref().unwrap())
-        .arg(format!(
-            "cgroup /{}",
-            path.strip_prefix(cgroup2_mount()).unwrap().display()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    output_ok(
+        Command::new(spot_sim_bin())
+            .args(["target", "remove", "--control"])
+            .arg(p.control.as_deref().unwrap())
+            .arg(format!(
+                "cgroup /{}",
+                path.strip_prefix(cgroup2_mount()).unwrap().display()
+            )),
     );
     let deadline = Instant::now() + Duration::from_secs(3);
     while listeners_in(&second.ns).contains(&port) && Instant::now() < deadline {
@@ -1019,10 +908,7 @@ fn a_target_netns_that_disappears_is_survived_and_a_new_one_is_served_and_releas
 
 #[test]
 fn a_read_only_cgroup_mount_refuses_exec_clearly_and_run_still_attaches() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let mount = cgroup2_mount();
     // A private mount namespace in which the cgroup mount is read-only; the host's stays rw.
     let ro = |rest: &str| {
@@ -1065,10 +951,7 @@ fn a_read_only_cgroup_mount_refuses_exec_clearly_and_run_still_attaches() {
 
 #[test]
 fn a_fixed_port_the_workload_took_moves_that_target_to_another_port_and_says_so() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let cg = TestCgroup::new("port-taken").unwrap();
     let busy = target(&cg, "busy");
     let free = target(&cg, "free");
@@ -1095,10 +978,7 @@ fn a_fixed_port_the_workload_took_moves_that_target_to_another_port_and_says_so(
 
 #[test]
 fn sigterm_mid_request_ends_the_request_promptly_and_leaves_nothing() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let cg = TestCgroup::new("sigterm-mid").unwrap();
     let t = target(&cg, "t");
     let mut p = run_on(&[&t], &["--fault-latency", "5s"]);
@@ -1163,10 +1043,7 @@ fn sigterm_mid_request_ends_the_request_promptly_and_leaves_nothing() {
 
 #[test]
 fn a_second_spot_sim_on_the_same_cgroup_refuses_and_names_the_first() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let cg = TestCgroup::new("twice").unwrap();
     let t = target(&cg, "t");
     let first = run_on(&[&t], &[]);
@@ -1211,10 +1088,7 @@ while True:
 
 #[test]
 fn a_down_or_slow_passthrough_upstream_gives_a_timely_502_or_504() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     // spot-sim, the stand-in upstreams and the clients all live in one private namespace; the
     // upstreams are on its loopback.
     let cg = TestCgroup::new("upstream").unwrap();
@@ -1326,10 +1200,7 @@ print(json.dumps({"first": get(first), "last": get(last), "puts": n + 1, "per_s"
 
 #[test]
 fn a_token_store_flooded_with_puts_stays_bounded_and_correct() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let cg = TestCgroup::new("tokens").unwrap();
     let t = target(&cg, "t");
     let p = run_on(&[&t], &[]);

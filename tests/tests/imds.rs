@@ -67,9 +67,7 @@ fn sleep_until(unix: f64) {
 
 #[test]
 fn the_timeline_moves_from_rebalance_to_notice_to_gone() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // t0 is a whole second and the server decides by its own clock, so only the "before the
     // notice" check depends on this test being quick: when an answer came too late to tell,
     // the scenario starts over (three tries), and never drops the check.
@@ -141,9 +139,7 @@ fn the_timeline_moves_from_rebalance_to_notice_to_gone() {
 
 #[test]
 fn imdsv2_works_with_curl_and_reports_the_remaining_ttl() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("imdsv2");
     let _run = start_run(&node, &[]);
     let put = put_token(&node, 60, &[]);
@@ -178,9 +174,7 @@ fn imdsv2_works_with_curl_and_reports_the_remaining_ttl() {
 
 #[test]
 fn required_mode_answers_401_without_a_token() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("required");
     let _run = start_run(&node, &["--imdsv2", "required"]);
     let plain = get(&node, "/latest/meta-data/spot/instance-action", &[]);
@@ -210,19 +204,12 @@ print(json.dumps({"token": bool(token), "status": r.status_code, "body": r.text}
 
 #[test]
 fn botocore_fetches_a_token_and_reads_the_notice_through_the_redirect() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("botocore");
     let _run = start_run(&node, &["--imdsv2", "required"]);
-    let out = command_in(&node.target, &node.target_ns, "python3", &["-c", BOTOCORE])
-        .env("AWS_EC2_METADATA_DISABLED", "false")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        command_in(&node.target, &node.target_ns, "python3", &["-c", BOTOCORE])
+            .env("AWS_EC2_METADATA_DISABLED", "false"),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["token"], true, "botocore got no token: {v}");
@@ -263,9 +250,7 @@ http.server.HTTPServer(("169.254.169.254", 80), H).serve_forever()
 
 #[test]
 fn passthrough_reads_the_real_imds_and_never_redirects_spot_sims_own_connection() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // One private namespace holds the stand-in "real IMDS" (on an alias of lo), spot-sim and
     // the client; spot-sim itself runs inside the targeted cgroup, so its upstream connect
     // would loop back to itself if the redirect caught it.

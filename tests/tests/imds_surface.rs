@@ -29,9 +29,7 @@ fn curl(node: &Node, path: &str, extra: &[&str]) -> (u16, String) {
 
 #[test]
 fn dated_versions_and_doubled_slashes_answer_and_required_mode_checks_the_token_first() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("surface");
     let _run = start_run(&node, &["--imdsv2", "required", "--interruption-in", "2m"]);
     let put = curl(
@@ -169,9 +167,7 @@ fn credential_bearing(path: &str) -> bool {
 
 #[test]
 fn through_the_redirect_no_spelling_of_a_credential_path_reaches_the_real_imds() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let cg = TestCgroup::new("leak").unwrap();
     let target = cg.child("target").unwrap();
     let standin_cg = cg.child("standin").unwrap();

@@ -14,7 +14,6 @@ use std::{
 
 use spot_sim_tests::*;
 
-const IMDS: &str = "http://169.254.169.254";
 const PUT_TOKEN: &str = "curl -s -o /dev/null -w 'put=%{http_code}' --max-time 2 -X PUT \
      -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token; \
      echo \" rc=$?\"";
@@ -64,9 +63,7 @@ fn status_of(path: &str) -> String {
 
 #[test]
 fn at_hop_limit_1_a_containers_token_put_times_out_and_imdsv1_still_works() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let script = format!("{PUT_TOKEN}; {}", curl("/latest/meta-data/instance-id"));
     let (out, log) = exec_sh(&["--http-put-response-hop-limit", "1"], &script);
     // curl's exit 28: timed out, no answer at all (not a refusal).
@@ -95,9 +92,7 @@ print(json.dumps({"token": token is not None, "region": region, "secs": time.mon
 
 #[test]
 fn botocore_falls_back_to_imdsv1_at_hop_limit_1_as_on_eks() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let out = Command::new(spot_sim_bin())
         .args([
             "exec",
@@ -130,9 +125,7 @@ fn botocore_falls_back_to_imdsv1_at_hop_limit_1_as_on_eks() {
 
 #[test]
 fn a_client_in_spot_sims_own_namespace_gets_its_token_at_hop_limit_1() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // spot-sim itself runs in a private namespace ("the node"), and so does the command it
     // execs without --netns new.
     let node_ns = NetNs::new_private().unwrap();
@@ -159,9 +152,7 @@ fn a_client_in_spot_sims_own_namespace_gets_its_token_at_hop_limit_1() {
 
 #[test]
 fn a_disabled_endpoint_answers_get_and_put_403() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let script = format!("{PUT_TOKEN}; {}", curl("/latest/meta-data/instance-id"));
     let (out, log) = exec_sh(&["--http-endpoint", "disabled"], &script);
     assert!(out.contains("put=403 rc=0"), "out: {out}\nlog: {log}");
@@ -173,9 +164,7 @@ fn a_disabled_endpoint_answers_get_and_put_403() {
 
 #[test]
 fn the_ipv6_endpoint_is_off_by_default_and_on_when_enabled() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let script = "curl -s -g --max-time 3 -o /dev/null -w 'v6=%{http_code} ' \
          'http://[fd00:ec2::254]/latest/meta-data/instance-id'; echo \"rc=$?\"; \
          curl -s -g --max-time 3 -o /dev/null -w 'mapped=%{http_code}' \
@@ -193,9 +182,7 @@ fn the_ipv6_endpoint_is_off_by_default_and_on_when_enabled() {
 
 #[test]
 fn tags_are_listed_and_served_when_enabled_and_404_otherwise() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let script = format!(
         "{}; {}",
         curl("/latest/meta-data/tags/instance/"),
@@ -217,9 +204,7 @@ fn tags_are_listed_and_served_when_enabled_and_404_otherwise() {
 
 #[test]
 fn the_asg_state_turns_terminated_at_its_time_while_the_instance_answers() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let path = "/latest/meta-data/autoscaling/target-lifecycle-state";
     let script = format!("{}; sleep 3; {}", curl(path), curl(path));
     let (out, log) = exec_sh(
@@ -234,9 +219,7 @@ fn the_asg_state_turns_terminated_at_its_time_while_the_instance_answers() {
 
 #[test]
 fn a_maintenance_event_appears_at_its_issue_and_is_canceled_later() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let file = TempFile(std::env::temp_dir().join(format!("{}.toml", unique("maintenance"))));
     std::fs::write(
         &*file,
@@ -282,9 +265,7 @@ fn a_maintenance_event_appears_at_its_issue_and_is_canceled_later() {
 
 #[test]
 fn start_at_three_seconds_ahead_is_the_rebalance_notice_time() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -304,9 +285,7 @@ fn start_at_three_seconds_ahead_is_the_rebalance_notice_time() {
 
 #[test]
 fn bad_instance_options_start_nothing() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     for (args, needle) in [
         (
             vec!["--http-put-response-hop-limit", "65"],
@@ -338,9 +317,7 @@ fn bad_instance_options_start_nothing() {
 
 #[test]
 fn serve_manual_is_triggered_through_its_control_socket() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let control = control_path("serve");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -402,9 +379,7 @@ fn serve_manual_is_triggered_through_its_control_socket() {
 
 #[test]
 fn serve_without_root_puts_its_socket_under_xdg_runtime_dir_and_status_finds_it() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // An unprivileged user (nobody) with a runtime directory of its own.
     let dir = std::env::temp_dir().join(unique("xdg"));
     std::fs::create_dir(&dir).unwrap();

@@ -338,9 +338,7 @@ fn seconds_from_now(time: &serde_json::Value) -> i64 {
 
 #[test]
 fn only_the_pod_named_on_the_command_line_sees_the_notice() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = FakeNode::new("pod-only");
     let checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
     // Same QoS slice: the two pod cgroups are siblings.
@@ -368,9 +366,7 @@ fn only_the_pod_named_on_the_command_line_sees_the_notice() {
 
 #[test]
 fn a_restarted_container_of_the_pod_is_still_redirected() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = FakeNode::new("pod-restart");
     let mut web = node.running_pod("shop", "web", shape(Cgroupfs, Burstable, Containerd));
     let _run = node.start(&["--pod", "shop/web"]);
@@ -388,9 +384,7 @@ fn a_restarted_container_of_the_pod_is_still_redirected() {
 
 #[test]
 fn two_pods_with_their_own_scenario_files_see_different_answers_at_once() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = FakeNode::new("pod-scenarios");
     let batch = node.running_pod("jobs", "batch", shape(Cgroupfs, BestEffort, Containerd));
     let api = node.running_pod("jobs", "api", shape(Systemd, Guaranteed, Crio));
@@ -424,9 +418,7 @@ fn two_pods_with_their_own_scenario_files_see_different_answers_at_once() {
 
 #[test]
 fn pods_are_added_and_removed_at_runtime_without_a_restart() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = FakeNode::new("pod-runtime");
     let checkout = node.running_pod("shop", "checkout", shape(Systemd, Guaranteed, Containerd));
     let cart = node.running_pod("shop", "cart", shape(Cgroupfs, Guaranteed, Crio));
@@ -483,9 +475,7 @@ fn pods_are_added_and_removed_at_runtime_without_a_restart() {
 
 #[test]
 fn list_pods_shows_every_pod_with_its_qos_class_and_cgroup() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = FakeNode::new("pod-list");
     let shapes = [
         ("guaranteed-systemd", shape(Systemd, Guaranteed, Containerd)),
@@ -545,9 +535,7 @@ fn list_pods_shows_every_pod_with_its_qos_class_and_cgroup() {
 
 #[test]
 fn an_unknown_pod_is_refused_with_the_closest_names() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = FakeNode::new("pod-unknown");
     let checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
     let cart = node.running_pod("shop", "cart", shape(Systemd, Burstable, Containerd));
@@ -562,9 +550,7 @@ fn an_unknown_pod_is_refused_with_the_closest_names() {
 
 #[test]
 fn a_pod_whose_cgroup_is_gone_is_refused() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = FakeNode::new("pod-gone");
     let checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
     let uid = pod_uid();
@@ -584,9 +570,7 @@ fn a_pod_whose_cgroup_is_gone_is_refused() {
 
 #[test]
 fn a_name_two_live_pods_share_is_refused_until_a_uid_is_given() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = FakeNode::new("pod-ambiguous");
     // The old pod is still terminating while its replacement runs.
     let old = node.running_pod("shop", "web", shape(Systemd, Burstable, Containerd));
@@ -608,9 +592,7 @@ fn a_name_two_live_pods_share_is_refused_until_a_uid_is_given() {
 
 #[test]
 fn a_machine_without_kubepods_is_not_a_kubernetes_node() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = FakeNode::new("pod-nokube");
     node.pod_logs("shop", "checkout", &pod_uid());
     let control = control_path("pods-nokube");
@@ -627,9 +609,7 @@ fn a_machine_without_kubepods_is_not_a_kubernetes_node() {
 
 #[test]
 fn a_cgroup_v1_only_node_is_told_to_switch_to_cgroup_v2() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = FakeNode::new("pod-v1");
     node.pod_logs("shop", "checkout", &pod_uid());
     // A private mount namespace without the cgroup v2 mount (the v1 controllers of a hybrid
@@ -661,9 +641,7 @@ fn a_cgroup_v1_only_node_is_told_to_switch_to_cgroup_v2() {
 
 #[test]
 fn a_deleted_pod_is_reported_gone_and_spot_sim_keeps_serving_the_others() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = FakeNode::new("pod-deleted");
     let mut checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
     let cart = node.running_pod("shop", "cart", shape(Cgroupfs, BestEffort, Crio));
@@ -817,9 +795,7 @@ fn the_deploy_manifests_are_kubernetes_objects_that_can_target_a_pod() {
 
 #[test]
 fn a_followed_daemonset_pod_that_is_recreated_under_a_new_name_is_redirected_again() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = FakeNode::new("pod-follow");
     let shape = shape(Systemd, Burstable, Containerd);
     let mut old = node.running_pod("kube-system", "nth-abc12", shape);

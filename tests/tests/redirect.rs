@@ -70,9 +70,7 @@ fn assert_notice(reply: &serde_json::Value) {
 
 #[test]
 fn a_dual_stack_socket_asking_for_the_ipv4_imds_gets_the_notice_and_sees_the_imds_as_peer() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("mapped");
     let _run = start_run(&node, &[]);
     let reply = python_in(&node, CLIENT, &["6", "::ffff:169.254.169.254"]);
@@ -85,9 +83,7 @@ fn a_dual_stack_socket_asking_for_the_ipv4_imds_gets_the_notice_and_sees_the_imd
 
 #[test]
 fn the_ipv6_imds_endpoint_gets_the_notice_and_sees_the_imds_as_peer() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("ipv6");
     // Off by default, as on EC2 (HttpProtocolIpv6); instance.rs checks that side.
     let _run = start_run(&node, &["--http-protocol-ipv6", "enabled"]);
@@ -98,9 +94,7 @@ fn the_ipv6_imds_endpoint_gets_the_notice_and_sees_the_imds_as_peer() {
 
 #[test]
 fn an_ipv4_client_sees_the_imds_as_its_peer() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("peer4");
     let _run = start_run(&node, &[]);
     let reply = python_in(&node, CLIENT, &["4", "169.254.169.254"]);
@@ -110,9 +104,7 @@ fn an_ipv4_client_sees_the_imds_as_its_peer() {
 
 #[test]
 fn udp_to_the_imds_address_is_not_rewritten() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("udp");
     let _run = start_run(&node, &[]);
     // Unrewritten, a UDP connect to 169.254.169.254 finds no route in the private namespace.
@@ -123,9 +115,7 @@ fn udp_to_the_imds_address_is_not_rewritten() {
 
 #[test]
 fn each_redirect_is_logged_with_pid_and_target_and_counted_in_the_metrics() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("events");
     let mut run = start_run(&node, &["--metrics", "127.0.0.1:0"]);
     let reply = python_in(&node, CLIENT, &["4", "169.254.169.254"]);
@@ -181,9 +171,7 @@ fn each_redirect_is_logged_with_pid_and_target_and_counted_in_the_metrics() {
 
 #[test]
 fn a_process_that_joins_the_target_in_a_namespace_of_its_own_is_served_there_too() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("late-netns");
     let mut run = start_run(&node, &[]);
     // A second workload starts in the target cgroup, in a network namespace of its own (a pod
@@ -216,9 +204,7 @@ fn a_process_that_joins_the_target_in_a_namespace_of_its_own_is_served_there_too
 /// runtime that dials with MPTCP must not escape the simulation.
 #[test]
 fn a_multipath_tcp_client_does_not_escape_the_simulation() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let mptcp = std::fs::read_to_string("/proc/sys/net/mptcp/enabled").unwrap_or_default();
     if mptcp.trim() != "1" {
         skip("MPTCP is not enabled on this kernel (sysctl net.mptcp.enabled=1)");
@@ -252,9 +238,7 @@ print(json.dumps({"first": list(first), "second": list(s.getpeername()),
 
 #[test]
 fn a_redirected_socket_that_reconnects_elsewhere_reports_its_real_peer() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("reconnect");
     let _run = start_run(&node, &[]);
     let reply = python_in(&node, RECONNECT_CLIENT, &[]);

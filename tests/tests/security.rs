@@ -24,8 +24,6 @@ use std::{
 use nix::sys::signal::Signal;
 use spot_sim_tests::*;
 
-const IMDS: &str = "http://169.254.169.254";
-
 // ---------------------------------------------------------------------------------------------
 // Fixtures of this file.
 
@@ -59,14 +57,6 @@ fn spot_sim(args: &[&str]) -> (Output, Duration) {
         .output()
         .unwrap();
     (out, t0.elapsed())
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A bad input's answer: non-zero exit, one line on stderr, no panic.
@@ -103,39 +93,6 @@ fn run_at(control: &Path, args: &[&str], n: usize, pre: Option<fn()>) -> Proc {
     let mut p = spawn_logged(&mut cmd);
     p.wait_for_log(&format!("serving {n} target"), Duration::from_secs(120));
     p
-}
-
-/// A cgroup with a process idling in a private network namespace of its own.
-struct Target {
-    path: PathBuf,
-    ns: NetNs,
-    _sleeper: Proc,
-}
-
-fn target(parent: &TestCgroup, name: &str) -> Target {
-    let path = parent.child(name).unwrap();
-    let ns = NetNs::new_private().unwrap();
-    let sleeper = sleeper_in(&path, &ns);
-    Target {
-        path,
-        ns,
-        _sleeper: sleeper,
-    }
-}
-
-fn http_code(t: &Target, path: &str) -> String {
-    let out = curl_in(
-        &t.path,
-        &t.ns,
-        &[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("{IMDS}{path}"),
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `status --json` of one instance; `--timeout` is only passed when it is not the default.
@@ -204,9 +161,7 @@ fn umask_000() {
 
 #[test]
 fn an_empty_dot_or_slash_cgroup_is_refused_and_nothing_attaches_to_the_root() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // The "root" here is a test cgroup: spot-sim runs in a cgroup namespace rooted at it, with
     // cgroup2 mounted afresh, so a regression attaches there and never to the machine's root.
     let cg = TestCgroup::new("rootns").unwrap();
@@ -301,9 +256,7 @@ kill $run; wait $run
 
 #[test]
 fn a_control_path_that_is_a_regular_file_or_a_symlink_is_refused_and_left_as_it_was() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let cg = TestCgroup::new("ctlfile").unwrap();
     let t = target(&cg, "t");
     let dir = PrivateDir::new("ctlfile");
@@ -347,9 +300,7 @@ fn a_control_path_that_is_a_regular_file_or_a_symlink_is_refused_and_left_as_it_
 
 #[test]
 fn the_control_directory_is_created_0700_under_umask_000_and_unsafe_ones_are_refused() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let cg = TestCgroup::new("ctldir").unwrap();
     let t = target(&cg, "t");
     let base = PrivateDir::new("ctldir");
@@ -466,9 +417,7 @@ fn dev_zero_and_a_fifo_as_scenario_are_refused_at_once_naming_the_file_and_the_l
 
 #[test]
 fn a_scenario_of_dev_zero_or_a_fifo_through_target_add_is_refused_and_the_instance_carries_on() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let cg = TestCgroup::new("addzero").unwrap();
     let t = target(&cg, "t");
     let extra = cg.child("extra").unwrap();
@@ -619,9 +568,7 @@ fn metrics_port(p: &Proc) -> u16 {
 
 #[test]
 fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_starves_nothing() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let cg = TestCgroup::new("metrics").unwrap();
     let t = target(&cg, "t");
     let dir = PrivateDir::new("metrics");
@@ -706,9 +653,7 @@ fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_st
 
 #[test]
 fn a_flood_on_two_targets_under_ulimit_1024_never_starves_a_third_target_or_status() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let cg = TestCgroup::new("fdflood").unwrap();
     let a = target(&cg, "a");
     let b = target(&cg, "b");
@@ -781,9 +726,7 @@ fn a_flood_on_two_targets_under_ulimit_1024_never_starves_a_third_target_or_stat
 
 #[test]
 fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let cg = TestCgroup::new("many").unwrap();
     let mut args = Vec::new();
     for i in 0..299 {
@@ -855,9 +798,7 @@ fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
 
 #[test]
 fn a_process_name_and_a_cgroup_name_with_escape_sequences_reach_logs_and_status_escaped() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let cg = TestCgroup::new("escape").unwrap();
     let name = "t\x1b[31mred\x07";
     let t = target(&cg, name);
@@ -899,9 +840,7 @@ print(s.recv(4096)[:12])
 
 #[test]
 fn status_reports_a_stopped_instance_as_not_answering_and_shows_the_others() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let cg = TestCgroup::new("stuck").unwrap();
     let t1 = target(&cg, "one");
     let t2 = target(&cg, "two");
@@ -971,9 +910,7 @@ fn status_reports_a_stopped_instance_as_not_answering_and_shows_the_others() {
 
 #[test]
 fn sigkill_of_exec_takes_the_command_along_and_the_next_start_clears_what_was_left() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let cg = TestCgroup::new("execkill").unwrap();
     let runner = cg.child("runner").unwrap();
     let ns = NetNs::new_private().unwrap();
@@ -1136,9 +1073,7 @@ print(json.dumps({"closed": len(t), "first_s": round(t[0], 1) if t else None, "l
 
 #[test]
 fn connections_that_pipeline_and_never_read_are_closed_by_the_idle_limit() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let cg = TestCgroup::new("slowread").unwrap();
     let t = target(&cg, "t");
     let dir = PrivateDir::new("slowread");
@@ -1162,9 +1097,7 @@ fn connections_that_pipeline_and_never_read_are_closed_by_the_idle_limit() {
 
 #[test]
 fn a_request_hyper_cannot_parse_is_answered_400_with_server_ec2ws() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let cg = TestCgroup::new("bad400").unwrap();
     let t = target(&cg, "t");
     let dir = PrivateDir::new("bad400");
@@ -1250,9 +1183,7 @@ fn a_zero_passthrough_timeout_and_a_missing_file_are_refused_with_each_error_sai
 
 #[test]
 fn two_clients_adding_the_same_target_at_once_one_wins_the_other_hears_already_targeted() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let cg = TestCgroup::new("race").unwrap();
     let first = target(&cg, "first");
     let raced = target(&cg, "raced");
@@ -1311,9 +1242,7 @@ fn two_clients_adding_the_same_target_at_once_one_wins_the_other_hears_already_t
 /// send it anything (it could otherwise take `trigger`/`target` requests and fake `status`).
 #[test]
 fn a_control_socket_served_by_another_user_is_not_talked_to() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let dir = PrivateDir::new("impostor");
     let path = dir.0.join("impostor.sock");
     let script = r#"

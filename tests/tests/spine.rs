@@ -29,9 +29,7 @@ fn instance_action(cg: &Path, ns: &NetNs) -> serde_json::Value {
 
 #[test]
 fn a_targeted_process_sees_a_termination_notice_two_minutes_ahead() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("notice");
     let _run = start_run(&node, &[]);
     let first = instance_action(&node.target, &node.target_ns);
@@ -56,9 +54,7 @@ fn a_targeted_process_sees_a_termination_notice_two_minutes_ahead() {
 
 #[test]
 fn neighbours_and_the_parent_are_not_redirected() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("neighbours");
     let _run = start_run(&node, &[]);
     // The target works, so the redirect is in place...
@@ -75,9 +71,7 @@ fn neighbours_and_the_parent_are_not_redirected() {
 
 #[test]
 fn sigkill_leaves_no_redirect_behind() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("sigkill");
     let mut run = start_run(&node, &[]);
     instance_action(&node.target, &node.target_ns);
@@ -105,9 +99,7 @@ fn sigkill_leaves_no_redirect_behind() {
 
 #[test]
 fn sigterm_detaches_and_exits_cleanly() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("sigterm");
     let mut run = start_run(&node, &[]);
     run.signal(Signal::SIGTERM);
@@ -132,9 +124,7 @@ fn exec_cgroups_of(pid: u32) -> Vec<String> {
 
 #[test]
 fn exec_returns_the_command_status_and_leaves_no_cgroup() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let mut p = spawn_logged(&mut exec_sh("exit 7"));
     let status = p
         .wait_timeout(Duration::from_secs(20))
@@ -145,9 +135,7 @@ fn exec_returns_the_command_status_and_leaves_no_cgroup() {
 
 #[test]
 fn exec_with_a_private_netns_shows_the_notice_to_curl_and_logs_the_ebpf_side() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let out = Command::new(spot_sim_bin())
         .args([
             "exec",
@@ -194,9 +182,7 @@ fn fails(cmd: &mut Command) -> (i32, String) {
 
 #[test]
 fn bad_input_gets_one_clear_line_and_leaves_nothing() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let bin = spot_sim_bin();
     // A cgroup that does not exist.
     let (code, err) =
@@ -233,9 +219,7 @@ fn bad_input_gets_one_clear_line_and_leaves_nothing() {
 
 #[test]
 fn a_taken_responder_port_is_reported_and_nothing_is_left() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("port");
     // The workload already listens on the port inside its namespace: spot-sim serves this
     // target on another port (the redirect carries each target's own), and says so.
@@ -263,9 +247,7 @@ fn a_taken_responder_port_is_reported_and_nothing_is_left() {
 
 #[test]
 fn without_root_it_says_so() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let (_, err) = fails(
         Command::new("setpriv")
             .args([
@@ -282,9 +264,7 @@ fn without_root_it_says_so() {
 
 #[test]
 fn without_cgroup_v2_it_says_so() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // A private mount namespace where the cgroup v2 mount is gone; the host is untouched.
     let mount = cgroup2_mount();
     let script = format!(
@@ -305,9 +285,7 @@ fn without_cgroup_v2_it_says_so() {
 
 #[test]
 fn exec_forwards_sigterm_to_the_command_and_exits_with_its_status() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let mut p = spawn_logged(&mut exec_sh(
         "trap 'exit 42' TERM; echo ready >&2; sleep 30 & wait",
     ));

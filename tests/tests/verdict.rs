@@ -105,9 +105,7 @@ fn event<'a>(target: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value
 
 #[test]
 fn a_handler_polling_every_second_reads_the_notice_in_time_drains_and_passes() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let s = Scratch::new("verdict-pass");
     let handler = handler(&s, 1);
     let report = s.path("report.json");
@@ -237,9 +235,7 @@ fn html_report_in_a_browser(html: &Path, t: &serde_json::Value) {
 
 #[test]
 fn a_handler_polling_every_8_s_misses_a_4_s_window_and_exec_exits_3() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let s = Scratch::new("verdict-fail");
     let handler = handler(&s, 8);
     let report = s.path("report.json");
@@ -290,9 +286,7 @@ fn a_handler_polling_every_8_s_misses_a_4_s_window_and_exec_exits_3() {
 
 #[test]
 fn every_redirect_of_a_50_ms_command_is_in_the_log_and_the_report() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let s = Scratch::new("verdict-short");
     for i in 0..3 {
         let report = s.path(&format!("r{i}.json"));
@@ -326,9 +320,7 @@ fn every_redirect_of_a_50_ms_command_is_in_the_log_and_the_report() {
 
 #[test]
 fn spot_sim_report_shows_a_running_instance() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let s = Scratch::new("verdict-live");
     let control = control_path("verdict-live");
     let handler = s.script(
@@ -386,9 +378,7 @@ fn watch_peak_rss(pid: u32, mut until: impl FnMut() -> bool) -> u64 {
 
 #[test]
 fn memory_stays_bounded_with_100000_requests_and_10000_outbound_connects() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let s = Scratch::new("verdict-volume");
     let report = s.path("report.json");
     // curl's URL globbing: one process, one kept-alive connection for the 100,000 requests;
@@ -445,9 +435,7 @@ fn memory_stays_bounded_with_100000_requests_and_10000_outbound_connects() {
 
 #[test]
 fn bad_input_is_refused_before_anything_starts() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let s = Scratch::new("verdict-bad");
     let marker = s.path("ran");
     let cmd = format!("touch {}", marker.display());
@@ -478,9 +466,7 @@ fn bad_input_is_refused_before_anything_starts() {
 
 #[test]
 fn run_judges_an_existing_cgroup_when_it_detaches() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("verdict-run");
     let s = Scratch::new("verdict-run");
     let report = s.path("run.svg");

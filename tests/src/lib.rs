@@ -4,16 +4,25 @@
 //! Every fixture owns what it created and removes it on drop, so a failing test leaves nothing
 //! behind. Clients that might reach the IMDS address always run in a private namespace with
 //! only `lo`: a missed redirect fails with "network unreachable" instead of leaving the machine.
-#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::sync::Mutex;
 
 mod fixtures;
+
+/// What every test file uses from std, so `use spot_sim_tests::*;` is a file's one prologue.
+pub mod prelude {
+    pub use std::{
+        collections::BTreeSet,
+        fs,
+        io::{BufRead, BufReader, Read, Write},
+        os::unix::fs::{MetadataExt, PermissionsExt},
+        path::{Path, PathBuf},
+        process::{Command, Output, Stdio},
+        sync::atomic::{AtomicU32, Ordering},
+        time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    };
+}
+pub use prelude::*;
 
 pub use fixtures::*;
 pub use spot_sim_testkit::{

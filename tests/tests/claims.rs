@@ -3,18 +3,6 @@
 //! fake IMDS (and metrics) listen nowhere else, faults delay answers, secrets stay out of the
 //! log, the log is rate-limited, `exec` reports signals the shell way, and `run` detaches
 //! before it stops answering.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    fs,
-    os::unix::fs::PermissionsExt,
-    path::PathBuf,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
 
 use nix::sys::signal::Signal;
 use spot_sim_tests::*;

@@ -4,15 +4,6 @@
 //! Canonical's `ec2metadata` (cloud-guest-utils, which asks everything under `/2009-04-04/`).
 //! Each runs under `spot-sim exec --netns new`, in a namespace with only loopback, in both
 //! IMDSv2 modes. `cargo xtask test` installs them into target/tools (xtask/src/deps.rs).
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
 
 use spot_sim_tests::*;
 

@@ -1,11 +1,5 @@
 //! Driving a running spot-sim: `status` shows the timeline, `trigger` starts a manual one,
 //! `--on-interrupt kill` ends the target's processes, and `serve` runs without eBPF.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{process::Command, time::Duration};
 
 use spot_sim_tests::*;
 

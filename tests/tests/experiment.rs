@@ -4,19 +4,6 @@
 //! file, and only the selected node's pod is interrupted, at start-at and not before. The
 //! manifests validate against the Kubernetes schemas offline, and the arm64 binary is static
 //! and serves under qemu-user.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    collections::BTreeSet,
-    fs,
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
 
 use spot_sim_tests::*;
 

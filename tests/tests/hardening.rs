@@ -5,17 +5,6 @@
 //! redirected fails with "network unreachable" and never leaves the machine. Each test prints
 //! its figures on lines starting with `FIGURE` (`--nocapture` shows them). Every test holds
 //! [`heavy`] while it runs: each loads both cores, and its timing assumes no other one does.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::{Command, Output},
-    time::{Duration, Instant},
-};
 
 use nix::sys::signal::Signal;
 use spot_sim_tests::*;

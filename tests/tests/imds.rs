@@ -1,15 +1,6 @@
 //! The fake IMDS through the real redirect: the timeline moves as FIS would move it, IMDSv2
 //! works with curl and with an AWS SDK's own client, and passthrough reaches a stand-in
 //! "real IMDS" without ever redirecting spot-sim's own upstream connection.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    process::{Command, Output},
-    time::{Duration, SystemTime},
-};
 
 use spot_sim_tests::*;
 

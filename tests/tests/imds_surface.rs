@@ -2,12 +2,6 @@
 //! before the path, bad input, and a passthrough that lets no spelling of a credential path
 //! reach a stand-in "real IMDS" (in a private namespace, on 169.254.169.254 there) that records
 //! every request it gets.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{path::Path, time::Duration};
 
 use spot_sim_tests::*;
 

@@ -2,15 +2,6 @@
 //! network namespaces: the metadata options (hop limit, endpoint, IPv6, tags), the Auto Scaling
 //! lifecycle state, maintenance events on the timeline, an absolute start time, and a `serve`
 //! steered through its control socket.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    process::{Command, Output},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
 
 use spot_sim_tests::*;
 

@@ -4,18 +4,6 @@
 //! private network namespace. The pod named on the command line sees the notice; its
 //! neighbours do not; restarts, per-pod scenarios, runtime add/remove and deleted pods behave
 //! as someone rehearsing on one pod expects.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::{Command, Output},
-    sync::atomic::{AtomicU32, Ordering},
-    time::{Duration, SystemTime},
-};
 
 use spot_sim::targets::PodSelector;
 use spot_sim_tests::*;

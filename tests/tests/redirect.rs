@@ -1,12 +1,6 @@
 //! The redirect is complete and observable: every way a client reaches the IMDS (IPv4, IPv6,
 //! IPv4-mapped IPv6) lands on spot-sim, the client still sees the IMDS as its peer, UDP is
 //! left alone, and each redirect shows up in the log and the metrics.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::time::{Duration, Instant};
 
 use spot_sim_tests::*;
 

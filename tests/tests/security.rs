@@ -4,22 +4,8 @@
 //! Clients that might reach the IMDS address run in private network namespaces (only `lo`);
 //! anything that could touch a root cgroup runs inside a cgroup namespace whose root is a test
 //! cgroup. Figures for SECURITY.md are printed on `FIGURE name: value` lines.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
 
-use std::{
-    fs,
-    io::{BufRead, BufReader, Write},
-    os::unix::{
-        fs::{MetadataExt, PermissionsExt},
-        process::CommandExt,
-    },
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant},
-};
+use std::os::unix::process::CommandExt;
 
 use nix::sys::signal::Signal;
 use spot_sim_tests::*;

@@ -1,15 +1,5 @@
 //! The spine: a targeted process sees the simulated interruption through the redirect; its
 //! neighbours do not; nothing survives spot-sim; bad input fails cleanly.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    path::Path,
-    process::Command,
-    time::{Duration, SystemTime},
-};
 
 use nix::sys::signal::Signal;
 use spot_sim_tests::*;

@@ -1,17 +1,5 @@
 //! The game-day verdict end to end: a real handler under `spot-sim exec`, the kernel's view of
 //! what it did, the report in JSON and HTML (opened in a real browser), the exit status.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    fs,
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant},
-};
 
 use spot_sim_tests::*;
 

@@ -3,7 +3,7 @@
 
 use std::{
     borrow::BorrowMut,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Output},
 };
 
@@ -62,23 +62,27 @@ pub fn output_ok(mut cmd: impl BorrowMut<Command>) -> Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{:?} failed ({}): {}",
-        cmd.get_program(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    checked(&format!("{:?}", cmd.get_program()), out)
+}
+
+/// `out`, once it is sure `what` succeeded; else a panic with what it printed.
+fn checked(what: &str, out: Output) -> Output {
+    if !out.status.success() {
+        panic!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     out
 }
 
 /// A successful command's stdout as JSON; panics with its stderr or what it printed.
 pub fn json_of(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        panic!("client failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
@@ -101,11 +105,78 @@ pub fn status_json(p: &Proc) -> serde_json::Value {
 
 /// `python3 -c SCRIPT ARGS` inside a target; what it printed, as JSON.
 pub fn python_in(t: &Target, script: &str, args: &[&str]) -> serde_json::Value {
+    python_json(&t.path, &t.ns, script, args)
+}
+
+/// `python3 -c SCRIPT ARGS` in `cgroup` inside `ns`; what it printed, as JSON.
+pub fn python_json(cgroup: &Path, ns: &NetNs, script: &str, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["-c", script];
     all.extend_from_slice(args);
-    json_of(
-        &crate::command_in(&t.path, &t.ns, "python3", &all)
+    json_ok(crate::command_in(cgroup, ns, "python3", &all))
+}
+
+/// A port free on loopback right now (for a listener spot-sim opens next).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A stand-in "real IMDS" for passthrough: `python3 -c SCRIPT ARGS` listening on
+/// 169.254.169.254:80, an alias of `lo` inside the private namespace `ns` (so nothing outside
+/// the namespace can be reached), in its own child `standin` of `cg`.
+pub fn standin_imds(cg: &TestCgroup, ns: &NetNs, script: &str, args: &[&str]) -> Proc {
+    let place = cg.child("standin").unwrap();
+    let alias = ["addr", "add", "169.254.169.254/32", "dev", "lo"];
+    output_ok(crate::command_in(&place, ns, "ip", &alias));
+    let mut all = vec!["-c", script];
+    all.extend_from_slice(args);
+    crate::spawn_logged(&mut crate::command_in(&place, ns, "python3", &all))
+}
+
+/// What `url` first answers (curl succeeded with a body), polled while `serve` (the process
+/// that will answer) starts; panics when it exits first or nothing answers within 10 s.
+pub fn first_answer(serve: &mut Proc, url: &str) -> String {
+    for _ in 0..100 {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "2", url])
             .output()
-            .unwrap(),
-    )
+            .unwrap();
+        if out.status.success() && !out.stdout.is_empty() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        if let Ok(Some(s)) = serve.child.try_wait() {
+            panic!("it exited ({s}) before {url} answered:\n{}", serve.log());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{url} did not answer within 10 s:\n{}", serve.log());
+}
+
+/// A JSON array of strings as `&str`s; panics on anything else.
+pub fn strs(v: &serde_json::Value) -> Vec<&str> {
+    let items = v.as_array().unwrap_or_else(|| panic!("not a list: {v}"));
+    items
+        .iter()
+        .map(|s| s.as_str().unwrap_or_else(|| panic!("not a string: {s}")))
+        .collect()
+}
+
+/// `bpftool -j ARGS`, parsed: a list (empty when bpftool printed nothing, as some versions do
+/// for a cgroup without programs). Panics when bpftool fails or prints no JSON list: a check
+/// that cannot look must never read as "nothing there".
+pub fn bpftool_json(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = Command::new("bpftool")
+        .arg("-j")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bpftool ({e}): install it (cargo xtask deps)"));
+    let out = checked("bpftool", out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        return Vec::new();
+    }
+    match serde_json::from_str(text.trim()) {
+        Ok(serde_json::Value::Array(v)) => v,
+        _ => panic!("bpftool {args:?} printed no JSON list: {text}"),
+    }
 }

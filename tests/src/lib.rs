@@ -165,33 +165,12 @@ pub fn attached_programs(cgroup: &Path) -> Vec<String> {
     if !cgroup.exists() {
         return Vec::new();
     }
-    let out = Command::new("bpftool")
-        .args(["-j", "cgroup", "show"])
-        .arg(cgroup)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run bpftool ({e}): install it (cargo xtask deps)"));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bpftool cgroup show {} failed ({}): {text}{}",
-        cgroup.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // bpftool prints nothing at all for a cgroup without programs in some versions.
-    if text.trim().is_empty() {
-        return Vec::new();
-    }
-    let v: serde_json::Value = serde_json::from_str(text.trim())
-        .unwrap_or_else(|e| panic!("bpftool printed no JSON ({e}): {text}"));
-    v.as_array()
-        .unwrap_or_else(|| panic!("bpftool printed no list: {text}"))
+    let progs = bpftool_json(&["cgroup", "show", cgroup.to_str().unwrap()]);
+    progs
         .iter()
-        .map(|p| {
-            p.get("name")
-                .and_then(|n| n.as_str())
-                .unwrap_or_else(|| panic!("a program without a name in {text}"))
-                .to_owned()
+        .map(|p| match p.get("name").and_then(|n| n.as_str()) {
+            Some(n) => n.to_owned(),
+            None => panic!("a program without a name: {p}"),
         })
         .collect()
 }
@@ -209,27 +188,12 @@ pub fn loaded_map_ids() -> Vec<u32> {
 }
 
 fn bpftool_ids(kind: &str) -> Vec<u32> {
-    let out = Command::new("bpftool")
-        .args(["-j", kind, "show"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run bpftool ({e}): install it (cargo xtask deps)"));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bpftool {kind} show failed ({}): {text}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(text.trim())
-        .unwrap_or_else(|e| panic!("bpftool printed no JSON ({e}): {text}"));
-    v.as_array()
-        .unwrap_or_else(|| panic!("bpftool printed no list: {text}"))
-        .iter()
+    let all = bpftool_json(&[kind, "show"]);
+    all.iter()
         .map(|p| {
-            p.get("id")
-                .and_then(serde_json::Value::as_u64)
-                .and_then(|id| u32::try_from(id).ok())
-                .unwrap_or_else(|| panic!("an entry without an id in {text}"))
+            let id = p.get("id").and_then(serde_json::Value::as_u64);
+            id.and_then(|id| u32::try_from(id).ok())
+                .unwrap_or_else(|| panic!("an entry without an id: {p}"))
         })
         .collect()
 }
@@ -253,21 +217,9 @@ for family, addr in ((socket.AF_INET, ("169.254.169.254", 80)), (socket.AF_INET6
     s.close()
 print(json.dumps(out))
 "#;
-    let out = spot_sim_testkit::command_in(cgroup, Some(netns), "python3", &["-c", SCRIPT])
-        .unwrap()
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the connect probe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the connect probe printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    let probe = spot_sim_testkit::command_in(cgroup, Some(netns), "python3", &["-c", SCRIPT]);
+    let got = json_ok(probe.unwrap());
+    strs(&got).into_iter().map(String::from).collect()
 }
 
 /// A process in `cgroup` (the test's own with `None`) inside the private namespace `netns`

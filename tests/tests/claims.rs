@@ -9,18 +9,7 @@ use spot_sim_tests::*;
 
 /// Runs a Python script inside the node's target; returns its stdout parsed as JSON.
 fn python(node: &Node, script: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["-c", script];
-    all.extend_from_slice(args);
-    let out = command_in(&node.target, &node.target_ns, "python3", &all)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    python_json(&node.target, &node.target_ns, script, args)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -235,11 +224,7 @@ fn is_loopback(hex: &str) -> bool {
 fn the_fake_imds_listens_only_on_loopback_in_the_target_and_metrics_only_where_bound() {
     root_or_skip!();
     let node = node("listeners");
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let metrics_port = free_port();
     let metrics = format!("127.0.0.1:{metrics_port}");
     let run = start_run(&node, &["--metrics", &metrics]);
     let inodes = socket_inodes(run.pid());

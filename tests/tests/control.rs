@@ -101,26 +101,10 @@ fn status_without_a_running_instance_says_how_to_start_one() {
 #[test]
 fn serve_answers_without_ebpf_on_its_listen_address() {
     // serve needs no root; it listens on loopback only.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let mut serve = spawn_spot_sim(&["serve", "--listen", &listen]);
     let url = format!("http://{listen}/latest/meta-data/spot/instance-action");
-    let mut body = String::new();
-    for _ in 0..100 {
-        let out = Command::new("curl")
-            .args(["-s", "--max-time", "2", &url])
-            .output()
-            .unwrap();
-        body = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !body.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let body = first_answer(&mut serve, &url);
     assert!(
         body.starts_with("{\"action\": \"terminate\""),
         "{body}\n{}",

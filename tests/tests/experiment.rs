@@ -681,12 +681,7 @@ fn the_manifests_pass_kubernetes_validate_and_the_configmap_holds_a_valid_experi
     let (cm, ds) = (of_kind("ConfigMap"), of_kind("DaemonSet"));
     let spec = &ds["spec"]["template"]["spec"];
     let c = &spec["containers"][0];
-    let args: Vec<&str> = c["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args: Vec<&str> = strs(&c["args"]);
     let after = |flag: &str| {
         let i = args.iter().position(|a| *a == flag).unwrap();
         Path::new(args[i + 1])
@@ -763,11 +758,7 @@ fn the_arm64_binary_is_static_and_serves_under_qemu_user() {
     );
 
     // `serve` on a free loopback port, asked by curl.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let mut serve = spawn_logged(Command::new(qemu).arg(&bin).args([
         "serve",
         "--listen",
@@ -776,21 +767,7 @@ fn the_arm64_binary_is_static_and_serves_under_qemu_user() {
         "5s",
     ]));
     let url = format!("http://{listen}/latest/meta-data/spot/instance-action");
-    let mut answer = String::new();
-    for _ in 0..100 {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "2", &url])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            answer = String::from_utf8_lossy(&out.stdout).into_owned();
-            break;
-        }
-        if let Ok(Some(s)) = serve.child.try_wait() {
-            panic!("serve under qemu exited ({s}):\n{}", serve.log());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let answer = first_answer(&mut serve, &url);
     let notice: serde_json::Value = serde_json::from_str(&answer).unwrap_or_else(|e| {
         panic!(
             "no notice from the arm64 serve ({e}): {answer:?}\n{}",

@@ -559,12 +559,7 @@ fn hostile_requests_get_the_answer_imds_would_give_or_a_closed_connection() {
     let results = send_all();
     let rss_first = rss_kib(p.pid());
     for ((name, _, want), r) in cases.iter().zip(results.as_array().unwrap()) {
-        let got: Vec<&str> = r["statuses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap())
-            .collect();
+        let got: Vec<&str> = strs(&r["statuses"]);
         let got = got.join(" ");
         println!("FIGURE hostile: {name}: {got} in {} ms", r["ms"]);
         assert_eq!(&got, want, "{name}");

@@ -247,23 +247,8 @@ fn passthrough_reads_the_real_imds_and_never_redirects_spot_sims_own_connection(
     // would loop back to itself if the redirect caught it.
     let cg = TestCgroup::new("passthrough").unwrap();
     let target = cg.child("target").unwrap();
-    let standin_cg = cg.child("standin").unwrap();
     let ns = NetNs::new_private().unwrap();
-    let alias = command_in(
-        &standin_cg,
-        &ns,
-        "ip",
-        &["addr", "add", "169.254.169.254/32", "dev", "lo"],
-    )
-    .status()
-    .unwrap();
-    assert!(alias.success());
-    let _standin = spawn_logged(&mut command_in(
-        &standin_cg,
-        &ns,
-        "python3",
-        &["-c", STANDIN],
-    ));
+    let _standin = standin_imds(&cg, &ns, STANDIN, &[]);
     let mut run = start_run_with(
         // spot-sim runs inside its own target here, which is refused unless asked for.
         &[

@@ -145,18 +145,12 @@ fn variants(version: &str, tail: &str) -> Vec<String> {
     out
 }
 
+/// A path that names credentials or user data (IAM, identity credentials, user data) or the
+/// instance identity's signatures, in any case.
 fn credential_bearing(path: &str) -> bool {
     let p = path.to_ascii_lowercase();
-    [
-        "iam",
-        "identity-credentials",
-        "user-data",
-        "pkcs7",
-        "signature",
-        "rsa2048",
-    ]
-    .iter()
-    .any(|s| p.contains(s))
+    let has = |words: &[&str]| words.iter().any(|w| p.contains(w));
+    has(&["iam", "identity-credentials", "user-data"]) || has(&["pkcs7", "signature", "rsa2048"])
 }
 
 #[test]
@@ -164,27 +158,12 @@ fn through_the_redirect_no_spelling_of_a_credential_path_reaches_the_real_imds()
     root_or_skip!();
     let cg = TestCgroup::new("leak").unwrap();
     let target = cg.child("target").unwrap();
-    let standin_cg = cg.child("standin").unwrap();
     let ns = NetNs::new_private().unwrap();
     let dir = std::env::temp_dir().join(unique("leak"));
     std::fs::create_dir_all(&dir).unwrap();
     let record = dir.join("reached-upstream");
     std::fs::write(&record, "").unwrap();
-    let alias = command_in(
-        &standin_cg,
-        &ns,
-        "ip",
-        &["addr", "add", "169.254.169.254/32", "dev", "lo"],
-    )
-    .status()
-    .unwrap();
-    assert!(alias.success());
-    let _standin = spawn_logged(&mut command_in(
-        &standin_cg,
-        &ns,
-        "python3",
-        &["-c", STANDIN, record.to_str().unwrap()],
-    ));
+    let _standin = standin_imds(&cg, &ns, STANDIN, &[record.to_str().unwrap()]);
     let run = start_run_with(
         &[
             "--cgroup",

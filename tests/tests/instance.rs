@@ -310,11 +310,7 @@ fn bad_instance_options_start_nothing() {
 fn serve_manual_is_triggered_through_its_control_socket() {
     root_or_skip!();
     let control = control_path("serve");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let mut serve = spawn_spot_sim(&[
         "serve",
         "--listen",

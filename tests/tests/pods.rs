@@ -708,12 +708,7 @@ fn check_pod_spec(what: &str, spec: &serde_json::Value) {
         c["securityContext"]["privileged"], true,
         "{what}: privileged"
     );
-    let args: Vec<&str> = c["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args: Vec<&str> = strs(&c["args"]);
     assert_eq!(args[0], "run", "{what}: {args:?}");
     let after = |flag: &str| {
         let i = args.iter().position(|a| *a == flag);

@@ -40,17 +40,7 @@ except OSError as e:
 "#;
 
 fn python_in(node: &Node, script: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["-c", script];
-    all.extend_from_slice(args);
-    let out = command_in(&node.target, &node.target_ns, "python3", &all)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    python_json(&node.target, &node.target_ns, script, args)
 }
 
 fn assert_notice(reply: &serde_json::Value) {

@@ -23,7 +23,7 @@ use std::{
 pub use cgroup::{cgroup2_mount, remove_cgroup_tree, TestCgroup};
 pub use netns::NetNs;
 pub use proc::{interrupted, stop_on_signals, Capture, Proc};
-pub use scratch::{ControlSocket, ScratchDir};
+pub use scratch::{ControlSocket, OwnedPath, ScratchDir};
 pub use spot_sim_place::Placement;
 
 /// A name unique to this process and call: `spot-sim-test-TAG-PID-N`. Tests of one binary run

@@ -1,4 +1,4 @@
-//! Paths a test owns: a scratch folder and a control-socket path, both removed on drop.
+//! Paths a test owns: a scratch folder, a file, a control-socket path; each removed on drop.
 
 use std::{
     fs, io,
@@ -8,53 +8,54 @@ use std::{
 
 use crate::unique;
 
-/// A scratch folder unique to one test, removed with its contents on drop. It never holds a
-/// mount: nothing here mounts into it.
+/// A path unique to one test, removed on drop with what it holds. A folder here never holds a
+/// mount: nothing in the kit mounts into one.
 #[derive(Debug)]
-pub struct ScratchDir(PathBuf);
+pub struct OwnedPath {
+    path: PathBuf,
+    dir: bool,
+}
 
-impl ScratchDir {
-    pub fn new(tag: &str) -> io::Result<Self> {
-        let p = std::env::temp_dir().join(unique(tag));
-        fs::create_dir_all(&p)?;
-        Ok(Self(p))
+/// A scratch folder ([`OwnedPath::scratch_dir`]).
+pub type ScratchDir = OwnedPath;
+/// A control socket's path ([`OwnedPath::control_socket`]): a spot-sim killed with SIGKILL
+/// cannot remove its socket itself.
+pub type ControlSocket = OwnedPath;
+
+impl OwnedPath {
+    /// A new folder under the temporary directory.
+    pub fn scratch_dir(tag: &str) -> io::Result<Self> {
+        let path = std::env::temp_dir().join(unique(tag));
+        fs::create_dir_all(&path)?;
+        Ok(Self { path, dir: true })
+    }
+
+    /// A new file `…TAG….EXT` under the temporary directory, holding `contents`.
+    pub fn file(tag: &str, ext: &str, contents: &str) -> io::Result<Self> {
+        let path = std::env::temp_dir().join(format!("{}.{ext}", unique(tag)));
+        fs::write(&path, contents)?;
+        Ok(Self { path, dir: false })
+    }
+
+    /// `/run/spot-sim/spot-sim-test-TAG-PID-N.sock` (not created).
+    pub fn control_socket(tag: &str) -> Self {
+        let path = PathBuf::from(format!("/run/spot-sim/{}.sock", unique(tag)));
+        Self { path, dir: false }
     }
 }
 
-impl Deref for ScratchDir {
+impl Deref for OwnedPath {
     type Target = Path;
     fn deref(&self) -> &Path {
-        &self.0
+        &self.path
     }
 }
 
-impl Drop for ScratchDir {
+impl Drop for OwnedPath {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A control socket path unique to this test, removed on drop (a spot-sim killed with SIGKILL
-/// cannot remove it itself).
-#[derive(Debug)]
-pub struct ControlSocket(PathBuf);
-
-impl ControlSocket {
-    /// `/run/spot-sim/spot-sim-test-TAG-PID-N.sock`.
-    pub fn new(tag: &str) -> Self {
-        Self(PathBuf::from(format!("/run/spot-sim/{}.sock", unique(tag))))
-    }
-}
-
-impl Deref for ControlSocket {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ControlSocket {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+        let _ = match self.dir {
+            true => fs::remove_dir_all(&self.path),
+            false => fs::remove_file(&self.path),
+        };
     }
 }

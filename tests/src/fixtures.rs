@@ -31,6 +31,14 @@ pub fn target(parent: &TestCgroup, name: &str) -> Target {
     }
 }
 
+/// A new test cgroup (`tag`), its child `child` (created), and a new private namespace: where a
+/// test places spot-sim, a stand-in or a client of its own making.
+pub fn cgroup_child_and_ns(tag: &str, child: &str) -> (TestCgroup, PathBuf, NetNs) {
+    let cg = TestCgroup::new(tag).unwrap();
+    let path = cg.child(child).unwrap();
+    (cg, path, NetNs::new_private().unwrap())
+}
+
 /// `spot-sim run` on `targets`, plus `extra` arguments, once it serves them all.
 pub fn run_on(targets: &[&Target], extra: &[&str]) -> Proc {
     let mut args: Vec<String> = targets

@@ -26,8 +26,8 @@ pub use prelude::*;
 
 pub use fixtures::*;
 pub use spot_sim_testkit::{
-    remove_cgroup_tree, stderr, stdout, unique, Capture, ControlSocket, NetNs, Proc, ScratchDir,
-    TestCgroup,
+    remove_cgroup_tree, stderr, stdout, unique, Capture, ControlSocket, NetNs, OwnedPath, Proc,
+    ScratchDir, TestCgroup,
 };
 
 /// Skips (returns false) with a loud message when not root, unless CI is set: then it fails.
@@ -106,9 +106,23 @@ pub fn spot_sim_bin() -> PathBuf {
 
 /// `spot-sim exec --netns new -- sh -c SCRIPT`: a command in a throw-away namespace.
 pub fn exec_sh(script: &str) -> Command {
+    exec_new(&["--", "sh", "-c", script])
+}
+
+/// `spot-sim exec --netns new ARGS`: options, then `--` and the command.
+pub fn exec_new(args: &[&str]) -> Command {
     let mut cmd = Command::new(spot_sim_bin());
-    cmd.args(["exec", "--netns", "new", "--", "sh", "-c", script]);
+    cmd.args(["exec", "--netns", "new"]).args(args);
     cmd
+}
+
+/// spot-sim with `args` in a private mount namespace (the host's mounts untouched), after
+/// `prep` ran there: `umount -l` the cgroup v2 mount, remount it read-only.
+pub fn with_private_mounts(prep: &str, args: &str) -> Command {
+    let script = format!("{prep} && exec {} {args}", spot_sim_bin().display());
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+    c
 }
 
 pub fn cgroup2_mount() -> PathBuf {
@@ -155,7 +169,7 @@ pub fn sleeper_in(cgroup: &Path, netns: &NetNs) -> Proc {
 }
 
 pub fn control_path(tag: &str) -> ControlSocket {
-    ControlSocket::new(tag)
+    OwnedPath::control_socket(tag)
 }
 
 /// Names of the programs attached to `cgroup`, per `bpftool cgroup show`. Panics when bpftool

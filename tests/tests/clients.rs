@@ -155,8 +155,7 @@ fn real_client_canonical_ec2metadata_reads_the_2009_04_04_tree_in_both_modes() {
         std::fs::create_dir_all(&dir).unwrap();
         let scenario = dir.join("spot.toml");
         std::fs::write(&scenario, SCENARIO).unwrap();
-        let out = Command::new(spot_sim_bin())
-            .args(["exec", "--netns", "new", "--imdsv2", mode, "--scenario"])
+        let out = exec_new(&["--imdsv2", mode, "--scenario"])
             .arg(&scenario)
             .args(["--", "python3"])
             .arg(&script)

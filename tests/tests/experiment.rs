@@ -10,25 +10,8 @@ use spot_sim_tests::*;
 const REBALANCE: &str = "http://169.254.169.254/latest/meta-data/events/recommendations/rebalance";
 const INSTANCE_ACTION: &str = "http://169.254.169.254/latest/meta-data/spot/instance-action";
 
-/// A temporary directory (a host root, an experiment file), removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(unique(tag));
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn experiment_file(dir: &TempDir, name: &str, body: &str) -> PathBuf {
-    let p = dir.0.join(name);
+fn experiment_file(dir: &ScratchDir, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
     fs::write(&p, body).unwrap();
     p
 }
@@ -78,7 +61,7 @@ fn experiment_text(name: &str, nodes: &str, start_at: &str, extra: &str) -> Stri
 
 #[test]
 fn plan_selects_about_half_of_forty_nodes_the_same_way_twice_and_anew_after_a_rename() {
-    let dir = TempDir::new("plan");
+    let dir = ScratchDir::scratch_dir("plan").unwrap();
     let nodes: Vec<String> = (0..40)
         .map(|i| format!("ip-10-0-{}-{}.ec2.internal", i / 8, 10 + i))
         .collect();
@@ -155,77 +138,48 @@ fn refused(args: &[&str]) -> String {
 
 #[test]
 fn bad_experiments_are_refused_with_one_line_naming_the_fix() {
-    let dir = TempDir::new("bad");
-    let past_and_over = experiment_file(
-        &dir,
-        "over.toml",
-        &experiment_text("gd", "\"100%\"", "2020-01-01T00:00:00Z", ""),
-    );
-    let no_name = experiment_file(
-        &dir,
-        "noname.toml",
-        "[experiment]\nnodes = \"50%\"\nstart-at = \"2030-01-01T00:00:00Z\"\npods = [\"a/b\"]\n",
-    );
-    let share = experiment_file(
-        &dir,
-        "share.toml",
-        &experiment_text("gd", "\"150%\"", "2030-01-01T00:00:00Z", ""),
-    );
-    let good = experiment_file(
-        &dir,
-        "good.toml",
-        &experiment_text("gd", "\"100%\"", "2030-01-01T00:00:00Z", ""),
-    );
-    let f = |p: &Path| p.to_str().unwrap().to_owned();
-    let cases: [(Vec<String>, &str); 5] = [
+    let dir = ScratchDir::scratch_dir("bad").unwrap();
+    let good = experiment_text("gd", "\"100%\"", "2030-01-01T00:00:00Z", "");
+    let share = experiment_text("gd", "\"150%\"", "2030-01-01T00:00:00Z", "");
+    let past_and_over = experiment_text("gd", "\"100%\"", "2020-01-01T00:00:00Z", "");
+    let no_name =
+        "[experiment]\nnodes = \"50%\"\nstart-at = \"2030-01-01T00:00:00Z\"\npods = [\"a/b\"]\n";
+    // (the experiment file, the command line with FILE for its path, what the line must say)
+    let cases: [(&str, &[&str], &str); 5] = [
         (
-            vec![
-                "run".into(),
-                "--experiment".into(),
-                f(&no_name),
-                "--node-name".into(),
-                "n-1".into(),
-            ],
+            no_name,
+            &["run", "--experiment", "FILE", "--node-name", "n-1"],
             "experiment.name",
         ),
         (
-            vec![
-                "run".into(),
-                "--experiment".into(),
-                f(&share),
-                "--node-name".into(),
-                "n-1".into(),
-            ],
+            &share,
+            &["run", "--experiment", "FILE", "--node-name", "n-1"],
             "share outside 0-100 %",
         ),
         // Neither --node-name nor NODE_NAME: which node is this?
         (
-            vec!["run".into(), "--experiment".into(), f(&good)],
+            &good,
+            &["run", "--experiment", "FILE"],
             "pass --node-name NAME, or set NODE_NAME",
         ),
         (
-            vec![
-                "run".into(),
-                "--experiment".into(),
-                f(&past_and_over),
-                "--node-name".into(),
-                "n-1".into(),
-            ],
+            &past_and_over,
+            &["run", "--experiment", "FILE", "--node-name", "n-1"],
             "the game day is over here",
         ),
         (
-            vec![
-                "experiment".into(),
-                "plan".into(),
-                f(&good),
-                "--nodes".into(),
-                "n-1,Bad Node".into(),
-            ],
+            &good,
+            &["experiment", "plan", "FILE", "--nodes", "n-1,Bad Node"],
             "is not a node name",
         ),
     ];
-    for (args, needle) in cases {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for (i, (body, args, needle)) in cases.into_iter().enumerate() {
+        let file = experiment_file(&dir, &format!("case-{i}.toml"), body);
+        let file = file.to_str().unwrap();
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "FILE" { file } else { a })
+            .collect();
         let line = refused(&args);
         assert!(line.contains(needle), "{needle:?} not in {line:?}");
     }
@@ -236,7 +190,7 @@ fn bad_experiments_are_refused_with_one_line_naming_the_fix() {
 struct FakeNode {
     name: String,
     cgroups: TestCgroup,
-    root: TempDir,
+    root: ScratchDir,
 }
 
 /// A running pod: its pod cgroup, its container's cgroup with a process idling in it, and the
@@ -261,8 +215,8 @@ fn fresh() -> u64 {
 
 impl FakeNode {
     fn new(name: &str) -> FakeNode {
-        let root = TempDir::new("gd-root");
-        fs::create_dir_all(root.0.join("var/log/pods")).unwrap();
+        let root = ScratchDir::scratch_dir("gd-root").unwrap();
+        fs::create_dir_all(root.join("var/log/pods")).unwrap();
         let cgroups = TestCgroup::new("gd-node").unwrap();
         // kubelet makes the QoS hierarchy when it starts, before any pod.
         for qos in ["burstable", "besteffort"] {
@@ -289,7 +243,6 @@ impl FakeNode {
         );
         fs::create_dir_all(
             self.root
-                .0
                 .join(format!("var/log/pods/{namespace}_{name}_{uid}/app")),
         )
         .unwrap();
@@ -316,12 +269,12 @@ impl FakeNode {
     /// result line) in a file.
     fn run(&self, experiment: &Path) -> (Proc, PathBuf) {
         let control = control_path("gd");
-        let stdout = self.root.0.join("stdout");
+        let stdout = self.root.join("stdout");
         let mut cmd = Command::new(spot_sim_bin());
         cmd.arg("run")
             .arg("--experiment")
             .arg(experiment)
-            .args(["--host-root", self.root.0.to_str().unwrap()])
+            .args(["--host-root", self.root.to_str().unwrap()])
             .args(["--cgroup-root", self.cgroups.path.to_str().unwrap()])
             .arg("--control")
             .arg(&*control)
@@ -424,7 +377,7 @@ fn unix(t: SystemTime) -> i64 {
 #[test]
 fn two_nodes_run_one_experiment_and_only_the_selected_nodes_pod_is_interrupted_at_start_at() {
     root_or_skip!();
-    let dir = TempDir::new("gd-file");
+    let dir = ScratchDir::scratch_dir("gd-file").unwrap();
     let start = unix(SystemTime::now()) + 15;
     let start_at = time::OffsetDateTime::from_unix_timestamp(start)
         .unwrap()
@@ -545,7 +498,7 @@ fn two_nodes_run_one_experiment_and_only_the_selected_nodes_pod_is_interrupted_a
 #[test]
 fn a_listed_node_started_after_start_at_joins_the_same_timeline_and_follows_a_recreated_pod() {
     root_or_skip!();
-    let dir = TempDir::new("gd-late");
+    let dir = ScratchDir::scratch_dir("gd-late").unwrap();
     let node = FakeNode::new("gd-late-node");
     let other = FakeNode::new("gd-late-other");
     let start = unix(SystemTime::now()) - 5;
@@ -718,8 +671,8 @@ fn the_manifests_pass_kubernetes_validate_and_the_configmap_holds_a_valid_experi
     assert_eq!(after("--host-root"), Path::new("/host"));
 
     // The example experiment in the ConfigMap is one spot-sim accepts.
-    let dir = TempDir::new("gd-cm");
-    let file = dir.0.join("experiment.toml");
+    let dir = ScratchDir::scratch_dir("gd-cm").unwrap();
+    let file = dir.join("experiment.toml");
     fs::write(&file, toml).unwrap();
     let nodes: Vec<String> = (0..10)
         .map(|i| format!("ip-10-0-0-{i}.ec2.internal"))

@@ -631,12 +631,7 @@ while time.time() - t0 < limit and len(closed) < idle_n + trickle_n:
     try:
         c = socket.create_connection(addr, timeout=3)
         c.sendall(b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = c.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = b"".join(iter(lambda: c.recv(4096), b""))
         c.close()
         if data.startswith(b"HTTP/1.1 200"):
             served += 1
@@ -819,9 +814,7 @@ fn a_target_cgroup_deleted_while_attached_is_reported_and_the_others_carry_on() 
 #[test]
 fn a_target_netns_that_disappears_is_survived_and_a_new_one_is_served_and_released() {
     let _heavy = heavy_or_skip!();
-    let cg = TestCgroup::new("netns-gone").unwrap();
-    let path = cg.child("t").unwrap();
-    let first_ns = NetNs::new_private().unwrap();
+    let (_cg, path, first_ns) = cgroup_child_and_ns("netns-gone", "t");
     let first = sleeper_in(&path, &first_ns);
     let p = start_run_with(&["--cgroup", path.to_str().unwrap()], 1, None);
     let pid = p.pid();
@@ -895,16 +888,8 @@ fn a_read_only_cgroup_mount_refuses_exec_clearly_and_run_still_attaches() {
     let _heavy = heavy_or_skip!();
     let mount = cgroup2_mount();
     // A private mount namespace in which the cgroup mount is read-only; the host's stays rw.
-    let ro = |rest: &str| {
-        let mut c = Command::new("unshare");
-        c.args(["-m", "--propagation", "private", "sh", "-c"])
-            .arg(format!(
-                "mount -o remount,bind,ro {} && exec {} {rest}",
-                mount.display(),
-                spot_sim_bin().display()
-            ));
-        c
-    };
+    let prep = format!("mount -o remount,bind,ro {}", mount.display());
+    let ro = |rest: &str| with_private_mounts(&prep, rest);
     let out = ro("exec --netns new -- true").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -1075,9 +1060,7 @@ fn a_down_or_slow_passthrough_upstream_gives_a_timely_502_or_504() {
     let _heavy = heavy_or_skip!();
     // spot-sim, the stand-in upstreams and the clients all live in one private namespace; the
     // upstreams are on its loopback.
-    let cg = TestCgroup::new("upstream").unwrap();
-    let spot = cg.child("spot-sim").unwrap();
-    let ns = NetNs::new_private().unwrap();
+    let (cg, spot, ns) = cgroup_child_and_ns("upstream", "spot-sim");
     let (down, slow) = ns
         .run(|| {
             let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1102,16 +1085,17 @@ fn a_down_or_slow_passthrough_upstream_gives_a_timely_502_or_504() {
             ns: ns.try_clone().unwrap(),
             _sleeper: Some(sleeper_in(&cg.child(name).unwrap(), &ns)),
         };
-        let scenario = ScenarioFile::new(&format!(
+        let scenario = OwnedPath::file("scenario", "toml", &format!(
             "[imds]\npassthrough = true\npassthrough-upstream = \"127.0.0.1:{port}\"\npassthrough-timeout = \"{}s\"\n",
             timeout.as_secs()
-        ));
+        ))
+        .unwrap();
         let p = start_run_with(
             &[
                 "--cgroup",
                 t.path.to_str().unwrap(),
                 "--scenario",
-                scenario.0.to_str().unwrap(),
+                scenario.to_str().unwrap(),
             ],
             1,
             Some((&spot, &ns)),
@@ -1136,23 +1120,6 @@ fn a_down_or_slow_passthrough_upstream_gives_a_timely_502_or_504() {
         assert_eq!(simulated, "200");
         stop(p);
         fp.assert_gone(&[&t.path], &[]);
-    }
-}
-
-/// A scenario file of the test's own, removed on drop.
-struct ScenarioFile(PathBuf);
-
-impl ScenarioFile {
-    fn new(text: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("{}.toml", unique("scenario")));
-        fs::write(&path, text).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for ScenarioFile {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
     }
 }
 

@@ -245,9 +245,7 @@ fn passthrough_reads_the_real_imds_and_never_redirects_spot_sims_own_connection(
     // One private namespace holds the stand-in "real IMDS" (on an alias of lo), spot-sim and
     // the client; spot-sim itself runs inside the targeted cgroup, so its upstream connect
     // would loop back to itself if the redirect caught it.
-    let cg = TestCgroup::new("passthrough").unwrap();
-    let target = cg.child("target").unwrap();
-    let ns = NetNs::new_private().unwrap();
+    let (cg, target, ns) = cgroup_child_and_ns("passthrough", "target");
     let _standin = standin_imds(&cg, &ns, STANDIN, &[]);
     let mut run = start_run_with(
         // spot-sim runs inside its own target here, which is refused unless asked for.

@@ -156,9 +156,7 @@ fn credential_bearing(path: &str) -> bool {
 #[test]
 fn through_the_redirect_no_spelling_of_a_credential_path_reaches_the_real_imds() {
     root_or_skip!();
-    let cg = TestCgroup::new("leak").unwrap();
-    let target = cg.child("target").unwrap();
-    let ns = NetNs::new_private().unwrap();
+    let (cg, target, ns) = cgroup_child_and_ns("leak", "target");
     let dir = std::env::temp_dir().join(unique("leak"));
     std::fs::create_dir_all(&dir).unwrap();
     let record = dir.join("reached-upstream");

@@ -12,10 +12,9 @@ const PUT_TOKEN: &str = "curl -s -o /dev/null -w 'put=%{http_code}' --max-time 2
 /// `spot-sim exec --netns new OPTIONS -- sh -c SCRIPT`: the script's output, and spot-sim's
 /// log.
 fn exec_sh(options: &[&str], script: &str) -> (String, String) {
-    let mut args = vec!["exec", "--netns", "new"];
-    args.extend_from_slice(options);
+    let mut args = options.to_vec();
     args.extend_from_slice(&["--", "sh", "-c", script]);
-    let out = Command::new(spot_sim_bin()).args(&args).output().unwrap();
+    let out = exec_new(&args).output().unwrap();
     text(out)
 }
 
@@ -24,22 +23,6 @@ fn text(out: Output) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// A file removed on drop.
-struct TempFile(std::path::PathBuf);
-
-impl std::ops::Deref for TempFile {
-    type Target = std::path::Path;
-    fn deref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// `curl -s URL` followed by its HTTP status, in a script.
@@ -84,22 +67,18 @@ print(json.dumps({"token": token is not None, "region": region, "secs": time.mon
 #[test]
 fn botocore_falls_back_to_imdsv1_at_hop_limit_1_as_on_eks() {
     root_or_skip!();
-    let out = Command::new(spot_sim_bin())
-        .args([
-            "exec",
-            "--netns",
-            "new",
-            "--http-put-response-hop-limit",
-            "1",
-            "--",
-            "python3",
-            "-c",
-            BOTOCORE_REGION,
-        ])
-        .env("AWS_EC2_METADATA_DISABLED", "false")
-        .env_remove("AWS_EC2_METADATA_V1_DISABLED")
-        .output()
-        .unwrap();
+    let out = exec_new(&[
+        "--http-put-response-hop-limit",
+        "1",
+        "--",
+        "python3",
+        "-c",
+        BOTOCORE_REGION,
+    ])
+    .env("AWS_EC2_METADATA_DISABLED", "false")
+    .env_remove("AWS_EC2_METADATA_V1_DISABLED")
+    .output()
+    .unwrap();
     let (stdout, log) = text(out);
     let v: serde_json::Value =
         serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\nlog: {log}"));
@@ -211,9 +190,9 @@ fn the_asg_state_turns_terminated_at_its_time_while_the_instance_answers() {
 #[test]
 fn a_maintenance_event_appears_at_its_issue_and_is_canceled_later() {
     root_or_skip!();
-    let file = TempFile(std::env::temp_dir().join(format!("{}.toml", unique("maintenance"))));
-    std::fs::write(
-        &*file,
+    let file = OwnedPath::file(
+        "maintenance",
+        "toml",
         "[scenario]\ninterruption-in = \"1m\"\n\n[[maintenance]]\ncode = \"system-reboot\"\n\
          issue-in = \"2s\"\nnot-before-in = \"1h\"\nnot-before-deadline-in = \"2h\"\n\
          cancel-in = \"2s\"\n",

@@ -120,20 +120,11 @@ fn fresh_numbers() -> (u64, u64, u64) {
     )
 }
 
-/// A temporary directory standing in for the node's `/`; removed on drop.
-struct HostRoot(PathBuf);
-
-impl Drop for HostRoot {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A fake Kubernetes node: a host root holding `var/log/pods`, and a test-owned cgroup subtree
 /// (what `--cgroup-root` points at) holding the kubepods hierarchies of both drivers.
 struct FakeNode {
     cgroups: TestCgroup,
-    root: HostRoot,
+    root: OwnedPath,
 }
 
 /// A running pod: its cgroup, the cgroup of its (first) container, and the network namespace
@@ -150,8 +141,8 @@ struct FakePod {
 
 impl FakeNode {
     fn new(tag: &str) -> FakeNode {
-        let root = HostRoot(std::env::temp_dir().join(unique(tag)));
-        fs::create_dir_all(root.0.join("var/log/pods")).unwrap();
+        let root = OwnedPath::scratch_dir(tag).unwrap();
+        fs::create_dir_all(root.join("var/log/pods")).unwrap();
         FakeNode {
             cgroups: TestCgroup::new(tag).unwrap(),
             root,
@@ -159,7 +150,7 @@ impl FakeNode {
     }
 
     fn host_root(&self) -> &str {
-        self.root.0.to_str().unwrap()
+        self.root.to_str().unwrap()
     }
 
     fn cgroup_root(&self) -> &str {
@@ -170,7 +161,6 @@ impl FakeNode {
     fn pod_logs(&self, namespace: &str, name: &str, uid: &str) {
         let dir = self
             .root
-            .0
             .join(format!("var/log/pods/{namespace}_{name}_{uid}/app"));
         fs::create_dir_all(dir).unwrap();
     }
@@ -376,13 +366,13 @@ fn two_pods_with_their_own_scenario_files_see_different_answers_at_once() {
     let node = FakeNode::new("pod-scenarios");
     let batch = node.running_pod("jobs", "batch", shape(Cgroupfs, BestEffort, Containerd));
     let api = node.running_pod("jobs", "api", shape(Systemd, Guaranteed, Crio));
-    let batch_file = node.root.0.join("batch.toml");
+    let batch_file = node.root.join("batch.toml");
     fs::write(
         &batch_file,
         "[scenario]\naction = \"stop\"\n\n[metadata]\ninstance-id = \"i-0batchbatchbatch0\"\n",
     )
     .unwrap();
-    let api_file = node.root.0.join("api.toml");
+    let api_file = node.root.join("api.toml");
     fs::write(
         &api_file,
         "[scenario]\naction = \"terminate\"\ninterruption-in = \"100s\"\n\n[metadata]\ninstance-id = \"i-0apiapiapiapiap0\"\n",
@@ -604,21 +594,13 @@ fn a_cgroup_v1_only_node_is_told_to_switch_to_cgroup_v2() {
     // host stay); the host is untouched. The unit tests in target/host.rs and target/pods.rs
     // cover the v1 layouts themselves.
     let control = control_path("pods-v1");
-    let script = format!(
-        "umount -l {} && exec {} run --pod shop/checkout --host-root {} --control {}",
-        cgroup2_mount().display(),
-        spot_sim_bin().display(),
+    let prep = format!("umount -l {}", cgroup2_mount().display());
+    let args = format!(
+        "run --pod shop/checkout --host-root {} --control {}",
         node.host_root(),
         control.display()
     );
-    let err = fails(Command::new("unshare").args([
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-    ]));
+    let err = fails(&mut with_private_mounts(&prep, &args));
     assert!(
         err.starts_with("this node runs cgroup v1: spot-sim needs cgroup v2"),
         "{err}"

@@ -20,12 +20,7 @@ s.settimeout(5)
 s.connect((addr, 80))
 peer = s.getpeername()
 s.sendall(b"GET /latest/meta-data/spot/instance-action HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n")
-data = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
+data = b"".join(iter(lambda: s.recv(65536), b""))
 print(json.dumps({"pid": os.getpid(), "peer": [peer[0], peer[1]], "response": data.decode("latin-1")}))
 "#;
 

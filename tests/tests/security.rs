@@ -897,9 +897,7 @@ fn status_reports_a_stopped_instance_as_not_answering_and_shows_the_others() {
 #[test]
 fn sigkill_of_exec_takes_the_command_along_and_the_next_start_clears_what_was_left() {
     root_or_skip!();
-    let cg = TestCgroup::new("execkill").unwrap();
-    let runner = cg.child("runner").unwrap();
-    let ns = NetNs::new_private().unwrap();
+    let (_cg, runner, ns) = cgroup_child_and_ns("execkill", "runner");
     let bin = spot_sim_bin();
     let mut p = spawn_logged(&mut command_in(
         &runner,
@@ -1093,12 +1091,7 @@ fn a_request_hyper_cannot_parse_is_answered_400_with_server_ec2ws() {
 import socket, sys
 s = socket.create_connection(("169.254.169.254", 80), timeout=5)
 s.sendall(bytes.fromhex(sys.argv[1]))
-data = b""
-while True:
-    c = s.recv(65536)
-    if not c:
-        break
-    data += c
+data = b"".join(iter(lambda: s.recv(65536), b""))
 print(data.split(b"\r\n\r\n")[0].decode("latin-1"))
 "#;
     for (case, req) in [

@@ -126,18 +126,7 @@ fn exec_returns_the_command_status_and_leaves_no_cgroup() {
 #[test]
 fn exec_with_a_private_netns_shows_the_notice_to_curl_and_logs_the_ebpf_side() {
     root_or_skip!();
-    let out = Command::new(spot_sim_bin())
-        .args([
-            "exec",
-            "--netns",
-            "new",
-            "--",
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            INSTANCE_ACTION,
-        ])
+    let out = exec_new(&["--", "curl", "-sS", "--max-time", "5", INSTANCE_ACTION])
         .env("RUST_LOG", "debug")
         .output()
         .unwrap();
@@ -256,20 +245,8 @@ fn without_root_it_says_so() {
 fn without_cgroup_v2_it_says_so() {
     root_or_skip!();
     // A private mount namespace where the cgroup v2 mount is gone; the host is untouched.
-    let mount = cgroup2_mount();
-    let script = format!(
-        "umount -l {} && exec {} exec --netns new -- true",
-        mount.display(),
-        spot_sim_bin().display()
-    );
-    let (_, err) = fails(Command::new("unshare").args([
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-    ]));
+    let prep = format!("umount -l {}", cgroup2_mount().display());
+    let (_, err) = fails(&mut with_private_mounts(&prep, "exec --netns new -- true"));
     assert!(err.contains("no cgroup v2 filesystem is mounted"), "{err}");
 }
 

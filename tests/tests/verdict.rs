@@ -5,14 +5,14 @@ use spot_sim_tests::*;
 
 const TERMINATION_TIME: &str = "http://169.254.169.254/latest/meta-data/spot/termination-time";
 
-/// A scratch folder for one test, removed on drop (it never holds a mount).
-struct Scratch(PathBuf);
+/// A scratch folder for one test (with a `bin` for stand-ins on PATH), removed on drop.
+struct Scratch(OwnedPath);
 
 impl Scratch {
     fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(unique(tag));
-        fs::create_dir_all(p.join("bin")).unwrap();
-        Scratch(p)
+        let dir = OwnedPath::scratch_dir(tag).unwrap();
+        fs::create_dir_all(dir.join("bin")).unwrap();
+        Scratch(dir)
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -24,12 +24,6 @@ impl Scratch {
         fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
         p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 

@@ -158,7 +158,7 @@ impl<'a> Bench<'a> {
 
     fn control(&mut self) -> ControlSocket {
         self.sockets += 1;
-        ControlSocket::new(&format!("bench-{}", self.sockets))
+        ControlSocket::control_socket(&format!("bench-{}", self.sockets))
     }
 
     /// `spot-sim run` inside `netns` (so targets with no process get their responder there).

@@ -25,8 +25,13 @@ pub type ControlSocket = OwnedPath;
 impl OwnedPath {
     /// A new folder under the temporary directory.
     pub fn scratch_dir(tag: &str) -> io::Result<Self> {
-        let path = std::env::temp_dir().join(unique(tag));
-        fs::create_dir_all(&path)?;
+        Self::dir_in(&std::env::temp_dir(), tag)
+    }
+
+    /// A new folder with a unique name under `parent` (which must exist).
+    pub fn dir_in(parent: &Path, tag: &str) -> io::Result<Self> {
+        let path = parent.join(unique(tag));
+        fs::create_dir(&path)?;
         Ok(Self { path, dir: true })
     }
 

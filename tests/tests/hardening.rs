@@ -142,6 +142,22 @@ fn pinned_spot_sim_objects() -> Vec<PathBuf> {
     out
 }
 
+/// One target `t` in a test cgroup, spot-sim run on it, and what that run holds.
+struct Served {
+    cg: TestCgroup,
+    t: Target,
+    p: Proc,
+    fp: Footprint,
+}
+
+fn served(tag: &str, extra: &[&str]) -> Served {
+    let cg = TestCgroup::new(tag).unwrap();
+    let t = target(&cg, "t");
+    let p = run_on(&[&t], extra);
+    let fp = Footprint::of(&p);
+    Served { cg, t, p, fp }
+}
+
 /// What one spot-sim process holds in the kernel, to check it is all gone afterwards.
 struct Footprint {
     prog_ids: Vec<u32>,
@@ -488,10 +504,7 @@ print(json.dumps(out))
 #[test]
 fn hostile_requests_get_the_answer_imds_would_give_or_a_closed_connection() {
     let _heavy = heavy_or_skip!();
-    let cg = TestCgroup::new("hostile").unwrap();
-    let t = target(&cg, "t");
-    let p = run_on(&[&t], &[]);
-    let fp = Footprint::of(&p);
+    let Served { cg: _cg, t, p, fp } = served("hostile", &[]);
     let close = "Host: 169.254.169.254\r\nConnection: close\r\n\r\n";
     let get = |path: &str| format!("GET {path} HTTP/1.1\r\n{close}");
     let many_headers: String = (0..10_000).map(|i| format!("X-{i}: a\r\n")).collect();
@@ -649,10 +662,7 @@ print(json.dumps({"idle": times("idle"), "trickle": times("trickle"), "served": 
 #[test]
 fn slowloris_idle_and_trickling_connections_are_dropped_while_others_are_served() {
     let _heavy = heavy_or_skip!();
-    let cg = TestCgroup::new("slowloris").unwrap();
-    let t = target(&cg, "t");
-    let p = run_on(&[&t], &[]);
-    let fp = Footprint::of(&p);
+    let Served { cg: _cg, t, p, fp } = served("slowloris", &[]);
     let r = python_in(&t, SLOWLORIS, &["100", "100", "40"]);
     println!("FIGURE slowloris: 100 idle + 100 trickling (1 byte/s) connections: {r}");
     assert_eq!(r["idle"]["closed"], 100, "{r}");
@@ -948,10 +958,12 @@ fn a_fixed_port_the_workload_took_moves_that_target_to_another_port_and_says_so(
 #[test]
 fn sigterm_mid_request_ends_the_request_promptly_and_leaves_nothing() {
     let _heavy = heavy_or_skip!();
-    let cg = TestCgroup::new("sigterm-mid").unwrap();
-    let t = target(&cg, "t");
-    let mut p = run_on(&[&t], &["--fault-latency", "5s"]);
-    let fp = Footprint::of(&p);
+    let Served {
+        cg: _cg,
+        t,
+        mut p,
+        fp,
+    } = served("sigterm-mid", &["--fault-latency", "5s"]);
     let client = command_in(
         &t.path,
         &t.ns,
@@ -1152,10 +1164,7 @@ print(json.dumps({"first": get(first), "last": get(last), "puts": n + 1, "per_s"
 #[test]
 fn a_token_store_flooded_with_puts_stays_bounded_and_correct() {
     let _heavy = heavy_or_skip!();
-    let cg = TestCgroup::new("tokens").unwrap();
-    let t = target(&cg, "t");
-    let p = run_on(&[&t], &[]);
-    let fp = Footprint::of(&p);
+    let Served { cg: _cg, t, p, fp } = served("tokens", &[]);
     let rss_before = rss_kib(p.pid());
     // The store holds 10,000 tokens: the first of 12,001 is evicted, the newest still works.
     let r = python_in(&t, TOKEN_FLOOD, &["12000"]);

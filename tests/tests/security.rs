@@ -15,20 +15,30 @@ use spot_sim_tests::*;
 
 /// A directory of the test's own under /run (root-owned, 0700), removed on drop. It only ever
 /// holds sockets and plain files (never a mount), so removing it whole is safe.
-struct PrivateDir(PathBuf);
-
-impl PrivateDir {
-    fn new(tag: &str) -> Self {
-        let p = PathBuf::from("/run").join(unique(tag));
-        fs::create_dir(&p).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o700)).unwrap();
-        Self(p)
-    }
+fn private_dir(tag: &str) -> OwnedPath {
+    let dir = OwnedPath::dir_in(Path::new("/run"), tag).unwrap();
+    fs::set_permissions(&*dir, fs::Permissions::from_mode(0o700)).unwrap();
+    dir
 }
 
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+/// A test's own cgroup with one target `t`, and a private folder for the control socket.
+struct Lone {
+    cg: TestCgroup,
+    t: Target,
+    dir: OwnedPath,
+    control: PathBuf,
+}
+
+fn lone(tag: &str) -> Lone {
+    let cg = TestCgroup::new(tag).unwrap();
+    let t = target(&cg, "t");
+    let dir = private_dir(tag);
+    let control = dir.join("c.sock");
+    Lone {
+        cg,
+        t,
+        dir,
+        control,
     }
 }
 
@@ -153,8 +163,8 @@ fn an_empty_dot_or_slash_cgroup_is_refused_and_nothing_attaches_to_the_root() {
     let cg = TestCgroup::new("rootns").unwrap();
     let mount = cgroup2_mount();
     let bin = spot_sim_bin();
-    let control = PrivateDir::new("rootns-ctl");
-    let ctl = control.0.join("c.sock");
+    let control = private_dir("rootns-ctl");
+    let ctl = control.join("c.sock");
     let script = format!(
         r#"set -u
 umount -l {m} && mount -t cgroup2 none {m} || exit 90
@@ -243,13 +253,13 @@ kill $run; wait $run
 #[test]
 fn a_control_path_that_is_a_regular_file_or_a_symlink_is_refused_and_left_as_it_was() {
     root_or_skip!();
-    let cg = TestCgroup::new("ctlfile").unwrap();
-    let t = target(&cg, "t");
-    let dir = PrivateDir::new("ctlfile");
-    let file = dir.0.join("precious.sock");
+    let Lone {
+        cg: _cg, t, dir, ..
+    } = lone("ctlfile");
+    let file = dir.join("precious.sock");
     fs::write(&file, "do not delete").unwrap();
-    let link = dir.0.join("link.sock");
-    let victim = dir.0.join("victim");
+    let link = dir.join("link.sock");
+    let victim = dir.join("victim");
     fs::write(&victim, "victim").unwrap();
     fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
     std::os::unix::fs::symlink(&victim, &link).unwrap();
@@ -276,7 +286,7 @@ fn a_control_path_that_is_a_regular_file_or_a_symlink_is_refused_and_left_as_it_
         .is_symlink());
     assert_eq!(fs::metadata(&victim).unwrap().mode() & 0o777, 0o644);
     // A socket a dead instance left is still replaced.
-    let stale = dir.0.join("stale.sock");
+    let stale = dir.join("stale.sock");
     stale_socket(&stale);
     let p = run_at(&stale, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let (out, _) = status_at(&stale, "2s");
@@ -287,11 +297,14 @@ fn a_control_path_that_is_a_regular_file_or_a_symlink_is_refused_and_left_as_it_
 #[test]
 fn the_control_directory_is_created_0700_under_umask_000_and_unsafe_ones_are_refused() {
     root_or_skip!();
-    let cg = TestCgroup::new("ctldir").unwrap();
-    let t = target(&cg, "t");
-    let base = PrivateDir::new("ctldir");
+    let Lone {
+        cg: _cg,
+        t,
+        dir: base,
+        ..
+    } = lone("ctldir");
     // Created by spot-sim under umask 000: still 0700, the socket 0600, both ours.
-    let fresh = base.0.join("made-by-spot-sim");
+    let fresh = base.join("made-by-spot-sim");
     let sock = fresh.join("run.sock");
     let p = run_at(
         &sock,
@@ -317,7 +330,7 @@ fn the_control_directory_is_created_0700_under_umask_000_and_unsafe_ones_are_ref
     assert_eq!(fs::metadata(&fresh).unwrap().mode() & 0o7777, 0o700);
 
     // A world-writable directory (what `umask 000` made before): refused, naming the fix.
-    let loose = base.0.join("loose");
+    let loose = base.join("loose");
     fs::create_dir(&loose).unwrap();
     fs::set_permissions(&loose, fs::Permissions::from_mode(0o777)).unwrap();
     let (out, _) = spot_sim(&[
@@ -330,7 +343,7 @@ fn the_control_directory_is_created_0700_under_umask_000_and_unsafe_ones_are_ref
     assert_refused(&out, "chmod 700");
     assert!(!loose.join("run.sock").exists());
     // A directory another user owns: refused.
-    let foreign = base.0.join("foreign");
+    let foreign = base.join("foreign");
     fs::create_dir(&foreign).unwrap();
     fs::set_permissions(&foreign, fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
@@ -343,7 +356,7 @@ fn the_control_directory_is_created_0700_under_umask_000_and_unsafe_ones_are_ref
     ]);
     assert_refused(&out, "owned by uid 65534");
     // A stale socket that another user owns is not ours to replace.
-    let theirs = base.0.join("theirs.sock");
+    let theirs = base.join("theirs.sock");
     stale_socket(&theirs);
     std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
     let (out, _) = spot_sim(&[
@@ -379,8 +392,8 @@ fn assert_control_dir_safe() {
 
 #[test]
 fn dev_zero_and_a_fifo_as_scenario_are_refused_at_once_naming_the_file_and_the_limit() {
-    let dir = tempfile_dir("scenario");
-    let fifo = dir.0.join("fifo.toml");
+    let dir = OwnedPath::scratch_dir("scenario").unwrap();
+    let fifo = dir.join("fifo.toml");
     assert!(Command::new("mkfifo")
         .arg(&fifo)
         .status()
@@ -407,11 +420,11 @@ fn a_scenario_of_dev_zero_or_a_fifo_through_target_add_is_refused_and_the_instan
     let cg = TestCgroup::new("addzero").unwrap();
     let t = target(&cg, "t");
     let extra = cg.child("extra").unwrap();
-    let dir = PrivateDir::new("addzero");
-    let control = dir.0.join("c.sock");
+    let dir = private_dir("addzero");
+    let control = dir.join("c.sock");
     let p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let rss_before = rss_kib(p.pid());
-    let fifo = dir.0.join("fifo.toml");
+    let fifo = dir.join("fifo.toml");
     assert!(Command::new("mkfifo")
         .arg(&fifo)
         .status()
@@ -448,13 +461,6 @@ fn a_scenario_of_dev_zero_or_a_fifo_through_target_add_is_refused_and_the_instan
     println!("FIGURE target add scenario: RSS {rss_before} → {rss_after} KiB");
     assert!(rss_after < rss_before + 20 * 1024);
     assert_eq!(http_code(&t, "/latest/meta-data/instance-id"), "200");
-}
-
-/// A temporary directory (not under /run) removed on drop.
-fn tempfile_dir(tag: &str) -> PrivateDir {
-    let p = std::env::temp_dir().join(unique(tag));
-    fs::create_dir(&p).unwrap();
-    PrivateDir(p)
 }
 
 trait NonBlock {
@@ -555,10 +561,12 @@ fn metrics_port(p: &Proc) -> u16 {
 #[test]
 fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_starves_nothing() {
     root_or_skip!();
-    let cg = TestCgroup::new("metrics").unwrap();
-    let t = target(&cg, "t");
-    let dir = PrivateDir::new("metrics");
-    let control = dir.0.join("c.sock");
+    let Lone {
+        cg: _cg,
+        t,
+        dir: _dir,
+        control,
+    } = lone("metrics");
     // Under `ulimit -n 1024`, as the review ran it.
     let p = run_at(
         &control,
@@ -644,8 +652,8 @@ fn a_flood_on_two_targets_under_ulimit_1024_never_starves_a_third_target_or_stat
     let a = target(&cg, "a");
     let b = target(&cg, "b");
     let calm = target(&cg, "calm");
-    let dir = PrivateDir::new("fdflood");
-    let control = dir.0.join("c.sock");
+    let dir = private_dir("fdflood");
+    let control = dir.join("c.sock");
     let p = run_at(
         &control,
         &[
@@ -722,8 +730,8 @@ fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
     let last = target(&cg, "t299");
     args.push("--cgroup".to_string());
     args.push(last.path.display().to_string());
-    let dir = PrivateDir::new("many");
-    let control = dir.0.join("c.sock");
+    let dir = private_dir("many");
+    let control = dir.join("c.sock");
     // spot-sim in a namespace of its own, so the empty targets' listeners stay off the host.
     let ns = NetNs::new_private().unwrap();
     let bin = spot_sim_bin();
@@ -788,8 +796,8 @@ fn a_process_name_and_a_cgroup_name_with_escape_sequences_reach_logs_and_status_
     let cg = TestCgroup::new("escape").unwrap();
     let name = "t\x1b[31mred\x07";
     let t = target(&cg, name);
-    let dir = PrivateDir::new("escape");
-    let control = dir.0.join("c.sock");
+    let dir = private_dir("escape");
+    let control = dir.join("c.sock");
     let mut p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let script = r#"
 import ctypes, socket
@@ -1058,10 +1066,12 @@ print(json.dumps({"closed": len(t), "first_s": round(t[0], 1) if t else None, "l
 #[test]
 fn connections_that_pipeline_and_never_read_are_closed_by_the_idle_limit() {
     root_or_skip!();
-    let cg = TestCgroup::new("slowread").unwrap();
-    let t = target(&cg, "t");
-    let dir = PrivateDir::new("slowread");
-    let control = dir.0.join("c.sock");
+    let Lone {
+        cg: _cg,
+        t,
+        dir: _dir,
+        control,
+    } = lone("slowread");
     let p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let out = command_in(&t.path, &t.ns, "python3", &["-c", PIPELINER, "50", "55"])
         .output()
@@ -1082,10 +1092,12 @@ fn connections_that_pipeline_and_never_read_are_closed_by_the_idle_limit() {
 #[test]
 fn a_request_hyper_cannot_parse_is_answered_400_with_server_ec2ws() {
     root_or_skip!();
-    let cg = TestCgroup::new("bad400").unwrap();
-    let t = target(&cg, "t");
-    let dir = PrivateDir::new("bad400");
-    let control = dir.0.join("c.sock");
+    let Lone {
+        cg: _cg,
+        t,
+        dir: _dir,
+        control,
+    } = lone("bad400");
     let _p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let script = r#"
 import socket, sys
@@ -1124,8 +1136,8 @@ print(data.split(b"\r\n\r\n")[0].decode("latin-1"))
 
 #[test]
 fn a_zero_passthrough_timeout_and_a_missing_file_are_refused_with_each_error_said_once() {
-    let dir = tempfile_dir("small");
-    let zero = dir.0.join("zero.toml");
+    let dir = OwnedPath::scratch_dir("small").unwrap();
+    let zero = dir.join("zero.toml");
     fs::write(
         &zero,
         "[imds]\npassthrough = true\npassthrough-timeout = \"0s\"\n",
@@ -1139,7 +1151,7 @@ fn a_zero_passthrough_timeout_and_a_missing_file_are_refused_with_each_error_sai
         zero.to_str().unwrap(),
     ]);
     assert_refused(&out, "imds.passthrough-timeout");
-    let missing = dir.0.join("missing.toml");
+    let missing = dir.join("missing.toml");
     let (out, _) = spot_sim(&[
         "serve",
         "--listen",
@@ -1166,8 +1178,8 @@ fn two_clients_adding_the_same_target_at_once_one_wins_the_other_hears_already_t
     let cg = TestCgroup::new("race").unwrap();
     let first = target(&cg, "first");
     let raced = target(&cg, "raced");
-    let dir = PrivateDir::new("race");
-    let control = dir.0.join("c.sock");
+    let dir = private_dir("race");
+    let control = dir.join("c.sock");
     let _p = run_at(
         &control,
         &["--cgroup", first.path.to_str().unwrap()],
@@ -1222,8 +1234,8 @@ fn two_clients_adding_the_same_target_at_once_one_wins_the_other_hears_already_t
 #[test]
 fn a_control_socket_served_by_another_user_is_not_talked_to() {
     root_or_skip!();
-    let dir = PrivateDir::new("impostor");
-    let path = dir.0.join("impostor.sock");
+    let dir = private_dir("impostor");
+    let path = dir.join("impostor.sock");
     let script = r#"
 import os, socket, sys
 s = socket.socket(socket.AF_UNIX)

@@ -21,25 +21,20 @@ fn private_dir(tag: &str) -> OwnedPath {
     dir
 }
 
-/// A test's own cgroup with one target `t`, and a private folder for the control socket.
-struct Lone {
-    cg: TestCgroup,
-    t: Target,
-    dir: OwnedPath,
-    control: PathBuf,
-}
-
-fn lone(tag: &str) -> Lone {
-    let cg = TestCgroup::new(tag).unwrap();
-    let t = target(&cg, "t");
+/// A private folder (see [`private_dir`]) and the path of a control socket in it.
+fn private_control(tag: &str) -> (OwnedPath, PathBuf) {
     let dir = private_dir(tag);
     let control = dir.join("c.sock");
-    Lone {
-        cg,
-        t,
-        dir,
-        control,
-    }
+    (dir, control)
+}
+
+/// A test's own cgroup with one target, and a private folder for the control socket: the
+/// target, the socket's path, and the cgroup and the folder (kept alive by the caller).
+fn lone(tag: &str) -> (Target, PathBuf, (TestCgroup, OwnedPath)) {
+    let cg = TestCgroup::new(tag).unwrap();
+    let t = target(&cg, "t");
+    let (dir, control) = private_control(tag);
+    (t, control, (cg, dir))
 }
 
 /// spot-sim with `args`, ended by `timeout` if it hangs (a regression must fail, not hang).
@@ -53,6 +48,22 @@ fn spot_sim(args: &[&str]) -> (Output, Duration) {
         .output()
         .unwrap();
     (out, t0.elapsed())
+}
+
+/// `spot-sim run --control CONTROL --cgroup T`, to be refused.
+fn run_with_control(control: &str, t: &Target) -> (Output, Duration) {
+    spot_sim(&[
+        "run",
+        "--control",
+        control,
+        "--cgroup",
+        t.path.to_str().unwrap(),
+    ])
+}
+
+/// `spot-sim serve --scenario FILE` on any loopback port, to be refused.
+fn serve_scenario(file: &str) -> (Output, Duration) {
+    spot_sim(&["serve", "--listen", "127.0.0.1:0", "--scenario", file])
 }
 
 /// A bad input's answer: non-zero exit, one line on stderr, no panic.
@@ -253,9 +264,7 @@ kill $run; wait $run
 #[test]
 fn a_control_path_that_is_a_regular_file_or_a_symlink_is_refused_and_left_as_it_was() {
     root_or_skip!();
-    let Lone {
-        cg: _cg, t, dir, ..
-    } = lone("ctlfile");
+    let (t, _, (_cg, dir)) = lone("ctlfile");
     let file = dir.join("precious.sock");
     fs::write(&file, "do not delete").unwrap();
     let link = dir.join("link.sock");
@@ -264,13 +273,7 @@ fn a_control_path_that_is_a_regular_file_or_a_symlink_is_refused_and_left_as_it_
     fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
     std::os::unix::fs::symlink(&victim, &link).unwrap();
     for path in [&file, &link] {
-        let (out, took) = spot_sim(&[
-            "run",
-            "--control",
-            path.to_str().unwrap(),
-            "--cgroup",
-            t.path.to_str().unwrap(),
-        ]);
+        let (out, took) = run_with_control(path.to_str().unwrap(), &t);
         assert_refused(&out, "is not a socket");
         println!(
             "FIGURE control path: {} refused in {took:?}",
@@ -297,12 +300,7 @@ fn a_control_path_that_is_a_regular_file_or_a_symlink_is_refused_and_left_as_it_
 #[test]
 fn the_control_directory_is_created_0700_under_umask_000_and_unsafe_ones_are_refused() {
     root_or_skip!();
-    let Lone {
-        cg: _cg,
-        t,
-        dir: base,
-        ..
-    } = lone("ctldir");
+    let (t, _, (_cg, base)) = lone("ctldir");
     // Created by spot-sim under umask 000: still 0700, the socket 0600, both ours.
     let fresh = base.join("made-by-spot-sim");
     let sock = fresh.join("run.sock");
@@ -333,13 +331,7 @@ fn the_control_directory_is_created_0700_under_umask_000_and_unsafe_ones_are_ref
     let loose = base.join("loose");
     fs::create_dir(&loose).unwrap();
     fs::set_permissions(&loose, fs::Permissions::from_mode(0o777)).unwrap();
-    let (out, _) = spot_sim(&[
-        "run",
-        "--control",
-        loose.join("run.sock").to_str().unwrap(),
-        "--cgroup",
-        t.path.to_str().unwrap(),
-    ]);
+    let (out, _) = run_with_control(loose.join("run.sock").to_str().unwrap(), &t);
     assert_refused(&out, "chmod 700");
     assert!(!loose.join("run.sock").exists());
     // A directory another user owns: refused.
@@ -347,25 +339,13 @@ fn the_control_directory_is_created_0700_under_umask_000_and_unsafe_ones_are_ref
     fs::create_dir(&foreign).unwrap();
     fs::set_permissions(&foreign, fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
-    let (out, _) = spot_sim(&[
-        "run",
-        "--control",
-        foreign.join("run.sock").to_str().unwrap(),
-        "--cgroup",
-        t.path.to_str().unwrap(),
-    ]);
+    let (out, _) = run_with_control(foreign.join("run.sock").to_str().unwrap(), &t);
     assert_refused(&out, "owned by uid 65534");
     // A stale socket that another user owns is not ours to replace.
     let theirs = base.join("theirs.sock");
     stale_socket(&theirs);
     std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
-    let (out, _) = spot_sim(&[
-        "run",
-        "--control",
-        theirs.to_str().unwrap(),
-        "--cgroup",
-        t.path.to_str().unwrap(),
-    ]);
+    let (out, _) = run_with_control(theirs.to_str().unwrap(), &t);
     assert_refused(&out, "owned by uid 65534");
     assert!(theirs.exists());
 }
@@ -400,13 +380,7 @@ fn dev_zero_and_a_fifo_as_scenario_are_refused_at_once_naming_the_file_and_the_l
         .unwrap()
         .success());
     for path in [Path::new("/dev/zero"), fifo.as_path()] {
-        let (out, took) = spot_sim(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--scenario",
-            path.to_str().unwrap(),
-        ]);
+        let (out, took) = serve_scenario(path.to_str().unwrap());
         assert_refused(&out, &path.display().to_string());
         assert!(stderr(&out).contains("1024 KiB"), "{}", stderr(&out));
         assert!(took < Duration::from_secs(3), "took {took:?}");
@@ -420,8 +394,7 @@ fn a_scenario_of_dev_zero_or_a_fifo_through_target_add_is_refused_and_the_instan
     let cg = TestCgroup::new("addzero").unwrap();
     let t = target(&cg, "t");
     let extra = cg.child("extra").unwrap();
-    let dir = private_dir("addzero");
-    let control = dir.join("c.sock");
+    let (dir, control) = private_control("addzero");
     let p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let rss_before = rss_kib(p.pid());
     let fifo = dir.join("fifo.toml");
@@ -561,12 +534,7 @@ fn metrics_port(p: &Proc) -> u16 {
 #[test]
 fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_starves_nothing() {
     root_or_skip!();
-    let Lone {
-        cg: _cg,
-        t,
-        dir: _dir,
-        control,
-    } = lone("metrics");
+    let (t, control, (_cg, _dir)) = lone("metrics");
     // Under `ulimit -n 1024`, as the review ran it.
     let p = run_at(
         &control,
@@ -652,8 +620,7 @@ fn a_flood_on_two_targets_under_ulimit_1024_never_starves_a_third_target_or_stat
     let a = target(&cg, "a");
     let b = target(&cg, "b");
     let calm = target(&cg, "calm");
-    let dir = private_dir("fdflood");
-    let control = dir.join("c.sock");
+    let (_dir, control) = private_control("fdflood");
     let p = run_at(
         &control,
         &[
@@ -730,8 +697,7 @@ fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
     let last = target(&cg, "t299");
     args.push("--cgroup".to_string());
     args.push(last.path.display().to_string());
-    let dir = private_dir("many");
-    let control = dir.join("c.sock");
+    let (_dir, control) = private_control("many");
     // spot-sim in a namespace of its own, so the empty targets' listeners stay off the host.
     let ns = NetNs::new_private().unwrap();
     let bin = spot_sim_bin();
@@ -796,8 +762,7 @@ fn a_process_name_and_a_cgroup_name_with_escape_sequences_reach_logs_and_status_
     let cg = TestCgroup::new("escape").unwrap();
     let name = "t\x1b[31mred\x07";
     let t = target(&cg, name);
-    let dir = private_dir("escape");
-    let control = dir.join("c.sock");
+    let (_dir, control) = private_control("escape");
     let mut p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let script = r#"
 import ctypes, socket
@@ -1066,12 +1031,7 @@ print(json.dumps({"closed": len(t), "first_s": round(t[0], 1) if t else None, "l
 #[test]
 fn connections_that_pipeline_and_never_read_are_closed_by_the_idle_limit() {
     root_or_skip!();
-    let Lone {
-        cg: _cg,
-        t,
-        dir: _dir,
-        control,
-    } = lone("slowread");
+    let (t, control, (_cg, _dir)) = lone("slowread");
     let p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let out = command_in(&t.path, &t.ns, "python3", &["-c", PIPELINER, "50", "55"])
         .output()
@@ -1092,12 +1052,7 @@ fn connections_that_pipeline_and_never_read_are_closed_by_the_idle_limit() {
 #[test]
 fn a_request_hyper_cannot_parse_is_answered_400_with_server_ec2ws() {
     root_or_skip!();
-    let Lone {
-        cg: _cg,
-        t,
-        dir: _dir,
-        control,
-    } = lone("bad400");
+    let (t, control, (_cg, _dir)) = lone("bad400");
     let _p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let script = r#"
 import socket, sys
@@ -1143,22 +1098,10 @@ fn a_zero_passthrough_timeout_and_a_missing_file_are_refused_with_each_error_sai
         "[imds]\npassthrough = true\npassthrough-timeout = \"0s\"\n",
     )
     .unwrap();
-    let (out, _) = spot_sim(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--scenario",
-        zero.to_str().unwrap(),
-    ]);
+    let (out, _) = serve_scenario(zero.to_str().unwrap());
     assert_refused(&out, "imds.passthrough-timeout");
     let missing = dir.join("missing.toml");
-    let (out, _) = spot_sim(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--scenario",
-        missing.to_str().unwrap(),
-    ]);
+    let (out, _) = serve_scenario(missing.to_str().unwrap());
     assert_refused(&out, "(os error 2)");
     assert_eq!(
         stderr(&out).matches("(os error 2)").count(),
@@ -1178,8 +1121,7 @@ fn two_clients_adding_the_same_target_at_once_one_wins_the_other_hears_already_t
     let cg = TestCgroup::new("race").unwrap();
     let first = target(&cg, "first");
     let raced = target(&cg, "raced");
-    let dir = private_dir("race");
-    let control = dir.join("c.sock");
+    let (_dir, control) = private_control("race");
     let _p = run_at(
         &control,
         &["--cgroup", first.path.to_str().unwrap()],

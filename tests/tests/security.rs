@@ -518,6 +518,16 @@ fn python_hold(cmd: &mut Command) -> (std::process::Child, BufReader<std::proces
     (child, out)
 }
 
+/// HOLD on the metrics endpoint (loopback `port`); `what` is its "COUNT KIND SECONDS".
+fn hold_local(
+    port: &str,
+    what: &str,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut args = vec!["-c", HOLD, "127.0.0.1", port];
+    args.extend(what.split(' '));
+    python_hold(Command::new("python3").args(args))
+}
+
 fn next_json(r: &mut BufReader<std::process::ChildStdout>) -> serde_json::Value {
     let mut l = String::new();
     r.read_line(&mut l).unwrap();
@@ -550,15 +560,7 @@ fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_st
     let port = metrics_port(&p).to_string();
     let rss0 = rss_kib(p.pid());
     // 600 half-sent heads: closed by the header timeout, not held for 40 s.
-    let (mut c, mut r) = python_hold(Command::new("python3").args([
-        "-c",
-        HOLD,
-        "127.0.0.1",
-        &port,
-        "600",
-        "half",
-        "12",
-    ]));
+    let (mut c, mut r) = hold_local(&port, "600 half 12");
     let opened = next_json(&mut r);
     let held = next_json(&mut r);
     let _ = c.wait();
@@ -567,15 +569,7 @@ fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_st
     let closed_at = held["all_closed_at_s"].as_f64().unwrap();
     assert!(closed_at <= 9.0, "{held}");
     // 400 partial heads of 380 KB: memory stays flat.
-    let (mut c, mut r) = python_hold(Command::new("python3").args([
-        "-c",
-        HOLD,
-        "127.0.0.1",
-        &port,
-        "400",
-        "big",
-        "3",
-    ]));
+    let (mut c, mut r) = hold_local(&port, "400 big 3");
     let _ = next_json(&mut r);
     let rss_held = rss_kib(p.pid());
     let held = next_json(&mut r);
@@ -585,15 +579,7 @@ fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_st
     // 1,100 idle connections: the target and `status` are served all along, and spot-sim's
     // descriptors stay within its limit.
     let fds0 = fd_count(p.pid());
-    let (mut c, mut r) = python_hold(Command::new("python3").args([
-        "-c",
-        HOLD,
-        "127.0.0.1",
-        &port,
-        "1100",
-        "idle",
-        "4",
-    ]));
+    let (mut c, mut r) = hold_local(&port, "1100 idle 4");
     let opened = next_json(&mut r);
     let fds_held = fd_count(p.pid());
     let t0 = Instant::now();

@@ -55,6 +55,11 @@ const fn apt(program: &'static str, package: &'static str, why: &'static str) ->
     }
 }
 
+/// A program shipped in the Debian package of the same name.
+const fn deb(program: &'static str, why: &'static str) -> Need {
+    apt(program, program, why)
+}
+
 const fn pip(module: &'static str, package: &'static str, why: &'static str) -> Need {
     Need {
         probe: Probe::PythonModule(module),
@@ -65,7 +70,7 @@ const fn pip(module: &'static str, package: &'static str, why: &'static str) -> 
 
 /// Everything the test suite uses besides Rust crates.
 pub const TEST: &[Need] = &[
-    apt("curl", "curl", "the HTTP client most end-to-end tests use"),
+    deb("curl", "the HTTP client most end-to-end tests use"),
     apt(
         "ip",
         "iproute2",
@@ -76,20 +81,14 @@ pub const TEST: &[Need] = &[
         "util-linux",
         "private mount and cgroup namespaces",
     ),
-    apt(
-        "bpftool",
-        "bpftool",
-        "checking that no program stays attached",
-    ),
-    apt("socat", "socat", "stand-in upstreams and raw clients"),
-    apt("wrk", "wrk", "load in the hardening tests"),
-    apt(
-        "strace",
+    deb("bpftool", "checking that no program stays attached"),
+    deb("socat", "stand-in upstreams and raw clients"),
+    deb("wrk", "load in the hardening tests"),
+    deb(
         "strace",
         "the order of run's shutdown (detach, then stop answering)",
     ),
-    apt(
-        "chromium",
+    deb(
         "chromium",
         "opening the HTML game-day report in a real browser",
     ),
@@ -100,7 +99,7 @@ pub const TEST: &[Need] = &[
         "kubernetes-validate",
         "validating the deploy manifests offline against the Kubernetes schemas",
     ),
-    apt("npm", "npm", "installing the AWS SDK for JavaScript"),
+    deb("npm", "installing the AWS SDK for JavaScript"),
     Need {
         probe: Probe::Tool("node/node_modules/@aws-sdk/ec2-metadata-service/package.json"),
         source: Source::Npm("@aws-sdk/ec2-metadata-service"),
@@ -135,18 +134,14 @@ pub const TEST: &[Need] = &[
 
 /// What `cargo xtask bench` uses.
 pub const BENCH: &[Need] = &[
-    apt("wrk", "wrk", "the load generator"),
-    apt("socat", "socat", "the alias + socat comparison"),
-    apt("iptables", "iptables", "the iptables DNAT comparison"),
-    apt(
-        "bpftool",
-        "bpftool",
-        "the kernel's own cost of the connect program",
-    ),
+    deb("wrk", "the load generator"),
+    deb("socat", "the alias + socat comparison"),
+    deb("iptables", "the iptables DNAT comparison"),
+    deb("bpftool", "the kernel's own cost of the connect program"),
 ];
 
 /// What `cargo xtask image` uses.
-pub const IMAGE: &[Need] = &[apt("buildah", "buildah", "building the container image")];
+pub const IMAGE: &[Need] = &[deb("buildah", "building the container image")];
 
 /// What building and running spot-sim for another architecture uses (`cargo xtask image
 /// --arch arm64`, and the test suite's arm64 check). rust-lld links, so no cross C toolchain.

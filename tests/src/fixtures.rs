@@ -129,14 +129,35 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// A stand-in "real IMDS" for passthrough: `python3 -c SCRIPT ARGS` listening on
-/// 169.254.169.254:80, an alias of `lo` inside the private namespace `ns` (so nothing outside
-/// the namespace can be reached), in its own child `standin` of `cg`.
-pub fn standin_imds(cg: &TestCgroup, ns: &NetNs, script: &str, args: &[&str]) -> Proc {
+/// A stand-in "real IMDS" for passthrough: an HTTP server on 169.254.169.254:80, an alias of
+/// `lo` inside the private namespace `ns` (so nothing outside the namespace can be reached), in
+/// its own child `standin` of `cg`. `setup` runs first (sys.argv holds `args`); `methods` are
+/// the handler's `do_PUT` / `do_GET`, which answer with `self.reply(code, body)`.
+pub fn standin_imds(
+    cg: &TestCgroup,
+    ns: &NetNs,
+    setup: &str,
+    methods: &str,
+    args: &[&str],
+) -> Proc {
+    let script = format!(
+        "import http.server, sys\n{setup}\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20   def reply(self, code, body):\n\
+         \x20       b = body.encode()\n\
+         \x20       self.send_response(code)\n\
+         \x20       self.send_header('Content-Length', str(len(b)))\n\
+         \x20       self.end_headers()\n\
+         \x20       self.wfile.write(b)\n\
+         \x20   def log_message(self, *a):\n\
+         \x20       pass\n\
+         {methods}\n\
+         http.server.HTTPServer(('169.254.169.254', 80), H).serve_forever()\n"
+    );
     let place = cg.child("standin").unwrap();
     let alias = ["addr", "add", "169.254.169.254/32", "dev", "lo"];
     output_ok(crate::command_in(&place, ns, "ip", &alias));
-    let mut all = vec!["-c", script];
+    let mut all = vec!["-c", &script];
     all.extend_from_slice(args);
     crate::spawn_logged(&mut crate::command_in(&place, ns, "python3", &all))
 }

@@ -210,16 +210,8 @@ fn botocore_fetches_a_token_and_reads_the_notice_through_the_redirect() {
 }
 
 /// A stand-in for the real IMDS: IMDSv2-only, with its own instance id and a credentials tree,
-/// refusing X-Forwarded-For like the real one.
+/// refusing X-Forwarded-For like the real one (the methods of [`standin_imds`]'s handler).
 const STANDIN: &str = r#"
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def reply(self, code, body):
-        b = body.encode()
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
     def do_PUT(self):
         if self.headers.get("X-Forwarded-For"):
             return self.reply(403, "forwarded")
@@ -234,9 +226,6 @@ class H(http.server.BaseHTTPRequestHandler):
         if self.path in pages:
             return self.reply(200, pages[self.path])
         self.reply(404, "")
-    def log_message(self, *a):
-        pass
-http.server.HTTPServer(("169.254.169.254", 80), H).serve_forever()
 "#;
 
 #[test]
@@ -246,7 +235,7 @@ fn passthrough_reads_the_real_imds_and_never_redirects_spot_sims_own_connection(
     // the client; spot-sim itself runs inside the targeted cgroup, so its upstream connect
     // would loop back to itself if the redirect caught it.
     let (cg, target, ns) = cgroup_child_and_ns("passthrough", "target");
-    let _standin = standin_imds(&cg, &ns, STANDIN, &[]);
+    let _standin = standin_imds(&cg, &ns, "", STANDIN, &[]);
     let mut run = start_run_with(
         // spot-sim runs inside its own target here, which is refused unless asked for.
         &[

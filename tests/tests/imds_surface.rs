@@ -80,17 +80,9 @@ fn dated_versions_and_doubled_slashes_answer_and_required_mode_checks_the_token_
     }
 }
 
-/// A stand-in real IMDS: tokens, an `iam/` tree, and a record (one path a line) of every GET.
+/// A stand-in real IMDS: tokens, an `iam/` tree, and a record (one path a line, in the file
+/// argv[1]) of every GET: the methods of [`standin_imds`]'s handler.
 const STANDIN: &str = r#"
-import http.server, sys
-record = open(sys.argv[1], "a", buffering=1)
-class H(http.server.BaseHTTPRequestHandler):
-    def reply(self, code, body):
-        b = body.encode()
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
     def do_PUT(self):
         self.reply(200, "standin-token")
     def do_GET(self):
@@ -98,9 +90,6 @@ class H(http.server.BaseHTTPRequestHandler):
         if "iam" in self.path.lower():
             return self.reply(200, '{"AccessKeyId": "LEAKED"}')
         self.reply(200, "from-the-real-imds")
-    def log_message(self, *a):
-        pass
-http.server.HTTPServer(("169.254.169.254", 80), H).serve_forever()
 "#;
 
 /// Sends every path in argv[1] (one a line) verbatim; prints `status<TAB>path<TAB>body` lines.
@@ -161,7 +150,13 @@ fn through_the_redirect_no_spelling_of_a_credential_path_reaches_the_real_imds()
     std::fs::create_dir_all(&dir).unwrap();
     let record = dir.join("reached-upstream");
     std::fs::write(&record, "").unwrap();
-    let _standin = standin_imds(&cg, &ns, STANDIN, &[record.to_str().unwrap()]);
+    let _standin = standin_imds(
+        &cg,
+        &ns,
+        "record = open(sys.argv[1], \"a\", buffering=1)",
+        STANDIN,
+        &[record.to_str().unwrap()],
+    );
     let run = start_run_with(
         &[
             "--cgroup",

@@ -151,6 +151,11 @@ pub const CROSS: &[Need] = &[apt(
     "running the arm64 spot-sim on this machine",
 )];
 
+/// Runs the installer `cmd` on `packages`; whether it succeeded.
+fn installed(mut cmd: Command, packages: &[&str]) -> bool {
+    cmd.args(packages).status().is_ok_and(|s| s.success())
+}
+
 /// The needs that `present` says are missing, in order, without repeats.
 pub fn missing(needs: &[Need], present: impl Fn(&Probe) -> bool) -> Vec<Need> {
     let mut out: Vec<Need> = Vec::new();
@@ -180,34 +185,27 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
         let ok = root_command("apt-get")
             .args(["update", "-qq"])
             .status()
-            .is_ok_and(|s| s.success())
-            && root_command("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends"])
-                .args(&apt_pkgs)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                // dpkg's progress lines would bury the test output; errors go to stderr.
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-        if !ok {
+            .is_ok_and(|s| s.success());
+        let mut install = root_command("apt-get");
+        install
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            // dpkg's progress lines would bury the test output; errors go to stderr.
+            .stdout(Stdio::null());
+        if !ok || !installed(install, &apt_pkgs) {
             bail!(
                 "installing {} with apt-get failed; install them by hand and run again",
                 apt_pkgs.join(" ")
             );
         }
     }
-    if !pip_pkgs.is_empty() {
-        let ok = root_command("python3")
-            .args(["-m", "pip", "install", "-q"])
-            .args(&pip_pkgs)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            bail!(
-                "installing {} with `python3 -m pip` failed; install them by hand and run again",
-                pip_pkgs.join(" ")
-            );
-        }
+    let mut pip = root_command("python3");
+    pip.args(["-m", "pip", "install", "-q"]);
+    if !pip_pkgs.is_empty() && !installed(pip, &pip_pkgs) {
+        bail!(
+            "installing {} with `python3 -m pip` failed; install them by hand and run again",
+            pip_pkgs.join(" ")
+        );
     }
     for n in &todo {
         match n.source {

@@ -31,6 +31,13 @@ pub fn target(parent: &TestCgroup, name: &str) -> Target {
     }
 }
 
+/// A new test cgroup (`tag`) with a target (see [`target`]) for each of `names`.
+pub fn targets<const N: usize>(tag: &str, names: [&str; N]) -> (TestCgroup, [Target; N]) {
+    let cg = TestCgroup::new(tag).unwrap();
+    let ts = names.map(|n| target(&cg, n));
+    (cg, ts)
+}
+
 /// A new test cgroup (`tag`), its child `child` (created), and a new private namespace: where a
 /// test places spot-sim, a stand-in or a client of its own making.
 pub fn cgroup_child_and_ns(tag: &str, child: &str) -> (TestCgroup, PathBuf, NetNs) {

@@ -284,8 +284,7 @@ print(json.dumps(counts))
 fn ten_thousand_connects_from_non_targets_are_never_redirected_and_ten_thousand_from_targets_all_are(
 ) {
     let _heavy = heavy_or_skip!();
-    let cg = TestCgroup::new("isolation").unwrap();
-    let tgt = target(&cg, "target");
+    let (cg, [tgt]) = targets("isolation", ["target"]);
     let leaf = cg.child("target/leaf").unwrap();
     let sibling = cg.child("sibling").unwrap();
     let nephew = cg.child("sibling/child").unwrap();
@@ -719,9 +718,7 @@ time.sleep(hold)
 #[test]
 fn thousands_of_idle_connections_are_bounded_per_target_and_the_neighbour_is_still_served() {
     let _heavy = heavy_or_skip!();
-    let cg = TestCgroup::new("idle").unwrap();
-    let flooded = target(&cg, "flooded");
-    let calm = target(&cg, "calm");
+    let (_cg, [flooded, calm]) = targets("idle", ["flooded", "calm"]);
     let p = run_on(&[&flooded, &calm], &[]);
     let fp = Footprint::of(&p);
     let fds_before = fd_count(p.pid());
@@ -798,9 +795,7 @@ fn thousands_of_idle_connections_are_bounded_per_target_and_the_neighbour_is_sti
 #[test]
 fn a_target_cgroup_deleted_while_attached_is_reported_and_the_others_carry_on() {
     let _heavy = heavy_or_skip!();
-    let cg = TestCgroup::new("deleted").unwrap();
-    let doomed = target(&cg, "doomed");
-    let other = target(&cg, "other");
+    let (_cg, [doomed, other]) = targets("deleted", ["doomed", "other"]);
     let mut p = run_on(&[&doomed, &other], &[]);
     let fp = Footprint::of(&p);
     assert_eq!(http_code(&doomed, "/latest/meta-data/instance-id"), "200");
@@ -911,8 +906,7 @@ fn a_read_only_cgroup_mount_refuses_exec_clearly_and_run_still_attaches() {
     );
     println!("FIGURE read-only cgroup mount, exec: {}", err.trim());
 
-    let cg = TestCgroup::new("ro").unwrap();
-    let t = target(&cg, "t");
+    let (_cg, [t]) = targets("ro", ["t"]);
     let control = control_path("ro");
     let mut p = spawn_logged(&mut ro(&format!(
         "run --cgroup {} --control {}",
@@ -931,9 +925,7 @@ fn a_read_only_cgroup_mount_refuses_exec_clearly_and_run_still_attaches() {
 #[test]
 fn a_fixed_port_the_workload_took_moves_that_target_to_another_port_and_says_so() {
     let _heavy = heavy_or_skip!();
-    let cg = TestCgroup::new("port-taken").unwrap();
-    let busy = target(&cg, "busy");
-    let free = target(&cg, "free");
+    let (_cg, [busy, free]) = targets("port-taken", ["busy", "free"]);
     let taken = busy
         .ns
         .run(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
@@ -1025,8 +1017,7 @@ fn sigterm_mid_request_ends_the_request_promptly_and_leaves_nothing() {
 #[test]
 fn a_second_spot_sim_on_the_same_cgroup_refuses_and_names_the_first() {
     let _heavy = heavy_or_skip!();
-    let cg = TestCgroup::new("twice").unwrap();
-    let t = target(&cg, "t");
+    let (_cg, [t]) = targets("twice", ["t"]);
     let first = run_on(&[&t], &[]);
     let fp = Footprint::of(&first);
     let control = control_path("second");

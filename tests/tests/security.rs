@@ -21,6 +21,14 @@ fn private_dir(tag: &str) -> OwnedPath {
     dir
 }
 
+/// The first entry of `dir` whose name starts with `prefix`.
+fn child_named(dir: &Path, prefix: &str) -> Option<PathBuf> {
+    let entries = fs::read_dir(dir).unwrap().flatten().map(|e| e.path());
+    entries
+        .into_iter()
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+}
+
 /// A private folder (see [`private_dir`]) and the path of a control socket in it.
 fn private_control(tag: &str) -> (OwnedPath, PathBuf) {
     let dir = private_dir(tag);
@@ -391,8 +399,7 @@ fn dev_zero_and_a_fifo_as_scenario_are_refused_at_once_naming_the_file_and_the_l
 #[test]
 fn a_scenario_of_dev_zero_or_a_fifo_through_target_add_is_refused_and_the_instance_carries_on() {
     root_or_skip!();
-    let cg = TestCgroup::new("addzero").unwrap();
-    let t = target(&cg, "t");
+    let (cg, [t]) = targets("addzero", ["t"]);
     let extra = cg.child("extra").unwrap();
     let (dir, control) = private_control("addzero");
     let p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
@@ -602,10 +609,7 @@ fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_st
 #[test]
 fn a_flood_on_two_targets_under_ulimit_1024_never_starves_a_third_target_or_status() {
     root_or_skip!();
-    let cg = TestCgroup::new("fdflood").unwrap();
-    let a = target(&cg, "a");
-    let b = target(&cg, "b");
-    let calm = target(&cg, "calm");
+    let (_cg, [a, b, calm]) = targets("fdflood", ["a", "b", "calm"]);
     let (_dir, control) = private_control("fdflood");
     let p = run_at(
         &control,
@@ -786,9 +790,7 @@ print(s.recv(4096)[:12])
 #[test]
 fn status_reports_a_stopped_instance_as_not_answering_and_shows_the_others() {
     root_or_skip!();
-    let cg = TestCgroup::new("stuck").unwrap();
-    let t1 = target(&cg, "one");
-    let t2 = target(&cg, "two");
+    let (_cg, [t1, t2]) = targets("stuck", ["one", "two"]);
     // Default discovery looks in /run/spot-sim, so these two live there.
     let c1 = control_path("stuck");
     let c2 = control_path("live");
@@ -866,18 +868,7 @@ fn sigkill_of_exec_takes_the_command_along_and_the_next_start_clears_what_was_le
     ));
     wait_for_child_in(&runner);
     // Its transient cgroup: runner/spot-sim-exec-PID-…; the command is inside.
-    let transient = fs::read_dir(&runner)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("spot-sim-exec-")
-        })
-        .unwrap();
+    let transient = child_named(&runner, "spot-sim-exec-").expect("exec's cgroup");
     let command_pid: i32 = fs::read_to_string(transient.join("cgroup.procs"))
         .unwrap()
         .trim()
@@ -897,17 +888,8 @@ fn sigkill_of_exec_takes_the_command_along_and_the_next_start_clears_what_was_le
     while !live_socket.exists() && t0.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let live_cgroup = fs::read_dir(&runner)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("spot-sim-exec-{}-", live.pid()))
-        })
-        .expect("the live instance's cgroup");
+    let live_prefix = format!("spot-sim-exec-{}-", live.pid());
+    let live_cgroup = child_named(&runner, &live_prefix).expect("the live instance's cgroup");
     p.signal(Signal::SIGKILL);
     let _ = p.wait_timeout(Duration::from_secs(5));
     let t0 = Instant::now();
@@ -1104,9 +1086,7 @@ fn a_zero_passthrough_timeout_and_a_missing_file_are_refused_with_each_error_sai
 #[test]
 fn two_clients_adding_the_same_target_at_once_one_wins_the_other_hears_already_targeted() {
     root_or_skip!();
-    let cg = TestCgroup::new("race").unwrap();
-    let first = target(&cg, "first");
-    let raced = target(&cg, "raced");
+    let (_cg, [first, raced]) = targets("race", ["first", "raced"]);
     let (_dir, control) = private_control("race");
     let _p = run_at(
         &control,

@@ -59,6 +59,18 @@ macro_rules! heavy_or_skip {
     }};
 }
 
+/// The first line of a root-only test on a fresh [`Node`] with `spot-sim run` serving its
+/// target (plus `extra` arguments): `let (node, run) = node_running!("tag", &[]);`.
+#[macro_export]
+macro_rules! node_running {
+    ($tag:expr, $extra:expr) => {{
+        $crate::root_or_skip!();
+        let node = $crate::node($tag);
+        let run = $crate::start_run(&node, $extra);
+        (node, run)
+    }};
+}
+
 /// The suite's one way to skip a test: fails the test when `CI` is set, and otherwise writes
 /// straight to the terminal's stderr (the harness captures `eprintln!`, so a skip printed that
 /// way would read as `ok`). Call it and `return`.

@@ -257,9 +257,7 @@ fn the_fake_imds_listens_only_on_loopback_in_the_target_and_metrics_only_where_b
 
 #[test]
 fn fault_latency_delays_every_answer() {
-    root_or_skip!();
-    let node = node("latency");
-    let _run = start_run(&node, &["--fault-latency", "800ms"]);
+    let (node, _run) = node_running!("latency", &["--fault-latency", "800ms"]);
     for path in [
         "/latest/meta-data/instance-id",
         "/latest/meta-data/spot/instance-action",
@@ -355,9 +353,7 @@ print(json.dumps({"requests": requests, "connects": connects, "secs": time.time(
 
 #[test]
 fn a_busy_target_gets_at_most_one_log_line_a_second_for_requests_and_for_redirects() {
-    root_or_skip!();
-    let node = node("log-rate");
-    let mut run = start_run(&node, &[]);
+    let (node, mut run) = node_running!("log-rate", &[]);
     let before = run.log().lines().count();
     let r = python(&node, STEADY, &["3"]);
     // The redirect events drain every 100 ms: let the last batch reach the log.
@@ -492,12 +488,10 @@ fn links_and_listeners(pid: u32, ns: &NetNs) -> (Vec<u32>, Vec<u32>) {
 
 #[test]
 fn run_detaches_before_it_stops_answering() {
-    root_or_skip!();
     // The order is a matter of microseconds, too short for a client to sample on a loaded
     // machine (loopback SYNs then wait in a queue longer than the gap), so this watches
     // spot-sim's own close() calls: every bpf link closed before any listener of the target.
-    let node = node("detach-order");
-    let mut run = start_run(&node, &[]);
+    let (node, mut run) = node_running!("detach-order", &[]);
     let (links, listeners) = links_and_listeners(run.pid(), &node.target_ns);
     assert_eq!(
         links.len(),
@@ -574,11 +568,9 @@ fn run_detaches_before_it_stops_answering() {
 
 #[test]
 fn a_second_signal_during_runs_cleanup_exits_at_once() {
-    root_or_skip!();
     // Cleanup made slow on purpose: strace holds every close() spot-sim makes for 1 s, so the
     // four link closes alone take 4 s; a second signal must not wait for them.
-    let node = node("second-signal");
-    let mut run = start_run(&node, &[]);
+    let (_node, mut run) = node_running!("second-signal", &[]);
     let mut strace = Command::new("strace")
         .args([
             "-f",

@@ -25,9 +25,7 @@ fn http_code(node: &Node, url: &str) -> String {
 
 #[test]
 fn a_manual_scenario_waits_for_trigger_and_status_shows_it() {
-    root_or_skip!();
-    let node = node("manual");
-    let run = start_run(&node, &["--manual"]);
+    let (node, run) = node_running!("manual", &["--manual"]);
     let control = run.control.as_ref().unwrap().to_str().unwrap().to_string();
     assert_eq!(
         http_code(&node, ACTION),

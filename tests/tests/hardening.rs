@@ -847,14 +847,7 @@ fn a_target_netns_that_disappears_is_survived_and_a_new_one_is_served_and_releas
         "log:\n{}",
         p.log()
     );
-    let port: u16 = status_json(&p)["targets"][0]["listen"][0]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = listen_port(&p);
     assert!(listeners_in(&second.ns).contains(&port));
     // Removing the target at run time releases its listeners in every namespace and its
     // threads, while spot-sim keeps running.

@@ -130,9 +130,7 @@ fn the_timeline_moves_from_rebalance_to_notice_to_gone() {
 
 #[test]
 fn imdsv2_works_with_curl_and_reports_the_remaining_ttl() {
-    root_or_skip!();
-    let node = node("imdsv2");
-    let _run = start_run(&node, &[]);
+    let (node, _run) = node_running!("imdsv2", &[]);
     let put = put_token(&node, 60, &[]);
     assert_eq!(status_of(&put), 200);
     let token = body_of(&put);
@@ -165,9 +163,7 @@ fn imdsv2_works_with_curl_and_reports_the_remaining_ttl() {
 
 #[test]
 fn required_mode_answers_401_without_a_token() {
-    root_or_skip!();
-    let node = node("required");
-    let _run = start_run(&node, &["--imdsv2", "required"]);
+    let (node, _run) = node_running!("required", &["--imdsv2", "required"]);
     let plain = get(&node, "/latest/meta-data/spot/instance-action", &[]);
     assert_eq!(status_of(&plain), 401);
     let put = put_token(&node, 10, &[]);
@@ -195,9 +191,7 @@ print(json.dumps({"token": bool(token), "status": r.status_code, "body": r.text}
 
 #[test]
 fn botocore_fetches_a_token_and_reads_the_notice_through_the_redirect() {
-    root_or_skip!();
-    let node = node("botocore");
-    let _run = start_run(&node, &["--imdsv2", "required"]);
+    let (node, _run) = node_running!("botocore", &["--imdsv2", "required"]);
     let out = output_ok(
         command_in(&node.target, &node.target_ns, "python3", &["-c", BOTOCORE])
             .env("AWS_EC2_METADATA_DISABLED", "false"),

@@ -23,9 +23,10 @@ fn curl(node: &Node, path: &str, extra: &[&str]) -> (u16, String) {
 
 #[test]
 fn dated_versions_and_doubled_slashes_answer_and_required_mode_checks_the_token_first() {
-    root_or_skip!();
-    let node = node("surface");
-    let _run = start_run(&node, &["--imdsv2", "required", "--interruption-in", "2m"]);
+    let (node, _run) = node_running!(
+        "surface",
+        &["--imdsv2", "required", "--interruption-in", "2m"]
+    );
     let put = curl(
         &node,
         "/latest/api/token",

@@ -49,9 +49,7 @@ fn assert_notice(reply: &serde_json::Value) {
 
 #[test]
 fn a_dual_stack_socket_asking_for_the_ipv4_imds_gets_the_notice_and_sees_the_imds_as_peer() {
-    root_or_skip!();
-    let node = node("mapped");
-    let _run = start_run(&node, &[]);
+    let (node, _run) = node_running!("mapped", &[]);
     let reply = python_in(&node, CLIENT, &["6", "::ffff:169.254.169.254"]);
     assert_notice(&reply);
     assert_eq!(
@@ -73,9 +71,7 @@ fn the_ipv6_imds_endpoint_gets_the_notice_and_sees_the_imds_as_peer() {
 
 #[test]
 fn an_ipv4_client_sees_the_imds_as_its_peer() {
-    root_or_skip!();
-    let node = node("peer4");
-    let _run = start_run(&node, &[]);
+    let (node, _run) = node_running!("peer4", &[]);
     let reply = python_in(&node, CLIENT, &["4", "169.254.169.254"]);
     assert_notice(&reply);
     assert_eq!(reply["peer"], serde_json::json!(["169.254.169.254", 80]));
@@ -83,9 +79,7 @@ fn an_ipv4_client_sees_the_imds_as_its_peer() {
 
 #[test]
 fn udp_to_the_imds_address_is_not_rewritten() {
-    root_or_skip!();
-    let node = node("udp");
-    let _run = start_run(&node, &[]);
+    let (node, _run) = node_running!("udp", &[]);
     // Unrewritten, a UDP connect to 169.254.169.254 finds no route in the private namespace.
     let reply = python_in(&node, UDP_CLIENT, &[]);
     assert_eq!(reply["connected"], false, "{reply}");
@@ -94,9 +88,7 @@ fn udp_to_the_imds_address_is_not_rewritten() {
 
 #[test]
 fn each_redirect_is_logged_with_pid_and_target_and_counted_in_the_metrics() {
-    root_or_skip!();
-    let node = node("events");
-    let mut run = start_run(&node, &["--metrics", "127.0.0.1:0"]);
+    let (node, mut run) = node_running!("events", &["--metrics", "127.0.0.1:0"]);
     let reply = python_in(&node, CLIENT, &["4", "169.254.169.254"]);
     assert_notice(&reply);
     let pid = reply["pid"].as_u64().unwrap();
@@ -150,9 +142,7 @@ fn each_redirect_is_logged_with_pid_and_target_and_counted_in_the_metrics() {
 
 #[test]
 fn a_process_that_joins_the_target_in_a_namespace_of_its_own_is_served_there_too() {
-    root_or_skip!();
-    let node = node("late-netns");
-    let mut run = start_run(&node, &[]);
+    let (node, mut run) = node_running!("late-netns", &[]);
     // A second workload starts in the target cgroup, in a network namespace of its own (a pod
     // that starts after spot-sim, or a slice holding several pods).
     let late_ns = NetNs::new_private().unwrap();
@@ -217,9 +207,7 @@ print(json.dumps({"first": list(first), "second": list(s.getpeername()),
 
 #[test]
 fn a_redirected_socket_that_reconnects_elsewhere_reports_its_real_peer() {
-    root_or_skip!();
-    let node = node("reconnect");
-    let _run = start_run(&node, &[]);
+    let (node, _run) = node_running!("reconnect", &[]);
     let reply = python_in(&node, RECONNECT_CLIENT, &[]);
     assert_eq!(reply["first"], serde_json::json!(["169.254.169.254", 80]));
     assert_eq!(reply["second"], reply["listener"], "{reply}");

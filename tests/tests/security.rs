@@ -21,6 +21,13 @@ fn private_dir(tag: &str) -> OwnedPath {
     dir
 }
 
+/// A FIFO `fifo.toml` in `dir`: a scenario "file" that blocks whoever reads it.
+fn fifo_in(dir: &Path) -> PathBuf {
+    let fifo = dir.join("fifo.toml");
+    output_ok(Command::new("mkfifo").arg(&fifo));
+    fifo
+}
+
 /// The first entry of `dir` whose name starts with `prefix`.
 fn child_named(dir: &Path, prefix: &str) -> Option<PathBuf> {
     let entries = fs::read_dir(dir).unwrap().flatten().map(|e| e.path());
@@ -381,12 +388,7 @@ fn assert_control_dir_safe() {
 #[test]
 fn dev_zero_and_a_fifo_as_scenario_are_refused_at_once_naming_the_file_and_the_limit() {
     let dir = OwnedPath::scratch_dir("scenario").unwrap();
-    let fifo = dir.join("fifo.toml");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let fifo = fifo_in(&dir);
     for path in [Path::new("/dev/zero"), fifo.as_path()] {
         let (out, took) = serve_scenario(path.to_str().unwrap());
         assert_refused(&out, &path.display().to_string());
@@ -404,12 +406,7 @@ fn a_scenario_of_dev_zero_or_a_fifo_through_target_add_is_refused_and_the_instan
     let (dir, control) = private_control("addzero");
     let p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let rss_before = rss_kib(p.pid());
-    let fifo = dir.join("fifo.toml");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let fifo = fifo_in(&dir);
     for path in ["/dev/zero", fifo.to_str().unwrap()] {
         let (out, took) = spot_sim(&[
             "target",

@@ -19,9 +19,7 @@ fn instance_action(cg: &Path, ns: &NetNs) -> serde_json::Value {
 
 #[test]
 fn a_targeted_process_sees_a_termination_notice_two_minutes_ahead() {
-    root_or_skip!();
-    let node = node("notice");
-    let _run = start_run(&node, &[]);
+    let (node, _run) = node_running!("notice", &[]);
     let first = instance_action(&node.target, &node.target_ns);
     assert_eq!(first["action"], "terminate");
     let t = parse_time(first["time"].as_str().unwrap());
@@ -44,9 +42,7 @@ fn a_targeted_process_sees_a_termination_notice_two_minutes_ahead() {
 
 #[test]
 fn neighbours_and_the_parent_are_not_redirected() {
-    root_or_skip!();
-    let node = node("neighbours");
-    let _run = start_run(&node, &[]);
+    let (node, _run) = node_running!("neighbours", &[]);
     // The target works, so the redirect is in place...
     instance_action(&node.target, &node.target_ns);
     // ...and the sibling and the parent still go to the real address, which in their private
@@ -61,9 +57,7 @@ fn neighbours_and_the_parent_are_not_redirected() {
 
 #[test]
 fn sigkill_leaves_no_redirect_behind() {
-    root_or_skip!();
-    let node = node("sigkill");
-    let mut run = start_run(&node, &[]);
+    let (node, mut run) = node_running!("sigkill", &[]);
     instance_action(&node.target, &node.target_ns);
     assert_eq!(
         attached_programs(&node.target).len(),
@@ -89,9 +83,7 @@ fn sigkill_leaves_no_redirect_behind() {
 
 #[test]
 fn sigterm_detaches_and_exits_cleanly() {
-    root_or_skip!();
-    let node = node("sigterm");
-    let mut run = start_run(&node, &[]);
+    let (node, mut run) = node_running!("sigterm", &[]);
     run.signal(Signal::SIGTERM);
     let status = run.wait_timeout(Duration::from_secs(5)).expect("exited");
     assert!(status.success(), "exit status {status}");

@@ -139,6 +139,14 @@ struct FakePod {
     sleeper: Option<Proc>,
 }
 
+/// The first line of a root-only test on a [`FakeNode`]: skips when not root.
+macro_rules! fake_node {
+    ($tag:expr) => {{
+        root_or_skip!();
+        FakeNode::new($tag)
+    }};
+}
+
 impl FakeNode {
     fn new(tag: &str) -> FakeNode {
         let root = OwnedPath::scratch_dir(tag).unwrap();
@@ -316,8 +324,7 @@ fn seconds_from_now(time: &serde_json::Value) -> i64 {
 
 #[test]
 fn only_the_pod_named_on_the_command_line_sees_the_notice() {
-    root_or_skip!();
-    let node = FakeNode::new("pod-only");
+    let node = fake_node!("pod-only");
     let checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
     // Same QoS slice: the two pod cgroups are siblings.
     let cart = node.running_pod("shop", "cart", shape(Systemd, Burstable, Containerd));
@@ -344,8 +351,7 @@ fn only_the_pod_named_on_the_command_line_sees_the_notice() {
 
 #[test]
 fn a_restarted_container_of_the_pod_is_still_redirected() {
-    root_or_skip!();
-    let node = FakeNode::new("pod-restart");
+    let node = fake_node!("pod-restart");
     let mut web = node.running_pod("shop", "web", shape(Cgroupfs, Burstable, Containerd));
     let _run = node.start(&["--pod", "shop/web"]);
     let before = web.notice();
@@ -362,8 +368,7 @@ fn a_restarted_container_of_the_pod_is_still_redirected() {
 
 #[test]
 fn two_pods_with_their_own_scenario_files_see_different_answers_at_once() {
-    root_or_skip!();
-    let node = FakeNode::new("pod-scenarios");
+    let node = fake_node!("pod-scenarios");
     let batch = node.running_pod("jobs", "batch", shape(Cgroupfs, BestEffort, Containerd));
     let api = node.running_pod("jobs", "api", shape(Systemd, Guaranteed, Crio));
     let batch_file = node.root.join("batch.toml");
@@ -396,8 +401,7 @@ fn two_pods_with_their_own_scenario_files_see_different_answers_at_once() {
 
 #[test]
 fn pods_are_added_and_removed_at_runtime_without_a_restart() {
-    root_or_skip!();
-    let node = FakeNode::new("pod-runtime");
+    let node = fake_node!("pod-runtime");
     let checkout = node.running_pod("shop", "checkout", shape(Systemd, Guaranteed, Containerd));
     let cart = node.running_pod("shop", "cart", shape(Cgroupfs, Guaranteed, Crio));
     let mut run = node.start(&["--pod", "shop/checkout"]);
@@ -453,8 +457,7 @@ fn pods_are_added_and_removed_at_runtime_without_a_restart() {
 
 #[test]
 fn list_pods_shows_every_pod_with_its_qos_class_and_cgroup() {
-    root_or_skip!();
-    let node = FakeNode::new("pod-list");
+    let node = fake_node!("pod-list");
     let shapes = [
         ("guaranteed-systemd", shape(Systemd, Guaranteed, Containerd)),
         ("burstable-systemd", shape(Systemd, Burstable, Crio)),
@@ -513,8 +516,7 @@ fn list_pods_shows_every_pod_with_its_qos_class_and_cgroup() {
 
 #[test]
 fn an_unknown_pod_is_refused_with_the_closest_names() {
-    root_or_skip!();
-    let node = FakeNode::new("pod-unknown");
+    let node = fake_node!("pod-unknown");
     let checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
     let cart = node.running_pod("shop", "cart", shape(Systemd, Burstable, Containerd));
     let control = control_path("pods-unknown");
@@ -528,8 +530,7 @@ fn an_unknown_pod_is_refused_with_the_closest_names() {
 
 #[test]
 fn a_pod_whose_cgroup_is_gone_is_refused() {
-    root_or_skip!();
-    let node = FakeNode::new("pod-gone");
+    let node = fake_node!("pod-gone");
     let checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
     let uid = pod_uid();
     node.pod_logs("shop", "old-job", &uid);
@@ -548,8 +549,7 @@ fn a_pod_whose_cgroup_is_gone_is_refused() {
 
 #[test]
 fn a_name_two_live_pods_share_is_refused_until_a_uid_is_given() {
-    root_or_skip!();
-    let node = FakeNode::new("pod-ambiguous");
+    let node = fake_node!("pod-ambiguous");
     // The old pod is still terminating while its replacement runs.
     let old = node.running_pod("shop", "web", shape(Systemd, Burstable, Containerd));
     let new = node.running_pod("shop", "web", shape(Systemd, Burstable, Containerd));
@@ -570,8 +570,7 @@ fn a_name_two_live_pods_share_is_refused_until_a_uid_is_given() {
 
 #[test]
 fn a_machine_without_kubepods_is_not_a_kubernetes_node() {
-    root_or_skip!();
-    let node = FakeNode::new("pod-nokube");
+    let node = fake_node!("pod-nokube");
     node.pod_logs("shop", "checkout", &pod_uid());
     let control = control_path("pods-nokube");
     let err = fails(&mut node.run_command(&control, &["--pod", "shop/checkout"]));
@@ -587,8 +586,7 @@ fn a_machine_without_kubepods_is_not_a_kubernetes_node() {
 
 #[test]
 fn a_cgroup_v1_only_node_is_told_to_switch_to_cgroup_v2() {
-    root_or_skip!();
-    let node = FakeNode::new("pod-v1");
+    let node = fake_node!("pod-v1");
     node.pod_logs("shop", "checkout", &pod_uid());
     // A private mount namespace without the cgroup v2 mount (the v1 controllers of a hybrid
     // host stay); the host is untouched. The unit tests in target/host.rs and target/pods.rs
@@ -611,8 +609,7 @@ fn a_cgroup_v1_only_node_is_told_to_switch_to_cgroup_v2() {
 
 #[test]
 fn a_deleted_pod_is_reported_gone_and_spot_sim_keeps_serving_the_others() {
-    root_or_skip!();
-    let node = FakeNode::new("pod-deleted");
+    let node = fake_node!("pod-deleted");
     let mut checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
     let cart = node.running_pod("shop", "cart", shape(Cgroupfs, BestEffort, Crio));
     let mut run = node.start(&["--pod", "shop/checkout", "--pod", "shop/cart"]);
@@ -760,8 +757,7 @@ fn the_deploy_manifests_are_kubernetes_objects_that_can_target_a_pod() {
 
 #[test]
 fn a_followed_daemonset_pod_that_is_recreated_under_a_new_name_is_redirected_again() {
-    root_or_skip!();
-    let node = FakeNode::new("pod-follow");
+    let node = fake_node!("pod-follow");
     let shape = shape(Systemd, Burstable, Containerd);
     let mut old = node.running_pod("kube-system", "nth-abc12", shape);
     let mut run = node.start(&["--pod", "kube-system/nth-*", "--follow"]);

@@ -38,6 +38,14 @@ fn python_in(node: &Node, script: &str, args: &[&str]) -> serde_json::Value {
     python_json(&node.target, &node.target_ns, script, args)
 }
 
+/// CLIENT over IPv`family` to `addr` from the node's target gets the notice and sees `addr`
+/// (port 80) as its peer.
+fn assert_peer_is_the_imds(node: &Node, family: &str, addr: &str) {
+    let reply = python_in(node, CLIENT, &[family, addr]);
+    assert_notice(&reply);
+    assert_eq!(reply["peer"], serde_json::json!([addr, 80]));
+}
+
 fn assert_notice(reply: &serde_json::Value) {
     let response = reply["response"].as_str().unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -64,17 +72,13 @@ fn the_ipv6_imds_endpoint_gets_the_notice_and_sees_the_imds_as_peer() {
     let node = node("ipv6");
     // Off by default, as on EC2 (HttpProtocolIpv6); instance.rs checks that side.
     let _run = start_run(&node, &["--http-protocol-ipv6", "enabled"]);
-    let reply = python_in(&node, CLIENT, &["6", "fd00:ec2::254"]);
-    assert_notice(&reply);
-    assert_eq!(reply["peer"], serde_json::json!(["fd00:ec2::254", 80]));
+    assert_peer_is_the_imds(&node, "6", "fd00:ec2::254");
 }
 
 #[test]
 fn an_ipv4_client_sees_the_imds_as_its_peer() {
     let (node, _run) = node_running!("peer4", &[]);
-    let reply = python_in(&node, CLIENT, &["4", "169.254.169.254"]);
-    assert_notice(&reply);
-    assert_eq!(reply["peer"], serde_json::json!(["169.254.169.254", 80]));
+    assert_peer_is_the_imds(&node, "4", "169.254.169.254");
 }
 
 #[test]

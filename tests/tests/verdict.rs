@@ -50,8 +50,19 @@ fn handler(s: &Scratch, every: u32) -> PathBuf {
     )
 }
 
+/// `spot-sim exec OPTIONS --report R… -- COMMAND` (options and command split at spaces), with
+/// the scratch `bin` first on PATH.
+fn exec(s: &Scratch, options: &str, reports: &[&Path], command: &str) -> Output {
+    let mut line = options.to_string();
+    for r in reports {
+        line += &format!(" --report {}", r.display());
+    }
+    line += &format!(" -- {command}");
+    exec_args(s, &line.split_whitespace().collect::<Vec<_>>())
+}
+
 /// `spot-sim exec ARGS`, with the scratch `bin` first on PATH.
-fn exec(s: &Scratch, args: &[&str]) -> Output {
+fn exec_args(s: &Scratch, args: &[&str]) -> Output {
     let path = format!(
         "{}:{}",
         s.path("bin").display(),
@@ -72,10 +83,6 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn event<'a>(target: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
     target["events"]
         .as_array()
@@ -92,28 +99,9 @@ fn a_handler_polling_every_second_reads_the_notice_in_time_drains_and_passes() {
     let handler = handler(&s, 1);
     let report = s.path("report.json");
     let html = s.path("report.html");
-    let out = exec(
-        &s,
-        &[
-            "--netns",
-            "new",
-            "--start-in",
-            "3s",
-            "--interruption-in",
-            "30s",
-            "--expect-detect",
-            "2s",
-            "--expect-react",
-            "5s",
-            "--expect-drained",
-            "--report",
-            report.to_str().unwrap(),
-            "--report",
-            html.to_str().unwrap(),
-            "--",
-            handler.to_str().unwrap(),
-        ],
-    );
+    let options = "--netns new --start-in 3s --interruption-in 30s --expect-detect 2s \
+                   --expect-react 5s --expect-drained";
+    let out = exec(&s, options, &[&report, &html], handler.to_str().unwrap());
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let args = fs::read_to_string(s.path("kubectl.args")).unwrap();
@@ -221,25 +209,9 @@ fn a_handler_polling_every_8_s_misses_a_4_s_window_and_exec_exits_3() {
     let s = Scratch::new("verdict-fail");
     let handler = handler(&s, 8);
     let report = s.path("report.json");
-    let out = exec(
-        &s,
-        &[
-            "--netns",
-            "new",
-            "--start-in",
-            "10s",
-            "--interruption-in",
-            "4s",
-            "--on-interrupt",
-            "kill",
-            "--expect-detect",
-            "3s",
-            "--report",
-            report.to_str().unwrap(),
-            "--",
-            handler.to_str().unwrap(),
-        ],
-    );
+    let options = "--netns new --start-in 10s --interruption-in 4s --on-interrupt kill \
+                   --expect-detect 3s";
+    let out = exec(&s, options, &[&report], handler.to_str().unwrap());
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(!s.path("kubectl.args").exists(), "never drained");
@@ -272,21 +244,8 @@ fn every_redirect_of_a_50_ms_command_is_in_the_log_and_the_report() {
     let s = Scratch::new("verdict-short");
     for i in 0..3 {
         let report = s.path(&format!("r{i}.json"));
-        let out = exec(
-            &s,
-            &[
-                "--netns",
-                "new",
-                "--report",
-                report.to_str().unwrap(),
-                "--",
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "http://169.254.169.254/latest/meta-data/",
-            ],
-        );
+        let curl = "curl -s -o /dev/null http://169.254.169.254/latest/meta-data/";
+        let out = exec(&s, "--netns new", &[&report], curl);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(0), "{err}");
         assert!(
@@ -437,7 +396,7 @@ fn bad_input_is_refused_before_anything_starts() {
         let mut all = vec!["--netns", "new"];
         all.extend(args);
         all.extend(["--", "sh", "-c", &cmd]);
-        let out = exec(&s, &all);
+        let out = exec_args(&s, &all);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{all:?}: {err}");
         assert!(err.contains(needle), "{all:?}: {err}");

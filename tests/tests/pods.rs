@@ -182,6 +182,11 @@ impl FakeNode {
     }
 
     /// A pod with logs, cgroups, its own network namespace and a process in its container.
+    /// A running pod of the most common shape: systemd driver, Burstable, containerd.
+    fn pod(&self, namespace: &str, name: &str) -> FakePod {
+        self.running_pod(namespace, name, shape(Systemd, Burstable, Containerd))
+    }
+
     fn running_pod(&self, namespace: &str, name: &str, shape: Shape) -> FakePod {
         let uid = pod_uid();
         self.pod_logs(namespace, name, &uid);
@@ -325,9 +330,9 @@ fn seconds_from_now(time: &serde_json::Value) -> i64 {
 #[test]
 fn only_the_pod_named_on_the_command_line_sees_the_notice() {
     let node = fake_node!("pod-only");
-    let checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
+    let checkout = node.pod("shop", "checkout");
     // Same QoS slice: the two pod cgroups are siblings.
-    let cart = node.running_pod("shop", "cart", shape(Systemd, Burstable, Containerd));
+    let cart = node.pod("shop", "cart");
     let run = node.start(&["--pod", "shop/checkout"]);
     assert!(
         run.log()
@@ -517,8 +522,8 @@ fn list_pods_shows_every_pod_with_its_qos_class_and_cgroup() {
 #[test]
 fn an_unknown_pod_is_refused_with_the_closest_names() {
     let node = fake_node!("pod-unknown");
-    let checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
-    let cart = node.running_pod("shop", "cart", shape(Systemd, Burstable, Containerd));
+    let checkout = node.pod("shop", "checkout");
+    let cart = node.pod("shop", "cart");
     let control = control_path("pods-unknown");
     let err = fails(&mut node.run_command(&control, &["--pod", "shop/chekout"]));
     assert_eq!(
@@ -531,7 +536,7 @@ fn an_unknown_pod_is_refused_with_the_closest_names() {
 #[test]
 fn a_pod_whose_cgroup_is_gone_is_refused() {
     let node = fake_node!("pod-gone");
-    let checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
+    let checkout = node.pod("shop", "checkout");
     let uid = pod_uid();
     node.pod_logs("shop", "old-job", &uid);
     let control = control_path("pods-gone");
@@ -551,8 +556,8 @@ fn a_pod_whose_cgroup_is_gone_is_refused() {
 fn a_name_two_live_pods_share_is_refused_until_a_uid_is_given() {
     let node = fake_node!("pod-ambiguous");
     // The old pod is still terminating while its replacement runs.
-    let old = node.running_pod("shop", "web", shape(Systemd, Burstable, Containerd));
-    let new = node.running_pod("shop", "web", shape(Systemd, Burstable, Containerd));
+    let old = node.pod("shop", "web");
+    let new = node.pod("shop", "web");
     let control = control_path("pods-ambiguous");
     let err = fails(&mut node.run_command(&control, &["--pod", "shop/web"]));
     assert!(
@@ -610,7 +615,7 @@ fn a_cgroup_v1_only_node_is_told_to_switch_to_cgroup_v2() {
 #[test]
 fn a_deleted_pod_is_reported_gone_and_spot_sim_keeps_serving_the_others() {
     let node = fake_node!("pod-deleted");
-    let mut checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
+    let mut checkout = node.pod("shop", "checkout");
     let cart = node.running_pod("shop", "cart", shape(Cgroupfs, BestEffort, Crio));
     let mut run = node.start(&["--pod", "shop/checkout", "--pod", "shop/cart"]);
     let control = run.control.as_ref().unwrap().to_str().unwrap().to_owned();

@@ -268,15 +268,12 @@ fn spot_sim_report_shows_a_running_instance() {
         "poll",
         &format!("while :; do curl -s -o /dev/null {TERMINATION_TIME}; sleep 0.3; done\n"),
     );
-    let mut run = spawn_spot_sim(&[
-        "exec",
-        "--netns",
-        "new",
+    let mut run = spawn_logged(&mut exec_new(&[
         "--control",
         control.to_str().unwrap(),
         "--",
         handler.to_str().unwrap(),
-    ]);
+    ]));
     run.wait_for_log("redirected", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(1));
     let out = Command::new(spot_sim_bin())
@@ -331,15 +328,12 @@ fn memory_stays_bounded_with_100000_requests_and_10000_outbound_connects() {
          exit 0\n",
     );
     let started = Instant::now();
-    let mut run = spawn_spot_sim(&[
-        "exec",
-        "--netns",
-        "new",
+    let mut run = spawn_logged(&mut exec_new(&[
         "--report",
         report.to_str().unwrap(),
         "--",
         client.to_str().unwrap(),
-    ]);
+    ]));
     let pid = run.pid();
     let peak_kb = watch_peak_rss(pid, || {
         matches!(run.child.try_wait(), Ok(Some(_))) || started.elapsed() > Duration::from_secs(240)

@@ -25,6 +25,12 @@ fn text(out: Output) -> (String, String) {
     )
 }
 
+/// A token PUT, then the instance id, from `spot-sim exec OPTIONS` (see PUT_TOKEN).
+fn token_then_instance_id(options: &[&str]) -> (String, String) {
+    let script = format!("{PUT_TOKEN}; {}", curl("/latest/meta-data/instance-id"));
+    exec_sh(options, &script)
+}
+
 /// `curl -s URL` followed by its HTTP status, in a script.
 fn curl(path: &str) -> String {
     format!("curl -s --max-time 3 -w ' %{{http_code}}' {IMDS}{path}; echo")
@@ -38,8 +44,7 @@ fn status_of(path: &str) -> String {
 #[test]
 fn at_hop_limit_1_a_containers_token_put_times_out_and_imdsv1_still_works() {
     root_or_skip!();
-    let script = format!("{PUT_TOKEN}; {}", curl("/latest/meta-data/instance-id"));
-    let (out, log) = exec_sh(&["--http-put-response-hop-limit", "1"], &script);
+    let (out, log) = token_then_instance_id(&["--http-put-response-hop-limit", "1"]);
     // curl's exit 28: timed out, no answer at all (not a refusal).
     assert!(out.contains("put=000 rc=28"), "out: {out}\nlog: {log}");
     assert!(out.contains("i-0e5a6b3c9d2f41a78 200"), "out: {out}");
@@ -123,8 +128,7 @@ fn a_client_in_spot_sims_own_namespace_gets_its_token_at_hop_limit_1() {
 #[test]
 fn a_disabled_endpoint_answers_get_and_put_403() {
     root_or_skip!();
-    let script = format!("{PUT_TOKEN}; {}", curl("/latest/meta-data/instance-id"));
-    let (out, log) = exec_sh(&["--http-endpoint", "disabled"], &script);
+    let (out, log) = token_then_instance_id(&["--http-endpoint", "disabled"]);
     assert!(out.contains("put=403 rc=0"), "out: {out}\nlog: {log}");
     assert!(
         out.contains("<title>403 - Forbidden</title>") && out.ends_with(" 403\n"),

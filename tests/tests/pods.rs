@@ -187,6 +187,13 @@ impl FakeNode {
         self.running_pod(namespace, name, shape(Systemd, Burstable, Containerd))
     }
 
+    /// `spot-sim run ARGS` on this node, with a control socket of its own, expected to fail:
+    /// its one error line, and the socket's path (to check nothing was left there).
+    fn refused(&self, tag: &str, args: &[&str]) -> (String, ControlSocket) {
+        let control = control_path(tag);
+        (fails(&mut self.run_command(&control, args)), control)
+    }
+
     fn running_pod(&self, namespace: &str, name: &str, shape: Shape) -> FakePod {
         let uid = pod_uid();
         self.pod_logs(namespace, name, &uid);
@@ -524,8 +531,7 @@ fn an_unknown_pod_is_refused_with_the_closest_names() {
     let node = fake_node!("pod-unknown");
     let checkout = node.pod("shop", "checkout");
     let cart = node.pod("shop", "cart");
-    let control = control_path("pods-unknown");
-    let err = fails(&mut node.run_command(&control, &["--pod", "shop/chekout"]));
+    let (err, control) = node.refused("pods-unknown", &["--pod", "shop/chekout"]);
     assert_eq!(
         err,
         "no pod shop/chekout on this node (closest: shop/checkout); list pods with --list-pods"
@@ -558,8 +564,7 @@ fn a_name_two_live_pods_share_is_refused_until_a_uid_is_given() {
     // The old pod is still terminating while its replacement runs.
     let old = node.pod("shop", "web");
     let new = node.pod("shop", "web");
-    let control = control_path("pods-ambiguous");
-    let err = fails(&mut node.run_command(&control, &["--pod", "shop/web"]));
+    let (err, control) = node.refused("pods-ambiguous", &["--pod", "shop/web"]);
     assert!(
         err.starts_with("shop/web matches 2 running pods on this node ("),
         "{err}"
@@ -577,8 +582,7 @@ fn a_name_two_live_pods_share_is_refused_until_a_uid_is_given() {
 fn a_machine_without_kubepods_is_not_a_kubernetes_node() {
     let node = fake_node!("pod-nokube");
     node.pod_logs("shop", "checkout", &pod_uid());
-    let control = control_path("pods-nokube");
-    let err = fails(&mut node.run_command(&control, &["--pod", "shop/checkout"]));
+    let (err, control) = node.refused("pods-nokube", &["--pod", "shop/checkout"]);
     assert_eq!(
         err,
         format!(

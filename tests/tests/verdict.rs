@@ -27,6 +27,14 @@ impl Scratch {
     }
 }
 
+/// The first line of a root-only test with a [`Scratch`] folder: skips when not root.
+macro_rules! scratch_or_skip {
+    ($tag:expr) => {{
+        root_or_skip!();
+        Scratch::new($tag)
+    }};
+}
+
 /// A termination handler as people write them: poll `spot/termination-time` every `every`
 /// seconds; once it answers 200, `kubectl drain` the node and exit. `kubectl` is a stand-in
 /// on PATH that records its arguments and, like the real one, connects to its API server
@@ -94,8 +102,7 @@ fn event<'a>(target: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value
 
 #[test]
 fn a_handler_polling_every_second_reads_the_notice_in_time_drains_and_passes() {
-    root_or_skip!();
-    let s = Scratch::new("verdict-pass");
+    let s = scratch_or_skip!("verdict-pass");
     let handler = handler(&s, 1);
     let report = s.path("report.json");
     let html = s.path("report.html");
@@ -205,8 +212,7 @@ fn html_report_in_a_browser(html: &Path, t: &serde_json::Value) {
 
 #[test]
 fn a_handler_polling_every_8_s_misses_a_4_s_window_and_exec_exits_3() {
-    root_or_skip!();
-    let s = Scratch::new("verdict-fail");
+    let s = scratch_or_skip!("verdict-fail");
     let handler = handler(&s, 8);
     let report = s.path("report.json");
     let options = "--netns new --start-in 10s --interruption-in 4s --on-interrupt kill \
@@ -240,8 +246,7 @@ fn a_handler_polling_every_8_s_misses_a_4_s_window_and_exec_exits_3() {
 
 #[test]
 fn every_redirect_of_a_50_ms_command_is_in_the_log_and_the_report() {
-    root_or_skip!();
-    let s = Scratch::new("verdict-short");
+    let s = scratch_or_skip!("verdict-short");
     for i in 0..3 {
         let report = s.path(&format!("r{i}.json"));
         let curl = "curl -s -o /dev/null http://169.254.169.254/latest/meta-data/";
@@ -261,8 +266,7 @@ fn every_redirect_of_a_50_ms_command_is_in_the_log_and_the_report() {
 
 #[test]
 fn spot_sim_report_shows_a_running_instance() {
-    root_or_skip!();
-    let s = Scratch::new("verdict-live");
+    let s = scratch_or_skip!("verdict-live");
     let control = control_path("verdict-live");
     let handler = s.script(
         "poll",
@@ -316,8 +320,7 @@ fn watch_peak_rss(pid: u32, mut until: impl FnMut() -> bool) -> u64 {
 
 #[test]
 fn memory_stays_bounded_with_100000_requests_and_10000_outbound_connects() {
-    root_or_skip!();
-    let s = Scratch::new("verdict-volume");
+    let s = scratch_or_skip!("verdict-volume");
     let report = s.path("report.json");
     // curl's URL globbing: one process, one kept-alive connection for the 100,000 requests;
     // then 10,000 connects to a closed port on loopback (refused at once, still connects).
@@ -370,8 +373,7 @@ fn memory_stays_bounded_with_100000_requests_and_10000_outbound_connects() {
 
 #[test]
 fn bad_input_is_refused_before_anything_starts() {
-    root_or_skip!();
-    let s = Scratch::new("verdict-bad");
+    let s = scratch_or_skip!("verdict-bad");
     let marker = s.path("ran");
     let cmd = format!("touch {}", marker.display());
     for (args, needle) in [

@@ -93,6 +93,15 @@ fn checked(what: &str, out: Output) -> Output {
     out
 }
 
+/// Runs `cmd` (spot-sim, or something under it) with every request logged (RUST_LOG=debug);
+/// panics with the log, after `what`, unless it succeeded. Its stdout and its log.
+pub fn debug_run(cmd: &mut Command, what: &str) -> (String, String) {
+    let out = cmd.env("RUST_LOG", "debug").output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{what}:\n{log}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), log)
+}
+
 /// A successful command's stdout as JSON; panics with its stderr or what it printed.
 pub fn json_of(out: &Output) -> serde_json::Value {
     if !out.status.success() {

@@ -153,23 +153,16 @@ fn real_client_canonical_ec2metadata_reads_the_2009_04_04_tree_in_both_modes() {
     let script = tool_or_skip!("cloud-guest-utils/root/usr/bin/ec2metadata");
     for mode in ["optional", "required"] {
         let scenario = scenario_file();
-        let out = exec_new(&["--imdsv2", mode, "--scenario"])
-            .arg(&*scenario)
-            .args(["--", "python3"])
-            .arg(&script)
-            .args([
-                "--instance-id",
-                "--availability-zone",
-                "--mac",
-                "--user-data",
-            ])
-            // Every request at debug (info shows one a second).
-            .env("RUST_LOG", "debug")
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{mode}:\n{log}");
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut cmd = exec_new(&["--imdsv2", mode, "--scenario"]);
+        cmd.arg(&*scenario).args(["--", "python3"]).arg(&script);
+        cmd.args([
+            "--instance-id",
+            "--availability-zone",
+            "--mac",
+            "--user-data",
+        ]);
+        // Every request at debug (info shows one a second).
+        let (stdout, log) = debug_run(&mut cmd, mode);
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(
             lines[..2],

@@ -562,8 +562,7 @@ fn a_pod_whose_cgroup_is_gone_is_refused() {
 fn a_name_two_live_pods_share_is_refused_until_a_uid_is_given() {
     let node = fake_node!("pod-ambiguous");
     // The old pod is still terminating while its replacement runs.
-    let old = node.pod("shop", "web");
-    let new = node.pod("shop", "web");
+    let [old, new] = [(); 2].map(|()| node.pod("shop", "web"));
     let (err, control) = node.refused("pods-ambiguous", &["--pod", "shop/web"]);
     assert!(
         err.starts_with("shop/web matches 2 running pods on this node ("),

@@ -118,13 +118,8 @@ fn exec_returns_the_command_status_and_leaves_no_cgroup() {
 #[test]
 fn exec_with_a_private_netns_shows_the_notice_to_curl_and_logs_the_ebpf_side() {
     root_or_skip!();
-    let out = exec_new(&["--", "curl", "-sS", "--max-time", "5", INSTANCE_ACTION])
-        .env("RUST_LOG", "debug")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-    let body = String::from_utf8_lossy(&out.stdout);
+    let curl = ["--", "curl", "-sS", "--max-time", "5", INSTANCE_ACTION];
+    let (body, log) = debug_run(&mut exec_new(&curl), "exec");
     assert!(
         body.starts_with("{\"action\": \"terminate\", \"time\": \""),
         "body: {body}"

@@ -81,3 +81,70 @@ pub fn stderr(o: &Output) -> String {
 pub(crate) fn context(what: impl std::fmt::Display, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Root-only checks skip without root, except under CI (where a skip must not pass).
+    fn root() -> bool {
+        let root = nix::unistd::geteuid().is_root();
+        assert!(root || std::env::var_os("CI").is_none(), "CI without root");
+        root
+    }
+
+    #[test]
+    fn owned_paths_are_gone_after_drop() {
+        let dir = OwnedPath::scratch_dir("kit").expect("scratch dir");
+        std::fs::write(dir.join("x"), "x").expect("a file inside");
+        let file = OwnedPath::file("kit", "toml", "a = 1").expect("file");
+        assert_eq!(std::fs::read_to_string(&*file).expect("read"), "a = 1");
+        let (d, f) = (dir.to_path_buf(), file.to_path_buf());
+        drop((dir, file));
+        assert!(!d.exists() && !f.exists());
+        assert_ne!(unique("kit"), unique("kit"));
+    }
+
+    #[test]
+    fn a_private_namespace_has_loopback_up_and_nothing_else() {
+        if !root() {
+            return;
+        }
+        let ns = NetNs::new_private().expect("namespace");
+        let out = ns
+            .command("ip", &["-o", "link"])
+            .expect("ip")
+            .output()
+            .expect("ip runs");
+        let text = stdout(&out);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains(": lo:") && text.contains("UP"), "{text}");
+        let echoed = ns.run(|| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            std::net::TcpStream::connect(l.local_addr().expect("addr")).is_ok()
+        });
+        assert!(echoed.expect("thread in the namespace"));
+        let other = ns.run(|| std::net::TcpStream::connect("169.254.169.254:80").map(|_| ()));
+        let err = other
+            .expect("thread")
+            .expect_err("no route off the machine");
+        assert_eq!(err.raw_os_error(), Some(libc::ENETUNREACH), "{err}");
+    }
+
+    #[test]
+    fn a_test_cgroup_kills_what_runs_in_it_and_goes() {
+        if !root() {
+            return;
+        }
+        let cg = TestCgroup::new("kit").expect("cgroup");
+        let leaf = cg.child("a/b").expect("child");
+        let mut cmd = command_in(Some(&leaf), None, "sleep", &["600"]).expect("placed");
+        let mut p = Proc::spawn("sleep", &mut cmd, Capture::Both).expect("spawn");
+        let procs = std::fs::read_to_string(leaf.join("cgroup.procs")).expect("procs");
+        assert_eq!(procs.trim(), p.pid().to_string());
+        let path = cg.path.clone();
+        drop(cg);
+        assert!(!path.exists());
+        assert!(p.wait_timeout(std::time::Duration::from_secs(5)).is_some());
+    }
+}

@@ -2,8 +2,8 @@
 //! parent, applied between fork and exec so the program's first instruction already runs there.
 //!
 //! One type serves `spot-sim exec` and the test kit alike. Everything is opened in the parent;
-//! the child only makes async-signal-safe syscalls (prctl, getppid, setns, write, setrlimit)
-//! on descriptors and values captured by the closure, and allocates nothing.
+//! the child only makes async-signal-safe syscalls (prctl, getppid, setns, write, setrlimit,
+//! umask) on descriptors and values captured by the closure, and allocates nothing.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::{
@@ -24,6 +24,7 @@ pub struct Placement {
     procs: Option<OwnedFd>,
     die_with_parent: Option<libc::pid_t>,
     nofile: Option<(libc::rlim_t, Option<libc::rlim_t>)>,
+    umask: Option<libc::mode_t>,
 }
 
 impl Placement {
@@ -93,6 +94,12 @@ impl Placement {
         self
     }
 
+    /// The file mode creation mask the child starts with.
+    pub fn umask(mut self, mask: libc::mode_t) -> Self {
+        self.umask = Some(mask);
+        self
+    }
+
     /// Sets `cmd` to start in this place. Order: the parent-death signal first (so a parent
     /// that dies later still takes the child), then the namespace, then the cgroup.
     pub fn apply(self, cmd: &mut Command) {
@@ -101,6 +108,7 @@ impl Placement {
             procs,
             die_with_parent,
             nofile,
+            umask,
         } = self;
         // SAFETY: the closure makes only async-signal-safe syscalls on values it owns, and
         // builds no io::Error that allocates (last_os_error and from_raw_os_error do not).
@@ -128,6 +136,9 @@ impl Placement {
                 }
                 if let Some((soft, hard)) = nofile {
                     set_nofile(soft, hard)?;
+                }
+                if let Some(mask) = umask {
+                    libc::umask(mask);
                 }
                 Ok(())
             });
@@ -164,14 +175,15 @@ mod tests {
     #[test]
     fn a_placed_child_starts_with_the_limits_it_was_given() {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "ulimit -Sn; ulimit -Hn"]);
+        cmd.args(["-c", "ulimit -Sn; ulimit -Hn; umask"]);
         Placement::new()
             .die_with_parent()
             .nofile(64, Some(128))
+            .umask(0o027)
             .apply(&mut cmd);
         let out = cmd.output().expect("sh runs");
         assert!(out.status.success(), "{out:?}");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "64\n128\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "64\n128\n0027\n");
     }
 
     #[test]

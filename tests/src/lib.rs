@@ -26,8 +26,8 @@ pub use prelude::*;
 
 pub use fixtures::*;
 pub use spot_sim_testkit::{
-    remove_cgroup_tree, stderr, stdout, unique, Capture, ControlSocket, NetNs, OwnedPath, Proc,
-    ScratchDir, TestCgroup,
+    remove_cgroup_tree, stderr, stdout, unique, Capture, ControlSocket, NetNs, OwnedPath,
+    Placement, Proc, ScratchDir, TestCgroup,
 };
 
 /// Skips (returns false) with a loud message when not root, unless CI is set: then it fails.

@@ -5,8 +5,6 @@
 //! anything that could touch a root cgroup runs inside a cgroup namespace whose root is a test
 //! cgroup. Figures for SECURITY.md are printed on `FIGURE name: value` lines.
 
-use std::os::unix::process::CommandExt;
-
 use nix::sys::signal::Signal;
 use spot_sim_tests::*;
 
@@ -99,18 +97,12 @@ fn assert_refused(o: &Output, needle: &str) {
 }
 
 /// `spot-sim run` with its own control socket at `control`, waiting until it serves `n`
-/// targets; `pre` runs in the child before exec (limits, umask).
-fn run_at(control: &Path, args: &[&str], n: usize, pre: Option<fn()>) -> Proc {
+/// targets; started in `place` (limits, umask) when given.
+fn run_at(control: &Path, args: &[&str], n: usize, place: Option<Placement>) -> Proc {
     let mut cmd = Command::new(spot_sim_bin());
     cmd.arg("run").arg("--control").arg(control).args(args);
-    if let Some(f) = pre {
-        // SAFETY: the closures passed here only make async-signal-safe syscalls.
-        unsafe {
-            cmd.pre_exec(move || {
-                f();
-                Ok(())
-            });
-        }
+    if let Some(place) = place {
+        place.apply(&mut cmd);
     }
     let mut p = spawn_logged(&mut cmd);
     p.wait_for_log(&format!("serving {n} target"), Duration::from_secs(120));
@@ -145,37 +137,14 @@ fn stale_socket(path: &Path) {
     assert!(path.exists());
 }
 
-/// Sets the soft descriptor limit to 1024 and leaves the hard one (the common default).
-fn soft_nofile_1024() {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-        l.rlim_cur = 1024;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-    }
+/// `ulimit -Sn 1024`, the hard limit left as it is (the common default).
+fn soft_nofile_1024() -> Placement {
+    Placement::new().nofile(1024, None)
 }
 
 /// `ulimit -n 1024`: soft and hard.
-fn nofile_1024() {
-    let l = libc::rlimit {
-        rlim_cur: 1024,
-        rlim_max: 1024,
-    };
-    // SAFETY: a plain syscall on a local struct.
-    unsafe {
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-    }
-}
-
-fn umask_000() {
-    // SAFETY: a plain syscall.
-    unsafe {
-        libc::umask(0);
-    }
+fn nofile_1024() -> Placement {
+    Placement::new().nofile(1024, Some(1024))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -217,24 +186,10 @@ kill $run; wait $run
         bin = bin.display(),
         ctl = ctl.display()
     );
-    let procs = fs::OpenOptions::new()
-        .write(true)
-        .open(cg.path.join("cgroup.procs"))
-        .unwrap();
     let mut cmd = Command::new("unshare");
     cmd.args(["-C", "-m", "--propagation", "private", "sh", "-c", &script]);
-    // SAFETY: only write runs between fork and exec. The shell joins the test cgroup first,
-    // so the namespace's root is the test cgroup.
-    unsafe {
-        use std::os::fd::AsRawFd;
-        let fd = procs.as_raw_fd();
-        cmd.pre_exec(move || {
-            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // The shell joins the test cgroup first, so the namespace's root is the test cgroup.
+    Placement::new().cgroup(&cg.path).unwrap().apply(&mut cmd);
     let out = cmd.output().unwrap();
     let text = stdout(&out);
     println!("{text}");
@@ -323,7 +278,7 @@ fn the_control_directory_is_created_0700_under_umask_000_and_unsafe_ones_are_ref
         &sock,
         &["--cgroup", t.path.to_str().unwrap()],
         1,
-        Some(umask_000),
+        Some(Placement::new().umask(0)),
     );
     let dmeta = fs::metadata(&fresh).unwrap();
     let smeta = fs::symlink_metadata(&sock).unwrap();
@@ -559,7 +514,7 @@ fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_st
             "127.0.0.1:0",
         ],
         1,
-        Some(nofile_1024),
+        Some(nofile_1024()),
     );
     let port = metrics_port(&p).to_string();
     let rss0 = rss_kib(p.pid());
@@ -619,7 +574,7 @@ fn a_flood_on_two_targets_under_ulimit_1024_never_starves_a_third_target_or_stat
             calm.path.to_str().unwrap(),
         ],
         3,
-        Some(nofile_1024),
+        Some(nofile_1024()),
     );
     let fds0 = fd_count(p.pid());
     let mut floods = Vec::new();
@@ -692,13 +647,7 @@ fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
     all.extend(args.iter().map(String::as_str));
     let mut cmd = command_in_netns(&ns, bin.to_str().unwrap(), &all);
     cmd.env("RUST_LOG", "info,spot_sim::fdbudget=debug");
-    // SAFETY: setrlimit only.
-    unsafe {
-        cmd.pre_exec(|| {
-            soft_nofile_1024();
-            Ok(())
-        });
-    }
+    soft_nofile_1024().apply(&mut cmd);
     let t0 = Instant::now();
     let mut p = spawn_logged(&mut cmd);
     p.wait_for_log("serving 300 target", Duration::from_secs(300));
@@ -724,13 +673,7 @@ fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
     drop(p);
     // With a hard limit of 1,024 too, 300 targets cannot fit: spot-sim says so and what to do.
     let mut cmd = command_in_netns(&ns, bin.to_str().unwrap(), &all);
-    // SAFETY: setrlimit only.
-    unsafe {
-        cmd.pre_exec(|| {
-            nofile_1024();
-            Ok(())
-        });
-    }
+    nofile_1024().apply(&mut cmd);
     let out = cmd.stdin(Stdio::null()).output().unwrap();
     let err = stderr(&out);
     let last_line = err.lines().last().unwrap_or_default();

@@ -374,7 +374,7 @@ impl<'a> Bench<'a> {
             .collect::<std::io::Result<_>>()?;
         let (idle_cpu_pct, new_netns_ms, exec) =
             self.idle_and_new_netns(&ns, &servers, &idle_dirs)?;
-        let kernel = kernel::Figures {
+        let kernel = report::Figures {
             redirect: redirect_ns,
             other: other_ns,
             idle_targets: idle_dirs.len(),

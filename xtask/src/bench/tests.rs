@@ -1,4 +1,4 @@
-use super::{abba, kernel, report::*, BenchArgs};
+use super::{abba, report::*, BenchArgs};
 
 #[test]
 fn reads_wrk_latency_output() {
@@ -81,7 +81,7 @@ fn a_row_with_errors_is_flagged_and_meets_no_target() {
         connect_none: (5.0, 9.0),
         connect_attached: (5.0, 9.0),
         max_cgroups: 1,
-        kernel: kernel::Figures {
+        kernel: Figures {
             redirect: (250.0, 1000),
             other: (40.0, 1000),
             idle_targets: 1,

@@ -11,6 +11,7 @@ mod cgroup;
 mod netns;
 mod proc;
 mod scratch;
+mod suite;
 
 use std::{
     ffi::OsStr,
@@ -25,6 +26,7 @@ pub use netns::NetNs;
 pub use proc::{interrupted, stop_on_signals, Capture, Proc};
 pub use scratch::{ControlSocket, OwnedPath, ScratchDir};
 pub use spot_sim_place::Placement;
+pub use suite::{heavy, poll_until, require_root, skip};
 
 /// A name unique to this process and call: `spot-sim-test-TAG-PID-N`. Tests of one binary run
 /// on parallel threads and other people's tests run beside them, so every object gets one.
@@ -86,13 +88,6 @@ pub(crate) fn context(what: impl std::fmt::Display, e: io::Error) -> io::Error {
 mod tests {
     use super::*;
 
-    /// Root-only checks skip without root, except under CI (where a skip must not pass).
-    fn root() -> bool {
-        let root = nix::unistd::geteuid().is_root();
-        assert!(root || std::env::var_os("CI").is_none(), "CI without root");
-        root
-    }
-
     #[test]
     fn owned_paths_are_gone_after_drop() {
         let dir = OwnedPath::scratch_dir("kit").expect("scratch dir");
@@ -107,9 +102,7 @@ mod tests {
 
     #[test]
     fn a_private_namespace_has_loopback_up_and_nothing_else() {
-        if !root() {
-            return;
-        }
+        root_or_skip!();
         let ns = NetNs::new_private().expect("namespace");
         let out = ns
             .command("ip", &["-o", "link"])
@@ -133,9 +126,7 @@ mod tests {
 
     #[test]
     fn a_test_cgroup_kills_what_runs_in_it_and_goes() {
-        if !root() {
-            return;
-        }
+        root_or_skip!();
         let cg = TestCgroup::new("kit").expect("cgroup");
         let leaf = cg.child("a/b").expect("child");
         let mut cmd = command_in(Some(&leaf), None, "sleep", &["600"]).expect("placed");

@@ -56,6 +56,18 @@ impl Deref for OwnedPath {
     }
 }
 
+impl AsRef<Path> for OwnedPath {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for OwnedPath {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
 impl Drop for OwnedPath {
     fn drop(&mut self) {
         let _ = match self.dir {

@@ -114,16 +114,8 @@ fn the_control_socket_refuses_another_user_by_peer_credentials() {
     let node = node("peercred");
     // A control socket in a directory anyone may enter, then opened to everyone: only the
     // peer-credential check is left to refuse another user.
-    let dir = std::env::temp_dir().join(unique("control"));
-    fs::create_dir(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    struct RemoveDir(PathBuf);
-    impl Drop for RemoveDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-    let _dir = RemoveDir(dir.clone());
+    let dir = OwnedPath::scratch_dir("control").unwrap();
+    fs::set_permissions(&*dir, fs::Permissions::from_mode(0o755)).unwrap();
     let control = dir.join("ctl.sock");
     let mut run = spawn_logged(Command::new(spot_sim_bin()).args([
         "run",

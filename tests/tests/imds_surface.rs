@@ -147,8 +147,7 @@ fn credential_bearing(path: &str) -> bool {
 fn through_the_redirect_no_spelling_of_a_credential_path_reaches_the_real_imds() {
     root_or_skip!();
     let (cg, target, ns) = cgroup_child_and_ns("leak", "target");
-    let dir = std::env::temp_dir().join(unique("leak"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = OwnedPath::scratch_dir("leak").unwrap();
     let record = dir.join("reached-upstream");
     std::fs::write(&record, "").unwrap();
     let _standin = standin_imds(
@@ -240,5 +239,4 @@ fn through_the_redirect_no_spelling_of_a_credential_path_reaches_the_real_imds()
         "{reached}"
     );
     drop(run);
-    let _ = std::fs::remove_dir_all(Path::new(&dir));
 }

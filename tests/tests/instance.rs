@@ -351,11 +351,9 @@ fn serve_manual_is_triggered_through_its_control_socket() {
 fn serve_without_root_puts_its_socket_under_xdg_runtime_dir_and_status_finds_it() {
     root_or_skip!();
     // An unprivileged user (nobody) with a runtime directory of its own.
-    let dir = std::env::temp_dir().join(unique("xdg"));
-    std::fs::create_dir(&dir).unwrap();
-    let _cleanup = RemoveDir(dir.clone());
+    let dir = OwnedPath::scratch_dir("xdg").unwrap();
     nix::unistd::chown(
-        &dir,
+        &*dir,
         Some(nix::unistd::Uid::from_raw(65534)),
         Some(nix::unistd::Gid::from_raw(65534)),
     )
@@ -393,13 +391,4 @@ fn serve_without_root_puts_its_socket_under_xdg_runtime_dir_and_status_finds_it(
     assert_eq!(ours["targets"][0]["timeline"]["waiting_for_trigger"], true);
     drop(serve);
     assert!(!socket.exists(), "removed on SIGTERM");
-}
-
-/// A directory (holding no mounts) removed on drop.
-struct RemoveDir(std::path::PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -4,67 +4,41 @@
 //! Every fixture owns what it created and removes it on drop, so a failing test leaves nothing
 //! behind. Clients that might reach the IMDS address always run in a private namespace with
 //! only `lo`: a missed redirect fails with "network unreachable" instead of leaving the machine.
-#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
-use std::{
-    fs,
-    io::{BufRead, BufReader},
-    os::{fd::AsRawFd, unix::process::CommandExt},
-    path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Output, Stdio},
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Arc, Mutex,
-    },
-    time::{Duration, Instant},
+mod fixtures;
+
+/// What every test file uses from std, so `use spot_sim_tests::*;` is a file's one prologue.
+pub mod prelude {
+    pub use std::{
+        collections::BTreeSet,
+        fs,
+        io::{BufRead, BufReader, Read, Write},
+        os::unix::fs::{MetadataExt, PermissionsExt},
+        path::{Path, PathBuf},
+        process::{Command, Output, Stdio},
+        sync::atomic::{AtomicU32, Ordering},
+        time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    };
+}
+pub use prelude::*;
+
+pub use fixtures::*;
+pub use spot_sim_testkit::{
+    heavy, heavy_or_skip, poll_until, remove_cgroup_tree, require_root, root_or_skip, skip, stderr,
+    stdout, unique, Capture, ControlSocket, NetNs, OwnedPath, Placement, Proc, ScratchDir,
+    TestCgroup,
 };
 
-pub use spot_sim::targets::NetNs;
-
-/// Skips (returns false) with a loud message when not root, unless CI is set: then it fails.
-pub fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    skip("this end-to-end test needs root (run `sudo -E cargo xtask test`)");
-    false
-}
-
-/// The suite's one way to skip a test: fails the test when `CI` is set, and otherwise writes
-/// straight to the terminal's stderr (the harness captures `eprintln!`, so a skip printed that
-/// way would read as `ok`). Call it and `return`.
-pub fn skip(reason: &str) {
-    let test = std::thread::current().name().unwrap_or("a test").to_owned();
-    if std::env::var_os("CI").is_some() {
-        panic!("{test} would be skipped ({reason}), and CI is set: a skip must not pass in CI");
-    }
-    use std::io::Write;
-    // Straight to fd 2, past the harness's capture.
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "\n!!!!! SKIPPED {test}: {reason} !!!!!\n"
-    );
-}
-
-/// Load-heavy tests hold this while they run, so two of them never compete for the two cores
-/// their timing assumes (tests of one file run on parallel threads).
-pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    static HEAVY: Mutex<()> = Mutex::new(());
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
-pub fn poll_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("{what}: not within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// The first line of a root-only test on a fresh [`Node`] with `spot-sim run` serving its
+/// target (plus `extra` arguments): `let (node, run) = node_running!("tag", &[]);`.
+#[macro_export]
+macro_rules! node_running {
+    ($tag:expr, $extra:expr) => {{
+        $crate::root_or_skip!();
+        let node = $crate::node($tag);
+        let run = $crate::start_run(&node, $extra);
+        (node, run)
+    }};
 }
 
 /// The spot-sim binary `cargo xtask test` built (SPOT_SIM_BIN), else target/debug/spot-sim.
@@ -77,117 +51,37 @@ pub fn spot_sim_bin() -> PathBuf {
 
 /// `spot-sim exec --netns new -- sh -c SCRIPT`: a command in a throw-away namespace.
 pub fn exec_sh(script: &str) -> Command {
+    exec_new(&["--", "sh", "-c", script])
+}
+
+/// `spot-sim exec --netns new ARGS`: options, then `--` and the command.
+pub fn exec_new(args: &[&str]) -> Command {
     let mut cmd = Command::new(spot_sim_bin());
-    cmd.args(["exec", "--netns", "new", "--", "sh", "-c", script]);
+    cmd.args(["exec", "--netns", "new"]).args(args);
     cmd
 }
 
+/// spot-sim with `args` in a private mount namespace (the host's mounts untouched), after
+/// `prep` ran there: `umount -l` the cgroup v2 mount, remount it read-only.
+pub fn with_private_mounts(prep: &str, args: &str) -> Command {
+    let script = format!("{prep} && exec {} {args}", spot_sim_bin().display());
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+    c
+}
+
 pub fn cgroup2_mount() -> PathBuf {
-    spot_sim::targets::cgroup::cgroup2_mount().expect("cgroup v2 mounted")
-}
-
-/// A unique name for this test's objects.
-pub fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "spot-sim-test-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A cgroup the test created; dropping it kills what is inside and removes the whole subtree.
-pub struct TestCgroup {
-    pub path: PathBuf,
-}
-
-impl TestCgroup {
-    /// A new cgroup directly under the cgroup v2 mount.
-    pub fn new(tag: &str) -> Self {
-        let path = cgroup2_mount().join(unique(tag));
-        fs::create_dir(&path).unwrap();
-        Self { path }
-    }
-
-    /// A child cgroup, owned by this one's drop.
-    pub fn child(&self, name: &str) -> PathBuf {
-        let p = self.path.join(name);
-        fs::create_dir_all(&p).unwrap();
-        p
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        remove_cgroup_tree(&self.path);
-    }
-}
-
-/// Kills everything in the tree and removes it, deepest first.
-pub fn remove_cgroup_tree(path: &Path) {
-    if !path.exists() {
-        return;
-    }
-    let _ = fs::write(path.join("cgroup.kill"), "1");
-    let mut dirs = Vec::new();
-    collect_dirs(path, &mut dirs);
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    for d in dirs {
-        for _ in 0..100 {
-            if fs::remove_dir(&d).is_ok() || !d.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-fn collect_dirs(p: &Path, out: &mut Vec<PathBuf>) {
-    out.push(p.to_path_buf());
-    if let Ok(rd) = fs::read_dir(p) {
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                collect_dirs(&e.path(), out);
-            }
-        }
-    }
+    spot_sim_testkit::cgroup2_mount().expect("cgroup v2 mounted")
 }
 
 /// A command set to start inside `cgroup` and `netns`.
 pub fn command_in(cgroup: &Path, netns: &NetNs, program: &str, args: &[&str]) -> Command {
-    command_in_place(Some(cgroup), netns, program, args)
+    spot_sim_testkit::command_in(Some(cgroup), Some(netns), program, args).unwrap()
 }
 
 /// A command inside `netns` only, staying in the test's own cgroup ("the node").
 pub fn command_in_netns(netns: &NetNs, program: &str, args: &[&str]) -> Command {
-    command_in_place(None, netns, program, args)
-}
-
-fn command_in_place(cgroup: Option<&Path>, netns: &NetNs, program: &str, args: &[&str]) -> Command {
-    let procs = cgroup.map(|c| {
-        fs::OpenOptions::new()
-            .write(true)
-            .open(c.join("cgroup.procs"))
-            .unwrap()
-    });
-    let ns = netns.try_clone().unwrap();
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    // SAFETY: only setns and write run between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if let Some(procs) = &procs {
-                if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    cmd
+    netns.command(program, args).unwrap()
 }
 
 /// curl inside `cgroup` and `netns`, with a short timeout; returns its output.
@@ -195,78 +89,6 @@ pub fn curl_in(cgroup: &Path, netns: &NetNs, args: &[&str]) -> Output {
     let mut all = vec!["-sS", "--max-time", "5"];
     all.extend_from_slice(args);
     command_in(cgroup, netns, "curl", &all).output().unwrap()
-}
-
-/// The log, even when a panicking test thread poisoned its lock.
-fn lock(log: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
-    log.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A child process killed (by pid) when dropped.
-pub struct Proc {
-    pub child: Child,
-    pub log: Arc<Mutex<String>>,
-    /// The control socket of a spot-sim, removed after the process is gone.
-    pub control: Option<ControlSocket>,
-}
-
-impl Proc {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits until spot-sim's stderr contains `needle`, or panics with what it printed.
-    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if lock(&self.log).contains(needle) {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "spot-sim exited ({status}) before logging {needle:?}; it printed:\n{}",
-                    lock(&self.log)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "spot-sim did not log {needle:?} within {timeout:?}; it printed:\n{}",
-            lock(&self.log)
-        );
-    }
-
-    pub fn log(&self) -> String {
-        lock(&self.log).clone()
-    }
-
-    pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig);
-    }
-
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    /// SIGTERM first, so spot-sim cleans up as it would for a user; SIGKILL if it hangs.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.signal(nix::sys::signal::Signal::SIGTERM);
-            if self.wait_timeout(Duration::from_secs(3)).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-    }
 }
 
 /// Starts spot-sim with `args`, collecting its stderr.
@@ -283,27 +105,7 @@ pub fn spawn_logged(cmd: &mut Command) -> Proc {
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         );
     }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[spot-sim] {line}");
-            let mut l = lock(&sink);
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    Proc {
-        child,
-        log,
-        control: None,
-    }
+    Proc::spawn("spot-sim", cmd, Capture::Stderr).unwrap()
 }
 
 /// A process that idles inside `cgroup` and `netns`, so spot-sim finds the namespace there.
@@ -311,25 +113,8 @@ pub fn sleeper_in(cgroup: &Path, netns: &NetNs) -> Proc {
     spawn_logged(&mut command_in(cgroup, netns, "sleep", &["600"]))
 }
 
-/// A control socket path unique to this test, removed on drop (a spot-sim the test killed
-/// with SIGKILL cannot remove it itself).
-pub struct ControlSocket(PathBuf);
-
-impl std::ops::Deref for ControlSocket {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ControlSocket {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
-}
-
 pub fn control_path(tag: &str) -> ControlSocket {
-    ControlSocket(PathBuf::from(format!("/run/spot-sim/{}.sock", unique(tag))))
+    OwnedPath::control_socket(tag)
 }
 
 /// Names of the programs attached to `cgroup`, per `bpftool cgroup show`. Panics when bpftool
@@ -339,33 +124,12 @@ pub fn attached_programs(cgroup: &Path) -> Vec<String> {
     if !cgroup.exists() {
         return Vec::new();
     }
-    let out = Command::new("bpftool")
-        .args(["-j", "cgroup", "show"])
-        .arg(cgroup)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run bpftool ({e}): install it (cargo xtask deps)"));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bpftool cgroup show {} failed ({}): {text}{}",
-        cgroup.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // bpftool prints nothing at all for a cgroup without programs in some versions.
-    if text.trim().is_empty() {
-        return Vec::new();
-    }
-    let v: serde_json::Value = serde_json::from_str(text.trim())
-        .unwrap_or_else(|e| panic!("bpftool printed no JSON ({e}): {text}"));
-    v.as_array()
-        .unwrap_or_else(|| panic!("bpftool printed no list: {text}"))
+    let progs = bpftool_json(&["cgroup", "show", cgroup.to_str().unwrap()]);
+    progs
         .iter()
-        .map(|p| {
-            p.get("name")
-                .and_then(|n| n.as_str())
-                .unwrap_or_else(|| panic!("a program without a name in {text}"))
-                .to_owned()
+        .map(|p| match p.get("name").and_then(|n| n.as_str()) {
+            Some(n) => n.to_owned(),
+            None => panic!("a program without a name: {p}"),
         })
         .collect()
 }
@@ -383,27 +147,12 @@ pub fn loaded_map_ids() -> Vec<u32> {
 }
 
 fn bpftool_ids(kind: &str) -> Vec<u32> {
-    let out = Command::new("bpftool")
-        .args(["-j", kind, "show"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run bpftool ({e}): install it (cargo xtask deps)"));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bpftool {kind} show failed ({}): {text}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(text.trim())
-        .unwrap_or_else(|e| panic!("bpftool printed no JSON ({e}): {text}"));
-    v.as_array()
-        .unwrap_or_else(|| panic!("bpftool printed no list: {text}"))
-        .iter()
+    let all = bpftool_json(&[kind, "show"]);
+    all.iter()
         .map(|p| {
-            p.get("id")
-                .and_then(serde_json::Value::as_u64)
-                .and_then(|id| u32::try_from(id).ok())
-                .unwrap_or_else(|| panic!("an entry without an id in {text}"))
+            let id = p.get("id").and_then(serde_json::Value::as_u64);
+            id.and_then(|id| u32::try_from(id).ok())
+                .unwrap_or_else(|| panic!("an entry without an id: {p}"))
         })
         .collect()
 }
@@ -427,20 +176,9 @@ for family, addr in ((socket.AF_INET, ("169.254.169.254", 80)), (socket.AF_INET6
     s.close()
 print(json.dumps(out))
 "#;
-    let out = command_in_place(cgroup, netns, "python3", &["-c", SCRIPT])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the connect probe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the connect probe printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    let probe = spot_sim_testkit::command_in(cgroup, Some(netns), "python3", &["-c", SCRIPT]);
+    let got = json_ok(probe.unwrap());
+    strs(&got).into_iter().map(String::from).collect()
 }
 
 /// A process in `cgroup` (the test's own with `None`) inside the private namespace `netns`
@@ -474,9 +212,9 @@ pub struct Node {
 }
 
 pub fn node(tag: &str) -> Node {
-    let cg = TestCgroup::new(tag);
-    let target = cg.child("target");
-    let sibling = cg.child("sibling");
+    let cg = TestCgroup::new(tag).unwrap();
+    let target = cg.child("target").unwrap();
+    let sibling = cg.child("sibling").unwrap();
     let target_ns = NetNs::new_private().unwrap();
     let sibling_ns = NetNs::new_private().unwrap();
     let parent_ns = NetNs::new_private().unwrap();

@@ -3,52 +3,13 @@
 //! fake IMDS (and metrics) listen nowhere else, faults delay answers, secrets stay out of the
 //! log, the log is rate-limited, `exec` reports signals the shell way, and `run` detaches
 //! before it stops answering.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    fs,
-    os::unix::fs::PermissionsExt,
-    path::PathBuf,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
 
 use nix::sys::signal::Signal;
 use spot_sim_tests::*;
 
-const IMDS: &str = "http://169.254.169.254";
-
 /// Runs a Python script inside the node's target; returns its stdout parsed as JSON.
 fn python(node: &Node, script: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["-c", script];
-    all.extend_from_slice(args);
-    let out = command_in(&node.target, &node.target_ns, "python3", &all)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn status_json(p: &Proc) -> serde_json::Value {
-    let out = Command::new(spot_sim_bin())
-        .args(["status", "--json", "--control"])
-        .arg(p.control.as_deref().unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+    python_json(&node.target, &node.target_ns, script, args)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -90,9 +51,7 @@ print(json.dumps({
 
 #[test]
 fn a_targets_other_tcp_and_its_udp_pass_untouched() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("other-traffic");
     // A listener of the workload's own, on both loopbacks of its namespace.
     let (l4, l6) = node
@@ -151,22 +110,12 @@ print(json.dumps({"connected": True, "reply": data.decode(errors="replace")}))
 
 #[test]
 fn the_control_socket_refuses_another_user_by_peer_credentials() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("peercred");
     // A control socket in a directory anyone may enter, then opened to everyone: only the
     // peer-credential check is left to refuse another user.
-    let dir = std::env::temp_dir().join(unique("control"));
-    fs::create_dir(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    struct RemoveDir(PathBuf);
-    impl Drop for RemoveDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-    let _dir = RemoveDir(dir.clone());
+    let dir = OwnedPath::scratch_dir("control").unwrap();
+    fs::set_permissions(&*dir, fs::Permissions::from_mode(0o755)).unwrap();
     let control = dir.join("ctl.sock");
     let mut run = spawn_logged(Command::new(spot_sim_bin()).args([
         "run",
@@ -265,15 +214,9 @@ fn is_loopback(hex: &str) -> bool {
 
 #[test]
 fn the_fake_imds_listens_only_on_loopback_in_the_target_and_metrics_only_where_bound() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("listeners");
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let metrics_port = free_port();
     let metrics = format!("127.0.0.1:{metrics_port}");
     let run = start_run(&node, &["--metrics", &metrics]);
     let inodes = socket_inodes(run.pid());
@@ -293,20 +236,12 @@ fn the_fake_imds_listens_only_on_loopback_in_the_target_and_metrics_only_where_b
     let sibling = node.sibling_ns.run(|| listening_among(&inodes)).unwrap();
     assert_eq!(sibling, Vec::<(String, u16)>::new());
     // And the metrics answer where they were bound.
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "5",
-            &format!("http://{metrics}/metrics"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    output_ok(Command::new("curl").args([
+        "-sS",
+        "--max-time",
+        "5",
+        &format!("http://{metrics}/metrics"),
+    ]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -314,11 +249,7 @@ fn the_fake_imds_listens_only_on_loopback_in_the_target_and_metrics_only_where_b
 
 #[test]
 fn fault_latency_delays_every_answer() {
-    if !require_root() {
-        return;
-    }
-    let node = node("latency");
-    let _run = start_run(&node, &["--fault-latency", "800ms"]);
+    let (node, _run) = node_running!("latency", &["--fault-latency", "800ms"]);
     for path in [
         "/latest/meta-data/instance-id",
         "/latest/meta-data/spot/instance-action",
@@ -361,9 +292,7 @@ print(json.dumps({"token": token, "ok": ok, "forged": forged}))
 
 #[test]
 fn tokens_and_headers_never_reach_the_log_even_at_debug() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("secrets");
     let mut cmd = Command::new(spot_sim_bin());
     let control = control_path("secrets");
@@ -416,11 +345,7 @@ print(json.dumps({"requests": requests, "connects": connects, "secs": time.time(
 
 #[test]
 fn a_busy_target_gets_at_most_one_log_line_a_second_for_requests_and_for_redirects() {
-    if !require_root() {
-        return;
-    }
-    let node = node("log-rate");
-    let mut run = start_run(&node, &[]);
+    let (node, mut run) = node_running!("log-rate", &[]);
     let before = run.log().lines().count();
     let r = python(&node, STEADY, &["3"]);
     // The redirect events drain every 100 ms: let the last batch reach the log.
@@ -458,9 +383,7 @@ fn a_busy_target_gets_at_most_one_log_line_a_second_for_requests_and_for_redirec
 
 #[test]
 fn per_path_statistics_keep_at_most_256_paths() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     const PATHS: &str = r#"
 import http.client, json
 c = http.client.HTTPConnection("169.254.169.254", 80, timeout=5)
@@ -493,9 +416,7 @@ print(json.dumps({"sent": 300}))
 
 #[test]
 fn exec_exits_128_plus_the_signal_that_ended_the_command() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let mut p = spawn_logged(&mut exec_sh("kill -KILL $$"));
     let status = p.wait_timeout(Duration::from_secs(20)).expect("exec ended");
     assert_eq!(status.code(), Some(128 + 9), "log:\n{}", p.log());
@@ -503,9 +424,7 @@ fn exec_exits_128_plus_the_signal_that_ended_the_command() {
 
 #[test]
 fn exec_forwards_sigint_to_the_command_without_a_terminal() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let mut p = spawn_logged(
         exec_sh("trap 'exit 43' INT; echo ready >&2; sleep 30 & wait").stdout(Stdio::null()),
     );
@@ -561,14 +480,10 @@ fn links_and_listeners(pid: u32, ns: &NetNs) -> (Vec<u32>, Vec<u32>) {
 
 #[test]
 fn run_detaches_before_it_stops_answering() {
-    if !require_root() {
-        return;
-    }
     // The order is a matter of microseconds, too short for a client to sample on a loaded
     // machine (loopback SYNs then wait in a queue longer than the gap), so this watches
     // spot-sim's own close() calls: every bpf link closed before any listener of the target.
-    let node = node("detach-order");
-    let mut run = start_run(&node, &[]);
+    let (node, mut run) = node_running!("detach-order", &[]);
     let (links, listeners) = links_and_listeners(run.pid(), &node.target_ns);
     assert_eq!(
         links.len(),
@@ -645,13 +560,9 @@ fn run_detaches_before_it_stops_answering() {
 
 #[test]
 fn a_second_signal_during_runs_cleanup_exits_at_once() {
-    if !require_root() {
-        return;
-    }
     // Cleanup made slow on purpose: strace holds every close() spot-sim makes for 1 s, so the
     // four link closes alone take 4 s; a second signal must not wait for them.
-    let node = node("second-signal");
-    let mut run = start_run(&node, &[]);
+    let (_node, mut run) = node_running!("second-signal", &[]);
     let mut strace = Command::new("strace")
         .args([
             "-f",

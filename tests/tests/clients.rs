@@ -4,15 +4,6 @@
 //! Canonical's `ec2metadata` (cloud-guest-utils, which asks everything under `/2009-04-04/`).
 //! Each runs under `spot-sim exec --netns new`, in a namespace with only loopback, in both
 //! IMDSv2 modes. `cargo xtask test` installs them into target/tools (xtask/src/deps.rs).
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
 
 use spot_sim_tests::*;
 
@@ -35,18 +26,33 @@ fn tools() -> PathBuf {
 /// The tool at `path` (under target/tools), or a skip (a failure under CI) naming the fix.
 fn tool(path: &str) -> Option<PathBuf> {
     let p = tools().join(path);
-    if p.exists() {
-        return Some(p);
+    if !p.exists() {
+        let fix = "`cargo xtask test` installs it (xtask/src/deps.rs)";
+        skip(&format!("{} is missing: {fix}", p.display()));
+        return None;
     }
-    let msg = format!(
-        "{} is missing: `cargo xtask test` installs it (xtask/src/deps.rs)",
-        p.display()
-    );
-    if std::env::var_os("CI").is_some() {
-        panic!("{msg}");
-    }
-    eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
-    None
+    Some(p)
+}
+
+/// The first line of a root-only test of an installed client: the tool at `path`, or a skip.
+macro_rules! tool_or_skip {
+    ($path:expr) => {{
+        root_or_skip!();
+        let Some(p) = tool($path) else { return };
+        p
+    }};
+}
+
+/// One of the client scripts in tests/clients.
+fn client_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("clients")
+        .join(name)
+}
+
+/// The scenario in a file of its own, removed on drop.
+fn scenario_file() -> OwnedPath {
+    OwnedPath::file("spot", "toml", SCENARIO).unwrap()
 }
 
 /// Runs `client` under `spot-sim exec --netns new` with the scenario; returns its JSON line
@@ -57,13 +63,9 @@ fn exec(
     client: &[&str],
     env: &[(&str, &Path)],
 ) -> (serde_json::Value, String) {
-    let dir = std::env::temp_dir().join(unique(tag));
-    std::fs::create_dir_all(&dir).unwrap();
-    let scenario = dir.join("spot.toml");
-    std::fs::write(&scenario, SCENARIO).unwrap();
-    let mut cmd = Command::new(spot_sim_bin());
-    cmd.args(["exec", "--netns", "new", "--imdsv2", mode, "--scenario"])
-        .arg(&scenario)
+    let scenario = scenario_file();
+    let mut cmd = exec_new(&["--imdsv2", mode, "--scenario"]);
+    cmd.arg(&*scenario)
         .arg("--")
         .args(client)
         .env("RUST_LOG", "info");
@@ -71,7 +73,6 @@ fn exec(
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{tag} ({mode}) failed:\n{log}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -92,14 +93,9 @@ fn assert_through_the_redirect(log: &str, mode: &str) {
 
 #[test]
 fn real_client_javascript_sdk_reads_the_instance_and_the_notice_in_both_modes() {
-    if !require_root() {
-        return;
-    }
-    let Some(modules) = tool("node/node_modules") else {
-        return;
-    };
+    let modules = tool_or_skip!("node/node_modules");
     let _ = tool("node/node_modules/@aws-sdk/ec2-metadata-service/package.json").unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/sdk_js.js");
+    let script = client_script("sdk_js.js");
     for mode in ["optional", "required"] {
         let (v, log) = exec(
             "sdk-js",
@@ -120,14 +116,9 @@ fn real_client_javascript_sdk_reads_the_instance_and_the_notice_in_both_modes() 
 
 #[test]
 fn real_client_cloud_init_crawls_a_dated_version_with_the_notice_in_both_modes() {
-    if !require_root() {
-        return;
-    }
-    let Some(python) = tool("cloud-init/venv/bin/python") else {
-        return;
-    };
+    let python = tool_or_skip!("cloud-init/venv/bin/python");
+    let script = client_script("cloud_init_ec2.py");
     let packages = tool("cloud-init/root/usr/lib/python3/dist-packages").unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/cloud_init_ec2.py");
     for mode in ["optional", "required"] {
         let (v, log) = exec(
             "cloud-init",
@@ -159,36 +150,19 @@ fn real_client_cloud_init_crawls_a_dated_version_with_the_notice_in_both_modes()
 
 #[test]
 fn real_client_canonical_ec2metadata_reads_the_2009_04_04_tree_in_both_modes() {
-    if !require_root() {
-        return;
-    }
-    let Some(script) = tool("cloud-guest-utils/root/usr/bin/ec2metadata") else {
-        return;
-    };
+    let script = tool_or_skip!("cloud-guest-utils/root/usr/bin/ec2metadata");
     for mode in ["optional", "required"] {
-        let dir = std::env::temp_dir().join(unique("ec2metadata"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let scenario = dir.join("spot.toml");
-        std::fs::write(&scenario, SCENARIO).unwrap();
-        let out = Command::new(spot_sim_bin())
-            .args(["exec", "--netns", "new", "--imdsv2", mode, "--scenario"])
-            .arg(&scenario)
-            .args(["--", "python3"])
-            .arg(&script)
-            .args([
-                "--instance-id",
-                "--availability-zone",
-                "--mac",
-                "--user-data",
-            ])
-            // Every request at debug (info shows one a second).
-            .env("RUST_LOG", "debug")
-            .output()
-            .unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{mode}:\n{log}");
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let scenario = scenario_file();
+        let mut cmd = exec_new(&["--imdsv2", mode, "--scenario"]);
+        cmd.arg(&*scenario).args(["--", "python3"]).arg(&script);
+        cmd.args([
+            "--instance-id",
+            "--availability-zone",
+            "--mac",
+            "--user-data",
+        ]);
+        // Every request at debug (info shows one a second).
+        let (stdout, log) = debug_run(&mut cmd, mode);
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(
             lines[..2],

@@ -1,11 +1,5 @@
 //! Driving a running spot-sim: `status` shows the timeline, `trigger` starts a manual one,
 //! `--on-interrupt kill` ends the target's processes, and `serve` runs without eBPF.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{process::Command, time::Duration};
 
 use spot_sim_tests::*;
 
@@ -31,11 +25,7 @@ fn http_code(node: &Node, url: &str) -> String {
 
 #[test]
 fn a_manual_scenario_waits_for_trigger_and_status_shows_it() {
-    if !require_root() {
-        return;
-    }
-    let node = node("manual");
-    let run = start_run(&node, &["--manual"]);
+    let (node, run) = node_running!("manual", &["--manual"]);
     let control = run.control.as_ref().unwrap().to_str().unwrap().to_string();
     assert_eq!(
         http_code(&node, ACTION),
@@ -67,9 +57,7 @@ fn a_manual_scenario_waits_for_trigger_and_status_shows_it() {
 
 #[test]
 fn on_interrupt_kill_ends_the_targets_processes() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("kill");
     let mut victim = sleeper_in(&node.target, &node.target_ns);
     let mut bystander = sleeper_in(&node.sibling, &node.sibling_ns);
@@ -111,26 +99,10 @@ fn status_without_a_running_instance_says_how_to_start_one() {
 #[test]
 fn serve_answers_without_ebpf_on_its_listen_address() {
     // serve needs no root; it listens on loopback only.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let mut serve = spawn_spot_sim(&["serve", "--listen", &listen]);
     let url = format!("http://{listen}/latest/meta-data/spot/instance-action");
-    let mut body = String::new();
-    for _ in 0..100 {
-        let out = Command::new("curl")
-            .args(["-s", "--max-time", "2", &url])
-            .output()
-            .unwrap();
-        body = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !body.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let body = first_answer(&mut serve, &url);
     assert!(
         body.starts_with("{\"action\": \"terminate\""),
         "{body}\n{}",

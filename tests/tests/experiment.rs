@@ -4,44 +4,14 @@
 //! file, and only the selected node's pod is interrupted, at start-at and not before. The
 //! manifests validate against the Kubernetes schemas offline, and the arm64 binary is static
 //! and serves under qemu-user.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    collections::BTreeSet,
-    fs,
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
 
 use spot_sim_tests::*;
 
 const REBALANCE: &str = "http://169.254.169.254/latest/meta-data/events/recommendations/rebalance";
 const INSTANCE_ACTION: &str = "http://169.254.169.254/latest/meta-data/spot/instance-action";
 
-/// A temporary directory (a host root, an experiment file), removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(unique(tag));
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn experiment_file(dir: &TempDir, name: &str, body: &str) -> PathBuf {
-    let p = dir.0.join(name);
+fn experiment_file(dir: &ScratchDir, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
     fs::write(&p, body).unwrap();
     p
 }
@@ -91,7 +61,7 @@ fn experiment_text(name: &str, nodes: &str, start_at: &str, extra: &str) -> Stri
 
 #[test]
 fn plan_selects_about_half_of_forty_nodes_the_same_way_twice_and_anew_after_a_rename() {
-    let dir = TempDir::new("plan");
+    let dir = ScratchDir::scratch_dir("plan").unwrap();
     let nodes: Vec<String> = (0..40)
         .map(|i| format!("ip-10-0-{}-{}.ec2.internal", i / 8, 10 + i))
         .collect();
@@ -168,77 +138,48 @@ fn refused(args: &[&str]) -> String {
 
 #[test]
 fn bad_experiments_are_refused_with_one_line_naming_the_fix() {
-    let dir = TempDir::new("bad");
-    let past_and_over = experiment_file(
-        &dir,
-        "over.toml",
-        &experiment_text("gd", "\"100%\"", "2020-01-01T00:00:00Z", ""),
-    );
-    let no_name = experiment_file(
-        &dir,
-        "noname.toml",
-        "[experiment]\nnodes = \"50%\"\nstart-at = \"2030-01-01T00:00:00Z\"\npods = [\"a/b\"]\n",
-    );
-    let share = experiment_file(
-        &dir,
-        "share.toml",
-        &experiment_text("gd", "\"150%\"", "2030-01-01T00:00:00Z", ""),
-    );
-    let good = experiment_file(
-        &dir,
-        "good.toml",
-        &experiment_text("gd", "\"100%\"", "2030-01-01T00:00:00Z", ""),
-    );
-    let f = |p: &Path| p.to_str().unwrap().to_owned();
-    let cases: [(Vec<String>, &str); 5] = [
+    let dir = ScratchDir::scratch_dir("bad").unwrap();
+    let good = experiment_text("gd", "\"100%\"", "2030-01-01T00:00:00Z", "");
+    let share = experiment_text("gd", "\"150%\"", "2030-01-01T00:00:00Z", "");
+    let past_and_over = experiment_text("gd", "\"100%\"", "2020-01-01T00:00:00Z", "");
+    let no_name =
+        "[experiment]\nnodes = \"50%\"\nstart-at = \"2030-01-01T00:00:00Z\"\npods = [\"a/b\"]\n";
+    // (the experiment file, the command line with FILE for its path, what the line must say)
+    let cases: [(&str, &[&str], &str); 5] = [
         (
-            vec![
-                "run".into(),
-                "--experiment".into(),
-                f(&no_name),
-                "--node-name".into(),
-                "n-1".into(),
-            ],
+            no_name,
+            &["run", "--experiment", "FILE", "--node-name", "n-1"],
             "experiment.name",
         ),
         (
-            vec![
-                "run".into(),
-                "--experiment".into(),
-                f(&share),
-                "--node-name".into(),
-                "n-1".into(),
-            ],
+            &share,
+            &["run", "--experiment", "FILE", "--node-name", "n-1"],
             "share outside 0-100 %",
         ),
         // Neither --node-name nor NODE_NAME: which node is this?
         (
-            vec!["run".into(), "--experiment".into(), f(&good)],
+            &good,
+            &["run", "--experiment", "FILE"],
             "pass --node-name NAME, or set NODE_NAME",
         ),
         (
-            vec![
-                "run".into(),
-                "--experiment".into(),
-                f(&past_and_over),
-                "--node-name".into(),
-                "n-1".into(),
-            ],
+            &past_and_over,
+            &["run", "--experiment", "FILE", "--node-name", "n-1"],
             "the game day is over here",
         ),
         (
-            vec![
-                "experiment".into(),
-                "plan".into(),
-                f(&good),
-                "--nodes".into(),
-                "n-1,Bad Node".into(),
-            ],
+            &good,
+            &["experiment", "plan", "FILE", "--nodes", "n-1,Bad Node"],
             "is not a node name",
         ),
     ];
-    for (args, needle) in cases {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for (i, (body, args, needle)) in cases.into_iter().enumerate() {
+        let file = experiment_file(&dir, &format!("case-{i}.toml"), body);
+        let file = file.to_str().unwrap();
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "FILE" { file } else { a })
+            .collect();
         let line = refused(&args);
         assert!(line.contains(needle), "{needle:?} not in {line:?}");
     }
@@ -249,7 +190,7 @@ fn bad_experiments_are_refused_with_one_line_naming_the_fix() {
 struct FakeNode {
     name: String,
     cgroups: TestCgroup,
-    root: TempDir,
+    root: ScratchDir,
 }
 
 /// A running pod: its pod cgroup, its container's cgroup with a process idling in it, and the
@@ -274,12 +215,14 @@ fn fresh() -> u64 {
 
 impl FakeNode {
     fn new(name: &str) -> FakeNode {
-        let root = TempDir::new("gd-root");
-        fs::create_dir_all(root.0.join("var/log/pods")).unwrap();
-        let cgroups = TestCgroup::new("gd-node");
+        let root = ScratchDir::scratch_dir("gd-root").unwrap();
+        fs::create_dir_all(root.join("var/log/pods")).unwrap();
+        let cgroups = TestCgroup::new("gd-node").unwrap();
         // kubelet makes the QoS hierarchy when it starts, before any pod.
         for qos in ["burstable", "besteffort"] {
-            cgroups.child(&format!("kubepods.slice/kubepods-{qos}.slice"));
+            cgroups
+                .child(&format!("kubepods.slice/kubepods-{qos}.slice"))
+                .unwrap();
         }
         FakeNode {
             name: name.to_string(),
@@ -300,14 +243,16 @@ impl FakeNode {
         );
         fs::create_dir_all(
             self.root
-                .0
                 .join(format!("var/log/pods/{namespace}_{name}_{uid}/app")),
         )
         .unwrap();
         let u = uid.replace('-', "_");
-        let cgroup = self.cgroups.child(&format!(
-            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice"
-        ));
+        let cgroup = self
+            .cgroups
+            .child(&format!(
+                "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice"
+            ))
+            .unwrap();
         let container = cgroup.join(format!("cri-containerd-{n:064x}.scope"));
         fs::create_dir(&container).unwrap();
         let netns = NetNs::new_private().unwrap();
@@ -324,12 +269,12 @@ impl FakeNode {
     /// result line) in a file.
     fn run(&self, experiment: &Path) -> (Proc, PathBuf) {
         let control = control_path("gd");
-        let stdout = self.root.0.join("stdout");
+        let stdout = self.root.join("stdout");
         let mut cmd = Command::new(spot_sim_bin());
         cmd.arg("run")
             .arg("--experiment")
             .arg(experiment)
-            .args(["--host-root", self.root.0.to_str().unwrap()])
+            .args(["--host-root", self.root.to_str().unwrap()])
             .args(["--cgroup-root", self.cgroups.path.to_str().unwrap()])
             .arg("--control")
             .arg(&*control)
@@ -413,15 +358,7 @@ fn metrics(p: &mut Proc) -> String {
         .unwrap()
         .trim()
         .to_string();
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "5", &url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = output_ok(Command::new("curl").args(["-sS", "--max-time", "5", &url]));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -439,10 +376,8 @@ fn unix(t: SystemTime) -> i64 {
 
 #[test]
 fn two_nodes_run_one_experiment_and_only_the_selected_nodes_pod_is_interrupted_at_start_at() {
-    if !require_root() {
-        return;
-    }
-    let dir = TempDir::new("gd-file");
+    root_or_skip!();
+    let dir = ScratchDir::scratch_dir("gd-file").unwrap();
     let start = unix(SystemTime::now()) + 15;
     let start_at = time::OffsetDateTime::from_unix_timestamp(start)
         .unwrap()
@@ -562,10 +497,8 @@ fn two_nodes_run_one_experiment_and_only_the_selected_nodes_pod_is_interrupted_a
 
 #[test]
 fn a_listed_node_started_after_start_at_joins_the_same_timeline_and_follows_a_recreated_pod() {
-    if !require_root() {
-        return;
-    }
-    let dir = TempDir::new("gd-late");
+    root_or_skip!();
+    let dir = ScratchDir::scratch_dir("gd-late").unwrap();
     let node = FakeNode::new("gd-late-node");
     let other = FakeNode::new("gd-late-other");
     let start = unix(SystemTime::now()) - 5;
@@ -684,15 +617,10 @@ fn the_manifests_pass_kubernetes_validate_and_the_configmap_holds_a_valid_experi
     // from the downward API: what the schemas cannot check.
     let script = "import json, sys, yaml\n\
                   json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d], sys.stdout)\n";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(deploy.join("gameday.yaml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(deploy.join("gameday.yaml")),
     );
     let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let of_kind = |kind: &str| {
@@ -706,12 +634,7 @@ fn the_manifests_pass_kubernetes_validate_and_the_configmap_holds_a_valid_experi
     let (cm, ds) = (of_kind("ConfigMap"), of_kind("DaemonSet"));
     let spec = &ds["spec"]["template"]["spec"];
     let c = &spec["containers"][0];
-    let args: Vec<&str> = c["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args: Vec<&str> = strs(&c["args"]);
     let after = |flag: &str| {
         let i = args.iter().position(|a| *a == flag).unwrap();
         Path::new(args[i + 1])
@@ -748,8 +671,8 @@ fn the_manifests_pass_kubernetes_validate_and_the_configmap_holds_a_valid_experi
     assert_eq!(after("--host-root"), Path::new("/host"));
 
     // The example experiment in the ConfigMap is one spot-sim accepts.
-    let dir = TempDir::new("gd-cm");
-    let file = dir.0.join("experiment.toml");
+    let dir = ScratchDir::scratch_dir("gd-cm").unwrap();
+    let file = dir.join("experiment.toml");
     fs::write(&file, toml).unwrap();
     let nodes: Vec<String> = (0..10)
         .map(|i| format!("ip-10-0-0-{i}.ec2.internal"))
@@ -780,16 +703,7 @@ fn the_arm64_binary_is_static_and_serves_under_qemu_user() {
     assert!(!has_interpreter(&data), "static: no PT_INTERP");
 
     let qemu = "qemu-aarch64-static";
-    let out = Command::new(qemu)
-        .arg(&bin)
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = output_ok(Command::new(qemu).arg(&bin).arg("--version"));
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("spot-sim "),
         "{}",
@@ -797,11 +711,7 @@ fn the_arm64_binary_is_static_and_serves_under_qemu_user() {
     );
 
     // `serve` on a free loopback port, asked by curl.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let mut serve = spawn_logged(Command::new(qemu).arg(&bin).args([
         "serve",
         "--listen",
@@ -810,21 +720,7 @@ fn the_arm64_binary_is_static_and_serves_under_qemu_user() {
         "5s",
     ]));
     let url = format!("http://{listen}/latest/meta-data/spot/instance-action");
-    let mut answer = String::new();
-    for _ in 0..100 {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "2", &url])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            answer = String::from_utf8_lossy(&out.stdout).into_owned();
-            break;
-        }
-        if let Ok(Some(s)) = serve.child.try_wait() {
-            panic!("serve under qemu exited ({s}):\n{}", serve.log());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let answer = first_answer(&mut serve, &url);
     let notice: serde_json::Value = serde_json::from_str(&answer).unwrap_or_else(|e| {
         panic!(
             "no notice from the arm64 serve ({e}): {answer:?}\n{}",

@@ -5,108 +5,12 @@
 //! redirected fails with "network unreachable" and never leaves the machine. Each test prints
 //! its figures on lines starting with `FIGURE` (`--nocapture` shows them). Every test holds
 //! [`heavy`] while it runs: each loads both cores, and its timing assumes no other one does.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::{Command, Output},
-    time::{Duration, Instant},
-};
 
 use nix::sys::signal::Signal;
 use spot_sim_tests::*;
 
-const IMDS: &str = "http://169.254.169.254";
-
 // ---------------------------------------------------------------------------------------------
-// Fixtures: targets, spot-sim, and what a run leaves in the kernel.
-
-/// A cgroup with a process idling in its own private namespace.
-struct Target {
-    path: PathBuf,
-    ns: NetNs,
-    _sleeper: Option<Proc>,
-}
-
-fn target(parent: &TestCgroup, name: &str) -> Target {
-    let path = parent.child(name);
-    let ns = NetNs::new_private().unwrap();
-    let sleeper = sleeper_in(&path, &ns);
-    Target {
-        path,
-        ns,
-        _sleeper: Some(sleeper),
-    }
-}
-
-/// `spot-sim run` on `targets`, plus `extra` arguments.
-fn run_on(targets: &[&Target], extra: &[&str]) -> Proc {
-    let mut args: Vec<String> = targets
-        .iter()
-        .flat_map(|t| ["--cgroup".to_string(), t.path.display().to_string()])
-        .collect();
-    args.extend(extra.iter().map(|a| a.to_string()));
-    start_run_with(
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        targets.len(),
-        None,
-    )
-}
-
-fn status_json(p: &Proc) -> serde_json::Value {
-    let out = Command::new(spot_sim_bin())
-        .args(["status", "--json", "--control"])
-        .arg(p.control.as_deref().unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v[0].clone()
-}
-
-/// curl's HTTP status for `path` from inside a target ("000" when it got none).
-fn http_code(t: &Target, path: &str) -> String {
-    let out = curl_in(
-        &t.path,
-        &t.ns,
-        &[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("{IMDS}{path}"),
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json_of(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn python_in(t: &Target, script: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["-c", script];
-    all.extend_from_slice(args);
-    json_of(
-        &command_in(&t.path, &t.ns, "python3", &all)
-            .output()
-            .unwrap(),
-    )
-}
+// Fixtures: what a run leaves in the kernel.
 
 /// The eBPF objects a process holds, from its fdinfo: `key` "prog_id:" for programs (held
 /// through links), "map_id:" for maps. Panics when its descriptors cannot be read.
@@ -238,6 +142,22 @@ fn pinned_spot_sim_objects() -> Vec<PathBuf> {
     out
 }
 
+/// One target `t` in a test cgroup, spot-sim run on it, and what that run holds.
+struct Served {
+    cg: TestCgroup,
+    t: Target,
+    p: Proc,
+    fp: Footprint,
+}
+
+fn served(tag: &str, extra: &[&str]) -> Served {
+    let cg = TestCgroup::new(tag).unwrap();
+    let t = target(&cg, "t");
+    let p = run_on(&[&t], extra);
+    let fp = Footprint::of(&p);
+    Served { cg, t, p, fp }
+}
+
 /// What one spot-sim process holds in the kernel, to check it is all gone afterwards.
 struct Footprint {
     prog_ids: Vec<u32>,
@@ -363,15 +283,11 @@ print(json.dumps(counts))
 #[test]
 fn ten_thousand_connects_from_non_targets_are_never_redirected_and_ten_thousand_from_targets_all_are(
 ) {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
-    let cg = TestCgroup::new("isolation");
-    let tgt = target(&cg, "target");
-    let leaf = cg.child("target/leaf");
-    let sibling = cg.child("sibling");
-    let nephew = cg.child("sibling/child");
+    let _heavy = heavy_or_skip!();
+    let (cg, [tgt]) = targets("isolation", ["target"]);
+    let leaf = cg.child("target/leaf").unwrap();
+    let sibling = cg.child("sibling").unwrap();
+    let nephew = cg.child("sibling/child").unwrap();
     // The IPv6 endpoint is off by default, as on EC2; this test counts it among the redirects.
     let p = run_on(&[&tgt], &["--http-protocol-ipv6", "enabled"]);
     let fp = Footprint::of(&p);
@@ -465,16 +381,13 @@ fn wrk_summary(out: &Output) -> (u64, u64, String) {
 
 #[test]
 fn soak_many_clients_across_three_targets_zero_errors_flat_memory_and_fds() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let secs: u64 = std::env::var("SPOT_SIM_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60)
         .max(6);
-    let cg = TestCgroup::new("soak");
+    let cg = TestCgroup::new("soak").unwrap();
     let ts = [target(&cg, "a"), target(&cg, "b"), target(&cg, "c")];
     let p = run_on(&[&ts[0], &ts[1], &ts[2]], &["--interruption-in", "2h"]);
     let pid = p.pid();
@@ -589,14 +502,8 @@ print(json.dumps(out))
 
 #[test]
 fn hostile_requests_get_the_answer_imds_would_give_or_a_closed_connection() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
-    let cg = TestCgroup::new("hostile");
-    let t = target(&cg, "t");
-    let p = run_on(&[&t], &[]);
-    let fp = Footprint::of(&p);
+    let _heavy = heavy_or_skip!();
+    let Served { cg: _cg, t, p, fp } = served("hostile", &[]);
     let close = "Host: 169.254.169.254\r\nConnection: close\r\n\r\n";
     let get = |path: &str| format!("GET {path} HTTP/1.1\r\n{close}");
     let many_headers: String = (0..10_000).map(|i| format!("X-{i}: a\r\n")).collect();
@@ -664,12 +571,7 @@ fn hostile_requests_get_the_answer_imds_would_give_or_a_closed_connection() {
     let results = send_all();
     let rss_first = rss_kib(p.pid());
     for ((name, _, want), r) in cases.iter().zip(results.as_array().unwrap()) {
-        let got: Vec<&str> = r["statuses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap())
-            .collect();
+        let got: Vec<&str> = strs(&r["statuses"]);
         let got = got.join(" ");
         println!("FIGURE hostile: {name}: {got} in {} ms", r["ms"]);
         assert_eq!(&got, want, "{name}");
@@ -741,12 +643,7 @@ while time.time() - t0 < limit and len(closed) < idle_n + trickle_n:
     try:
         c = socket.create_connection(addr, timeout=3)
         c.sendall(b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = c.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = b"".join(iter(lambda: c.recv(4096), b""))
         c.close()
         if data.startswith(b"HTTP/1.1 200"):
             served += 1
@@ -763,14 +660,8 @@ print(json.dumps({"idle": times("idle"), "trickle": times("trickle"), "served": 
 
 #[test]
 fn slowloris_idle_and_trickling_connections_are_dropped_while_others_are_served() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
-    let cg = TestCgroup::new("slowloris");
-    let t = target(&cg, "t");
-    let p = run_on(&[&t], &[]);
-    let fp = Footprint::of(&p);
+    let _heavy = heavy_or_skip!();
+    let Served { cg: _cg, t, p, fp } = served("slowloris", &[]);
     let r = python_in(&t, SLOWLORIS, &["100", "100", "40"]);
     println!("FIGURE slowloris: 100 idle + 100 trickling (1 byte/s) connections: {r}");
     assert_eq!(r["idle"]["closed"], 100, "{r}");
@@ -826,13 +717,8 @@ time.sleep(hold)
 
 #[test]
 fn thousands_of_idle_connections_are_bounded_per_target_and_the_neighbour_is_still_served() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
-    let cg = TestCgroup::new("idle");
-    let flooded = target(&cg, "flooded");
-    let calm = target(&cg, "calm");
+    let _heavy = heavy_or_skip!();
+    let (_cg, [flooded, calm]) = targets("idle", ["flooded", "calm"]);
     let p = run_on(&[&flooded, &calm], &[]);
     let fp = Footprint::of(&p);
     let fds_before = fd_count(p.pid());
@@ -908,13 +794,8 @@ fn thousands_of_idle_connections_are_bounded_per_target_and_the_neighbour_is_sti
 
 #[test]
 fn a_target_cgroup_deleted_while_attached_is_reported_and_the_others_carry_on() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
-    let cg = TestCgroup::new("deleted");
-    let doomed = target(&cg, "doomed");
-    let other = target(&cg, "other");
+    let _heavy = heavy_or_skip!();
+    let (_cg, [doomed, other]) = targets("deleted", ["doomed", "other"]);
     let mut p = run_on(&[&doomed, &other], &[]);
     let fp = Footprint::of(&p);
     assert_eq!(http_code(&doomed, "/latest/meta-data/instance-id"), "200");
@@ -939,13 +820,8 @@ fn a_target_cgroup_deleted_while_attached_is_reported_and_the_others_carry_on() 
 
 #[test]
 fn a_target_netns_that_disappears_is_survived_and_a_new_one_is_served_and_released() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
-    let cg = TestCgroup::new("netns-gone");
-    let path = cg.child("t");
-    let first_ns = NetNs::new_private().unwrap();
+    let _heavy = heavy_or_skip!();
+    let (_cg, path, first_ns) = cgroup_child_and_ns("netns-gone", "t");
     let first = sleeper_in(&path, &first_ns);
     let p = start_run_with(&["--cgroup", path.to_str().unwrap()], 1, None);
     let pid = p.pid();
@@ -973,30 +849,18 @@ fn a_target_netns_that_disappears_is_survived_and_a_new_one_is_served_and_releas
         "log:\n{}",
         p.log()
     );
-    let port: u16 = status_json(&p)["targets"][0]["listen"][0]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = listen_port(&p);
     assert!(listeners_in(&second.ns).contains(&port));
     // Removing the target at run time releases its listeners in every namespace and its
     // threads, while spot-sim keeps running.
-    let out = Command::new(spot_sim_bin())
-        .args(["target", "remove", "--control"])
-        .arg(p.control.as_deref().unwrap())
-        .arg(format!(
-            "cgroup /{}",
-            path.strip_prefix(cgroup2_mount()).unwrap().display()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    output_ok(
+        Command::new(spot_sim_bin())
+            .args(["target", "remove", "--control"])
+            .arg(p.control.as_deref().unwrap())
+            .arg(format!(
+                "cgroup /{}",
+                path.strip_prefix(cgroup2_mount()).unwrap().display()
+            )),
     );
     let deadline = Instant::now() + Duration::from_secs(3);
     while listeners_in(&second.ns).contains(&port) && Instant::now() < deadline {
@@ -1021,22 +885,11 @@ fn a_target_netns_that_disappears_is_survived_and_a_new_one_is_served_and_releas
 
 #[test]
 fn a_read_only_cgroup_mount_refuses_exec_clearly_and_run_still_attaches() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     let mount = cgroup2_mount();
     // A private mount namespace in which the cgroup mount is read-only; the host's stays rw.
-    let ro = |rest: &str| {
-        let mut c = Command::new("unshare");
-        c.args(["-m", "--propagation", "private", "sh", "-c"])
-            .arg(format!(
-                "mount -o remount,bind,ro {} && exec {} {rest}",
-                mount.display(),
-                spot_sim_bin().display()
-            ));
-        c
-    };
+    let prep = format!("mount -o remount,bind,ro {}", mount.display());
+    let ro = |rest: &str| with_private_mounts(&prep, rest);
     let out = ro("exec --netns new -- true").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -1048,8 +901,7 @@ fn a_read_only_cgroup_mount_refuses_exec_clearly_and_run_still_attaches() {
     );
     println!("FIGURE read-only cgroup mount, exec: {}", err.trim());
 
-    let cg = TestCgroup::new("ro");
-    let t = target(&cg, "t");
+    let (_cg, [t]) = targets("ro", ["t"]);
     let control = control_path("ro");
     let mut p = spawn_logged(&mut ro(&format!(
         "run --cgroup {} --control {}",
@@ -1067,13 +919,8 @@ fn a_read_only_cgroup_mount_refuses_exec_clearly_and_run_still_attaches() {
 
 #[test]
 fn a_fixed_port_the_workload_took_moves_that_target_to_another_port_and_says_so() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
-    let cg = TestCgroup::new("port-taken");
-    let busy = target(&cg, "busy");
-    let free = target(&cg, "free");
+    let _heavy = heavy_or_skip!();
+    let (_cg, [busy, free]) = targets("port-taken", ["busy", "free"]);
     let taken = busy
         .ns
         .run(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
@@ -1097,14 +944,13 @@ fn a_fixed_port_the_workload_took_moves_that_target_to_another_port_and_says_so(
 
 #[test]
 fn sigterm_mid_request_ends_the_request_promptly_and_leaves_nothing() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
-    let cg = TestCgroup::new("sigterm-mid");
-    let t = target(&cg, "t");
-    let mut p = run_on(&[&t], &["--fault-latency", "5s"]);
-    let fp = Footprint::of(&p);
+    let _heavy = heavy_or_skip!();
+    let Served {
+        cg: _cg,
+        t,
+        mut p,
+        fp,
+    } = served("sigterm-mid", &["--fault-latency", "5s"]);
     let client = command_in(
         &t.path,
         &t.ns,
@@ -1165,12 +1011,8 @@ fn sigterm_mid_request_ends_the_request_promptly_and_leaves_nothing() {
 
 #[test]
 fn a_second_spot_sim_on_the_same_cgroup_refuses_and_names_the_first() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
-    let cg = TestCgroup::new("twice");
-    let t = target(&cg, "t");
+    let _heavy = heavy_or_skip!();
+    let (_cg, [t]) = targets("twice", ["t"]);
     let first = run_on(&[&t], &[]);
     let fp = Footprint::of(&first);
     let control = control_path("second");
@@ -1213,15 +1055,10 @@ while True:
 
 #[test]
 fn a_down_or_slow_passthrough_upstream_gives_a_timely_502_or_504() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
+    let _heavy = heavy_or_skip!();
     // spot-sim, the stand-in upstreams and the clients all live in one private namespace; the
     // upstreams are on its loopback.
-    let cg = TestCgroup::new("upstream");
-    let spot = cg.child("spot-sim");
-    let ns = NetNs::new_private().unwrap();
+    let (cg, spot, ns) = cgroup_child_and_ns("upstream", "spot-sim");
     let (down, slow) = ns
         .run(|| {
             let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1242,20 +1079,21 @@ fn a_down_or_slow_passthrough_upstream_gives_a_timely_502_or_504() {
     let timeout = Duration::from_secs(1);
     for (name, port, want) in [("down", down, "502"), ("slow", slow, "504")] {
         let t = Target {
-            path: cg.child(name),
+            path: cg.child(name).unwrap(),
             ns: ns.try_clone().unwrap(),
-            _sleeper: Some(sleeper_in(&cg.child(name), &ns)),
+            _sleeper: Some(sleeper_in(&cg.child(name).unwrap(), &ns)),
         };
-        let scenario = ScenarioFile::new(&format!(
+        let scenario = OwnedPath::file("scenario", "toml", &format!(
             "[imds]\npassthrough = true\npassthrough-upstream = \"127.0.0.1:{port}\"\npassthrough-timeout = \"{}s\"\n",
             timeout.as_secs()
-        ));
+        ))
+        .unwrap();
         let p = start_run_with(
             &[
                 "--cgroup",
                 t.path.to_str().unwrap(),
                 "--scenario",
-                scenario.0.to_str().unwrap(),
+                scenario.to_str().unwrap(),
             ],
             1,
             Some((&spot, &ns)),
@@ -1280,23 +1118,6 @@ fn a_down_or_slow_passthrough_upstream_gives_a_timely_502_or_504() {
         assert_eq!(simulated, "200");
         stop(p);
         fp.assert_gone(&[&t.path], &[]);
-    }
-}
-
-/// A scenario file of the test's own, removed on drop.
-struct ScenarioFile(PathBuf);
-
-impl ScenarioFile {
-    fn new(text: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("{}.toml", unique("scenario")));
-        fs::write(&path, text).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for ScenarioFile {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
     }
 }
 
@@ -1328,14 +1149,8 @@ print(json.dumps({"first": get(first), "last": get(last), "puts": n + 1, "per_s"
 
 #[test]
 fn a_token_store_flooded_with_puts_stays_bounded_and_correct() {
-    if !require_root() {
-        return;
-    }
-    let _heavy = heavy();
-    let cg = TestCgroup::new("tokens");
-    let t = target(&cg, "t");
-    let p = run_on(&[&t], &[]);
-    let fp = Footprint::of(&p);
+    let _heavy = heavy_or_skip!();
+    let Served { cg: _cg, t, p, fp } = served("tokens", &[]);
     let rss_before = rss_kib(p.pid());
     // The store holds 10,000 tokens: the first of 12,001 is evicted, the newest still works.
     let r = python_in(&t, TOKEN_FLOOD, &["12000"]);

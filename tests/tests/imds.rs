@@ -1,15 +1,6 @@
 //! The fake IMDS through the real redirect: the timeline moves as FIS would move it, IMDSv2
 //! works with curl and with an AWS SDK's own client, and passthrough reaches a stand-in
 //! "real IMDS" without ever redirecting spot-sim's own upstream connection.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    process::{Command, Output},
-    time::{Duration, SystemTime},
-};
 
 use spot_sim_tests::*;
 
@@ -67,9 +58,7 @@ fn sleep_until(unix: f64) {
 
 #[test]
 fn the_timeline_moves_from_rebalance_to_notice_to_gone() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // t0 is a whole second and the server decides by its own clock, so only the "before the
     // notice" check depends on this test being quick: when an answer came too late to tell,
     // the scenario starts over (three tries), and never drops the check.
@@ -141,11 +130,7 @@ fn the_timeline_moves_from_rebalance_to_notice_to_gone() {
 
 #[test]
 fn imdsv2_works_with_curl_and_reports_the_remaining_ttl() {
-    if !require_root() {
-        return;
-    }
-    let node = node("imdsv2");
-    let _run = start_run(&node, &[]);
+    let (node, _run) = node_running!("imdsv2", &[]);
     let put = put_token(&node, 60, &[]);
     assert_eq!(status_of(&put), 200);
     let token = body_of(&put);
@@ -178,11 +163,7 @@ fn imdsv2_works_with_curl_and_reports_the_remaining_ttl() {
 
 #[test]
 fn required_mode_answers_401_without_a_token() {
-    if !require_root() {
-        return;
-    }
-    let node = node("required");
-    let _run = start_run(&node, &["--imdsv2", "required"]);
+    let (node, _run) = node_running!("required", &["--imdsv2", "required"]);
     let plain = get(&node, "/latest/meta-data/spot/instance-action", &[]);
     assert_eq!(status_of(&plain), 401);
     let put = put_token(&node, 10, &[]);
@@ -210,19 +191,10 @@ print(json.dumps({"token": bool(token), "status": r.status_code, "body": r.text}
 
 #[test]
 fn botocore_fetches_a_token_and_reads_the_notice_through_the_redirect() {
-    if !require_root() {
-        return;
-    }
-    let node = node("botocore");
-    let _run = start_run(&node, &["--imdsv2", "required"]);
-    let out = command_in(&node.target, &node.target_ns, "python3", &["-c", BOTOCORE])
-        .env("AWS_EC2_METADATA_DISABLED", "false")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (node, _run) = node_running!("botocore", &["--imdsv2", "required"]);
+    let out = output_ok(
+        command_in(&node.target, &node.target_ns, "python3", &["-c", BOTOCORE])
+            .env("AWS_EC2_METADATA_DISABLED", "false"),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["token"], true, "botocore got no token: {v}");
@@ -232,16 +204,8 @@ fn botocore_fetches_a_token_and_reads_the_notice_through_the_redirect() {
 }
 
 /// A stand-in for the real IMDS: IMDSv2-only, with its own instance id and a credentials tree,
-/// refusing X-Forwarded-For like the real one.
+/// refusing X-Forwarded-For like the real one (the methods of [`standin_imds`]'s handler).
 const STANDIN: &str = r#"
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def reply(self, code, body):
-        b = body.encode()
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
     def do_PUT(self):
         if self.headers.get("X-Forwarded-For"):
             return self.reply(403, "forwarded")
@@ -256,38 +220,16 @@ class H(http.server.BaseHTTPRequestHandler):
         if self.path in pages:
             return self.reply(200, pages[self.path])
         self.reply(404, "")
-    def log_message(self, *a):
-        pass
-http.server.HTTPServer(("169.254.169.254", 80), H).serve_forever()
 "#;
 
 #[test]
 fn passthrough_reads_the_real_imds_and_never_redirects_spot_sims_own_connection() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // One private namespace holds the stand-in "real IMDS" (on an alias of lo), spot-sim and
     // the client; spot-sim itself runs inside the targeted cgroup, so its upstream connect
     // would loop back to itself if the redirect caught it.
-    let cg = TestCgroup::new("passthrough");
-    let target = cg.child("target");
-    let standin_cg = cg.child("standin");
-    let ns = NetNs::new_private().unwrap();
-    let alias = command_in(
-        &standin_cg,
-        &ns,
-        "ip",
-        &["addr", "add", "169.254.169.254/32", "dev", "lo"],
-    )
-    .status()
-    .unwrap();
-    assert!(alias.success());
-    let _standin = spawn_logged(&mut command_in(
-        &standin_cg,
-        &ns,
-        "python3",
-        &["-c", STANDIN],
-    ));
+    let (cg, target, ns) = cgroup_child_and_ns("passthrough", "target");
+    let _standin = standin_imds(&cg, &ns, "", STANDIN, &[]);
     let mut run = start_run_with(
         // spot-sim runs inside its own target here, which is refused unless asked for.
         &[

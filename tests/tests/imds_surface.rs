@@ -2,12 +2,6 @@
 //! before the path, bad input, and a passthrough that lets no spelling of a credential path
 //! reach a stand-in "real IMDS" (in a private namespace, on 169.254.169.254 there) that records
 //! every request it gets.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{path::Path, time::Duration};
 
 use spot_sim_tests::*;
 
@@ -29,11 +23,10 @@ fn curl(node: &Node, path: &str, extra: &[&str]) -> (u16, String) {
 
 #[test]
 fn dated_versions_and_doubled_slashes_answer_and_required_mode_checks_the_token_first() {
-    if !require_root() {
-        return;
-    }
-    let node = node("surface");
-    let _run = start_run(&node, &["--imdsv2", "required", "--interruption-in", "2m"]);
+    let (node, _run) = node_running!(
+        "surface",
+        &["--imdsv2", "required", "--interruption-in", "2m"]
+    );
     let put = curl(
         &node,
         "/latest/api/token",
@@ -88,17 +81,9 @@ fn dated_versions_and_doubled_slashes_answer_and_required_mode_checks_the_token_
     }
 }
 
-/// A stand-in real IMDS: tokens, an `iam/` tree, and a record (one path a line) of every GET.
+/// A stand-in real IMDS: tokens, an `iam/` tree, and a record (one path a line, in the file
+/// argv[1]) of every GET: the methods of [`standin_imds`]'s handler.
 const STANDIN: &str = r#"
-import http.server, sys
-record = open(sys.argv[1], "a", buffering=1)
-class H(http.server.BaseHTTPRequestHandler):
-    def reply(self, code, body):
-        b = body.encode()
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
     def do_PUT(self):
         self.reply(200, "standin-token")
     def do_GET(self):
@@ -106,9 +91,6 @@ class H(http.server.BaseHTTPRequestHandler):
         if "iam" in self.path.lower():
             return self.reply(200, '{"AccessKeyId": "LEAKED"}')
         self.reply(200, "from-the-real-imds")
-    def log_message(self, *a):
-        pass
-http.server.HTTPServer(("169.254.169.254", 80), H).serve_forever()
 "#;
 
 /// Sends every path in argv[1] (one a line) verbatim; prints `status<TAB>path<TAB>body` lines.
@@ -153,48 +135,28 @@ fn variants(version: &str, tail: &str) -> Vec<String> {
     out
 }
 
+/// A path that names credentials or user data (IAM, identity credentials, user data) or the
+/// instance identity's signatures, in any case.
 fn credential_bearing(path: &str) -> bool {
     let p = path.to_ascii_lowercase();
-    [
-        "iam",
-        "identity-credentials",
-        "user-data",
-        "pkcs7",
-        "signature",
-        "rsa2048",
-    ]
-    .iter()
-    .any(|s| p.contains(s))
+    let has = |words: &[&str]| words.iter().any(|w| p.contains(w));
+    has(&["iam", "identity-credentials", "user-data"]) || has(&["pkcs7", "signature", "rsa2048"])
 }
 
 #[test]
 fn through_the_redirect_no_spelling_of_a_credential_path_reaches_the_real_imds() {
-    if !require_root() {
-        return;
-    }
-    let cg = TestCgroup::new("leak");
-    let target = cg.child("target");
-    let standin_cg = cg.child("standin");
-    let ns = NetNs::new_private().unwrap();
-    let dir = std::env::temp_dir().join(unique("leak"));
-    std::fs::create_dir_all(&dir).unwrap();
+    root_or_skip!();
+    let (cg, target, ns) = cgroup_child_and_ns("leak", "target");
+    let dir = OwnedPath::scratch_dir("leak").unwrap();
     let record = dir.join("reached-upstream");
     std::fs::write(&record, "").unwrap();
-    let alias = command_in(
-        &standin_cg,
+    let _standin = standin_imds(
+        &cg,
         &ns,
-        "ip",
-        &["addr", "add", "169.254.169.254/32", "dev", "lo"],
-    )
-    .status()
-    .unwrap();
-    assert!(alias.success());
-    let _standin = spawn_logged(&mut command_in(
-        &standin_cg,
-        &ns,
-        "python3",
-        &["-c", STANDIN, record.to_str().unwrap()],
-    ));
+        "record = open(sys.argv[1], \"a\", buffering=1)",
+        STANDIN,
+        &[record.to_str().unwrap()],
+    );
     let run = start_run_with(
         &[
             "--cgroup",
@@ -277,5 +239,4 @@ fn through_the_redirect_no_spelling_of_a_credential_path_reaches_the_real_imds()
         "{reached}"
     );
     drop(run);
-    let _ = std::fs::remove_dir_all(Path::new(&dir));
 }

@@ -2,19 +2,9 @@
 //! network namespaces: the metadata options (hop limit, endpoint, IPv6, tags), the Auto Scaling
 //! lifecycle state, maintenance events on the timeline, an absolute start time, and a `serve`
 //! steered through its control socket.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    process::{Command, Output},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
 
 use spot_sim_tests::*;
 
-const IMDS: &str = "http://169.254.169.254";
 const PUT_TOKEN: &str = "curl -s -o /dev/null -w 'put=%{http_code}' --max-time 2 -X PUT \
      -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token; \
      echo \" rc=$?\"";
@@ -22,10 +12,9 @@ const PUT_TOKEN: &str = "curl -s -o /dev/null -w 'put=%{http_code}' --max-time 2
 /// `spot-sim exec --netns new OPTIONS -- sh -c SCRIPT`: the script's output, and spot-sim's
 /// log.
 fn exec_sh(options: &[&str], script: &str) -> (String, String) {
-    let mut args = vec!["exec", "--netns", "new"];
-    args.extend_from_slice(options);
+    let mut args = options.to_vec();
     args.extend_from_slice(&["--", "sh", "-c", script]);
-    let out = Command::new(spot_sim_bin()).args(&args).output().unwrap();
+    let out = exec_new(&args).output().unwrap();
     text(out)
 }
 
@@ -36,20 +25,10 @@ fn text(out: Output) -> (String, String) {
     )
 }
 
-/// A file removed on drop.
-struct TempFile(std::path::PathBuf);
-
-impl std::ops::Deref for TempFile {
-    type Target = std::path::Path;
-    fn deref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// A token PUT, then the instance id, from `spot-sim exec OPTIONS` (see PUT_TOKEN).
+fn token_then_instance_id(options: &[&str]) -> (String, String) {
+    let script = format!("{PUT_TOKEN}; {}", curl("/latest/meta-data/instance-id"));
+    exec_sh(options, &script)
 }
 
 /// `curl -s URL` followed by its HTTP status, in a script.
@@ -64,11 +43,8 @@ fn status_of(path: &str) -> String {
 
 #[test]
 fn at_hop_limit_1_a_containers_token_put_times_out_and_imdsv1_still_works() {
-    if !require_root() {
-        return;
-    }
-    let script = format!("{PUT_TOKEN}; {}", curl("/latest/meta-data/instance-id"));
-    let (out, log) = exec_sh(&["--http-put-response-hop-limit", "1"], &script);
+    root_or_skip!();
+    let (out, log) = token_then_instance_id(&["--http-put-response-hop-limit", "1"]);
     // curl's exit 28: timed out, no answer at all (not a refusal).
     assert!(out.contains("put=000 rc=28"), "out: {out}\nlog: {log}");
     assert!(out.contains("i-0e5a6b3c9d2f41a78 200"), "out: {out}");
@@ -95,25 +71,19 @@ print(json.dumps({"token": token is not None, "region": region, "secs": time.mon
 
 #[test]
 fn botocore_falls_back_to_imdsv1_at_hop_limit_1_as_on_eks() {
-    if !require_root() {
-        return;
-    }
-    let out = Command::new(spot_sim_bin())
-        .args([
-            "exec",
-            "--netns",
-            "new",
-            "--http-put-response-hop-limit",
-            "1",
-            "--",
-            "python3",
-            "-c",
-            BOTOCORE_REGION,
-        ])
-        .env("AWS_EC2_METADATA_DISABLED", "false")
-        .env_remove("AWS_EC2_METADATA_V1_DISABLED")
-        .output()
-        .unwrap();
+    root_or_skip!();
+    let out = exec_new(&[
+        "--http-put-response-hop-limit",
+        "1",
+        "--",
+        "python3",
+        "-c",
+        BOTOCORE_REGION,
+    ])
+    .env("AWS_EC2_METADATA_DISABLED", "false")
+    .env_remove("AWS_EC2_METADATA_V1_DISABLED")
+    .output()
+    .unwrap();
     let (stdout, log) = text(out);
     let v: serde_json::Value =
         serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\nlog: {log}"));
@@ -130,9 +100,7 @@ fn botocore_falls_back_to_imdsv1_at_hop_limit_1_as_on_eks() {
 
 #[test]
 fn a_client_in_spot_sims_own_namespace_gets_its_token_at_hop_limit_1() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // spot-sim itself runs in a private namespace ("the node"), and so does the command it
     // execs without --netns new.
     let node_ns = NetNs::new_private().unwrap();
@@ -159,11 +127,8 @@ fn a_client_in_spot_sims_own_namespace_gets_its_token_at_hop_limit_1() {
 
 #[test]
 fn a_disabled_endpoint_answers_get_and_put_403() {
-    if !require_root() {
-        return;
-    }
-    let script = format!("{PUT_TOKEN}; {}", curl("/latest/meta-data/instance-id"));
-    let (out, log) = exec_sh(&["--http-endpoint", "disabled"], &script);
+    root_or_skip!();
+    let (out, log) = token_then_instance_id(&["--http-endpoint", "disabled"]);
     assert!(out.contains("put=403 rc=0"), "out: {out}\nlog: {log}");
     assert!(
         out.contains("<title>403 - Forbidden</title>") && out.ends_with(" 403\n"),
@@ -173,9 +138,7 @@ fn a_disabled_endpoint_answers_get_and_put_403() {
 
 #[test]
 fn the_ipv6_endpoint_is_off_by_default_and_on_when_enabled() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let script = "curl -s -g --max-time 3 -o /dev/null -w 'v6=%{http_code} ' \
          'http://[fd00:ec2::254]/latest/meta-data/instance-id'; echo \"rc=$?\"; \
          curl -s -g --max-time 3 -o /dev/null -w 'mapped=%{http_code}' \
@@ -193,9 +156,7 @@ fn the_ipv6_endpoint_is_off_by_default_and_on_when_enabled() {
 
 #[test]
 fn tags_are_listed_and_served_when_enabled_and_404_otherwise() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let script = format!(
         "{}; {}",
         curl("/latest/meta-data/tags/instance/"),
@@ -217,9 +178,7 @@ fn tags_are_listed_and_served_when_enabled_and_404_otherwise() {
 
 #[test]
 fn the_asg_state_turns_terminated_at_its_time_while_the_instance_answers() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let path = "/latest/meta-data/autoscaling/target-lifecycle-state";
     let script = format!("{}; sleep 3; {}", curl(path), curl(path));
     let (out, log) = exec_sh(
@@ -234,12 +193,10 @@ fn the_asg_state_turns_terminated_at_its_time_while_the_instance_answers() {
 
 #[test]
 fn a_maintenance_event_appears_at_its_issue_and_is_canceled_later() {
-    if !require_root() {
-        return;
-    }
-    let file = TempFile(std::env::temp_dir().join(format!("{}.toml", unique("maintenance"))));
-    std::fs::write(
-        &*file,
+    root_or_skip!();
+    let file = OwnedPath::file(
+        "maintenance",
+        "toml",
         "[scenario]\ninterruption-in = \"1m\"\n\n[[maintenance]]\ncode = \"system-reboot\"\n\
          issue-in = \"2s\"\nnot-before-in = \"1h\"\nnot-before-deadline-in = \"2h\"\n\
          cancel-in = \"2s\"\n",
@@ -282,9 +239,7 @@ fn a_maintenance_event_appears_at_its_issue_and_is_canceled_later() {
 
 #[test]
 fn start_at_three_seconds_ahead_is_the_rebalance_notice_time() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -304,9 +259,7 @@ fn start_at_three_seconds_ahead_is_the_rebalance_notice_time() {
 
 #[test]
 fn bad_instance_options_start_nothing() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     for (args, needle) in [
         (
             vec!["--http-put-response-hop-limit", "65"],
@@ -338,15 +291,9 @@ fn bad_instance_options_start_nothing() {
 
 #[test]
 fn serve_manual_is_triggered_through_its_control_socket() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let control = control_path("serve");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let mut serve = spawn_spot_sim(&[
         "serve",
         "--listen",
@@ -402,15 +349,11 @@ fn serve_manual_is_triggered_through_its_control_socket() {
 
 #[test]
 fn serve_without_root_puts_its_socket_under_xdg_runtime_dir_and_status_finds_it() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // An unprivileged user (nobody) with a runtime directory of its own.
-    let dir = std::env::temp_dir().join(unique("xdg"));
-    std::fs::create_dir(&dir).unwrap();
-    let _cleanup = RemoveDir(dir.clone());
+    let dir = OwnedPath::scratch_dir("xdg").unwrap();
     nix::unistd::chown(
-        &dir,
+        &*dir,
         Some(nix::unistd::Uid::from_raw(65534)),
         Some(nix::unistd::Gid::from_raw(65534)),
     )
@@ -448,13 +391,4 @@ fn serve_without_root_puts_its_socket_under_xdg_runtime_dir_and_status_finds_it(
     assert_eq!(ours["targets"][0]["timeline"]["waiting_for_trigger"], true);
     drop(serve);
     assert!(!socket.exists(), "removed on SIGTERM");
-}
-
-/// A directory (holding no mounts) removed on drop.
-struct RemoveDir(std::path::PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

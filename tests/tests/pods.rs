@@ -4,18 +4,6 @@
 //! private network namespace. The pod named on the command line sees the notice; its
 //! neighbours do not; restarts, per-pod scenarios, runtime add/remove and deleted pods behave
 //! as someone rehearsing on one pod expects.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::{Command, Output},
-    sync::atomic::{AtomicU32, Ordering},
-    time::{Duration, SystemTime},
-};
 
 use spot_sim::targets::PodSelector;
 use spot_sim_tests::*;
@@ -132,20 +120,11 @@ fn fresh_numbers() -> (u64, u64, u64) {
     )
 }
 
-/// A temporary directory standing in for the node's `/`; removed on drop.
-struct HostRoot(PathBuf);
-
-impl Drop for HostRoot {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A fake Kubernetes node: a host root holding `var/log/pods`, and a test-owned cgroup subtree
 /// (what `--cgroup-root` points at) holding the kubepods hierarchies of both drivers.
 struct FakeNode {
     cgroups: TestCgroup,
-    root: HostRoot,
+    root: OwnedPath,
 }
 
 /// A running pod: its cgroup, the cgroup of its (first) container, and the network namespace
@@ -160,18 +139,26 @@ struct FakePod {
     sleeper: Option<Proc>,
 }
 
+/// The first line of a root-only test on a [`FakeNode`]: skips when not root.
+macro_rules! fake_node {
+    ($tag:expr) => {{
+        root_or_skip!();
+        FakeNode::new($tag)
+    }};
+}
+
 impl FakeNode {
     fn new(tag: &str) -> FakeNode {
-        let root = HostRoot(std::env::temp_dir().join(unique(tag)));
-        fs::create_dir_all(root.0.join("var/log/pods")).unwrap();
+        let root = OwnedPath::scratch_dir(tag).unwrap();
+        fs::create_dir_all(root.join("var/log/pods")).unwrap();
         FakeNode {
-            cgroups: TestCgroup::new(tag),
+            cgroups: TestCgroup::new(tag).unwrap(),
             root,
         }
     }
 
     fn host_root(&self) -> &str {
-        self.root.0.to_str().unwrap()
+        self.root.to_str().unwrap()
     }
 
     fn cgroup_root(&self) -> &str {
@@ -182,20 +169,31 @@ impl FakeNode {
     fn pod_logs(&self, namespace: &str, name: &str, uid: &str) {
         let dir = self
             .root
-            .0
             .join(format!("var/log/pods/{namespace}_{name}_{uid}/app"));
         fs::create_dir_all(dir).unwrap();
     }
 
     /// The pod's cgroup and one container cgroup in it, with no process yet.
     fn pod_cgroups(&self, shape: Shape, uid: &str) -> (PathBuf, PathBuf) {
-        let pod = self.cgroups.child(&shape.pod_cgroup(uid));
+        let pod = self.cgroups.child(&shape.pod_cgroup(uid)).unwrap();
         let container = pod.join(shape.container(&container_id()));
         fs::create_dir(&container).unwrap();
         (pod, container)
     }
 
     /// A pod with logs, cgroups, its own network namespace and a process in its container.
+    /// A running pod of the most common shape: systemd driver, Burstable, containerd.
+    fn pod(&self, namespace: &str, name: &str) -> FakePod {
+        self.running_pod(namespace, name, shape(Systemd, Burstable, Containerd))
+    }
+
+    /// `spot-sim run ARGS` on this node, with a control socket of its own, expected to fail:
+    /// its one error line, and the socket's path (to check nothing was left there).
+    fn refused(&self, tag: &str, args: &[&str]) -> (String, ControlSocket) {
+        let control = control_path(tag);
+        (fails(&mut self.run_command(&control, args)), control)
+    }
+
     fn running_pod(&self, namespace: &str, name: &str, shape: Shape) -> FakePod {
         let uid = pod_uid();
         self.pod_logs(namespace, name, &uid);
@@ -338,13 +336,10 @@ fn seconds_from_now(time: &serde_json::Value) -> i64 {
 
 #[test]
 fn only_the_pod_named_on_the_command_line_sees_the_notice() {
-    if !require_root() {
-        return;
-    }
-    let node = FakeNode::new("pod-only");
-    let checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
+    let node = fake_node!("pod-only");
+    let checkout = node.pod("shop", "checkout");
     // Same QoS slice: the two pod cgroups are siblings.
-    let cart = node.running_pod("shop", "cart", shape(Systemd, Burstable, Containerd));
+    let cart = node.pod("shop", "cart");
     let run = node.start(&["--pod", "shop/checkout"]);
     assert!(
         run.log()
@@ -368,10 +363,7 @@ fn only_the_pod_named_on_the_command_line_sees_the_notice() {
 
 #[test]
 fn a_restarted_container_of_the_pod_is_still_redirected() {
-    if !require_root() {
-        return;
-    }
-    let node = FakeNode::new("pod-restart");
+    let node = fake_node!("pod-restart");
     let mut web = node.running_pod("shop", "web", shape(Cgroupfs, Burstable, Containerd));
     let _run = node.start(&["--pod", "shop/web"]);
     let before = web.notice();
@@ -388,19 +380,16 @@ fn a_restarted_container_of_the_pod_is_still_redirected() {
 
 #[test]
 fn two_pods_with_their_own_scenario_files_see_different_answers_at_once() {
-    if !require_root() {
-        return;
-    }
-    let node = FakeNode::new("pod-scenarios");
+    let node = fake_node!("pod-scenarios");
     let batch = node.running_pod("jobs", "batch", shape(Cgroupfs, BestEffort, Containerd));
     let api = node.running_pod("jobs", "api", shape(Systemd, Guaranteed, Crio));
-    let batch_file = node.root.0.join("batch.toml");
+    let batch_file = node.root.join("batch.toml");
     fs::write(
         &batch_file,
         "[scenario]\naction = \"stop\"\n\n[metadata]\ninstance-id = \"i-0batchbatchbatch0\"\n",
     )
     .unwrap();
-    let api_file = node.root.0.join("api.toml");
+    let api_file = node.root.join("api.toml");
     fs::write(
         &api_file,
         "[scenario]\naction = \"terminate\"\ninterruption-in = \"100s\"\n\n[metadata]\ninstance-id = \"i-0apiapiapiapiap0\"\n",
@@ -424,10 +413,7 @@ fn two_pods_with_their_own_scenario_files_see_different_answers_at_once() {
 
 #[test]
 fn pods_are_added_and_removed_at_runtime_without_a_restart() {
-    if !require_root() {
-        return;
-    }
-    let node = FakeNode::new("pod-runtime");
+    let node = fake_node!("pod-runtime");
     let checkout = node.running_pod("shop", "checkout", shape(Systemd, Guaranteed, Containerd));
     let cart = node.running_pod("shop", "cart", shape(Cgroupfs, Guaranteed, Crio));
     let mut run = node.start(&["--pod", "shop/checkout"]);
@@ -483,10 +469,7 @@ fn pods_are_added_and_removed_at_runtime_without_a_restart() {
 
 #[test]
 fn list_pods_shows_every_pod_with_its_qos_class_and_cgroup() {
-    if !require_root() {
-        return;
-    }
-    let node = FakeNode::new("pod-list");
+    let node = fake_node!("pod-list");
     let shapes = [
         ("guaranteed-systemd", shape(Systemd, Guaranteed, Containerd)),
         ("burstable-systemd", shape(Systemd, Burstable, Crio)),
@@ -545,14 +528,10 @@ fn list_pods_shows_every_pod_with_its_qos_class_and_cgroup() {
 
 #[test]
 fn an_unknown_pod_is_refused_with_the_closest_names() {
-    if !require_root() {
-        return;
-    }
-    let node = FakeNode::new("pod-unknown");
-    let checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
-    let cart = node.running_pod("shop", "cart", shape(Systemd, Burstable, Containerd));
-    let control = control_path("pods-unknown");
-    let err = fails(&mut node.run_command(&control, &["--pod", "shop/chekout"]));
+    let node = fake_node!("pod-unknown");
+    let checkout = node.pod("shop", "checkout");
+    let cart = node.pod("shop", "cart");
+    let (err, control) = node.refused("pods-unknown", &["--pod", "shop/chekout"]);
     assert_eq!(
         err,
         "no pod shop/chekout on this node (closest: shop/checkout); list pods with --list-pods"
@@ -562,11 +541,8 @@ fn an_unknown_pod_is_refused_with_the_closest_names() {
 
 #[test]
 fn a_pod_whose_cgroup_is_gone_is_refused() {
-    if !require_root() {
-        return;
-    }
-    let node = FakeNode::new("pod-gone");
-    let checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
+    let node = fake_node!("pod-gone");
+    let checkout = node.pod("shop", "checkout");
     let uid = pod_uid();
     node.pod_logs("shop", "old-job", &uid);
     let control = control_path("pods-gone");
@@ -584,15 +560,10 @@ fn a_pod_whose_cgroup_is_gone_is_refused() {
 
 #[test]
 fn a_name_two_live_pods_share_is_refused_until_a_uid_is_given() {
-    if !require_root() {
-        return;
-    }
-    let node = FakeNode::new("pod-ambiguous");
+    let node = fake_node!("pod-ambiguous");
     // The old pod is still terminating while its replacement runs.
-    let old = node.running_pod("shop", "web", shape(Systemd, Burstable, Containerd));
-    let new = node.running_pod("shop", "web", shape(Systemd, Burstable, Containerd));
-    let control = control_path("pods-ambiguous");
-    let err = fails(&mut node.run_command(&control, &["--pod", "shop/web"]));
+    let [old, new] = [(); 2].map(|()| node.pod("shop", "web"));
+    let (err, control) = node.refused("pods-ambiguous", &["--pod", "shop/web"]);
     assert!(
         err.starts_with("shop/web matches 2 running pods on this node ("),
         "{err}"
@@ -608,13 +579,9 @@ fn a_name_two_live_pods_share_is_refused_until_a_uid_is_given() {
 
 #[test]
 fn a_machine_without_kubepods_is_not_a_kubernetes_node() {
-    if !require_root() {
-        return;
-    }
-    let node = FakeNode::new("pod-nokube");
+    let node = fake_node!("pod-nokube");
     node.pod_logs("shop", "checkout", &pod_uid());
-    let control = control_path("pods-nokube");
-    let err = fails(&mut node.run_command(&control, &["--pod", "shop/checkout"]));
+    let (err, control) = node.refused("pods-nokube", &["--pod", "shop/checkout"]);
     assert_eq!(
         err,
         format!(
@@ -627,30 +594,19 @@ fn a_machine_without_kubepods_is_not_a_kubernetes_node() {
 
 #[test]
 fn a_cgroup_v1_only_node_is_told_to_switch_to_cgroup_v2() {
-    if !require_root() {
-        return;
-    }
-    let node = FakeNode::new("pod-v1");
+    let node = fake_node!("pod-v1");
     node.pod_logs("shop", "checkout", &pod_uid());
     // A private mount namespace without the cgroup v2 mount (the v1 controllers of a hybrid
     // host stay); the host is untouched. The unit tests in target/host.rs and target/pods.rs
     // cover the v1 layouts themselves.
     let control = control_path("pods-v1");
-    let script = format!(
-        "umount -l {} && exec {} run --pod shop/checkout --host-root {} --control {}",
-        cgroup2_mount().display(),
-        spot_sim_bin().display(),
+    let prep = format!("umount -l {}", cgroup2_mount().display());
+    let args = format!(
+        "run --pod shop/checkout --host-root {} --control {}",
         node.host_root(),
         control.display()
     );
-    let err = fails(Command::new("unshare").args([
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-    ]));
+    let err = fails(&mut with_private_mounts(&prep, &args));
     assert!(
         err.starts_with("this node runs cgroup v1: spot-sim needs cgroup v2"),
         "{err}"
@@ -661,11 +617,8 @@ fn a_cgroup_v1_only_node_is_told_to_switch_to_cgroup_v2() {
 
 #[test]
 fn a_deleted_pod_is_reported_gone_and_spot_sim_keeps_serving_the_others() {
-    if !require_root() {
-        return;
-    }
-    let node = FakeNode::new("pod-deleted");
-    let mut checkout = node.running_pod("shop", "checkout", shape(Systemd, Burstable, Containerd));
+    let node = fake_node!("pod-deleted");
+    let mut checkout = node.pod("shop", "checkout");
     let cart = node.running_pod("shop", "cart", shape(Cgroupfs, BestEffort, Crio));
     let mut run = node.start(&["--pod", "shop/checkout", "--pod", "shop/cart"]);
     let control = run.control.as_ref().unwrap().to_str().unwrap().to_owned();
@@ -742,12 +695,7 @@ fn check_pod_spec(what: &str, spec: &serde_json::Value) {
         c["securityContext"]["privileged"], true,
         "{what}: privileged"
     );
-    let args: Vec<&str> = c["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args: Vec<&str> = strs(&c["args"]);
     assert_eq!(args[0], "run", "{what}: {args:?}");
     let after = |flag: &str| {
         let i = args.iter().position(|a| *a == flag);
@@ -817,10 +765,7 @@ fn the_deploy_manifests_are_kubernetes_objects_that_can_target_a_pod() {
 
 #[test]
 fn a_followed_daemonset_pod_that_is_recreated_under_a_new_name_is_redirected_again() {
-    if !require_root() {
-        return;
-    }
-    let node = FakeNode::new("pod-follow");
+    let node = fake_node!("pod-follow");
     let shape = shape(Systemd, Burstable, Containerd);
     let mut old = node.running_pod("kube-system", "nth-abc12", shape);
     let mut run = node.start(&["--pod", "kube-system/nth-*", "--follow"]);

@@ -1,12 +1,6 @@
 //! The redirect is complete and observable: every way a client reaches the IMDS (IPv4, IPv6,
 //! IPv4-mapped IPv6) lands on spot-sim, the client still sees the IMDS as its peer, UDP is
 //! left alone, and each redirect shows up in the log and the metrics.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::time::{Duration, Instant};
 
 use spot_sim_tests::*;
 
@@ -26,12 +20,7 @@ s.settimeout(5)
 s.connect((addr, 80))
 peer = s.getpeername()
 s.sendall(b"GET /latest/meta-data/spot/instance-action HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n")
-data = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
+data = b"".join(iter(lambda: s.recv(65536), b""))
 print(json.dumps({"pid": os.getpid(), "peer": [peer[0], peer[1]], "response": data.decode("latin-1")}))
 "#;
 
@@ -46,17 +35,15 @@ except OSError as e:
 "#;
 
 fn python_in(node: &Node, script: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["-c", script];
-    all.extend_from_slice(args);
-    let out = command_in(&node.target, &node.target_ns, "python3", &all)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    python_json(&node.target, &node.target_ns, script, args)
+}
+
+/// CLIENT over IPv`family` to `addr` from the node's target gets the notice and sees `addr`
+/// (port 80) as its peer.
+fn assert_peer_is_the_imds(node: &Node, family: &str, addr: &str) {
+    let reply = python_in(node, CLIENT, &[family, addr]);
+    assert_notice(&reply);
+    assert_eq!(reply["peer"], serde_json::json!([addr, 80]));
 }
 
 fn assert_notice(reply: &serde_json::Value) {
@@ -70,11 +57,7 @@ fn assert_notice(reply: &serde_json::Value) {
 
 #[test]
 fn a_dual_stack_socket_asking_for_the_ipv4_imds_gets_the_notice_and_sees_the_imds_as_peer() {
-    if !require_root() {
-        return;
-    }
-    let node = node("mapped");
-    let _run = start_run(&node, &[]);
+    let (node, _run) = node_running!("mapped", &[]);
     let reply = python_in(&node, CLIENT, &["6", "::ffff:169.254.169.254"]);
     assert_notice(&reply);
     assert_eq!(
@@ -85,36 +68,22 @@ fn a_dual_stack_socket_asking_for_the_ipv4_imds_gets_the_notice_and_sees_the_imd
 
 #[test]
 fn the_ipv6_imds_endpoint_gets_the_notice_and_sees_the_imds_as_peer() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("ipv6");
     // Off by default, as on EC2 (HttpProtocolIpv6); instance.rs checks that side.
     let _run = start_run(&node, &["--http-protocol-ipv6", "enabled"]);
-    let reply = python_in(&node, CLIENT, &["6", "fd00:ec2::254"]);
-    assert_notice(&reply);
-    assert_eq!(reply["peer"], serde_json::json!(["fd00:ec2::254", 80]));
+    assert_peer_is_the_imds(&node, "6", "fd00:ec2::254");
 }
 
 #[test]
 fn an_ipv4_client_sees_the_imds_as_its_peer() {
-    if !require_root() {
-        return;
-    }
-    let node = node("peer4");
-    let _run = start_run(&node, &[]);
-    let reply = python_in(&node, CLIENT, &["4", "169.254.169.254"]);
-    assert_notice(&reply);
-    assert_eq!(reply["peer"], serde_json::json!(["169.254.169.254", 80]));
+    let (node, _run) = node_running!("peer4", &[]);
+    assert_peer_is_the_imds(&node, "4", "169.254.169.254");
 }
 
 #[test]
 fn udp_to_the_imds_address_is_not_rewritten() {
-    if !require_root() {
-        return;
-    }
-    let node = node("udp");
-    let _run = start_run(&node, &[]);
+    let (node, _run) = node_running!("udp", &[]);
     // Unrewritten, a UDP connect to 169.254.169.254 finds no route in the private namespace.
     let reply = python_in(&node, UDP_CLIENT, &[]);
     assert_eq!(reply["connected"], false, "{reply}");
@@ -123,11 +92,7 @@ fn udp_to_the_imds_address_is_not_rewritten() {
 
 #[test]
 fn each_redirect_is_logged_with_pid_and_target_and_counted_in_the_metrics() {
-    if !require_root() {
-        return;
-    }
-    let node = node("events");
-    let mut run = start_run(&node, &["--metrics", "127.0.0.1:0"]);
+    let (node, mut run) = node_running!("events", &["--metrics", "127.0.0.1:0"]);
     let reply = python_in(&node, CLIENT, &["4", "169.254.169.254"]);
     assert_notice(&reply);
     let pid = reply["pid"].as_u64().unwrap();
@@ -181,17 +146,13 @@ fn each_redirect_is_logged_with_pid_and_target_and_counted_in_the_metrics() {
 
 #[test]
 fn a_process_that_joins_the_target_in_a_namespace_of_its_own_is_served_there_too() {
-    if !require_root() {
-        return;
-    }
-    let node = node("late-netns");
-    let mut run = start_run(&node, &[]);
+    let (node, mut run) = node_running!("late-netns", &[]);
     // A second workload starts in the target cgroup, in a network namespace of its own (a pod
     // that starts after spot-sim, or a slice holding several pods).
     let late_ns = NetNs::new_private().unwrap();
     let _late = sleeper_in(&node.target, &late_ns);
     run.wait_for_log(
-        &format!("also serving inside net:[{}]", late_ns.inode()),
+        &format!("also serving inside net:[{}]", late_ns.inode().unwrap()),
         Duration::from_secs(5),
     );
     let out = curl_in(
@@ -216,9 +177,7 @@ fn a_process_that_joins_the_target_in_a_namespace_of_its_own_is_served_there_too
 /// runtime that dials with MPTCP must not escape the simulation.
 #[test]
 fn a_multipath_tcp_client_does_not_escape_the_simulation() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let mptcp = std::fs::read_to_string("/proc/sys/net/mptcp/enabled").unwrap_or_default();
     if mptcp.trim() != "1" {
         skip("MPTCP is not enabled on this kernel (sysctl net.mptcp.enabled=1)");
@@ -252,11 +211,7 @@ print(json.dumps({"first": list(first), "second": list(s.getpeername()),
 
 #[test]
 fn a_redirected_socket_that_reconnects_elsewhere_reports_its_real_peer() {
-    if !require_root() {
-        return;
-    }
-    let node = node("reconnect");
-    let _run = start_run(&node, &[]);
+    let (node, _run) = node_running!("reconnect", &[]);
     let reply = python_in(&node, RECONNECT_CLIENT, &[]);
     assert_eq!(reply["first"], serde_json::json!(["169.254.169.254", 80]));
     assert_eq!(reply["second"], reply["listener"], "{reply}");

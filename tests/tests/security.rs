@@ -4,48 +4,50 @@
 //! Clients that might reach the IMDS address run in private network namespaces (only `lo`);
 //! anything that could touch a root cgroup runs inside a cgroup namespace whose root is a test
 //! cgroup. Figures for SECURITY.md are printed on `FIGURE name: value` lines.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    fs,
-    io::{BufRead, BufReader, Write},
-    os::unix::{
-        fs::{MetadataExt, PermissionsExt},
-        process::CommandExt,
-    },
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant},
-};
 
 use nix::sys::signal::Signal;
 use spot_sim_tests::*;
-
-const IMDS: &str = "http://169.254.169.254";
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures of this file.
 
 /// A directory of the test's own under /run (root-owned, 0700), removed on drop. It only ever
 /// holds sockets and plain files (never a mount), so removing it whole is safe.
-struct PrivateDir(PathBuf);
-
-impl PrivateDir {
-    fn new(tag: &str) -> Self {
-        let p = PathBuf::from("/run").join(unique(tag));
-        fs::create_dir(&p).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o700)).unwrap();
-        Self(p)
-    }
+fn private_dir(tag: &str) -> OwnedPath {
+    let dir = OwnedPath::dir_in(Path::new("/run"), tag).unwrap();
+    fs::set_permissions(&*dir, fs::Permissions::from_mode(0o700)).unwrap();
+    dir
 }
 
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// A FIFO `fifo.toml` in `dir`: a scenario "file" that blocks whoever reads it.
+fn fifo_in(dir: &Path) -> PathBuf {
+    let fifo = dir.join("fifo.toml");
+    output_ok(Command::new("mkfifo").arg(&fifo));
+    fifo
+}
+
+/// The first entry of `dir` whose name starts with `prefix`.
+fn child_named(dir: &Path, prefix: &str) -> Option<PathBuf> {
+    let entries = fs::read_dir(dir).unwrap().flatten().map(|e| e.path());
+    entries
+        .into_iter()
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+}
+
+/// A private folder (see [`private_dir`]) and the path of a control socket in it.
+fn private_control(tag: &str) -> (OwnedPath, PathBuf) {
+    let dir = private_dir(tag);
+    let control = dir.join("c.sock");
+    (dir, control)
+}
+
+/// A test's own cgroup with one target, and a private folder for the control socket: the
+/// target, the socket's path, and the cgroup and the folder (kept alive by the caller).
+fn lone(tag: &str) -> (Target, PathBuf, (TestCgroup, OwnedPath)) {
+    let cg = TestCgroup::new(tag).unwrap();
+    let t = target(&cg, "t");
+    let (dir, control) = private_control(tag);
+    (t, control, (cg, dir))
 }
 
 /// spot-sim with `args`, ended by `timeout` if it hangs (a regression must fail, not hang).
@@ -61,12 +63,20 @@ fn spot_sim(args: &[&str]) -> (Output, Duration) {
     (out, t0.elapsed())
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+/// `spot-sim run --control CONTROL --cgroup T`, to be refused.
+fn run_with_control(control: &str, t: &Target) -> (Output, Duration) {
+    spot_sim(&[
+        "run",
+        "--control",
+        control,
+        "--cgroup",
+        t.path.to_str().unwrap(),
+    ])
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+/// `spot-sim serve --scenario FILE` on any loopback port, to be refused.
+fn serve_scenario(file: &str) -> (Output, Duration) {
+    spot_sim(&["serve", "--listen", "127.0.0.1:0", "--scenario", file])
 }
 
 /// A bad input's answer: non-zero exit, one line on stderr, no panic.
@@ -87,55 +97,16 @@ fn assert_refused(o: &Output, needle: &str) {
 }
 
 /// `spot-sim run` with its own control socket at `control`, waiting until it serves `n`
-/// targets; `pre` runs in the child before exec (limits, umask).
-fn run_at(control: &Path, args: &[&str], n: usize, pre: Option<fn()>) -> Proc {
+/// targets; started in `place` (limits, umask) when given.
+fn run_at(control: &Path, args: &[&str], n: usize, place: Option<Placement>) -> Proc {
     let mut cmd = Command::new(spot_sim_bin());
     cmd.arg("run").arg("--control").arg(control).args(args);
-    if let Some(f) = pre {
-        // SAFETY: the closures passed here only make async-signal-safe syscalls.
-        unsafe {
-            cmd.pre_exec(move || {
-                f();
-                Ok(())
-            });
-        }
+    if let Some(place) = place {
+        place.apply(&mut cmd);
     }
     let mut p = spawn_logged(&mut cmd);
     p.wait_for_log(&format!("serving {n} target"), Duration::from_secs(120));
     p
-}
-
-/// A cgroup with a process idling in a private network namespace of its own.
-struct Target {
-    path: PathBuf,
-    ns: NetNs,
-    _sleeper: Proc,
-}
-
-fn target(parent: &TestCgroup, name: &str) -> Target {
-    let path = parent.child(name);
-    let ns = NetNs::new_private().unwrap();
-    let sleeper = sleeper_in(&path, &ns);
-    Target {
-        path,
-        ns,
-        _sleeper: sleeper,
-    }
-}
-
-fn http_code(t: &Target, path: &str) -> String {
-    let out = curl_in(
-        &t.path,
-        &t.ns,
-        &[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("{IMDS}{path}"),
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `status --json` of one instance; `--timeout` is only passed when it is not the default.
@@ -166,37 +137,14 @@ fn stale_socket(path: &Path) {
     assert!(path.exists());
 }
 
-/// Sets the soft descriptor limit to 1024 and leaves the hard one (the common default).
-fn soft_nofile_1024() {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-        l.rlim_cur = 1024;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-    }
+/// `ulimit -Sn 1024`, the hard limit left as it is (the common default).
+fn soft_nofile_1024() -> Placement {
+    Placement::new().nofile(1024, None)
 }
 
 /// `ulimit -n 1024`: soft and hard.
-fn nofile_1024() {
-    let l = libc::rlimit {
-        rlim_cur: 1024,
-        rlim_max: 1024,
-    };
-    // SAFETY: a plain syscall on a local struct.
-    unsafe {
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-    }
-}
-
-fn umask_000() {
-    // SAFETY: a plain syscall.
-    unsafe {
-        libc::umask(0);
-    }
+fn nofile_1024() -> Placement {
+    Placement::new().nofile(1024, Some(1024))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,16 +152,14 @@ fn umask_000() {
 
 #[test]
 fn an_empty_dot_or_slash_cgroup_is_refused_and_nothing_attaches_to_the_root() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // The "root" here is a test cgroup: spot-sim runs in a cgroup namespace rooted at it, with
     // cgroup2 mounted afresh, so a regression attaches there and never to the machine's root.
-    let cg = TestCgroup::new("rootns");
+    let cg = TestCgroup::new("rootns").unwrap();
     let mount = cgroup2_mount();
     let bin = spot_sim_bin();
-    let control = PrivateDir::new("rootns-ctl");
-    let ctl = control.0.join("c.sock");
+    let control = private_dir("rootns-ctl");
+    let ctl = control.join("c.sock");
     let script = format!(
         r#"set -u
 umount -l {m} && mount -t cgroup2 none {m} || exit 90
@@ -240,24 +186,10 @@ kill $run; wait $run
         bin = bin.display(),
         ctl = ctl.display()
     );
-    let procs = fs::OpenOptions::new()
-        .write(true)
-        .open(cg.path.join("cgroup.procs"))
-        .unwrap();
     let mut cmd = Command::new("unshare");
     cmd.args(["-C", "-m", "--propagation", "private", "sh", "-c", &script]);
-    // SAFETY: only write runs between fork and exec. The shell joins the test cgroup first,
-    // so the namespace's root is the test cgroup.
-    unsafe {
-        use std::os::fd::AsRawFd;
-        let fd = procs.as_raw_fd();
-        cmd.pre_exec(move || {
-            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // The shell joins the test cgroup first, so the namespace's root is the test cgroup.
+    Placement::new().cgroup(&cg.path).unwrap().apply(&mut cmd);
     let out = cmd.output().unwrap();
     let text = stdout(&out);
     println!("{text}");
@@ -301,27 +233,17 @@ kill $run; wait $run
 
 #[test]
 fn a_control_path_that_is_a_regular_file_or_a_symlink_is_refused_and_left_as_it_was() {
-    if !require_root() {
-        return;
-    }
-    let cg = TestCgroup::new("ctlfile");
-    let t = target(&cg, "t");
-    let dir = PrivateDir::new("ctlfile");
-    let file = dir.0.join("precious.sock");
+    root_or_skip!();
+    let (t, _, (_cg, dir)) = lone("ctlfile");
+    let file = dir.join("precious.sock");
     fs::write(&file, "do not delete").unwrap();
-    let link = dir.0.join("link.sock");
-    let victim = dir.0.join("victim");
+    let link = dir.join("link.sock");
+    let victim = dir.join("victim");
     fs::write(&victim, "victim").unwrap();
     fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
     std::os::unix::fs::symlink(&victim, &link).unwrap();
     for path in [&file, &link] {
-        let (out, took) = spot_sim(&[
-            "run",
-            "--control",
-            path.to_str().unwrap(),
-            "--cgroup",
-            t.path.to_str().unwrap(),
-        ]);
+        let (out, took) = run_with_control(path.to_str().unwrap(), &t);
         assert_refused(&out, "is not a socket");
         println!(
             "FIGURE control path: {} refused in {took:?}",
@@ -337,7 +259,7 @@ fn a_control_path_that_is_a_regular_file_or_a_symlink_is_refused_and_left_as_it_
         .is_symlink());
     assert_eq!(fs::metadata(&victim).unwrap().mode() & 0o777, 0o644);
     // A socket a dead instance left is still replaced.
-    let stale = dir.0.join("stale.sock");
+    let stale = dir.join("stale.sock");
     stale_socket(&stale);
     let p = run_at(&stale, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let (out, _) = status_at(&stale, "2s");
@@ -347,20 +269,16 @@ fn a_control_path_that_is_a_regular_file_or_a_symlink_is_refused_and_left_as_it_
 
 #[test]
 fn the_control_directory_is_created_0700_under_umask_000_and_unsafe_ones_are_refused() {
-    if !require_root() {
-        return;
-    }
-    let cg = TestCgroup::new("ctldir");
-    let t = target(&cg, "t");
-    let base = PrivateDir::new("ctldir");
+    root_or_skip!();
+    let (t, _, (_cg, base)) = lone("ctldir");
     // Created by spot-sim under umask 000: still 0700, the socket 0600, both ours.
-    let fresh = base.0.join("made-by-spot-sim");
+    let fresh = base.join("made-by-spot-sim");
     let sock = fresh.join("run.sock");
     let p = run_at(
         &sock,
         &["--cgroup", t.path.to_str().unwrap()],
         1,
-        Some(umask_000),
+        Some(Placement::new().umask(0)),
     );
     let dmeta = fs::metadata(&fresh).unwrap();
     let smeta = fs::symlink_metadata(&sock).unwrap();
@@ -380,42 +298,24 @@ fn the_control_directory_is_created_0700_under_umask_000_and_unsafe_ones_are_ref
     assert_eq!(fs::metadata(&fresh).unwrap().mode() & 0o7777, 0o700);
 
     // A world-writable directory (what `umask 000` made before): refused, naming the fix.
-    let loose = base.0.join("loose");
+    let loose = base.join("loose");
     fs::create_dir(&loose).unwrap();
     fs::set_permissions(&loose, fs::Permissions::from_mode(0o777)).unwrap();
-    let (out, _) = spot_sim(&[
-        "run",
-        "--control",
-        loose.join("run.sock").to_str().unwrap(),
-        "--cgroup",
-        t.path.to_str().unwrap(),
-    ]);
+    let (out, _) = run_with_control(loose.join("run.sock").to_str().unwrap(), &t);
     assert_refused(&out, "chmod 700");
     assert!(!loose.join("run.sock").exists());
     // A directory another user owns: refused.
-    let foreign = base.0.join("foreign");
+    let foreign = base.join("foreign");
     fs::create_dir(&foreign).unwrap();
     fs::set_permissions(&foreign, fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
-    let (out, _) = spot_sim(&[
-        "run",
-        "--control",
-        foreign.join("run.sock").to_str().unwrap(),
-        "--cgroup",
-        t.path.to_str().unwrap(),
-    ]);
+    let (out, _) = run_with_control(foreign.join("run.sock").to_str().unwrap(), &t);
     assert_refused(&out, "owned by uid 65534");
     // A stale socket that another user owns is not ours to replace.
-    let theirs = base.0.join("theirs.sock");
+    let theirs = base.join("theirs.sock");
     stale_socket(&theirs);
     std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
-    let (out, _) = spot_sim(&[
-        "run",
-        "--control",
-        theirs.to_str().unwrap(),
-        "--cgroup",
-        t.path.to_str().unwrap(),
-    ]);
+    let (out, _) = run_with_control(theirs.to_str().unwrap(), &t);
     assert_refused(&out, "owned by uid 65534");
     assert!(theirs.exists());
 }
@@ -442,21 +342,10 @@ fn assert_control_dir_safe() {
 
 #[test]
 fn dev_zero_and_a_fifo_as_scenario_are_refused_at_once_naming_the_file_and_the_limit() {
-    let dir = tempfile_dir("scenario");
-    let fifo = dir.0.join("fifo.toml");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let dir = OwnedPath::scratch_dir("scenario").unwrap();
+    let fifo = fifo_in(&dir);
     for path in [Path::new("/dev/zero"), fifo.as_path()] {
-        let (out, took) = spot_sim(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--scenario",
-            path.to_str().unwrap(),
-        ]);
+        let (out, took) = serve_scenario(path.to_str().unwrap());
         assert_refused(&out, &path.display().to_string());
         assert!(stderr(&out).contains("1024 KiB"), "{}", stderr(&out));
         assert!(took < Duration::from_secs(3), "took {took:?}");
@@ -466,22 +355,13 @@ fn dev_zero_and_a_fifo_as_scenario_are_refused_at_once_naming_the_file_and_the_l
 
 #[test]
 fn a_scenario_of_dev_zero_or_a_fifo_through_target_add_is_refused_and_the_instance_carries_on() {
-    if !require_root() {
-        return;
-    }
-    let cg = TestCgroup::new("addzero");
-    let t = target(&cg, "t");
-    let extra = cg.child("extra");
-    let dir = PrivateDir::new("addzero");
-    let control = dir.0.join("c.sock");
+    root_or_skip!();
+    let (cg, [t]) = targets("addzero", ["t"]);
+    let extra = cg.child("extra").unwrap();
+    let (dir, control) = private_control("addzero");
     let p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let rss_before = rss_kib(p.pid());
-    let fifo = dir.0.join("fifo.toml");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    let fifo = fifo_in(&dir);
     for path in ["/dev/zero", fifo.to_str().unwrap()] {
         let (out, took) = spot_sim(&[
             "target",
@@ -513,13 +393,6 @@ fn a_scenario_of_dev_zero_or_a_fifo_through_target_add_is_refused_and_the_instan
     println!("FIGURE target add scenario: RSS {rss_before} → {rss_after} KiB");
     assert!(rss_after < rss_before + 20 * 1024);
     assert_eq!(http_code(&t, "/latest/meta-data/instance-id"), "200");
-}
-
-/// A temporary directory (not under /run) removed on drop.
-fn tempfile_dir(tag: &str) -> PrivateDir {
-    let p = std::env::temp_dir().join(unique(tag));
-    fs::create_dir(&p).unwrap();
-    PrivateDir(p)
 }
 
 trait NonBlock {
@@ -604,6 +477,16 @@ fn python_hold(cmd: &mut Command) -> (std::process::Child, BufReader<std::proces
     (child, out)
 }
 
+/// HOLD on the metrics endpoint (loopback `port`); `what` is its "COUNT KIND SECONDS".
+fn hold_local(
+    port: &str,
+    what: &str,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut args = vec!["-c", HOLD, "127.0.0.1", port];
+    args.extend(what.split(' '));
+    python_hold(Command::new("python3").args(args))
+}
+
 fn next_json(r: &mut BufReader<std::process::ChildStdout>) -> serde_json::Value {
     let mut l = String::new();
     r.read_line(&mut l).unwrap();
@@ -619,13 +502,8 @@ fn metrics_port(p: &Proc) -> u16 {
 
 #[test]
 fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_starves_nothing() {
-    if !require_root() {
-        return;
-    }
-    let cg = TestCgroup::new("metrics");
-    let t = target(&cg, "t");
-    let dir = PrivateDir::new("metrics");
-    let control = dir.0.join("c.sock");
+    root_or_skip!();
+    let (t, control, (_cg, _dir)) = lone("metrics");
     // Under `ulimit -n 1024`, as the review ran it.
     let p = run_at(
         &control,
@@ -636,20 +514,12 @@ fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_st
             "127.0.0.1:0",
         ],
         1,
-        Some(nofile_1024),
+        Some(nofile_1024()),
     );
     let port = metrics_port(&p).to_string();
     let rss0 = rss_kib(p.pid());
     // 600 half-sent heads: closed by the header timeout, not held for 40 s.
-    let (mut c, mut r) = python_hold(Command::new("python3").args([
-        "-c",
-        HOLD,
-        "127.0.0.1",
-        &port,
-        "600",
-        "half",
-        "12",
-    ]));
+    let (mut c, mut r) = hold_local(&port, "600 half 12");
     let opened = next_json(&mut r);
     let held = next_json(&mut r);
     let _ = c.wait();
@@ -658,15 +528,7 @@ fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_st
     let closed_at = held["all_closed_at_s"].as_f64().unwrap();
     assert!(closed_at <= 9.0, "{held}");
     // 400 partial heads of 380 KB: memory stays flat.
-    let (mut c, mut r) = python_hold(Command::new("python3").args([
-        "-c",
-        HOLD,
-        "127.0.0.1",
-        &port,
-        "400",
-        "big",
-        "3",
-    ]));
+    let (mut c, mut r) = hold_local(&port, "400 big 3");
     let _ = next_json(&mut r);
     let rss_held = rss_kib(p.pid());
     let held = next_json(&mut r);
@@ -676,15 +538,7 @@ fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_st
     // 1,100 idle connections: the target and `status` are served all along, and spot-sim's
     // descriptors stay within its limit.
     let fds0 = fd_count(p.pid());
-    let (mut c, mut r) = python_hold(Command::new("python3").args([
-        "-c",
-        HOLD,
-        "127.0.0.1",
-        &port,
-        "1100",
-        "idle",
-        "4",
-    ]));
+    let (mut c, mut r) = hold_local(&port, "1100 idle 4");
     let opened = next_json(&mut r);
     let fds_held = fd_count(p.pid());
     let t0 = Instant::now();
@@ -706,15 +560,9 @@ fn the_metrics_endpoint_drops_half_sent_and_oversized_heads_and_a_flood_of_it_st
 
 #[test]
 fn a_flood_on_two_targets_under_ulimit_1024_never_starves_a_third_target_or_status() {
-    if !require_root() {
-        return;
-    }
-    let cg = TestCgroup::new("fdflood");
-    let a = target(&cg, "a");
-    let b = target(&cg, "b");
-    let calm = target(&cg, "calm");
-    let dir = PrivateDir::new("fdflood");
-    let control = dir.0.join("c.sock");
+    root_or_skip!();
+    let (_cg, [a, b, calm]) = targets("fdflood", ["a", "b", "calm"]);
+    let (_dir, control) = private_control("fdflood");
     let p = run_at(
         &control,
         &[
@@ -726,7 +574,7 @@ fn a_flood_on_two_targets_under_ulimit_1024_never_starves_a_third_target_or_stat
             calm.path.to_str().unwrap(),
         ],
         3,
-        Some(nofile_1024),
+        Some(nofile_1024()),
     );
     let fds0 = fd_count(p.pid());
     let mut floods = Vec::new();
@@ -781,20 +629,17 @@ fn a_flood_on_two_targets_under_ulimit_1024_never_starves_a_third_target_or_stat
 
 #[test]
 fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
-    if !require_root() {
-        return;
-    }
-    let cg = TestCgroup::new("many");
+    root_or_skip!();
+    let cg = TestCgroup::new("many").unwrap();
     let mut args = Vec::new();
     for i in 0..299 {
         args.push("--cgroup".to_string());
-        args.push(cg.child(&format!("t{i}")).display().to_string());
+        args.push(cg.child(&format!("t{i}")).unwrap().display().to_string());
     }
     let last = target(&cg, "t299");
     args.push("--cgroup".to_string());
     args.push(last.path.display().to_string());
-    let dir = PrivateDir::new("many");
-    let control = dir.0.join("c.sock");
+    let (_dir, control) = private_control("many");
     // spot-sim in a namespace of its own, so the empty targets' listeners stay off the host.
     let ns = NetNs::new_private().unwrap();
     let bin = spot_sim_bin();
@@ -802,15 +647,9 @@ fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
     all.extend(args.iter().map(String::as_str));
     let mut cmd = command_in_netns(&ns, bin.to_str().unwrap(), &all);
     cmd.env("RUST_LOG", "info,spot_sim::fdbudget=debug");
-    // SAFETY: setrlimit only.
-    unsafe {
-        cmd.pre_exec(|| {
-            soft_nofile_1024();
-            Ok(())
-        });
-    }
+    soft_nofile_1024().apply(&mut cmd);
     let t0 = Instant::now();
-    let mut p = spawn_logged_keep_env(&mut cmd);
+    let mut p = spawn_logged(&mut cmd);
     p.wait_for_log("serving 300 target", Duration::from_secs(300));
     let took = t0.elapsed();
     let fds = fd_count(p.pid());
@@ -834,13 +673,7 @@ fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
     drop(p);
     // With a hard limit of 1,024 too, 300 targets cannot fit: spot-sim says so and what to do.
     let mut cmd = command_in_netns(&ns, bin.to_str().unwrap(), &all);
-    // SAFETY: setrlimit only.
-    unsafe {
-        cmd.pre_exec(|| {
-            nofile_1024();
-            Ok(())
-        });
-    }
+    nofile_1024().apply(&mut cmd);
     let out = cmd.stdin(Stdio::null()).output().unwrap();
     let err = stderr(&out);
     let last_line = err.lines().last().unwrap_or_default();
@@ -850,43 +683,16 @@ fn three_hundred_targets_run_under_a_soft_limit_of_1024() {
     assert!(last_line.contains("ulimit -Hn"), "{err}");
 }
 
-/// Like `spawn_logged`, but keeps a RUST_LOG the command already set.
-fn spawn_logged_keep_env(cmd: &mut Command) -> Proc {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = std::sync::Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    Proc {
-        child,
-        log,
-        control: None,
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // 7. Escapes from a target.
 
 #[test]
 fn a_process_name_and_a_cgroup_name_with_escape_sequences_reach_logs_and_status_escaped() {
-    if !require_root() {
-        return;
-    }
-    let cg = TestCgroup::new("escape");
+    root_or_skip!();
+    let cg = TestCgroup::new("escape").unwrap();
     let name = "t\x1b[31mred\x07";
     let t = target(&cg, name);
-    let dir = PrivateDir::new("escape");
-    let control = dir.0.join("c.sock");
+    let (_dir, control) = private_control("escape");
     let mut p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let script = r#"
 import ctypes, socket
@@ -923,12 +729,8 @@ print(s.recv(4096)[:12])
 
 #[test]
 fn status_reports_a_stopped_instance_as_not_answering_and_shows_the_others() {
-    if !require_root() {
-        return;
-    }
-    let cg = TestCgroup::new("stuck");
-    let t1 = target(&cg, "one");
-    let t2 = target(&cg, "two");
+    root_or_skip!();
+    let (_cg, [t1, t2]) = targets("stuck", ["one", "two"]);
     // Default discovery looks in /run/spot-sim, so these two live there.
     let c1 = control_path("stuck");
     let c2 = control_path("live");
@@ -995,12 +797,8 @@ fn status_reports_a_stopped_instance_as_not_answering_and_shows_the_others() {
 
 #[test]
 fn sigkill_of_exec_takes_the_command_along_and_the_next_start_clears_what_was_left() {
-    if !require_root() {
-        return;
-    }
-    let cg = TestCgroup::new("execkill");
-    let runner = cg.child("runner");
-    let ns = NetNs::new_private().unwrap();
+    root_or_skip!();
+    let (_cg, runner, ns) = cgroup_child_and_ns("execkill", "runner");
     let bin = spot_sim_bin();
     let mut p = spawn_logged(&mut command_in(
         &runner,
@@ -1010,18 +808,7 @@ fn sigkill_of_exec_takes_the_command_along_and_the_next_start_clears_what_was_le
     ));
     wait_for_child_in(&runner);
     // Its transient cgroup: runner/spot-sim-exec-PID-…; the command is inside.
-    let transient = fs::read_dir(&runner)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("spot-sim-exec-")
-        })
-        .unwrap();
+    let transient = child_named(&runner, "spot-sim-exec-").expect("exec's cgroup");
     let command_pid: i32 = fs::read_to_string(transient.join("cgroup.procs"))
         .unwrap()
         .trim()
@@ -1041,17 +828,8 @@ fn sigkill_of_exec_takes_the_command_along_and_the_next_start_clears_what_was_le
     while !live_socket.exists() && t0.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let live_cgroup = fs::read_dir(&runner)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("spot-sim-exec-{}-", live.pid()))
-        })
-        .expect("the live instance's cgroup");
+    let live_prefix = format!("spot-sim-exec-{}-", live.pid());
+    let live_cgroup = child_named(&runner, &live_prefix).expect("the live instance's cgroup");
     p.signal(Signal::SIGKILL);
     let _ = p.wait_timeout(Duration::from_secs(5));
     let t0 = Instant::now();
@@ -1160,13 +938,8 @@ print(json.dumps({"closed": len(t), "first_s": round(t[0], 1) if t else None, "l
 
 #[test]
 fn connections_that_pipeline_and_never_read_are_closed_by_the_idle_limit() {
-    if !require_root() {
-        return;
-    }
-    let cg = TestCgroup::new("slowread");
-    let t = target(&cg, "t");
-    let dir = PrivateDir::new("slowread");
-    let control = dir.0.join("c.sock");
+    root_or_skip!();
+    let (t, control, (_cg, _dir)) = lone("slowread");
     let p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let out = command_in(&t.path, &t.ns, "python3", &["-c", PIPELINER, "50", "55"])
         .output()
@@ -1188,24 +961,14 @@ fn connections_that_pipeline_and_never_read_are_closed_by_the_idle_limit() {
 
 #[test]
 fn a_request_hyper_cannot_parse_is_answered_400_with_server_ec2ws() {
-    if !require_root() {
-        return;
-    }
-    let cg = TestCgroup::new("bad400");
-    let t = target(&cg, "t");
-    let dir = PrivateDir::new("bad400");
-    let control = dir.0.join("c.sock");
+    root_or_skip!();
+    let (t, control, (_cg, _dir)) = lone("bad400");
     let _p = run_at(&control, &["--cgroup", t.path.to_str().unwrap()], 1, None);
     let script = r#"
 import socket, sys
 s = socket.create_connection(("169.254.169.254", 80), timeout=5)
 s.sendall(bytes.fromhex(sys.argv[1]))
-data = b""
-while True:
-    c = s.recv(65536)
-    if not c:
-        break
-    data += c
+data = b"".join(iter(lambda: s.recv(65536), b""))
 print(data.split(b"\r\n\r\n")[0].decode("latin-1"))
 "#;
     for (case, req) in [
@@ -1238,29 +1001,17 @@ print(data.split(b"\r\n\r\n")[0].decode("latin-1"))
 
 #[test]
 fn a_zero_passthrough_timeout_and_a_missing_file_are_refused_with_each_error_said_once() {
-    let dir = tempfile_dir("small");
-    let zero = dir.0.join("zero.toml");
+    let dir = OwnedPath::scratch_dir("small").unwrap();
+    let zero = dir.join("zero.toml");
     fs::write(
         &zero,
         "[imds]\npassthrough = true\npassthrough-timeout = \"0s\"\n",
     )
     .unwrap();
-    let (out, _) = spot_sim(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--scenario",
-        zero.to_str().unwrap(),
-    ]);
+    let (out, _) = serve_scenario(zero.to_str().unwrap());
     assert_refused(&out, "imds.passthrough-timeout");
-    let missing = dir.0.join("missing.toml");
-    let (out, _) = spot_sim(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--scenario",
-        missing.to_str().unwrap(),
-    ]);
+    let missing = dir.join("missing.toml");
+    let (out, _) = serve_scenario(missing.to_str().unwrap());
     assert_refused(&out, "(os error 2)");
     assert_eq!(
         stderr(&out).matches("(os error 2)").count(),
@@ -1276,14 +1027,9 @@ fn a_zero_passthrough_timeout_and_a_missing_file_are_refused_with_each_error_sai
 
 #[test]
 fn two_clients_adding_the_same_target_at_once_one_wins_the_other_hears_already_targeted() {
-    if !require_root() {
-        return;
-    }
-    let cg = TestCgroup::new("race");
-    let first = target(&cg, "first");
-    let raced = target(&cg, "raced");
-    let dir = PrivateDir::new("race");
-    let control = dir.0.join("c.sock");
+    root_or_skip!();
+    let (_cg, [first, raced]) = targets("race", ["first", "raced"]);
+    let (_dir, control) = private_control("race");
     let _p = run_at(
         &control,
         &["--cgroup", first.path.to_str().unwrap()],
@@ -1337,11 +1083,9 @@ fn two_clients_adding_the_same_target_at_once_one_wins_the_other_hears_already_t
 /// send it anything (it could otherwise take `trigger`/`target` requests and fake `status`).
 #[test]
 fn a_control_socket_served_by_another_user_is_not_talked_to() {
-    if !require_root() {
-        return;
-    }
-    let dir = PrivateDir::new("impostor");
-    let path = dir.0.join("impostor.sock");
+    root_or_skip!();
+    let dir = private_dir("impostor");
+    let path = dir.join("impostor.sock");
     let script = r#"
 import os, socket, sys
 s = socket.socket(socket.AF_UNIX)

@@ -1,15 +1,5 @@
 //! The spine: a targeted process sees the simulated interruption through the redirect; its
 //! neighbours do not; nothing survives spot-sim; bad input fails cleanly.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    path::Path,
-    process::Command,
-    time::{Duration, SystemTime},
-};
 
 use nix::sys::signal::Signal;
 use spot_sim_tests::*;
@@ -29,11 +19,7 @@ fn instance_action(cg: &Path, ns: &NetNs) -> serde_json::Value {
 
 #[test]
 fn a_targeted_process_sees_a_termination_notice_two_minutes_ahead() {
-    if !require_root() {
-        return;
-    }
-    let node = node("notice");
-    let _run = start_run(&node, &[]);
+    let (node, _run) = node_running!("notice", &[]);
     let first = instance_action(&node.target, &node.target_ns);
     assert_eq!(first["action"], "terminate");
     let t = parse_time(first["time"].as_str().unwrap());
@@ -56,11 +42,7 @@ fn a_targeted_process_sees_a_termination_notice_two_minutes_ahead() {
 
 #[test]
 fn neighbours_and_the_parent_are_not_redirected() {
-    if !require_root() {
-        return;
-    }
-    let node = node("neighbours");
-    let _run = start_run(&node, &[]);
+    let (node, _run) = node_running!("neighbours", &[]);
     // The target works, so the redirect is in place...
     instance_action(&node.target, &node.target_ns);
     // ...and the sibling and the parent still go to the real address, which in their private
@@ -75,11 +57,7 @@ fn neighbours_and_the_parent_are_not_redirected() {
 
 #[test]
 fn sigkill_leaves_no_redirect_behind() {
-    if !require_root() {
-        return;
-    }
-    let node = node("sigkill");
-    let mut run = start_run(&node, &[]);
+    let (node, mut run) = node_running!("sigkill", &[]);
     instance_action(&node.target, &node.target_ns);
     assert_eq!(
         attached_programs(&node.target).len(),
@@ -105,11 +83,7 @@ fn sigkill_leaves_no_redirect_behind() {
 
 #[test]
 fn sigterm_detaches_and_exits_cleanly() {
-    if !require_root() {
-        return;
-    }
-    let node = node("sigterm");
-    let mut run = start_run(&node, &[]);
+    let (node, mut run) = node_running!("sigterm", &[]);
     run.signal(Signal::SIGTERM);
     let status = run.wait_timeout(Duration::from_secs(5)).expect("exited");
     assert!(status.success(), "exit status {status}");
@@ -132,9 +106,7 @@ fn exec_cgroups_of(pid: u32) -> Vec<String> {
 
 #[test]
 fn exec_returns_the_command_status_and_leaves_no_cgroup() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let mut p = spawn_logged(&mut exec_sh("exit 7"));
     let status = p
         .wait_timeout(Duration::from_secs(20))
@@ -145,27 +117,9 @@ fn exec_returns_the_command_status_and_leaves_no_cgroup() {
 
 #[test]
 fn exec_with_a_private_netns_shows_the_notice_to_curl_and_logs_the_ebpf_side() {
-    if !require_root() {
-        return;
-    }
-    let out = Command::new(spot_sim_bin())
-        .args([
-            "exec",
-            "--netns",
-            "new",
-            "--",
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            INSTANCE_ACTION,
-        ])
-        .env("RUST_LOG", "debug")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-    let body = String::from_utf8_lossy(&out.stdout);
+    root_or_skip!();
+    let curl = ["--", "curl", "-sS", "--max-time", "5", INSTANCE_ACTION];
+    let (body, log) = debug_run(&mut exec_new(&curl), "exec");
     assert!(
         body.starts_with("{\"action\": \"terminate\", \"time\": \""),
         "body: {body}"
@@ -194,9 +148,7 @@ fn fails(cmd: &mut Command) -> (i32, String) {
 
 #[test]
 fn bad_input_gets_one_clear_line_and_leaves_nothing() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let bin = spot_sim_bin();
     // A cgroup that does not exist.
     let (code, err) =
@@ -233,9 +185,7 @@ fn bad_input_gets_one_clear_line_and_leaves_nothing() {
 
 #[test]
 fn a_taken_responder_port_is_reported_and_nothing_is_left() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("port");
     // The workload already listens on the port inside its namespace: spot-sim serves this
     // target on another port (the redirect carries each target's own), and says so.
@@ -263,9 +213,7 @@ fn a_taken_responder_port_is_reported_and_nothing_is_left() {
 
 #[test]
 fn without_root_it_says_so() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let (_, err) = fails(
         Command::new("setpriv")
             .args([
@@ -282,32 +230,16 @@ fn without_root_it_says_so() {
 
 #[test]
 fn without_cgroup_v2_it_says_so() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     // A private mount namespace where the cgroup v2 mount is gone; the host is untouched.
-    let mount = cgroup2_mount();
-    let script = format!(
-        "umount -l {} && exec {} exec --netns new -- true",
-        mount.display(),
-        spot_sim_bin().display()
-    );
-    let (_, err) = fails(Command::new("unshare").args([
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-    ]));
+    let prep = format!("umount -l {}", cgroup2_mount().display());
+    let (_, err) = fails(&mut with_private_mounts(&prep, "exec --netns new -- true"));
     assert!(err.contains("no cgroup v2 filesystem is mounted"), "{err}");
 }
 
 #[test]
 fn exec_forwards_sigterm_to_the_command_and_exits_with_its_status() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let mut p = spawn_logged(&mut exec_sh(
         "trap 'exit 42' TERM; echo ready >&2; sleep 30 & wait",
     ));

@@ -1,30 +1,18 @@
 //! The game-day verdict end to end: a real handler under `spot-sim exec`, the kernel's view of
 //! what it did, the report in JSON and HTML (opened in a real browser), the exit status.
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test panics with the message of what failed"
-)]
-
-use std::{
-    fs,
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant},
-};
 
 use spot_sim_tests::*;
 
 const TERMINATION_TIME: &str = "http://169.254.169.254/latest/meta-data/spot/termination-time";
 
-/// A scratch folder for one test, removed on drop (it never holds a mount).
-struct Scratch(PathBuf);
+/// A scratch folder for one test (with a `bin` for stand-ins on PATH), removed on drop.
+struct Scratch(OwnedPath);
 
 impl Scratch {
     fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(unique(tag));
-        fs::create_dir_all(p.join("bin")).unwrap();
-        Scratch(p)
+        let dir = OwnedPath::scratch_dir(tag).unwrap();
+        fs::create_dir_all(dir.join("bin")).unwrap();
+        Scratch(dir)
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -39,10 +27,12 @@ impl Scratch {
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// The first line of a root-only test with a [`Scratch`] folder: skips when not root.
+macro_rules! scratch_or_skip {
+    ($tag:expr) => {{
+        root_or_skip!();
+        Scratch::new($tag)
+    }};
 }
 
 /// A termination handler as people write them: poll `spot/termination-time` every `every`
@@ -68,8 +58,19 @@ fn handler(s: &Scratch, every: u32) -> PathBuf {
     )
 }
 
+/// `spot-sim exec OPTIONS --report R… -- COMMAND` (options and command split at spaces), with
+/// the scratch `bin` first on PATH.
+fn exec(s: &Scratch, options: &str, reports: &[&Path], command: &str) -> Output {
+    let mut line = options.to_string();
+    for r in reports {
+        line += &format!(" --report {}", r.display());
+    }
+    line += &format!(" -- {command}");
+    exec_args(s, &line.split_whitespace().collect::<Vec<_>>())
+}
+
 /// `spot-sim exec ARGS`, with the scratch `bin` first on PATH.
-fn exec(s: &Scratch, args: &[&str]) -> Output {
+fn exec_args(s: &Scratch, args: &[&str]) -> Output {
     let path = format!(
         "{}:{}",
         s.path("bin").display(),
@@ -90,10 +91,6 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn event<'a>(target: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
     target["events"]
         .as_array()
@@ -105,35 +102,13 @@ fn event<'a>(target: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value
 
 #[test]
 fn a_handler_polling_every_second_reads_the_notice_in_time_drains_and_passes() {
-    if !require_root() {
-        return;
-    }
-    let s = Scratch::new("verdict-pass");
+    let s = scratch_or_skip!("verdict-pass");
     let handler = handler(&s, 1);
     let report = s.path("report.json");
     let html = s.path("report.html");
-    let out = exec(
-        &s,
-        &[
-            "--netns",
-            "new",
-            "--start-in",
-            "3s",
-            "--interruption-in",
-            "30s",
-            "--expect-detect",
-            "2s",
-            "--expect-react",
-            "5s",
-            "--expect-drained",
-            "--report",
-            report.to_str().unwrap(),
-            "--report",
-            html.to_str().unwrap(),
-            "--",
-            handler.to_str().unwrap(),
-        ],
-    );
+    let options = "--netns new --start-in 3s --interruption-in 30s --expect-detect 2s \
+                   --expect-react 5s --expect-drained";
+    let out = exec(&s, options, &[&report, &html], handler.to_str().unwrap());
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let args = fs::read_to_string(s.path("kubectl.args")).unwrap();
@@ -237,31 +212,12 @@ fn html_report_in_a_browser(html: &Path, t: &serde_json::Value) {
 
 #[test]
 fn a_handler_polling_every_8_s_misses_a_4_s_window_and_exec_exits_3() {
-    if !require_root() {
-        return;
-    }
-    let s = Scratch::new("verdict-fail");
+    let s = scratch_or_skip!("verdict-fail");
     let handler = handler(&s, 8);
     let report = s.path("report.json");
-    let out = exec(
-        &s,
-        &[
-            "--netns",
-            "new",
-            "--start-in",
-            "10s",
-            "--interruption-in",
-            "4s",
-            "--on-interrupt",
-            "kill",
-            "--expect-detect",
-            "3s",
-            "--report",
-            report.to_str().unwrap(),
-            "--",
-            handler.to_str().unwrap(),
-        ],
-    );
+    let options = "--netns new --start-in 10s --interruption-in 4s --on-interrupt kill \
+                   --expect-detect 3s";
+    let out = exec(&s, options, &[&report], handler.to_str().unwrap());
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(!s.path("kubectl.args").exists(), "never drained");
@@ -290,27 +246,11 @@ fn a_handler_polling_every_8_s_misses_a_4_s_window_and_exec_exits_3() {
 
 #[test]
 fn every_redirect_of_a_50_ms_command_is_in_the_log_and_the_report() {
-    if !require_root() {
-        return;
-    }
-    let s = Scratch::new("verdict-short");
+    let s = scratch_or_skip!("verdict-short");
     for i in 0..3 {
         let report = s.path(&format!("r{i}.json"));
-        let out = exec(
-            &s,
-            &[
-                "--netns",
-                "new",
-                "--report",
-                report.to_str().unwrap(),
-                "--",
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "http://169.254.169.254/latest/meta-data/",
-            ],
-        );
+        let curl = "curl -s -o /dev/null http://169.254.169.254/latest/meta-data/";
+        let out = exec(&s, "--netns new", &[&report], curl);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(0), "{err}");
         assert!(
@@ -326,24 +266,18 @@ fn every_redirect_of_a_50_ms_command_is_in_the_log_and_the_report() {
 
 #[test]
 fn spot_sim_report_shows_a_running_instance() {
-    if !require_root() {
-        return;
-    }
-    let s = Scratch::new("verdict-live");
+    let s = scratch_or_skip!("verdict-live");
     let control = control_path("verdict-live");
     let handler = s.script(
         "poll",
         &format!("while :; do curl -s -o /dev/null {TERMINATION_TIME}; sleep 0.3; done\n"),
     );
-    let mut run = spawn_spot_sim(&[
-        "exec",
-        "--netns",
-        "new",
+    let mut run = spawn_logged(&mut exec_new(&[
         "--control",
         control.to_str().unwrap(),
         "--",
         handler.to_str().unwrap(),
-    ]);
+    ]));
     run.wait_for_log("redirected", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(1));
     let out = Command::new(spot_sim_bin())
@@ -386,10 +320,7 @@ fn watch_peak_rss(pid: u32, mut until: impl FnMut() -> bool) -> u64 {
 
 #[test]
 fn memory_stays_bounded_with_100000_requests_and_10000_outbound_connects() {
-    if !require_root() {
-        return;
-    }
-    let s = Scratch::new("verdict-volume");
+    let s = scratch_or_skip!("verdict-volume");
     let report = s.path("report.json");
     // curl's URL globbing: one process, one kept-alive connection for the 100,000 requests;
     // then 10,000 connects to a closed port on loopback (refused at once, still connects).
@@ -400,15 +331,12 @@ fn memory_stays_bounded_with_100000_requests_and_10000_outbound_connects() {
          exit 0\n",
     );
     let started = Instant::now();
-    let mut run = spawn_spot_sim(&[
-        "exec",
-        "--netns",
-        "new",
+    let mut run = spawn_logged(&mut exec_new(&[
         "--report",
         report.to_str().unwrap(),
         "--",
         client.to_str().unwrap(),
-    ]);
+    ]));
     let pid = run.pid();
     let peak_kb = watch_peak_rss(pid, || {
         matches!(run.child.try_wait(), Ok(Some(_))) || started.elapsed() > Duration::from_secs(240)
@@ -445,10 +373,7 @@ fn memory_stays_bounded_with_100000_requests_and_10000_outbound_connects() {
 
 #[test]
 fn bad_input_is_refused_before_anything_starts() {
-    if !require_root() {
-        return;
-    }
-    let s = Scratch::new("verdict-bad");
+    let s = scratch_or_skip!("verdict-bad");
     let marker = s.path("ran");
     let cmd = format!("touch {}", marker.display());
     for (args, needle) in [
@@ -467,7 +392,7 @@ fn bad_input_is_refused_before_anything_starts() {
         let mut all = vec!["--netns", "new"];
         all.extend(args);
         all.extend(["--", "sh", "-c", &cmd]);
-        let out = exec(&s, &all);
+        let out = exec_args(&s, &all);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{all:?}: {err}");
         assert!(err.contains(needle), "{all:?}: {err}");
@@ -478,9 +403,7 @@ fn bad_input_is_refused_before_anything_starts() {
 
 #[test]
 fn run_judges_an_existing_cgroup_when_it_detaches() {
-    if !require_root() {
-        return;
-    }
+    root_or_skip!();
     let node = node("verdict-run");
     let s = Scratch::new("verdict-run");
     let report = s.path("run.svg");

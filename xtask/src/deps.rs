@@ -55,6 +55,11 @@ const fn apt(program: &'static str, package: &'static str, why: &'static str) ->
     }
 }
 
+/// A program shipped in the Debian package of the same name.
+const fn deb(program: &'static str, why: &'static str) -> Need {
+    apt(program, program, why)
+}
+
 const fn pip(module: &'static str, package: &'static str, why: &'static str) -> Need {
     Need {
         probe: Probe::PythonModule(module),
@@ -65,7 +70,7 @@ const fn pip(module: &'static str, package: &'static str, why: &'static str) -> 
 
 /// Everything the test suite uses besides Rust crates.
 pub const TEST: &[Need] = &[
-    apt("curl", "curl", "the HTTP client most end-to-end tests use"),
+    deb("curl", "the HTTP client most end-to-end tests use"),
     apt(
         "ip",
         "iproute2",
@@ -76,20 +81,14 @@ pub const TEST: &[Need] = &[
         "util-linux",
         "private mount and cgroup namespaces",
     ),
-    apt(
-        "bpftool",
-        "bpftool",
-        "checking that no program stays attached",
-    ),
-    apt("socat", "socat", "stand-in upstreams and raw clients"),
-    apt("wrk", "wrk", "load in the hardening tests"),
-    apt(
-        "strace",
+    deb("bpftool", "checking that no program stays attached"),
+    deb("socat", "stand-in upstreams and raw clients"),
+    deb("wrk", "load in the hardening tests"),
+    deb(
         "strace",
         "the order of run's shutdown (detach, then stop answering)",
     ),
-    apt(
-        "chromium",
+    deb(
         "chromium",
         "opening the HTML game-day report in a real browser",
     ),
@@ -100,7 +99,7 @@ pub const TEST: &[Need] = &[
         "kubernetes-validate",
         "validating the deploy manifests offline against the Kubernetes schemas",
     ),
-    apt("npm", "npm", "installing the AWS SDK for JavaScript"),
+    deb("npm", "installing the AWS SDK for JavaScript"),
     Need {
         probe: Probe::Tool("node/node_modules/@aws-sdk/ec2-metadata-service/package.json"),
         source: Source::Npm("@aws-sdk/ec2-metadata-service"),
@@ -135,18 +134,14 @@ pub const TEST: &[Need] = &[
 
 /// What `cargo xtask bench` uses.
 pub const BENCH: &[Need] = &[
-    apt("wrk", "wrk", "the load generator"),
-    apt("socat", "socat", "the alias + socat comparison"),
-    apt("iptables", "iptables", "the iptables DNAT comparison"),
-    apt(
-        "bpftool",
-        "bpftool",
-        "the kernel's own cost of the connect program",
-    ),
+    deb("wrk", "the load generator"),
+    deb("socat", "the alias + socat comparison"),
+    deb("iptables", "the iptables DNAT comparison"),
+    deb("bpftool", "the kernel's own cost of the connect program"),
 ];
 
 /// What `cargo xtask image` uses.
-pub const IMAGE: &[Need] = &[apt("buildah", "buildah", "building the container image")];
+pub const IMAGE: &[Need] = &[deb("buildah", "building the container image")];
 
 /// What building and running spot-sim for another architecture uses (`cargo xtask image
 /// --arch arm64`, and the test suite's arm64 check). rust-lld links, so no cross C toolchain.
@@ -155,6 +150,11 @@ pub const CROSS: &[Need] = &[apt(
     "qemu-user-static",
     "running the arm64 spot-sim on this machine",
 )];
+
+/// Runs the installer `cmd` on `packages`; whether it succeeded.
+fn installed(mut cmd: Command, packages: &[&str]) -> bool {
+    cmd.args(packages).status().is_ok_and(|s| s.success())
+}
 
 /// The needs that `present` says are missing, in order, without repeats.
 pub fn missing(needs: &[Need], present: impl Fn(&Probe) -> bool) -> Vec<Need> {
@@ -185,34 +185,27 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
         let ok = root_command("apt-get")
             .args(["update", "-qq"])
             .status()
-            .is_ok_and(|s| s.success())
-            && root_command("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends"])
-                .args(&apt_pkgs)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                // dpkg's progress lines would bury the test output; errors go to stderr.
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-        if !ok {
+            .is_ok_and(|s| s.success());
+        let mut install = root_command("apt-get");
+        install
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            // dpkg's progress lines would bury the test output; errors go to stderr.
+            .stdout(Stdio::null());
+        if !ok || !installed(install, &apt_pkgs) {
             bail!(
                 "installing {} with apt-get failed; install them by hand and run again",
                 apt_pkgs.join(" ")
             );
         }
     }
-    if !pip_pkgs.is_empty() {
-        let ok = root_command("python3")
-            .args(["-m", "pip", "install", "-q"])
-            .args(&pip_pkgs)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            bail!(
-                "installing {} with `python3 -m pip` failed; install them by hand and run again",
-                pip_pkgs.join(" ")
-            );
-        }
+    let mut pip = root_command("python3");
+    pip.args(["-m", "pip", "install", "-q"]);
+    if !pip_pkgs.is_empty() && !installed(pip, &pip_pkgs) {
+        bail!(
+            "installing {} with `python3 -m pip` failed; install them by hand and run again",
+            pip_pkgs.join(" ")
+        );
     }
     for n in &todo {
         match n.source {

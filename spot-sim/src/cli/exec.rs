@@ -3,13 +3,13 @@
 
 use std::{
     io::IsTerminal,
-    os::{fd::AsRawFd, unix::process::CommandExt},
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
 };
 
 use anyhow::{bail, Context, Result};
+use spot_sim_place::Placement;
 
 use super::{gameday, handler::start_control, ExecArgs, NetnsMode};
 use crate::{
@@ -40,8 +40,6 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
         NetnsMode::New => NetNs::new_private()?,
         NetnsMode::Current => NetNs::current()?,
     };
-    let enter_netns = (a.netns == NetnsMode::New).then(|| netns.as_raw_fd());
-    let procs_fd = cgroup.procs_fd().as_raw_fd();
     let name = "exec".to_string();
     session.add_target(TargetSpec {
         name: name.clone(),
@@ -60,33 +58,16 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
 
     let mut cmd = std::process::Command::new(&program);
     cmd.args(&a.command[1..]);
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe syscalls run between fork and exec: prctl, getppid,
-    // setns and write.
-    unsafe {
-        cmd.pre_exec(move || {
-            // The command must not outlive spot-sim: once spot-sim is gone (even by SIGKILL)
-            // so is the redirect, and the command would talk to the real IMDS unawares. The
-            // signal follows the forking thread, which is the main thread (`block_on`).
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // spot-sim died between fork and prctl: do not start at all.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            if let Some(fd) = enter_netns {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            // "0" moves the writing process: the child joins the cgroup before it execs.
-            if libc::write(procs_fd, b"0".as_ptr().cast(), 1) != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    // The command must not outlive spot-sim: once spot-sim is gone (even by SIGKILL) so is
+    // the redirect, and the command would talk to the real IMDS unawares. The signal follows
+    // the forking thread, which is the main thread (`block_on`).
+    let mut place = Placement::new()
+        .die_with_parent()
+        .cgroup_procs(cgroup.procs_fd())?;
+    if a.netns == NetnsMode::New {
+        place = place.netns(&netns)?;
     }
+    place.apply(&mut cmd);
     let mut child = tokio::process::Command::from(cmd)
         .spawn()
         .with_context(|| format!("cannot start {}", program.to_string_lossy()))?;

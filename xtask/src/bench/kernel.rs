@@ -11,7 +11,11 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::{command_in, median, spread, Bench, Mode, NetNs, Proc};
+use super::{
+    command_in,
+    report::{spread, Mode},
+    spawn, Bench, NetNs,
+};
 
 /// `kernel.bpf_stats_enabled` on for as long as this lives, then as it was. The statistics
 /// cost every BPF program on the machine a little, so they are on only while measuring.
@@ -117,22 +121,6 @@ pub(super) fn connect_ns(pid: u32, load: impl FnOnce() -> Result<()>) -> Result<
     Ok((t1.saturating_sub(t0) as f64 / calls as f64, calls))
 }
 
-/// What the kernel-side rows show.
-pub(super) struct Figures {
-    /// Mean ns per connect4 call that redirected, and the calls counted.
-    pub redirect: (f64, u64),
-    /// Mean ns per connect4 call from a target to another address (passed untouched).
-    pub other: (f64, u64),
-    pub idle_targets: usize,
-    /// Percent of one core spot-sim used while idle with `idle_targets` targets.
-    pub idle_cpu_pct: f64,
-    /// Milliseconds from a process's start in a new namespace inside a target to its first
-    /// answer, per start.
-    pub new_netns_ms: Vec<f64>,
-    /// Mean ns of the exec tracepoint per exec anywhere on the node, and the execs counted.
-    pub exec: (f64, u64),
-}
-
 impl Bench<'_> {
     /// The two connect4 rows, with the main `spot-sim run` (pid `sim`) serving `target`.
     pub(super) fn kernel_connect_rows(
@@ -173,8 +161,8 @@ impl Bench<'_> {
         let mut anchors = Vec::with_capacity(n);
         let mut namespaces = Vec::with_capacity(n);
         for d in dirs {
-            let own = NetNs::new()?;
-            anchors.push(Proc::spawn(
+            let own = NetNs::new_private()?;
+            anchors.push(spawn(
                 "sleep",
                 &mut command_in(&own, d, Path::new("sleep"), &["3600"])?,
             )?);
@@ -198,9 +186,9 @@ impl Bench<'_> {
         let stats = BpfStats::enable()?;
         let exec0 = prog_stats(sim.pid(), "sched_process_exec")?;
         for _ in 0..10 {
-            let fresh = NetNs::new()?;
+            let fresh = NetNs::new_private()?;
             let t = Instant::now();
-            let mut probe = Proc::spawn(
+            let mut probe = spawn(
                 "probe",
                 &mut command_in(
                     &fresh,
@@ -241,34 +229,6 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
     // utime and stime are fields 14 and 15 of stat, 12 and 13 after "pid (comm) ".
     Ok(f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
-}
-
-/// The rows of the report's kernel section, in Markdown.
-pub(super) fn render(f: &Figures) -> String {
-    let (lo, mid, hi) = spread(&f.new_netns_ms);
-    let mut ms = f.new_netns_ms.clone();
-    let goal = |ok: bool| if ok { "met" } else { "not met" };
-    format!(
-        "\n### Kernel path and discovery\n\n\
-         | figure | value | goal |\n|---|---|---|\n\
-         | kernel ns per redirected connect (connect4, mean over {} calls) | {:.0} ns | ≤ 300 ns: {} |\n\
-         | kernel ns per connect from a target to another address (mean over {} calls) | {:.0} ns | |\n\
-         | idle CPU with {} targets, each in its own network namespace | {:.2} % of a core | ≤ 0.3 %: {} |\n\
-         | new network namespace in a target: first answer (min / median / max of {}) | {lo:.0} / {mid:.0} / {hi:.0} ms | ≤ 150 ms: {} |\n\
-         | exec tracepoint per exec anywhere on the node (mean over {} execs) | {:.0} ns | |\n",
-        f.redirect.1,
-        f.redirect.0,
-        goal(f.redirect.0 <= 300.0),
-        f.other.1,
-        f.other.0,
-        f.idle_targets,
-        f.idle_cpu_pct,
-        goal(f.idle_cpu_pct <= 0.3),
-        f.new_netns_ms.len(),
-        goal(median(&mut ms) <= 150.0),
-        f.exec.1,
-        f.exec.0,
-    )
 }
 
 #[cfg(test)]

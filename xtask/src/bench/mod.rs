@@ -1,0 +1,586 @@
+//! `cargo xtask bench`: spot-sim against what people use today, measured in one run on one
+//! machine. Every client and server runs inside private network namespaces the bench creates
+//! (only `lo`), in cgroups it creates under its own `spot-sim-bench-PID` folder; guards remove
+//! both on every exit path, so nothing is left on the host and no packet leaves the machine.
+
+use std::{
+    fs,
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Command, ExitCode, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use spot_sim_testkit::{
+    cgroup2_mount, place, placed, Capture, ControlSocket, NetNs, Proc, TestCgroup,
+};
+
+use probes::{rss_kib, status_field, RssSampler};
+use report::{median, parse_wrk, render, svg, Attach, Load, Mode, Report, Row};
+
+mod kernel;
+mod probes;
+mod report;
+
+/// The responder port of the main `spot-sim run`, inside the bench's namespace.
+const PORT: u16 = 1338;
+const IMDS: &str = "169.254.169.254";
+/// What every load run asks for: a small 200 answer, like a handler's poll.
+const PATH: &str = "/latest/meta-data/instance-id";
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Seconds each load run lasts.
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Seconds of unrecorded load on both sides before each comparison (warm-up).
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Open connections per load run (wrk -c); the responder takes at most 512.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// Measured runs per setup and mode, each paired with a direct run in ABBA order; rows show
+    /// min / median / max. Published figures use at least 5.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    repeat: u64,
+    /// Starts of `spot-sim run` timed for the first redirected answer.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    starts: u64,
+    /// Targets (each a process in a network namespace of its own) for the idle-CPU row.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_targets: u64,
+    /// The largest number of cgroups attached at once for the attach-cost rows.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_cgroups: u64,
+    /// Measure this spot-sim binary instead of building a release one (to check the bench
+    /// itself in a short run; its figures are not the release build's).
+    #[arg(long)]
+    bin: Option<PathBuf>,
+    /// Internal: run one probe (`first-answer`, `connect-latency`) in the bench's namespaces.
+    #[arg(long, hide = true)]
+    probe: Option<String>,
+}
+
+pub fn run(root: &Path, args: BenchArgs) -> Result<ExitCode> {
+    if let Some(p) = &args.probe {
+        return probes::probe(p);
+    }
+    if !super::is_root() {
+        eprintln!("xtask: not root; running the benchmark through sudo -E");
+        let exe = std::env::current_exe().context("finding the xtask binary")?;
+        let status = Command::new("sudo")
+            .arg("-E")
+            .arg(exe)
+            .args(std::env::args_os().skip(1))
+            .status()
+            .context("starting sudo")?;
+        return Ok(super::exit_code(status));
+    }
+    let started = Instant::now();
+    let bin = match &args.bin {
+        Some(bin) => bin.clone(),
+        None => {
+            super::build_ebpf(root)?;
+            super::build_spot_sim(root, true)?;
+            let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            target_dir.join("release/spot-sim")
+        }
+    };
+    crate::deps::ensure(crate::deps::BENCH)?;
+    spot_sim_testkit::stop_on_signals();
+    let out = root.join("target/bench");
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let report = Bench::new(bin.clone(), &args)?.run()?;
+    let elapsed = started.elapsed();
+    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let md = format!(
+        "{report}\nWhole run (build included): {:.0} s. Command: `cargo xtask {command}`; binary {}.\n",
+        elapsed.as_secs_f64(),
+        bin.display()
+    );
+    println!("\n{md}");
+    fs::write(out.join("results.md"), &md)?;
+    println!(
+        "written: {} and {}",
+        out.join("results.md").display(),
+        out.join("requests.svg").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ends the run through the normal error path (so the guards clean up) after Ctrl-C.
+fn check_interrupted() -> Result<()> {
+    if spot_sim_testkit::interrupted() {
+        bail!("interrupted; cleaned up");
+    }
+    Ok(())
+}
+
+/// Starts `cmd`, collecting stdout and stderr lines with their arrival times.
+fn spawn(name: &str, cmd: &mut Command) -> Result<Proc> {
+    Ok(Proc::spawn(name, cmd, Capture::Both)?)
+}
+
+/// A command set to start inside `netns` and `cgroup`, and to die with the bench.
+fn command_in(netns: &NetNs, cgroup: &Path, program: &Path, args: &[&str]) -> Result<Command> {
+    let place = place(Some(cgroup), Some(netns))?.die_with_parent();
+    Ok(placed(place, program, args))
+}
+
+/// Which side goes first in each pair: ABBA (direct first, then the setup first, and so on),
+/// so a machine that speeds up or slows down during the run favours neither.
+fn abba(n: u64) -> impl Iterator<Item = bool> {
+    (0..n).map(|i| i % 2 == 0)
+}
+
+struct Bench<'a> {
+    bin: PathBuf,
+    args: &'a BenchArgs,
+    xtask: PathBuf,
+    sockets: usize,
+}
+
+impl<'a> Bench<'a> {
+    fn new(bin: PathBuf, args: &'a BenchArgs) -> Result<Self> {
+        if !bin.is_file() {
+            bail!("no spot-sim binary at {}", bin.display());
+        }
+        Ok(Self {
+            bin,
+            args,
+            xtask: std::env::current_exe()?,
+            sockets: 0,
+        })
+    }
+
+    fn control(&mut self) -> ControlSocket {
+        self.sockets += 1;
+        ControlSocket::control_socket(&format!("bench-{}", self.sockets))
+    }
+
+    /// `spot-sim run` inside `netns` (so targets with no process get their responder there).
+    fn spot_sim_run(
+        &mut self,
+        netns: &NetNs,
+        servers: &Path,
+        cgroups: &[PathBuf],
+        port: u16,
+    ) -> Result<(Proc, ControlSocket)> {
+        let control = self.control();
+        let port = port.to_string();
+        let mut args = vec!["run", "--control"];
+        let ctl = control.to_string_lossy().into_owned();
+        args.push(&ctl);
+        args.extend(["--port", &port, "--interruption-in", "1h"]);
+        let paths: Vec<String> = cgroups
+            .iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .collect();
+        for p in &paths {
+            args.extend(["--cgroup", p]);
+        }
+        let mut cmd = command_in(netns, servers, &self.bin, &args)?;
+        cmd.env("RUST_LOG", "info");
+        Ok((spawn("spot-sim run", &mut cmd)?, control))
+    }
+
+    fn run(mut self) -> Result<String> {
+        let mount = cgroup2_mount()?;
+        let cg = TestCgroup::create(mount.join(format!("spot-sim-bench-{}", std::process::id())))?;
+        let target = cg.child("target")?;
+        let clients = cg.child("clients")?;
+        let servers = cg.child("servers")?;
+        let ns = NetNs::new_private()?;
+        // Idles in the target cgroup inside the namespace: spot-sim serves where it lives.
+        let _anchor = spawn(
+            "sleep",
+            &mut command_in(&ns, &target, Path::new("sleep"), &["3600"])?,
+        )?;
+
+        let binary_size = fs::metadata(&self.bin)?.len();
+        eprintln!("== load: direct and spot-sim");
+        let (mut sim, _ctl) =
+            self.spot_sim_run(&ns, &servers, std::slice::from_ref(&target), PORT)?;
+        sim.wait_for("serving 1 target", Duration::from_secs(30))?;
+        std::thread::sleep(Duration::from_secs(1));
+        let rss_idle = rss_kib(sim.pid());
+        let direct_url = format!("http://127.0.0.1:{PORT}{PATH}");
+        let imds_url = format!("http://{IMDS}{PATH}");
+        check_answer(&ns, &clients, &direct_url)?;
+        check_answer(&ns, &target, &imds_url)?;
+
+        // Direct is the reference: every setup's runs are paired with direct runs (ABBA),
+        // after an unrecorded warm-up of both.
+        let mut rows: Vec<Row> = Vec::new();
+        let mut direct: Vec<(Mode, Load)> = Vec::new();
+        let mut rss_load = 0;
+        let reference = (clients.as_path(), direct_url.as_str());
+        for mode in [Mode::NewConnection, Mode::KeepAlive] {
+            let sampler = RssSampler::start(sim.pid());
+            let (d, row) = self.compare(&ns, reference, "spot-sim", (&target, &imds_url), mode)?;
+            rss_load = rss_load.max(sampler.finish());
+            direct.extend(d.into_iter().map(|l| (mode, l)));
+            rows.push(row);
+        }
+        let (redirect_ns, other_ns) =
+            self.kernel_connect_rows(&ns, &target, sim.pid(), &imds_url, &direct_url)?;
+
+        eprintln!("== load: the old way (loopback alias + socat)");
+        ns.sh(&format!("ip addr add {IMDS}/32 dev lo"))?;
+        {
+            let mut cmd = command_in(
+                &ns,
+                &servers,
+                Path::new("socat"),
+                &[
+                    &format!("TCP4-LISTEN:80,bind={IMDS},fork,reuseaddr,backlog=1024"),
+                    &format!("TCP4:127.0.0.1:{PORT}"),
+                ],
+            )?;
+            let _socat = spawn("socat", &mut cmd)?;
+            wait_listening(&ns, SocketAddr::from(([169, 254, 169, 254], 80)))?;
+            check_answer(&ns, &clients, &imds_url)?;
+            for mode in [Mode::NewConnection, Mode::KeepAlive] {
+                let (d, row) = self.compare(
+                    &ns,
+                    reference,
+                    "old way (alias + socat)",
+                    (&clients, &imds_url),
+                    mode,
+                )?;
+                direct.extend(d.into_iter().map(|l| (mode, l)));
+                rows.push(row);
+            }
+        }
+
+        eprintln!("== load: iptables DNAT");
+        let dnat = ns
+            .sh("echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && echo 1 > /proc/sys/net/ipv4/conf/lo/route_localnet")
+            .and_then(|_| {
+                ns.sh(&format!(
+                    "iptables -t nat -A OUTPUT -d {IMDS}/32 -p tcp --dport 80 -j DNAT --to-destination 127.0.0.1:{PORT}"
+                ))
+            })
+            .map_err(anyhow::Error::from)
+            .and_then(|_| check_answer(&ns, &clients, &imds_url));
+        for mode in [Mode::NewConnection, Mode::KeepAlive] {
+            match &dnat {
+                Ok(()) => {
+                    let (d, row) =
+                        self.compare(&ns, reference, "iptables DNAT", (&clients, &imds_url), mode)?;
+                    direct.extend(d.into_iter().map(|l| (mode, l)));
+                    rows.push(row);
+                }
+                Err(e) => rows.push(Row {
+                    setup: "iptables DNAT",
+                    mode,
+                    runs: Vec::new(),
+                    ratios: Vec::new(),
+                    note: format!("unavailable: {}", first_line(&format!("{e:#}"))),
+                }),
+            }
+        }
+        // Leaves the namespace as spot-sim found it, for the runs below.
+        let _ = ns.sh(&format!(
+            "iptables -t nat -F OUTPUT; ip addr del {IMDS}/32 dev lo"
+        ));
+        sim.stop();
+        // Direct first in the table: every direct run of each mode, across all pairings.
+        for mode in [Mode::KeepAlive, Mode::NewConnection] {
+            rows.insert(
+                0,
+                Row {
+                    setup: "direct",
+                    mode,
+                    runs: direct
+                        .iter()
+                        .filter(|(m, _)| *m == mode)
+                        .map(|(_, l)| *l)
+                        .collect(),
+                    ratios: Vec::new(),
+                    note: String::new(),
+                },
+            );
+        }
+
+        eprintln!(
+            "== start to first redirected answer ({} starts)",
+            self.args.starts
+        );
+        let mut firsts = Vec::new();
+        let mut servings = Vec::new();
+        for _ in 0..self.args.starts {
+            let (first, serving) = self.first_answer(&ns, &target, &servers)?;
+            firsts.push(first);
+            servings.push(serving);
+        }
+
+        let max = usize::try_from(self.args.max_cgroups)?;
+        let counts: Vec<usize> =
+            [1, 100, 1000, max]
+                .into_iter()
+                .filter(|n| *n <= max)
+                .fold(Vec::new(), |mut v, n| {
+                    if !v.contains(&n) {
+                        v.push(n);
+                    }
+                    v
+                });
+        eprintln!("== attach cost: {counts:?} cgroups");
+        // Connects to another address (a local listener) from inside a target cgroup: the
+        // connect program runs for each and passes it untouched. Timed with nothing attached,
+        // with the most cgroups attached, and with nothing attached again.
+        let probe_ns = NetNs::new_private()?;
+        let mut attaches = Vec::new();
+        let mut connect = None;
+        for &n in &counts {
+            let dirs: Vec<PathBuf> = (0..n)
+                .map(|i| cg.child(&format!("many-{n}/c{i:04}")))
+                .collect::<std::io::Result<_>>()?;
+            let before = (n == max)
+                .then(|| self.connect_latency(&probe_ns, &dirs[0]))
+                .transpose()?;
+            let t0 = Instant::now();
+            let (mut p, _ctl) = self.spot_sim_run(&ns, &servers, &dirs, 0)?;
+            let at = p.wait_for(&format!("serving {n} target"), Duration::from_secs(120))?;
+            let secs = at.duration_since(t0).as_secs_f64();
+            std::thread::sleep(Duration::from_millis(500));
+            attaches.push(Attach {
+                n,
+                secs,
+                rss_kib: rss_kib(p.pid()),
+                threads: status_field(p.pid(), "Threads:"),
+            });
+            let during = (n == max)
+                .then(|| self.connect_latency(&probe_ns, &dirs[0]))
+                .transpose()?;
+            p.stop();
+            if let (Some(before), Some(during)) = (before, during) {
+                let after = self.connect_latency(&probe_ns, &dirs[0])?;
+                connect = Some((
+                    ((before.0 + after.0) / 2.0, (before.1 + after.1) / 2.0),
+                    during,
+                ));
+            }
+        }
+        let (connect_none, connect_attached) =
+            connect.ok_or_else(|| anyhow!("no run with {max} cgroups"))?;
+
+        let idle_dirs: Vec<PathBuf> = (0..self.args.idle_targets)
+            .map(|i| cg.child(&format!("idle/c{i:04}")))
+            .collect::<std::io::Result<_>>()?;
+        let (idle_cpu_pct, new_netns_ms, exec) =
+            self.idle_and_new_netns(&ns, &servers, &idle_dirs)?;
+        let kernel = report::Figures {
+            redirect: redirect_ns,
+            other: other_ns,
+            idle_targets: idle_dirs.len(),
+            idle_cpu_pct,
+            new_netns_ms,
+            exec,
+        };
+
+        fs::write(
+            Path::new(&root_bench_dir()).join("requests.svg"),
+            svg(&rows),
+        )?;
+        Ok(render(&Report {
+            rows,
+            binary_size,
+            rss_idle,
+            rss_load,
+            firsts,
+            servings,
+            attaches,
+            connect_none,
+            connect_attached,
+            max_cgroups: max,
+            kernel,
+            args: self.args,
+        }))
+    }
+
+    /// `repeat` runs of `setup` against as many of direct, in ABBA pairs, after a warm-up of
+    /// each; returns the direct runs and the setup's row.
+    fn compare(
+        &self,
+        ns: &NetNs,
+        (direct_cg, direct_url): (&Path, &str),
+        setup: &'static str,
+        (cg, url): (&Path, &str),
+        mode: Mode,
+    ) -> Result<(Vec<Load>, Row)> {
+        if self.args.warmup > 0 {
+            self.wrk(ns, direct_cg, direct_url, mode, self.args.warmup)?;
+            self.wrk(ns, cg, url, mode, self.args.warmup)?;
+        }
+        let (mut direct, mut runs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for direct_first in abba(self.args.repeat) {
+            let (d, l) = if direct_first {
+                let d = self.wrk(ns, direct_cg, direct_url, mode, self.args.duration)?;
+                (d, self.wrk(ns, cg, url, mode, self.args.duration)?)
+            } else {
+                let l = self.wrk(ns, cg, url, mode, self.args.duration)?;
+                (
+                    self.wrk(ns, direct_cg, direct_url, mode, self.args.duration)?,
+                    l,
+                )
+            };
+            ratios.push(l.rps / d.rps);
+            direct.push(d);
+            runs.push(l);
+        }
+        Ok((
+            direct,
+            Row {
+                setup,
+                mode,
+                runs,
+                ratios,
+                note: String::new(),
+            },
+        ))
+    }
+
+    /// One wrk run inside `netns` and `cgroup`. A failing wrk is recorded (the row is
+    /// flagged), not dropped; output that cannot be read at all ends the bench.
+    fn wrk(&self, netns: &NetNs, cgroup: &Path, url: &str, mode: Mode, secs: u64) -> Result<Load> {
+        check_interrupted()?;
+        let d = format!("{secs}s");
+        let c = self.args.connections.to_string();
+        let mut args = vec!["-t", "2", "-c", &c, "-d", &d, "--latency"];
+        if mode == Mode::NewConnection {
+            args.extend(["-H", "Connection: close"]);
+        }
+        args.push(url);
+        let out = command_in(netns, cgroup, Path::new("wrk"), &args)?
+            .stdin(Stdio::null())
+            .output()
+            .context("running wrk")?;
+        check_interrupted()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut load = parse_wrk(&text).ok_or_else(|| {
+            anyhow!(
+                "cannot read wrk's output ({}):\n{text}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        load.wrk_failed = !out.status.success();
+        eprintln!(
+            "   {url} ({}, {secs} s): {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, {} errors{}",
+            mode.label(),
+            load.rps,
+            load.p50_us,
+            load.p99_us,
+            load.errors,
+            if load.wrk_failed {
+                format!("; wrk exited {}", out.status)
+            } else {
+                String::new()
+            }
+        );
+        Ok(load)
+    }
+
+    /// Starts spot-sim with a probe already polling from the target; returns the seconds to
+    /// the probe's first answer and to the "serving" log line.
+    fn first_answer(&mut self, ns: &NetNs, target: &Path, servers: &Path) -> Result<(f64, f64)> {
+        check_interrupted()?;
+        let xtask = self.xtask.clone();
+        let mut probe = spawn(
+            "probe",
+            &mut command_in(ns, target, &xtask, &["bench", "--probe", "first-answer"])?,
+        )?;
+        probe.wait_for("polling", Duration::from_secs(10))?;
+        let t0 = Instant::now();
+        let (mut sim, _ctl) = self.spot_sim_run(ns, servers, &[target.to_path_buf()], 0)?;
+        let answered = probe.wait_for("answered", Duration::from_secs(30))?;
+        let serving = sim.wait_for("serving 1 target", Duration::from_secs(30))?;
+        sim.stop();
+        Ok((
+            answered.duration_since(t0).as_secs_f64(),
+            serving.duration_since(t0).as_secs_f64(),
+        ))
+    }
+
+    /// Median p50 and p99 (µs) of a non-targeted process's connects, over three probe runs.
+    fn connect_latency(&self, ns: &NetNs, cgroup: &Path) -> Result<(f64, f64)> {
+        let mut p50 = Vec::new();
+        let mut p99 = Vec::new();
+        for _ in 0..3 {
+            check_interrupted()?;
+            let out = command_in(
+                ns,
+                cgroup,
+                &self.xtask,
+                &["bench", "--probe", "connect-latency"],
+            )?
+            .stdin(Stdio::null())
+            .output()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut it = text.split_whitespace().map(str::parse::<f64>);
+            match (it.next(), it.next()) {
+                (Some(Ok(a)), Some(Ok(b))) => {
+                    p50.push(a);
+                    p99.push(b);
+                }
+                _ => bail!(
+                    "connect probe failed: {text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            }
+        }
+        Ok((median(&mut p50), median(&mut p99)))
+    }
+}
+
+fn root_bench_dir() -> PathBuf {
+    super::workspace_root().join("target/bench")
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(100)
+        .collect()
+}
+
+/// One curl through `url` from the client's place, to be sure the setup answers before timing it.
+fn check_answer(ns: &NetNs, cgroup: &Path, url: &str) -> Result<()> {
+    let out = command_in(
+        ns,
+        cgroup,
+        Path::new("curl"),
+        &["-sS", "--max-time", "3", url],
+    )?
+    .stdin(Stdio::null())
+    .output()?;
+    let body = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !body.starts_with("i-") {
+        bail!(
+            "{url} did not answer with an instance id: {body}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn wait_listening(ns: &NetNs, addr: SocketAddr) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if ns.run(|| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!("nothing listens on {addr} in the bench's namespace")
+}
+
+#[cfg(test)]
+mod tests;

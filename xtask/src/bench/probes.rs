@@ -1,0 +1,136 @@
+//! Probes: small real processes the bench starts inside its namespaces and cgroups, and what
+//! it reads about a running spot-sim from /proc.
+
+use std::{
+    fs,
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd,
+    process::ExitCode,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Result};
+
+use super::{IMDS, PATH};
+
+pub(super) fn status_field(pid: u32, field: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub(super) fn rss_kib(pid: u32) -> u64 {
+    status_field(pid, "VmRSS:")
+}
+
+/// The largest VmRSS of a process, sampled every 100 ms until finished.
+pub(super) struct RssSampler {
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) thread: std::thread::JoinHandle<u64>,
+}
+
+impl RssSampler {
+    pub(super) fn start(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut max = 0;
+            while !flag.load(Ordering::Relaxed) {
+                max = max.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            max
+        });
+        Self { stop, thread }
+    }
+
+    pub(super) fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
+}
+
+/// Runs one probe by name (`cargo xtask bench --probe KIND`, started by the bench itself).
+pub(super) fn probe(kind: &str) -> Result<ExitCode> {
+    match kind {
+        "first-answer" => probe_first_answer(),
+        "connect-latency" => probe_connect_latency(),
+        other => bail!("unknown probe {other}"),
+    }
+}
+
+/// Polls the IMDS address every millisecond, as a handler would, and says when it answered.
+/// Runs only in the bench's private namespace: before the redirect is attached the connect
+/// fails at once with "network unreachable".
+pub(super) fn probe_first_answer() -> Result<ExitCode> {
+    let addr = SocketAddr::from(([169, 254, 169, 254], 80));
+    println!("polling");
+    std::io::stdout().flush()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let req = format!("GET {PATH} HTTP/1.1\r\nHost: {IMDS}\r\nConnection: close\r\n\r\n");
+            let mut answer = String::new();
+            if s.write_all(req.as_bytes()).is_ok()
+                && s.read_to_string(&mut answer).is_ok()
+                && answer.starts_with("HTTP/1.1 200")
+            {
+                println!("answered");
+                std::io::stdout().flush()?;
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    bail!("no answer within 30 s")
+}
+
+/// Times 20,000 connects to a local listener; prints the p50 and p99 in µs.
+pub(super) fn probe_connect_latency() -> Result<ExitCode> {
+    const N: usize = 20_000;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    // A deep accept queue: a full one drops SYNs, and the retry after 1 s is not what we time.
+    // SAFETY: listen on our own bound socket only changes its backlog.
+    unsafe { libc::listen(listener.as_raw_fd(), 4096) };
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            drop(s);
+        }
+    });
+    let mut times = Vec::with_capacity(N);
+    for _ in 0..N {
+        let t = Instant::now();
+        let s = TcpStream::connect(addr)?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        // Closing with RST leaves no TIME_WAIT behind, so ports never run out.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket and a correctly sized option value.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    println!("{:.2} {:.2}", times[N / 2], times[N * 99 / 100]);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,457 @@
+//! The bench's figures: wrk's output read into loads, rows of paired runs, and the markdown
+//! table and SVG chart made of them.
+
+use std::fmt::Write as _;
+
+use super::{BenchArgs, PATH};
+
+// ---------------------------------------------------------------------------------------------
+// Measurements.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mode {
+    NewConnection,
+    KeepAlive,
+}
+
+impl Mode {
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Mode::NewConnection => "new connection per request",
+            Mode::KeepAlive => "keep-alive",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct Load {
+    pub(super) rps: f64,
+    pub(super) p50_us: f64,
+    pub(super) p99_us: f64,
+    /// Socket errors and non-2xx answers wrk counted.
+    pub(super) errors: u64,
+    /// wrk itself exited with a failure status.
+    pub(super) wrk_failed: bool,
+}
+
+/// One setup in one mode: its measured runs, and each run's requests/s over the direct run it
+/// was paired with (empty for direct itself, the reference).
+pub(super) struct Row {
+    pub(super) setup: &'static str,
+    pub(super) mode: Mode,
+    pub(super) runs: Vec<Load>,
+    pub(super) ratios: Vec<f64>,
+    pub(super) note: String,
+}
+
+impl Row {
+    /// The median run (medians of each figure), or none when the setup could not run.
+    pub(super) fn median(&self) -> Option<Load> {
+        (!self.runs.is_empty()).then(|| median_load(&self.runs))
+    }
+
+    /// Any run with errors or a failed wrk: the row is flagged.
+    pub(super) fn flagged(&self) -> bool {
+        self.runs.iter().any(|l| l.errors > 0 || l.wrk_failed)
+    }
+}
+
+/// min, median, max.
+pub(super) fn spread(v: &[f64]) -> (f64, f64, f64) {
+    let mut v = v.to_vec();
+    let m = median(&mut v);
+    (
+        v.first().copied().unwrap_or(f64::NAN),
+        m,
+        v.last().copied().unwrap_or(f64::NAN),
+    )
+}
+
+/// A ratio to 3 decimals, rounded down: beside a "≥ 0.95" verdict, 0.9496 must not print as
+/// 0.95 (or 0.950).
+pub(super) fn fmt_ratio(r: f64) -> String {
+    format!("{:.3}", (r * 1000.0).floor() / 1000.0)
+}
+
+#[derive(Default)]
+pub(super) struct Attach {
+    pub(super) n: usize,
+    pub(super) secs: f64,
+    pub(super) rss_kib: u64,
+    pub(super) threads: u64,
+}
+
+/// `Requests/sec`, the 50% and 99% latencies and the error counts of wrk's `--latency` output.
+pub(super) fn parse_wrk(text: &str) -> Option<Load> {
+    let mut load = Load::default();
+    let mut rps = None;
+    for line in text.lines().map(str::trim) {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("50%") => load.p50_us = duration_us(words.next()?)?,
+            Some("99%") => load.p99_us = duration_us(words.next()?)?,
+            Some("Requests/sec:") => rps = words.next()?.parse().ok(),
+            Some("Socket") => {
+                // Socket errors: connect 0, read 0, write 0, timeout 0
+                load.errors += line
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse::<u64>().ok())
+                    .sum::<u64>();
+            }
+            Some("Non-2xx") => load.errors += line.rsplit(' ').next()?.parse::<u64>().ok()?,
+            _ => {}
+        }
+    }
+    load.rps = rps?;
+    Some(load)
+}
+
+pub(super) fn duration_us(s: &str) -> Option<f64> {
+    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    Some(match unit {
+        "us" => n,
+        "ms" => n * 1e3,
+        "s" => n * 1e6,
+        "m" => n * 60e6,
+        _ => return None,
+    })
+}
+
+pub(super) fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+pub(super) fn median_load(runs: &[Load]) -> Load {
+    let pick = |f: fn(&Load) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+    Load {
+        rps: pick(|l| l.rps),
+        p50_us: pick(|l| l.p50_us),
+        p99_us: pick(|l| l.p99_us),
+        errors: runs.iter().map(|l| l.errors).sum(),
+        wrk_failed: runs.iter().any(|l| l.wrk_failed),
+    }
+}
+
+pub(super) struct Report<'a> {
+    pub(super) rows: Vec<Row>,
+    pub(super) binary_size: u64,
+    pub(super) rss_idle: u64,
+    pub(super) rss_load: u64,
+    pub(super) firsts: Vec<f64>,
+    pub(super) servings: Vec<f64>,
+    pub(super) attaches: Vec<Attach>,
+    /// A target's connects to another address: p50 / p99 µs with nothing attached (mean of
+    /// before and after), and with `max_cgroups` attached.
+    pub(super) connect_none: (f64, f64),
+    pub(super) connect_attached: (f64, f64),
+    pub(super) max_cgroups: usize,
+    pub(super) kernel: Figures,
+    pub(super) args: &'a BenchArgs,
+}
+
+pub(super) fn find<'r>(rows: &'r [Row], setup: &str, mode: Mode) -> Option<&'r Row> {
+    rows.iter()
+        .find(|r| r.setup == setup && r.mode == mode && !r.runs.is_empty())
+}
+
+pub(super) fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**not met**"
+    }
+}
+
+/// A verdict: a row with errors or a failed wrk cannot meet anything.
+pub(super) fn verdict(ok: bool, rows: &[&Row]) -> &'static str {
+    if rows.iter().any(|r| r.flagged()) {
+        "**not met** (errors in the runs)"
+    } else {
+        met(ok)
+    }
+}
+
+pub(super) fn render(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Load: wrk -t 2 -c {} -d {}s --latency, GET {PATH} (a 200 answer); every client in a private network namespace. Each setup: {} runs, each paired with a direct run in ABBA order after a {} s warm-up of both; requests/s and \"vs direct\" (each run over its paired direct run) as median (min–max); p50 and p99 are medians. ⚠ marks a row with errors or a failed wrk.\n",
+        r.args.connections, r.args.duration, r.args.repeat, r.args.warmup
+    );
+    let _ = writeln!(
+        s,
+        "| setup | mode | requests/s | p50 | p99 | vs direct | errors |\n|---|---|---:|---:|---:|---:|---:|"
+    );
+    for row in &r.rows {
+        match row.median() {
+            Some(l) => {
+                let (lo, _, hi) = spread(&row.runs.iter().map(|l| l.rps).collect::<Vec<_>>());
+                let vs = if row.ratios.is_empty() {
+                    "reference".to_string()
+                } else {
+                    let (a, m, b) = spread(&row.ratios);
+                    format!("{} ({}–{})", fmt_ratio(m), fmt_ratio(a), fmt_ratio(b))
+                };
+                let flag = if row.flagged() { "⚠ " } else { "" };
+                let failed = if l.wrk_failed { ", wrk failed" } else { "" };
+                let _ = writeln!(
+                    s,
+                    "| {flag}{} | {} | {:.0} ({lo:.0}–{hi:.0}) | {} | {} | {vs} | {}{failed} |",
+                    row.setup,
+                    row.mode.label(),
+                    l.rps,
+                    fmt_us(l.p50_us),
+                    fmt_us(l.p99_us),
+                    l.errors
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | – | – | – | – | {} |",
+                    row.setup,
+                    row.mode.label(),
+                    row.note
+                );
+            }
+        }
+    }
+
+    let mut firsts = r.firsts.clone();
+    let mut servings = r.servings.clone();
+    let first = median(&mut firsts) * 1e3;
+    let serving = median(&mut servings) * 1e3;
+    let _ = writeln!(
+        s,
+        "\n| measure | value |\n|---|---:|\n| start of `spot-sim run` → first redirected answer (median of {}) | {first:.0} ms |\n| start → \"serving\" log line (median) | {serving:.0} ms |\n| resident memory, idle (1 target) | {} |\n| resident memory, under load (max) | {} |\n| binary size (the measured spot-sim) | {} |",
+        r.firsts.len(),
+        mib(r.rss_idle * 1024),
+        mib(r.rss_load * 1024),
+        mib(r.binary_size)
+    );
+    for a in &r.attaches {
+        let _ = writeln!(
+            s,
+            "| attach {} cgroup(s): start → serving; memory; threads | {:.0} ms; {}; {} |",
+            a.n,
+            a.secs * 1e3,
+            mib(a.rss_kib * 1024),
+            a.threads
+        );
+    }
+    let n = r.max_cgroups;
+    let _ = writeln!(
+        s,
+        "| a target's connect() to another address, p50 / p99, nothing attached | {:.1} / {:.1} µs |\n| a target's connect() to another address, p50 / p99, {n} cgroups attached | {:.1} / {:.1} µs |",
+        r.connect_none.0, r.connect_none.1, r.connect_attached.0, r.connect_attached.1
+    );
+
+    let _ = writeln!(s, "\n| target | result | |\n|---|---|---|");
+    for mode in [Mode::NewConnection, Mode::KeepAlive] {
+        if let (Some(sp), Some(d)) = (
+            find(&r.rows, "spot-sim", mode),
+            find(&r.rows, "direct", mode),
+        ) {
+            let (_, ratio, _) = spread(&sp.ratios);
+            let _ = writeln!(
+                s,
+                "| spot-sim / direct ≥ 0.95 requests/s (median of paired runs), {} | {} | {} |",
+                mode.label(),
+                fmt_ratio(ratio),
+                verdict(ratio >= 0.95, &[sp, d])
+            );
+        }
+    }
+    if let (Some(sp), Some(old)) = (
+        find(&r.rows, "spot-sim", Mode::NewConnection),
+        find(&r.rows, "old way (alias + socat)", Mode::NewConnection),
+    ) {
+        // Both against direct, so the comparison survives the machine's drift between phases.
+        let ratio = spread(&sp.ratios).1 / spread(&old.ratios).1;
+        let _ = writeln!(
+            s,
+            "| spot-sim ≥ 8× the old way, new connections | {:.1}× | {} |",
+            (ratio * 10.0).floor() / 10.0,
+            verdict(ratio >= 8.0, &[sp, old])
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| first redirected answer within 100 ms of start (median) | {first:.0} ms | {} |",
+        met(first <= 100.0)
+    );
+    let _ = writeln!(
+        s,
+        "| idle RSS under 20 MiB | {} | {} |",
+        mib(r.rss_idle * 1024),
+        met(r.rss_idle < 20 * 1024)
+    );
+    if let Some(a) = r.attaches.iter().find(|a| a.n == 1000) {
+        let _ = writeln!(
+            s,
+            "| attaching 1000 cgroups under 1 s | {:.0} ms | {} |",
+            a.secs * 1e3,
+            met(a.secs < 1.0)
+        );
+    }
+    // Within noise: 10 % or 2 µs, whichever is larger.
+    let slack = (r.connect_none.0 * 0.10).max(2.0);
+    let _ = writeln!(
+        s,
+        "| a target's connect() to another address no slower with {n} attached (p50, within 10 % or 2 µs) | {:.1} vs {:.1} µs | {} |",
+        r.connect_attached.0,
+        r.connect_none.0,
+        met(r.connect_attached.0 <= r.connect_none.0 + slack)
+    );
+    s.push_str(&render_kernel(&r.kernel));
+    s
+}
+
+pub(super) fn fmt_us(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+pub(super) fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// A grouped bar chart of requests/s: one group per setup, one bar per mode.
+pub(super) fn svg(rows: &[Row]) -> String {
+    let setups: Vec<&str> = rows.iter().fold(Vec::new(), |mut v, r| {
+        if !v.contains(&r.setup) {
+            v.push(r.setup);
+        }
+        v
+    });
+    let max = rows
+        .iter()
+        .filter_map(|r| r.median().map(|l| l.rps))
+        .fold(1.0, f64::max);
+    let (w, h, left, top, bottom) = (760.0, 400.0, 70.0, 40.0, 60.0);
+    let plot_h = h - top - bottom;
+    let group_w = (w - left - 20.0) / setups.len().max(1) as f64;
+    let bar_w = group_w * 0.35;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{left}\" y=\"22\" font-size=\"15\">IMDS requests/s by setup (higher is better)</text>\n"
+    );
+    for i in 0..=4 {
+        let v = max * f64::from(i) / 4.0;
+        let y = top + plot_h - plot_h * f64::from(i) / 4.0;
+        let _ = writeln!(
+            s,
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.0}</text>",
+            w - 20.0,
+            left - 6.0,
+            y + 4.0
+        );
+    }
+    for (g, setup) in setups.iter().enumerate() {
+        let x0 = left + g as f64 * group_w + group_w * 0.12;
+        for (k, (mode, color)) in [
+            (Mode::NewConnection, "#4e79a7"),
+            (Mode::KeepAlive, "#f28e2b"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let x = x0 + k as f64 * bar_w;
+            match find(rows, setup, mode).and_then(Row::median) {
+                Some(l) => {
+                    let bh = plot_h * l.rps / max;
+                    let y = top + plot_h - bh;
+                    let _ = writeln!(
+                        s,
+                        "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{:.0}</text>",
+                        bar_w - 2.0,
+                        x + bar_w / 2.0,
+                        y - 3.0,
+                        l.rps
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">n/a</text>",
+                        x + bar_w / 2.0,
+                        top + plot_h - 3.0
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{setup}</text>",
+            x0 + bar_w,
+            top + plot_h + 18.0
+        );
+    }
+    let ly = h - 18.0;
+    let _ = writeln!(
+        s,
+        "<rect x=\"{left}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"#4e79a7\"/><text x=\"{}\" y=\"{ly}\">new connection per request</text>\n\
+         <rect x=\"{}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"#f28e2b\"/><text x=\"{}\" y=\"{ly}\">keep-alive</text>\n</svg>",
+        ly - 10.0,
+        left + 16.0,
+        left + 220.0,
+        ly - 10.0,
+        left + 236.0
+    );
+    s
+}
+
+/// What the kernel-side rows show.
+pub(super) struct Figures {
+    /// Mean ns per connect4 call that redirected, and the calls counted.
+    pub redirect: (f64, u64),
+    /// Mean ns per connect4 call from a target to another address (passed untouched).
+    pub other: (f64, u64),
+    pub idle_targets: usize,
+    /// Percent of one core spot-sim used while idle with `idle_targets` targets.
+    pub idle_cpu_pct: f64,
+    /// Milliseconds from a process's start in a new namespace inside a target to its first
+    /// answer, per start.
+    pub new_netns_ms: Vec<f64>,
+    /// Mean ns of the exec tracepoint per exec anywhere on the node, and the execs counted.
+    pub exec: (f64, u64),
+}
+
+/// The rows of the report's kernel section, in Markdown.
+pub(super) fn render_kernel(f: &Figures) -> String {
+    let (lo, mid, hi) = spread(&f.new_netns_ms);
+    let mut ms = f.new_netns_ms.clone();
+    let goal = |ok: bool| if ok { "met" } else { "not met" };
+    format!(
+        "\n### Kernel path and discovery\n\n\
+         | figure | value | goal |\n|---|---|---|\n\
+         | kernel ns per redirected connect (connect4, mean over {} calls) | {:.0} ns | ≤ 300 ns: {} |\n\
+         | kernel ns per connect from a target to another address (mean over {} calls) | {:.0} ns | |\n\
+         | idle CPU with {} targets, each in its own network namespace | {:.2} % of a core | ≤ 0.3 %: {} |\n\
+         | new network namespace in a target: first answer (min / median / max of {}) | {lo:.0} / {mid:.0} / {hi:.0} ms | ≤ 150 ms: {} |\n\
+         | exec tracepoint per exec anywhere on the node (mean over {} execs) | {:.0} ns | |\n",
+        f.redirect.1,
+        f.redirect.0,
+        goal(f.redirect.0 <= 300.0),
+        f.other.1,
+        f.other.0,
+        f.idle_targets,
+        f.idle_cpu_pct,
+        goal(f.idle_cpu_pct <= 0.3),
+        f.new_netns_ms.len(),
+        goal(median(&mut ms) <= 150.0),
+        f.exec.1,
+        f.exec.0,
+    )
+}

@@ -23,13 +23,18 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use super::{handler::start_control, resolve::netns_of, run::wait_for_shutdown, RunArgs};
+use super::{
+    handler::start_control,
+    resolve::{cgroup_spec, pod_name},
+    run::wait_for_shutdown,
+    RunArgs,
+};
 use crate::{
     control::metrics::{session_metrics, MetricsServer},
     experiment::{is_node_name, verdict, Decision, Experiment, NodeResult, NodeSet, TargetResult},
     scenario::{rfc3339, Schedule, SystemClock},
     session::{Session, TargetSpec},
-    targets::{pods, CgroupDir, HostView, Pod, PodSelector},
+    targets::{pods, HostView, Pod, PodSelector, TargetScope},
 };
 
 /// How often a selected node looks for new matching pods.
@@ -392,16 +397,18 @@ impl NodeRun<'_> {
 
     fn target(&self, pod: &Pod) -> Result<TargetSpec> {
         let path = pod.cgroup.clone().context("the pod has no cgroup")?;
-        let cgroup = CgroupDir::open(&self.host.cgroup2, &path)?;
-        let netns = netns_of(&cgroup, &self.host.proc)?;
-        Ok(TargetSpec {
-            name: format!("pod {}", pod.full_name()),
-            cgroup,
-            netns,
-            proc: self.host.proc.clone(),
-            settings: self.exp.settings_at(self.t0),
-            port: self.port,
-        })
+        // Checked as `run --pod` checks: never the mount root, nor the pod spot-sim itself
+        // runs in (a selector that matches the game day's own DaemonSet).
+        let mut spec = cgroup_spec(
+            &self.host.cgroup2,
+            &self.host.proc,
+            &path,
+            self.exp.settings_at(self.t0),
+            self.port,
+            TargetScope::WorkloadOnly,
+        )?;
+        spec.name = pod_name(pod);
+        Ok(spec)
     }
 
     /// Logs `message` about `key` now and then at most once a minute.

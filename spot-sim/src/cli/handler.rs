@@ -9,24 +9,20 @@ use std::{
 
 use anyhow::{anyhow, bail, Result};
 
-use super::resolve::{cgroup_target, pod_target, settings_for};
+use super::resolve::Resolver;
 use crate::{
     control::{ControlServer, Handler, Reply, Request},
     session::Session,
-    settings::ScenarioArgs,
-    targets::{HostView, PodSelector, TargetScope},
+    targets::{HostView, PodSelector},
 };
 
 /// What `target add` needs to resolve new targets the way the command line did.
 #[derive(Clone)]
 pub(super) struct AddContext {
-    pub(super) mount: PathBuf,
-    pub(super) proc: PathBuf,
+    pub(super) resolver: Resolver,
+    /// To look at the node's pods afresh for each `target add --pod`.
     pub(super) host_root: Option<PathBuf>,
     pub(super) cgroup_root: Option<PathBuf>,
-    pub(super) args: ScenarioArgs,
-    pub(super) port: u16,
-    pub(super) scope: TargetScope,
 }
 
 /// The running instance's answers to control requests.
@@ -90,11 +86,9 @@ impl SessionHandler {
             .add
             .as_ref()
             .ok_or_else(|| anyhow!("this instance (spot-sim exec) takes no new targets"))?;
-        let settings = settings_for(&ctx.args, scenario.as_deref())?;
+        let file = scenario.as_deref();
         let spec = match (cgroup, pod, pod_uid) {
-            (Some(path), None, None) => {
-                cgroup_target(&ctx.mount, &ctx.proc, &path, settings, ctx.port, ctx.scope)?
-            }
+            (Some(path), None, None) => ctx.resolver.cgroup(&path, file)?,
             (None, pod, uid) if pod.is_some() != uid.is_some() => {
                 let host = HostView::detect(ctx.host_root.as_deref(), ctx.cgroup_root.as_deref())?;
                 let sel = match (pod, uid) {
@@ -102,7 +96,7 @@ impl SessionHandler {
                     (_, Some(u)) => PodSelector::uid(&u)?,
                     _ => unreachable!("one of the two is set"),
                 };
-                pod_target(&host, &sel, settings, ctx.port, ctx.scope)?
+                ctx.resolver.pod(&host, &sel, file)?
             }
             _ => bail!("give exactly one of --cgroup PATH, --pod NS/NAME or --pod-uid UID"),
         };

@@ -20,7 +20,7 @@ pub(super) fn split_target_arg(arg: &str) -> (&str, Option<PathBuf>) {
     }
 }
 
-pub(super) fn settings_for(args: &ScenarioArgs, file: Option<&Path>) -> Result<Settings> {
+fn settings_for(args: &ScenarioArgs, file: Option<&Path>) -> Result<Settings> {
     let mut args = args.clone();
     if let Some(f) = file {
         args.scenario = Some(f.to_path_buf());
@@ -28,16 +28,86 @@ pub(super) fn settings_for(args: &ScenarioArgs, file: Option<&Path>) -> Result<S
     Ok(args.resolve()?)
 }
 
-pub(super) fn relative_name(mount: &Path, path: &Path) -> String {
+fn relative_name(mount: &Path, path: &Path) -> String {
     // A cgroup's name is chosen by whoever created it: shown escaped.
     path.strip_prefix(mount)
         .map(|p| format!("/{}", untrusted_path(p)))
         .unwrap_or_else(|_| untrusted_path(path))
 }
 
-/// A cgroup's target (`--cgroup PATH`, `target add --cgroup PATH`): checked against the
-/// mount root and spot-sim's own cgroup, with the namespace its processes use.
-pub(super) fn cgroup_target(
+/// Resolves target specs the way the command line asked: `run`'s own targets, `--follow`'s
+/// re-resolved pods and `target add` all go through one of these.
+#[derive(Clone)]
+pub(super) struct Resolver {
+    /// The cgroup v2 mount and the node's `/proc` (a pod's view of the node, with a host root).
+    mount: PathBuf,
+    proc: PathBuf,
+    /// The scenario flags, which a per-target file overrides.
+    args: ScenarioArgs,
+    port: u16,
+    scope: TargetScope,
+}
+
+impl Resolver {
+    pub(super) fn new(
+        mount: PathBuf,
+        proc: PathBuf,
+        args: ScenarioArgs,
+        port: u16,
+        scope: TargetScope,
+    ) -> Self {
+        Self {
+            mount,
+            proc,
+            args,
+            port,
+            scope,
+        }
+    }
+
+    /// A cgroup's target (`--cgroup PATH[=FILE]`): refused if it is the mount root or (by
+    /// default) holds spot-sim or PID 1, with the namespace its processes use.
+    pub(super) fn cgroup(&self, path: &Path, file: Option<&Path>) -> Result<TargetSpec> {
+        self.open(&self.mount, &self.proc, path, file)
+    }
+
+    /// A pod's target: its pod-level cgroup (so restarted containers stay covered) and the
+    /// network namespace its containers share. Checked as any cgroup is: a pod never
+    /// resolves to the mount root (nor, by default, to spot-sim's own cgroup).
+    pub(super) fn pod(
+        &self,
+        host: &HostView,
+        sel: &PodSelector,
+        file: Option<&Path>,
+    ) -> Result<TargetSpec> {
+        let pod = pods::resolve(host, sel)?;
+        let path = pod.cgroup.clone().ok_or_else(|| {
+            anyhow!(
+                "pod {} has no cgroup on this node (is it still running?)",
+                pod.full_name()
+            )
+        })?;
+        let mut spec = self.open(&host.cgroup2, &host.proc, &path, file)?;
+        spec.name = pod_name(&pod);
+        Ok(spec)
+    }
+
+    fn open(
+        &self,
+        mount: &Path,
+        proc: &Path,
+        path: &Path,
+        file: Option<&Path>,
+    ) -> Result<TargetSpec> {
+        let settings = settings_for(&self.args, file)?;
+        cgroup_spec(mount, proc, path, settings, self.port, self.scope)
+    }
+}
+
+/// Any target: the cgroup at `path`, refused if it is the mount root or (with
+/// [`TargetScope::WorkloadOnly`]) holds spot-sim or PID 1, with the namespace its processes
+/// use. Named after its cgroup; a pod's caller renames it.
+pub(super) fn cgroup_spec(
     mount: &Path,
     proc: &Path,
     path: &Path,
@@ -58,34 +128,9 @@ pub(super) fn cgroup_target(
     })
 }
 
-/// A pod's target: its pod-level cgroup (so restarted containers stay covered) and the
-/// network namespace its containers share.
-pub(super) fn pod_target(
-    host: &HostView,
-    sel: &PodSelector,
-    settings: Settings,
-    port: u16,
-    scope: TargetScope,
-) -> Result<TargetSpec> {
-    let pod = pods::resolve(host, sel)?;
-    let path = pod.cgroup.clone().ok_or_else(|| {
-        anyhow!(
-            "pod {} has no cgroup on this node (is it still running?)",
-            pod.full_name()
-        )
-    })?;
-    let cgroup = CgroupDir::open(&host.cgroup2, &path)?;
-    // A pod never resolves to the mount root (nor, by default, to spot-sim's own cgroup).
-    cgroup.check_target(&host.cgroup2, &host.proc, scope)?;
-    let netns = netns_of(&cgroup, &host.proc)?;
-    Ok(TargetSpec {
-        name: format!("pod {}", untrusted(pod.full_name())),
-        cgroup,
-        netns,
-        proc: host.proc.clone(),
-        settings,
-        port,
-    })
+/// A pod's target name, escaped (the name comes from the node's pod folders).
+pub(super) fn pod_name(pod: &pods::Pod) -> String {
+    format!("pod {}", untrusted(pod.full_name()))
 }
 
 /// The namespace a target's processes use: that of any process in it, else ours (an empty

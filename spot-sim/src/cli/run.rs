@@ -13,14 +13,13 @@ use anyhow::{anyhow, bail, Result};
 use super::{
     gameday,
     handler::{start_control, AddContext},
-    resolve::{cgroup_target, pod_target, settings_for, split_target_arg},
+    resolve::{split_target_arg, Resolver},
     RunArgs,
 };
 use crate::{
     control::metrics::MetricsServer,
     scenario::SystemClock,
     session::Session,
-    settings::ScenarioArgs,
     targets::{cgroup::cgroup2_mount, pods, HostView, PodError, PodSelector, TargetScope},
 };
 
@@ -54,18 +53,11 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     } else {
         TargetScope::WorkloadOnly
     };
+    let resolver = Resolver::new(mount, proc, a.scenario.clone(), a.port, scope);
     let mut specs = Vec::new();
     for arg in &a.cgroups {
         let (path, file) = split_target_arg(arg);
-        let settings = settings_for(&a.scenario, file.as_deref())?;
-        specs.push(cgroup_target(
-            &mount,
-            &proc,
-            Path::new(path),
-            settings,
-            a.port,
-            scope,
-        )?);
+        specs.push(resolver.cgroup(Path::new(path), file.as_deref())?);
     }
     let selectors = a
         .pods
@@ -82,8 +74,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     let mut followed = Vec::new();
     for (sel, file) in selectors {
         let host = host.as_ref().ok_or_else(|| anyhow!("no node view"))?;
-        let settings = settings_for(&a.scenario, file.as_deref())?;
-        let spec = pod_target(host, &sel, settings, a.port, scope)?;
+        let spec = resolver.pod(host, &sel, file.as_deref())?;
         if a.follow {
             followed.push(Followed {
                 name: spec.name.clone(),
@@ -104,13 +95,9 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         session.add_target(spec)?;
     }
     let add = AddContext {
-        mount,
-        proc,
+        resolver: resolver.clone(),
         host_root: a.host_root.clone(),
         cgroup_root: a.cgroup_root.clone(),
-        args: a.scenario.clone(),
-        port: a.port,
-        scope,
     };
     let _control = start_control(&a.control, &session, Some(add)).await?;
     let _metrics = match a.metrics {
@@ -125,7 +112,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     let refollow = |followed: &mut Vec<Followed>| {
         if let Some(host) = &host {
             for f in followed.iter_mut() {
-                f.refollow(&session, host, &a.scenario, a.port, scope);
+                f.refollow(&session, host, &resolver);
             }
         }
     };
@@ -179,14 +166,7 @@ struct Followed {
 }
 
 impl Followed {
-    fn refollow(
-        &mut self,
-        session: &Arc<Session>,
-        host: &HostView,
-        args: &ScenarioArgs,
-        port: u16,
-        scope: TargetScope,
-    ) {
+    fn refollow(&mut self, session: &Arc<Session>, host: &HostView, resolver: &Resolver) {
         // Alive: nothing to do. Gone, or removed after a failed re-add: look for the new pod.
         if session.cgroup_alive(&self.name) == Some(true) {
             return;
@@ -197,8 +177,7 @@ impl Followed {
         if pod.cgroup.as_ref().is_none_or(|c| *c == self.cgroup) {
             return;
         }
-        let spec = settings_for(args, self.file.as_deref())
-            .and_then(|settings| pod_target(host, &self.sel, settings, port, scope));
+        let spec = resolver.pod(host, &self.sel, self.file.as_deref());
         match spec {
             Ok(spec) => {
                 let (name, cgroup) = (spec.name.clone(), spec.cgroup.path().to_path_buf());

@@ -13,15 +13,15 @@ use aya::{
 use aya_log::EbpfLogger;
 use tokio::io::unix::AsyncFd;
 
-/// A redirect, as the kernel reported it.
+/// A redirect, as the kernel reported it: what the log and the journal show of it (the
+/// record also has the thread and cgroup ids, which nothing shows).
 #[derive(Clone, Debug)]
 pub struct RedirectEvent {
-    pub pid: u32,
+    pub target_index: u32,
+    /// The process (thread group) that connected.
     pub tgid: u32,
-    pub cgroup_id: u64,
     /// When the kernel redirected it (CLOCK_MONOTONIC nanoseconds).
     pub ktime_ns: u64,
-    pub target_index: u32,
     /// The destination the client asked for.
     pub original: IpAddr,
     /// The client used an IPv6 socket (native, or IPv4-mapped).
@@ -48,9 +48,7 @@ impl RedirectEvent {
             .position(|&b| b == 0)
             .unwrap_or(raw.comm.len());
         Self {
-            pid: raw.pid,
             tgid: raw.tgid,
-            cgroup_id: raw.cgroup_id,
             ktime_ns: raw.ktime_ns,
             target_index: raw.target_index,
             original,

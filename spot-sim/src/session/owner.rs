@@ -300,10 +300,11 @@ impl Owner {
             journal,
         };
         // Processes already there may live in namespaces of their own (a slice of pods).
-        for pid in t.cgroup.pids() {
+        let pids = t.cgroup.pids();
+        for &pid in &pids {
             t.serve_namespace_of(pid);
         }
-        t.empty = t.cgroup.populated() == Some(false);
+        t.empty = pids.is_empty();
         let name = t.name.clone();
         self.targets.push(t);
         Ok(name)
@@ -549,7 +550,8 @@ impl Owner {
         }
     }
 
-    /// The tick: `--on-interrupt kill`, the safety scan's slice, and the fallback checks.
+    /// The tick: the once-a-minute safety scan, the fallback checks, `--on-interrupt kill`
+    /// for processes that joined after the interruption.
     fn housekeeping(&mut self) {
         let tick = self.ticks;
         self.ticks += 1;

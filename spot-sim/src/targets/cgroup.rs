@@ -155,16 +155,8 @@ impl CgroupDir {
     /// `None` when the cgroup is gone. One small read, where [`CgroupDir::pids`] walks the
     /// whole subtree.
     pub fn populated(&self) -> Option<bool> {
-        let fd = nix::fcntl::openat(
-            Some(std::os::fd::AsRawFd::as_raw_fd(&self.fd)),
-            "cgroup.events",
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()?;
-        // SAFETY: `openat` returned a fresh descriptor that nothing else owns.
-        let file = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        let text = io::read_to_string(file).ok()?;
+        let events = open_at(self.fd.as_fd(), c"cgroup.events", libc::O_RDONLY)?;
+        let text = io::read_to_string(fs::File::from(events)).ok()?;
         text.lines()
             .find_map(|l| l.strip_prefix("populated "))
             .map(|v| v.trim() == "1")
@@ -278,17 +270,21 @@ impl AsFd for CgroupDir {
     }
 }
 
-fn collect_pids_at(dir: BorrowedFd<'_>, pids: &mut Vec<u32>, depth: usize) {
+/// Opens `name` relative to the directory `dir` (no path walk from the mount).
+fn open_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr, flags: libc::c_int) -> Option<OwnedFd> {
     use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: a valid directory fd and a NUL-terminated name; the result is checked.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) };
+    // SAFETY: a fresh descriptor nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn collect_pids_at(dir: BorrowedFd<'_>, pids: &mut Vec<u32>, depth: usize) {
+    use std::os::fd::AsRawFd;
     if depth > 64 {
         return;
     }
-    let at = |name: &std::ffi::CStr, flags: libc::c_int| {
-        // SAFETY: a valid directory fd and a NUL-terminated name; the result is checked.
-        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) };
-        // SAFETY: a fresh descriptor nothing else owns.
-        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
-    };
+    let at = |name: &std::ffi::CStr, flags| open_at(dir, name, flags);
     if let Some(procs) = at(c"cgroup.procs", libc::O_RDONLY) {
         if let Ok(text) = io::read_to_string(fs::File::from(procs)) {
             pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));

@@ -48,15 +48,13 @@ impl NetNs {
 
     /// The namespace of process `pid`, through the node's `/proc` as we see it.
     pub fn of_pid(proc: &Path, pid: u32) -> Result<Self, NetNsError> {
-        Self::open(&proc.join(pid.to_string()).join("ns/net"))
+        Self::open(&ns_path(proc, pid))
     }
 
     /// The inode of process `pid`'s namespace, without opening it: the safety scan asks
     /// this of every pid and opens only a namespace it has not seen.
     pub fn inode_of_pid(proc: &Path, pid: u32) -> Option<u64> {
-        std::fs::metadata(proc.join(pid.to_string()).join("ns/net"))
-            .ok()
-            .map(|m| m.ino())
+        std::fs::metadata(ns_path(proc, pid)).ok().map(|m| m.ino())
     }
 
     pub fn open(path: &Path) -> Result<Self, NetNsError> {
@@ -179,6 +177,11 @@ fn loopback_up() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// `/proc/PID/ns/net` under the node's `/proc` as we see it.
+fn ns_path(proc: &Path, pid: u32) -> PathBuf {
+    proc.join(pid.to_string()).join("ns/net")
 }
 
 #[cfg(test)]

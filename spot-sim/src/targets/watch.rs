@@ -70,7 +70,7 @@ impl CgroupWatch {
         {
             Ok(p) => p,
             Err(e) => {
-                self.rm_watch_if_unused(events, None);
+                self.rm_watch_if_unused(events);
                 return Err(e);
             }
         };
@@ -91,11 +91,11 @@ impl CgroupWatch {
             return;
         };
         self.events.remove(&events);
-        self.rm_watch_if_unused(events, None);
+        self.rm_watch_if_unused(events);
         if let Some(children) = self.parents.get_mut(&parent) {
             children.retain(|(_, k)| *k != key);
         }
-        self.rm_watch_if_unused(parent, Some(parent));
+        self.rm_watch_if_unused(parent);
     }
 
     /// Readable when there are changes to [`CgroupWatch::read`].
@@ -140,15 +140,11 @@ impl CgroupWatch {
 
     /// inotify hands out one descriptor per watched inode: two targets under one parent (a
     /// slice of pods) share it, so it goes only when no target uses it any more.
-    fn rm_watch_if_unused(&mut self, wd: i32, parent: Option<i32>) {
-        let used =
-            self.events.contains_key(&wd) || self.parents.get(&wd).is_some_and(|c| !c.is_empty());
-        if used {
+    fn rm_watch_if_unused(&mut self, wd: i32) {
+        if self.events.contains_key(&wd) || self.parents.get(&wd).is_some_and(|c| !c.is_empty()) {
             return;
         }
-        if let Some(p) = parent {
-            self.parents.remove(&p);
-        }
+        self.parents.remove(&wd);
         // SAFETY: our own inotify fd; a stale wd only returns EINVAL.
         unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), wd) };
     }

@@ -12,6 +12,7 @@ pub mod experiment;
 pub mod fdbudget;
 pub mod imds;
 pub mod journal;
+mod lock;
 pub mod redirect;
 pub mod report;
 pub mod scenario;

@@ -32,6 +32,7 @@ use super::{
 use crate::{
     control::metrics::{session_metrics, MetricsServer},
     experiment::{is_node_name, verdict, Decision, Experiment, NodeResult, NodeSet, TargetResult},
+    lock::lock,
     scenario::{rfc3339, Schedule, SystemClock},
     session::{Session, TargetSpec},
     targets::{pods, HostView, Pod, PodSelector, TargetScope},
@@ -457,8 +458,4 @@ fn matches(sel: &PodSelector, pod: &Pod) -> bool {
         }
         PodSelector::Uid(uid) => pod.uid == *uid,
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

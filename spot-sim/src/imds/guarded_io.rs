@@ -14,7 +14,7 @@ use std::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use crate::scenario::lock;
+use crate::lock::lock;
 
 pub(super) struct GuardedIo<T> {
     inner: T,

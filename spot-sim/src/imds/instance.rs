@@ -11,7 +11,7 @@ use hyper::{Method, Request};
 
 use super::options::Toggle;
 use super::router::Responder;
-use crate::scenario::lock;
+use crate::lock::lock;
 
 /// How long a token PUT that cannot come back is held before the connection closes. EC2
 /// never answers it (the reply dies one hop out); clients give up on their own timeout

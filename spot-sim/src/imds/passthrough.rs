@@ -13,7 +13,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use super::config::Passthrough;
-use crate::scenario::lock;
+use crate::lock::lock;
 
 /// TTL of spot-sim's own upstream token.
 const UPSTREAM_TOKEN_TTL: u64 = 21_600;

@@ -17,7 +17,8 @@ use super::policy::{self, Decision};
 use super::stats::{Counters, ResponderStats};
 use super::tokens::{TokenStore, MAX_TOKEN_TTL};
 use super::tree::{self, Node, Snapshot};
-use crate::scenario::{lock, rfc3339, Clock, Timeline};
+use crate::lock::lock;
+use crate::scenario::{rfc3339, Clock, Timeline};
 
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";

@@ -20,7 +20,8 @@ use super::guarded_io::GuardedIo;
 use super::router::Responder;
 use super::ImdsError;
 use crate::fdbudget::{AcceptBackoff, Lane, Ticket};
-use crate::scenario::{lock, Phase};
+use crate::lock::lock;
+use crate::scenario::Phase;
 
 /// The longest a listener sleeps between looks at the timeline when its clock cannot say it
 /// was stepped ([`crate::scenario::Clock::jumps`] is `None`). Otherwise it wakes only at the

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use rand::rngs::OsRng;
 use rand::RngCore;
 
-use crate::scenario::lock;
+use crate::lock::lock;
 
 /// Largest TTL IMDS accepts, in seconds (6 hours).
 pub const MAX_TOKEN_TTL: u64 = 21_600;

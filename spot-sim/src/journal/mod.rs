@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use polls::{PollSummary, Polls, SAME_POLL_MS};
 
-use crate::scenario::{lock, EventKind, Timeline};
+use crate::lock::lock;
+use crate::scenario::{EventKind, Timeline};
 
 pub const HEAD: usize = 1000;
 pub const TAIL: usize = 4000;

@@ -24,6 +24,7 @@ pub use holder::Holder;
 pub use preflight::preflight;
 use spot_sim_common::Target;
 
+use crate::lock::lock;
 use crate::targets::CgroupDir;
 
 /// The eBPF object, built by `cargo xtask build-ebpf` and embedded by build.rs (empty when it
@@ -252,11 +253,6 @@ impl Drop for TargetLink {
         }
         let _ = lock(&self.targets).remove(&self.cgroup_id);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave the map in a state worse than the kernel's.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The eBPF side's log level follows ours, so debug records cost nothing unless asked for.

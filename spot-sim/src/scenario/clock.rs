@@ -1,6 +1,8 @@
 //! The clock every scenario decision reads, injected so tests move time instead of sleeping.
 
 use std::sync::Mutex;
+
+use crate::lock::lock;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -148,12 +150,6 @@ impl Clock for ManualClock {
     fn jumps(&self) -> Option<watch::Receiver<()>> {
         Some(self.moved.subscribe())
     }
-}
-
-/// A poisoned lock only means another thread panicked mid-update of a plain value; the value
-/// itself is still whole, so carry on with it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

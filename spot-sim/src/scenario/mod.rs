@@ -8,7 +8,6 @@ mod timeline;
 
 use std::path::PathBuf;
 
-pub(crate) use clock::lock;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use maintenance::{
     imds_date, parse_imds_date, EventTime, MaintenancePlan, MaintenanceState, MaintenanceView,

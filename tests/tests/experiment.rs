@@ -573,6 +573,97 @@ fn a_listed_node_started_after_start_at_joins_the_same_timeline_and_follows_a_re
     );
 }
 
+/// Handlers that read the notice only through a dated API version, or only through doubled
+/// slashes (as AWS's JavaScript SDK asks), read it: the node's JSON line, its metrics and the
+/// game-day report say so alike.
+#[test]
+fn a_notice_read_through_a_dated_version_or_doubled_slashes_counts_in_the_line_the_metrics_and_the_report(
+) {
+    root_or_skip!();
+    let dir = ScratchDir::scratch_dir("gd-spelled").unwrap();
+    let node = FakeNode::new("gd-spelled-node");
+    // Joined where it stands: the notice is out at once, the interruption 8 s after start-at.
+    let start = unix(SystemTime::now()) - 1;
+    let start_at = time::OffsetDateTime::from_unix_timestamp(start)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let file = experiment_file(
+        &dir,
+        "experiment.toml",
+        &experiment_text(
+            "gd-spelled",
+            "[\"gd-spelled-node\"]",
+            &start_at,
+            "\n[scenario]\ninterruption-in = \"8s\"\n",
+        ),
+    );
+    let dated = node.running_pod("shop", "checkout-dated");
+    let slashes = node.running_pod("shop", "checkout-slashes");
+    let (mut run, out) = node.run(&file);
+    run.wait_for_log("targeting pod shop/checkout-dated", Duration::from_secs(10));
+    run.wait_for_log(
+        "targeting pod shop/checkout-slashes",
+        Duration::from_secs(10),
+    );
+    let (ok, body, err) =
+        dated.curl("http://169.254.169.254/2021-03-23/meta-data/spot/instance-action");
+    assert!(ok && body.contains("terminate"), "{body} {err}");
+    // curl would keep `//` anyway; --path-as-is makes sure nothing is cleaned on the way.
+    let out_slashes = curl_in(
+        &slashes.container,
+        &slashes.netns,
+        &[
+            "--path-as-is",
+            "http://169.254.169.254//latest/meta-data/spot/instance-action",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out_slashes.stdout).contains("terminate"),
+        "{}",
+        String::from_utf8_lossy(&out_slashes.stderr)
+    );
+
+    run.wait_for_log(
+        "the interruption has come on this node",
+        Duration::from_secs(20),
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&out).unwrap().trim()).unwrap();
+    let read: Vec<(&str, bool)> = result["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["read_notice"] == true))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            ("pod shop/checkout-dated", true),
+            ("pod shop/checkout-slashes", true)
+        ],
+        "{result}"
+    );
+    assert_eq!(result["verdict"], "passed", "{result}");
+    let m = metrics(&mut run);
+    let series = "spot_sim_experiment_targets_read_notice{experiment=\"gd-spelled\",node=\"gd-spelled-node\"} 2";
+    assert!(m.contains(series), "{series} not in:\n{m}");
+    let control = run.control.as_ref().unwrap().to_str().unwrap().to_string();
+    let report =
+        output_ok(Command::new(spot_sim_bin()).args(["report", "--json", "--control", &control]));
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    for t in report["targets"].as_array().unwrap() {
+        let notice = t["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "notice")
+            .unwrap();
+        assert!(notice["first_read_at"].is_string(), "{t:#}");
+    }
+    assert_eq!(report["targets"].as_array().unwrap().len(), 2, "{report:#}");
+}
+
 /// The deploy/ manifests, validated offline against the Kubernetes schemas
 /// (`kubernetes-validate` bundles them; strict: unknown fields fail).
 #[test]

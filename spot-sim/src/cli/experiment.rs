@@ -424,18 +424,13 @@ impl NodeRun<'_> {
         }
     }
 
-    /// Refreshes the node's result from the session's counters and the game-day report's
-    /// per-target verdicts.
+    /// Refreshes the node's result from the game-day report's findings and verdicts: one
+    /// source for what each pod read.
     fn update(&mut self, session: &Arc<Session>) {
-        let status = session.status();
         let report = session.verdicts();
         for a in self.attached.values_mut().filter(|a| a.live) {
-            if let Some(s) = status.iter().find(|s| s.name == a.name) {
-                a.last = TargetResult::from_stats(&a.name, &a.last.uid, &s.responder);
-            }
             if let Some(t) = report.targets.iter().find(|t| t.name == a.name) {
-                a.last.passed = Some(t.verdict.pass);
-                a.last.reasons.clone_from(&t.verdict.reasons);
+                a.last = TargetResult::from_report(&a.last.uid, t);
             }
         }
         let mut targets: Vec<TargetResult> =

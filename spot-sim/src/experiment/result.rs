@@ -16,12 +16,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-/// The IMDS paths that carry the interruption notice (the newer and the older one).
-const NOTICE_PATHS: &[&str] = &[
-    "/latest/meta-data/spot/instance-action",
-    "/latest/meta-data/spot/termination-time",
-];
-const REBALANCE_PATH: &str = "/latest/meta-data/events/recommendations/rebalance";
+use crate::report::TargetReport;
+use crate::scenario::Event;
 
 /// What one target (pod) did during the game day.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -44,28 +40,22 @@ pub struct TargetResult {
 }
 
 impl TargetResult {
-    /// From a responder's stats (`ResponderStats` as JSON: `by_path` → status → count).
-    pub fn from_stats(name: &str, uid: &str, stats: &serde_json::Value) -> TargetResult {
-        let ok = |path: &str| {
-            stats
-                .get("by_path")
-                .and_then(|p| p.get(path))
-                .and_then(|s| s.get("200"))
-                .and_then(|n| n.as_u64())
-                .unwrap_or(0)
-                > 0
+    /// From the game-day report's own findings for the pod: the same reads the report shows
+    /// (its canonical paths: any API version, any slashes), and its verdict.
+    pub fn from_report(uid: &str, t: &TargetReport) -> TargetResult {
+        let read = |event| {
+            t.events
+                .iter()
+                .any(|e| e.kind == event && e.first_read_at.is_some())
         };
         TargetResult {
-            name: name.to_string(),
+            name: t.name.clone(),
             uid: uid.to_string(),
-            requests: stats
-                .get("requests_total")
-                .and_then(|n| n.as_u64())
-                .unwrap_or(0),
-            read_rebalance: ok(REBALANCE_PATH),
-            read_notice: NOTICE_PATHS.iter().any(|p| ok(p)),
-            passed: None,
-            reasons: Vec::new(),
+            requests: t.requests_total,
+            read_rebalance: read(Event::Rebalance),
+            read_notice: read(Event::Notice),
+            passed: Some(t.verdict.pass),
+            reasons: t.verdict.reasons.clone(),
         }
     }
 }
@@ -208,22 +198,6 @@ mod tests {
         assert_eq!(
             verdict(true, true, &[target(true), target(false)]),
             Verdict::Failed
-        );
-    }
-
-    #[test]
-    fn the_notice_counts_as_read_only_when_answered() {
-        let stats = serde_json::json!({
-            "requests_total": 7,
-            "by_path": {
-                "/latest/meta-data/spot/instance-action": {"404": 5},
-                "/latest/meta-data/events/recommendations/rebalance": {"200": 2}
-            }
-        });
-        let t = TargetResult::from_stats("pod a/b", "u", &stats);
-        assert_eq!(
-            (t.requests, t.read_rebalance, t.read_notice),
-            (7, true, false)
         );
     }
 

@@ -2,6 +2,7 @@
 //! rules, the version set aside), so no spelling of a credential path can slip through.
 
 use super::path::CanonicalPath;
+use crate::scenario::Published;
 
 /// Where one request is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,38 +15,42 @@ pub(crate) enum Decision {
     Forward,
 }
 
-/// `meta-data/` entries spot-sim always answers itself, passthrough or not: the interruption.
-pub(crate) const SIMULATED: &[&str] = &[
-    "autoscaling",
-    "events",
-    "instance-action",
-    "instance-life-cycle",
-    "spot",
-    "tags",
-];
+/// `meta-data/` entries that are the instance's own and no event: what spot-sim says the
+/// instance is, whatever the real one would say.
+const OWN: &[&str] = &["instance-action", "instance-life-cycle", "tags"];
+
+/// The `meta-data/` entries spot-sim always answers itself, passthrough or not: its own, and
+/// the folder of every path the timeline publishes in.
+pub(crate) fn simulated(published: &[Published]) -> impl Iterator<Item = &'static str> + '_ {
+    OWN.iter()
+        .copied()
+        .chain(published.iter().map(Published::top))
+}
 
 /// Decides for `path`. `passthrough`: an upstream is configured; `allow_credentials`: the user
-/// chose to let credential-bearing paths through (`--allow-credentials`).
+/// chose to let credential-bearing paths through (`--allow-credentials`); `published`: where
+/// the timeline publishes its events.
 ///
 /// Never forwarded without `allow_credentials`: `meta-data/iam/`, `meta-data/identity-credentials/`
 /// (the node's role and instance credentials), `user-data` (where secrets often live) and
 /// `dynamic/instance-identity/{pkcs7,signature,rsa2048}` (signed proofs that Vault's EC2 auth and
-/// others accept as credentials). Never forwarded at all: [`SIMULATED`], unknown versions, and any
+/// others accept as credentials). Never forwarded at all: [`simulated`], unknown versions, and any
 /// segment outside the characters real metadata names use. Names compare case-insensitively and
 /// by prefix, so `IAM`, `iam;x` or `user-data.bak` are refused too rather than asked upstream.
 pub(crate) fn decide(
     path: &CanonicalPath<'_>,
     passthrough: bool,
     allow_credentials: bool,
+    published: &[Published],
 ) -> Decision {
     if !passthrough || path.version().is_none() {
         return Decision::Simulate;
     }
     let rest: Vec<String> = path.rest().iter().map(|s| s.to_ascii_lowercase()).collect();
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-    let simulated = matches!(rest.as_slice(), ["meta-data", first, ..]
-        if SIMULATED.iter().any(|s| first.starts_with(s)));
-    if rest.is_empty() || simulated {
+    let ours = matches!(rest.as_slice(), ["meta-data", first, ..]
+        if simulated(published).any(|s| first.starts_with(s)));
+    if rest.is_empty() || ours {
         return Decision::Simulate;
     }
     if rest == ["meta-data"] {

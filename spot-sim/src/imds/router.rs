@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::config::{ImdsConfig, Imdsv2Mode};
 use super::passthrough::Upstream;
-use super::path::{self, CanonicalPath};
+use super::path::{self, CanonicalPath, PathRejection};
 use super::policy::{self, Decision};
 use super::stats::{Counters, ResponderStats};
 use super::tokens::{TokenStore, MAX_TOKEN_TTL};
@@ -106,6 +106,8 @@ impl Responder {
             tokio::time::sleep(faults.latency).await;
         }
         let path = parts.uri.path();
+        // The path rules, once: the route and the journal both read this.
+        let canonical = path::canonical(path, self.config.limits.max_path_len);
         let routed = if faults.error_503_rate > 0.0
             && rand::thread_rng().gen_bool(faults.error_503_rate.min(1.0))
         {
@@ -114,7 +116,8 @@ impl Responder {
                 v2: parts.headers.contains_key(TOKEN_HEADER),
             }
         } else {
-            self.route(&parts.method, path, &parts.headers).await
+            self.route(&parts.method, canonical.as_ref(), &parts.headers)
+                .await
         };
         let mut response = routed.response;
         if wants_close(parts.version, &parts.headers) {
@@ -130,8 +133,9 @@ impl Responder {
                 .get(TOKEN_HEADER)
                 .and_then(|v| v.to_str().ok());
             // As the router read it: doubled slashes collapsed, any version as `latest`.
-            let journaled = path::canonical(path, self.config.limits.max_path_len)
-                .map_or_else(|_| path.to_string(), |p| p.as_latest());
+            let journaled = canonical
+                .as_ref()
+                .map_or_else(|_| path.to_string(), CanonicalPath::as_latest);
             journal.request(
                 self.clock.now(),
                 parts.method.as_str(),
@@ -170,7 +174,12 @@ impl Responder {
         response
     }
 
-    async fn route(&self, method: &Method, raw: &str, headers: &HeaderMap) -> Routed {
+    async fn route(
+        &self,
+        method: &Method,
+        canonical: Result<&CanonicalPath<'_>, &PathRejection>,
+        headers: &HeaderMap,
+    ) -> Routed {
         let head = method == Method::HEAD;
         let presented = headers.get(TOKEN_HEADER);
         let v2 = presented.is_some();
@@ -179,8 +188,7 @@ impl Responder {
         if self.endpoint_disabled() {
             return routed(error_page(StatusCode::FORBIDDEN, head));
         }
-        let canonical = path::canonical(raw, self.config.limits.max_path_len);
-        if canonical.as_ref().is_ok_and(|p| p.is_token_path()) {
+        if canonical.is_ok_and(|p| p.is_token_path()) {
             return Routed {
                 response: self.token_endpoint(method, headers),
                 v2: true,
@@ -211,7 +219,7 @@ impl Responder {
             r
         } else {
             match canonical {
-                Ok(p) => self.answer(&p, head).await,
+                Ok(p) => self.answer(p, head).await,
                 Err(_) => error_page(StatusCode::NOT_FOUND, head),
             }
         };
@@ -226,7 +234,12 @@ impl Responder {
     /// A GET of a path that passed the path rules: simulated, merged or forwarded, as
     /// [`policy::decide`] says.
     async fn answer(&self, p: &CanonicalPath<'_>, head: bool) -> Response<Full<Bytes>> {
-        let decision = policy::decide(p, self.upstream.is_some(), self.config.allow_credentials);
+        let decision = policy::decide(
+            p,
+            self.upstream.is_some(),
+            self.config.allow_credentials,
+            self.timeline.published(),
+        );
         match (decision, &self.upstream) {
             (Decision::Forward, Some(upstream)) => forward(upstream, &p.to_path(), head).await,
             (Decision::MergedListing, Some(upstream)) => {
@@ -292,16 +305,14 @@ impl Responder {
 
     /// The tree one API version serves, at this instant.
     fn tree(&self) -> tree::Dir {
-        let now = self.clock.now();
         let snapshot = Snapshot {
             metadata: &self.config.metadata,
-            phase: self.timeline.phase_at(now),
-            schedule: self.timeline.schedule(),
-            action: self.timeline.scenario().action,
+            moment: self
+                .timeline
+                .moment_at(self.clock.now(), self.config.metadata.autoscaling),
+            published: self.timeline.published(),
             pending_time: &self.pending_time,
             options: &self.config.options,
-            maintenance: self.timeline.maintenance_at(now),
-            asg_terminated: self.timeline.asg_terminated_at(now),
         };
         tree::build(&snapshot)
     }
@@ -344,19 +355,21 @@ impl Responder {
                 return text(StatusCode::OK, ours.listing(), head);
             }
         };
+        let ours_only =
+            |name: &str| policy::simulated(self.timeline.published()).any(|s| s == name);
         let mut names: std::collections::BTreeSet<String> = theirs
             .lines()
             .map(str::to_string)
             .filter(|l| {
                 let name = l.trim_end_matches('/').to_ascii_lowercase();
                 !l.is_empty()
-                    && !policy::SIMULATED.contains(&name.as_str())
+                    && !ours_only(&name)
                     && (self.config.allow_credentials
                         || !policy::credential_bearing(&["meta-data", &name]))
             })
             .collect();
         for line in ours.listing().lines() {
-            if policy::SIMULATED.contains(&line.trim_end_matches('/')) {
+            if ours_only(line.trim_end_matches('/')) {
                 names.insert(line.to_string());
             }
         }

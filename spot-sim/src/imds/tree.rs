@@ -1,12 +1,12 @@
 //! The metadata tree as the instance shows it at one instant: static values plus whatever the
 //! timeline has issued, with directory listings that follow the phase.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::collections::BTreeMap;
 
 use super::config::Metadata;
 use super::options::InstanceOptions;
 use super::{catalogue, identity};
-use crate::scenario::{rfc3339, Action, MaintenanceView, Phase, Schedule};
+use crate::scenario::{Moment, Published};
 
 /// A file or a directory of the tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,17 +100,13 @@ impl Dir {
 /// What the tree depends on at one instant.
 pub(crate) struct Snapshot<'a> {
     pub metadata: &'a Metadata,
-    pub phase: Phase,
-    pub schedule: Option<Schedule>,
-    pub action: Action,
+    /// What the timeline shows now, and where the instance publishes it.
+    pub moment: Moment,
+    pub published: &'a [Published],
     /// `pendingTime` of the identity document: when the responder was created.
     pub pending_time: &'a str,
     /// Tags and their access option.
     pub options: &'a InstanceOptions,
-    /// Maintenance events issued so far: (`scheduled`, `history`).
-    pub maintenance: (Vec<MaintenanceView>, Vec<MaintenanceView>),
-    /// The Auto Scaling group has marked the instance `Terminated`.
-    pub asg_terminated: bool,
 }
 
 /// The tree one API version serves (`/latest/`, `/2021-03-23/`, … all alike): the static
@@ -155,82 +151,19 @@ pub(crate) fn build(s: &Snapshot<'_>) -> Dir {
             keys.listed_as.insert("0".into(), format!("0={name}"));
         }
     }
-    for (name, node) in simulated(s).entries {
-        version.insert(&format!("meta-data/{name}"), node);
+    // The instance's own answers, whatever the real IMDS would say (`policy::OWN`).
+    version.insert("meta-data/instance-action", Node::Leaf("none".into()));
+    version.insert("meta-data/instance-life-cycle", Node::Leaf("spot".into()));
+    if let Some(tags) = tags(s) {
+        version.insert("meta-data/tags", Node::Dir(tags));
+    }
+    // What the timeline has issued, where the instance publishes it.
+    for p in s.published {
+        if let Some(value) = (p.value)(&s.moment) {
+            version.insert(&format!("meta-data/{}", p.path), Node::Leaf(value));
+        }
     }
     version
-}
-
-/// The `meta-data/` entries that follow the timeline ([`super::policy::SIMULATED`]).
-fn simulated(s: &Snapshot<'_>) -> Dir {
-    let mut dir = Dir::new()
-        .leaf("instance-action", "none")
-        .leaf("instance-life-cycle", "spot")
-        .dir("events", events(s));
-    if let Some(asg) = autoscaling(s) {
-        dir = dir.dir("autoscaling", asg);
-    }
-    if let Some(tags) = tags(s) {
-        dir = dir.dir("tags", tags);
-    }
-    if let (Some(schedule), true) = (s.schedule, s.phase >= Phase::Notice) {
-        let time = rfc3339(schedule.action_time);
-        let mut spot = Dir::new().leaf(
-            "instance-action",
-            format!(
-                "{{\"action\": \"{}\", \"time\": \"{time}\"}}",
-                s.action.as_str()
-            ),
-        );
-        // The EC2 User Guide (instance metadata categories, spot/termination-time): "present
-        // and contains a time value ... only if the Spot Instance has been marked for
-        // termination by Amazon EC2"; a stop or hibernate notice is in instance-action only.
-        if s.action == Action::Terminate {
-            spot = spot.leaf("termination-time", time);
-        }
-        dir = dir.dir("spot", spot);
-    }
-    dir
-}
-
-fn events(s: &Snapshot<'_>) -> Dir {
-    let mut events = Dir::new().dir(
-        "maintenance",
-        Dir::new()
-            .leaf("history", maintenance_json(&s.maintenance.1))
-            .leaf("scheduled", maintenance_json(&s.maintenance.0)),
-    );
-    let rebalance = s.schedule.and_then(|sch| sch.rebalance_at);
-    if let (Some(at), true) = (rebalance, s.phase >= Phase::Rebalance) {
-        events = events.dir(
-            "recommendations",
-            Dir::new().leaf(
-                "rebalance",
-                format!("{{\"noticeTime\": \"{}\"}}", rfc3339(at)),
-            ),
-        );
-    }
-    events
-}
-
-pub(super) fn json(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
-}
-
-/// `autoscaling/` for an instance in an Auto Scaling group: `InService`, then `Terminated`
-/// once the group terminates it (a rehearsal's `--asg-terminate-in`), while the instance still
-/// answers; aws-node-termination-handler drains on exactly `Terminated`.
-fn autoscaling(s: &Snapshot<'_>) -> Option<Dir> {
-    if !s.metadata.autoscaling {
-        return None;
-    }
-    // Once interrupted the group sees it gone too (only a direct call can still ask).
-    let state = if s.asg_terminated || s.phase == crate::scenario::Phase::Interrupted {
-        "Terminated"
-    } else {
-        "InService"
-    };
-    Some(Dir::new().leaf("target-lifecycle-state", state))
 }
 
 /// `tags/instance/KEY` → value, only with InstanceMetadataTags enabled (404 otherwise, as on
@@ -244,37 +177,4 @@ fn tags(s: &Snapshot<'_>) -> Option<Dir> {
         instance = instance.leaf(k, v.clone());
     }
     Some(Dir::new().dir("instance", instance))
-}
-
-/// The layout IMDS uses: `[ {` ... `} ]`, ` : ` between key and value, fields in the order of
-/// the EC2 User Guide's example.
-pub(super) fn maintenance_json(events: &[MaintenanceView]) -> String {
-    if events.is_empty() {
-        return "[]".to_string();
-    }
-    let events: Vec<String> = events
-        .iter()
-        .map(|e| {
-            let mut fields = vec![
-                ("NotBefore", e.not_before.as_str()),
-                ("Code", &e.code),
-                ("Description", &e.description),
-                ("EventId", &e.event_id),
-            ];
-            if let Some(after) = &e.not_after {
-                fields.push(("NotAfter", after));
-            }
-            if let Some(deadline) = &e.not_before_deadline {
-                fields.push(("NotBeforeDeadline", deadline));
-            }
-            fields.push(("State", e.state.as_str()));
-            let mut body = String::new();
-            for (i, (k, v)) in fields.iter().enumerate() {
-                let sep = if i + 1 == fields.len() { "" } else { "," };
-                let _ = writeln!(body, "  \"{k}\" : {}{sep}", json(v));
-            }
-            format!("{{\n{body}}}")
-        })
-        .collect();
-    format!("[ {} ]", events.join(", "))
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use polls::{PollSummary, Polls, SAME_POLL_MS};
 
 use crate::lock::lock;
-use crate::scenario::{EventKind, Timeline};
+use crate::scenario::{read_of, Event, Timeline};
 
 pub const HEAD: usize = 1000;
 pub const TAIL: usize = 4000;
@@ -50,8 +50,8 @@ pub fn ms(t: SystemTime) -> u64 {
 pub struct RequestRecord {
     pub at_ms: u64,
     pub method: Arc<str>,
-    /// Canonical path: no trailing slash, a dated version (`2021-07-15`) shown as `latest`,
-    /// cut at 200 characters; past [`MAX_INTERNED`] distinct ones, `(other)`.
+    /// The router's canonical path (single slashes, no trailing slash, any version shown as
+    /// `latest`), cut at 200 characters; past [`MAX_INTERNED`] distinct ones, `(other)`.
     pub path: Arc<str>,
     pub status: u16,
     pub v2: bool,
@@ -105,8 +105,7 @@ pub struct RedirectRecord {
 /// An event the scenario issued, and when the handler first read it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct EventRecord {
-    /// `rebalance`, `notice`, `asg-terminated`, `maintenance`, `interruption`, ….
-    pub kind: String,
+    pub kind: Event,
     pub issued_ms: u64,
     pub first_read_ms: Option<u64>,
 }
@@ -253,8 +252,8 @@ struct Inner {
     token_order: VecDeque<String>,
     unauthorized: Unauthorized,
     pending_401: bool,
-    /// (kind, issued_ms) → first read.
-    first_reads: BTreeMap<(String, u64), u64>,
+    /// (event, issued_ms) → first read.
+    first_reads: BTreeMap<(Event, u64), u64>,
     /// The earliest first read of any event: the handler's detection.
     detected_ms: Option<u64>,
     redirects: HeadTail<RedirectRecord>,
@@ -340,78 +339,6 @@ pub struct Journal {
     inner: Mutex<Inner>,
 }
 
-/// The name the report uses for a timeline event. Read from the event's serialized name, so
-/// events added to the timeline later get a name without a change here.
-pub fn event_name(kind: &EventKind) -> String {
-    let raw = serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{kind:?}"));
-    match raw.as_str() {
-        "rebalance_recommendation" => "rebalance".into(),
-        "interruption_notice" => "notice".into(),
-        "interruption" => "interruption".into(),
-        r if r.contains("asg") || r.contains("autoscaling") || r.contains("terminated") => {
-            "asg-terminated".into()
-        }
-        r if r.contains("maintenance") => "maintenance".into(),
-        r => r.replace('_', "-"),
-    }
-}
-
-/// Whether a successful GET of `path` shows the handler the event named `kind`. The paths are
-/// where IMDS publishes each one:
-/// https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/spot-instance-termination-notices.html
-/// (spot/instance-action, spot/termination-time),
-/// https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/rebalance-recommendations.html
-/// (events/recommendations/rebalance), the Auto Scaling target lifecycle state
-/// (autoscaling/target-lifecycle-state) and scheduled events (events/maintenance/…).
-pub fn reads_event(kind: &str, path: &str) -> bool {
-    let Some(rest) = path.strip_prefix("/latest/meta-data/") else {
-        return false;
-    };
-    match kind {
-        "notice" => rest == "spot/instance-action" || rest == "spot/termination-time",
-        "rebalance" => rest == "events/recommendations/rebalance",
-        "asg-terminated" => rest == "autoscaling/target-lifecycle-state",
-        "maintenance" => rest.starts_with("events/maintenance/"),
-        _ => false,
-    }
-}
-
-/// The path as the journal keeps it: no trailing slash, a dated API version shown as
-/// `latest` (IMDS serves both the same), cut short.
-pub fn canonical_path(path: &str) -> String {
-    let mut p = path.trim_end_matches('/');
-    if p.is_empty() {
-        p = "/";
-    }
-    let mut out = String::new();
-    if let Some(rest) = p.strip_prefix('/') {
-        let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
-        let dated = first.len() == 10
-            && first.bytes().enumerate().all(|(i, b)| {
-                if i == 4 || i == 7 {
-                    b == b'-'
-                } else {
-                    b.is_ascii_digit()
-                }
-            });
-        if dated {
-            out.push_str("/latest");
-            if !tail.is_empty() {
-                out.push('/');
-                out.push_str(tail);
-            }
-        } else {
-            out.push_str(p);
-        }
-    } else {
-        out.push_str(p);
-    }
-    out.chars().take(MAX_PATH).collect()
-}
-
 impl Journal {
     pub fn new(name: String, timeline: Arc<Timeline>) -> Arc<Self> {
         Arc::new(Self {
@@ -439,7 +366,7 @@ impl Journal {
         inner.token_order.push_back(id);
     }
 
-    /// The responder answered a request.
+    /// The responder answered a request; `path` is the router's canonical path.
     pub fn request(
         &self,
         at: SystemTime,
@@ -450,14 +377,16 @@ impl Journal {
         token: Option<&str>,
     ) {
         let at_ms = ms(at);
-        let path = canonical_path(path);
+        let path: String = path.chars().take(MAX_PATH).collect();
         // Which issued events this answer showed: only a 200 on the event's own path.
         let mut read = Vec::new();
-        if status == 200 && method != "PUT" {
+        let shown = (status == 200 && method != "PUT")
+            .then(|| read_of(self.timeline.published(), &path))
+            .flatten();
+        if let Some(event) = shown {
             for (kind, issued) in self.timeline.events() {
-                let name = event_name(&kind);
-                if issued <= at && reads_event(&name, &path) {
-                    read.push((name, ms(issued)));
+                if Event::of(kind) == event && issued <= at {
+                    read.push((event, ms(issued)));
                 }
             }
         }
@@ -661,14 +590,14 @@ impl Journal {
         let mut out_events = Vec::with_capacity(events.len());
         let mut interruption_ms = None;
         for (kind, at) in events {
-            let name = event_name(&kind);
+            let event = Event::of(kind);
             let issued_ms = ms(at);
-            if name == "interruption" {
+            if event == Event::Interruption {
                 interruption_ms = Some(issued_ms);
             }
-            let first_read_ms = inner.first_reads.get(&(name.clone(), issued_ms)).copied();
+            let first_read_ms = inner.first_reads.get(&(event, issued_ms)).copied();
             out_events.push(EventRecord {
-                kind: name,
+                kind: event,
                 issued_ms,
                 first_read_ms,
             });

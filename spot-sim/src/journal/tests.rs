@@ -33,38 +33,22 @@ fn the_first_successful_read_of_the_notice_is_its_detection() {
         clock.advance(Duration::from_secs(2));
     }
     // t+8: the notice (issued at t+5) is there.
-    get(&clock, &j, "/latest/meta-data/spot/instance-action/", 200);
+    get(&clock, &j, ACTION, 200);
     clock.advance(Duration::from_secs(2));
     get(&clock, &j, ACTION, 200);
     let s = j.snapshot();
-    let notice = s.events.iter().find(|e| e.kind == "notice").unwrap();
+    let notice = s.events.iter().find(|e| e.kind == Event::Notice).unwrap();
     assert_eq!(notice.issued_ms, ms(t) + 5000);
     assert_eq!(notice.first_read_ms, Some(ms(t) + 8000));
-    let rebalance = s.events.iter().find(|e| e.kind == "rebalance").unwrap();
+    let rebalance = s
+        .events
+        .iter()
+        .find(|e| e.kind == Event::Rebalance)
+        .unwrap();
     assert_eq!(rebalance.first_read_ms, None, "never asked for it");
     assert_eq!(s.polls.count, 6);
     assert_eq!(s.polls.median_interval_s, Some(2.0));
     assert_eq!(s.requests.total, 6);
-    assert_eq!(
-        &*s.requests.kept[4].path, ACTION,
-        "canonical: no trailing slash"
-    );
-}
-
-#[test]
-fn a_dated_api_version_reads_the_notice_like_latest() {
-    let (clock, j, _) = setup(0, 60);
-    get(
-        &clock,
-        &j,
-        "/2016-09-02/meta-data/spot/termination-time",
-        200,
-    );
-    let s = j.snapshot();
-    assert!(s
-        .events
-        .iter()
-        .any(|e| e.kind == "notice" && e.first_read_ms.is_some()));
 }
 
 #[test]
@@ -202,21 +186,4 @@ fn reactions_are_what_happens_after_detection() {
         "{s:?}"
     );
     assert_eq!(s.cgroup_empty_ms, Some(base + 2000));
-}
-
-#[test]
-fn events_are_named_from_the_timeline_generically() {
-    use crate::scenario::EventKind;
-    assert_eq!(event_name(&EventKind::RebalanceRecommendation), "rebalance");
-    assert_eq!(event_name(&EventKind::InterruptionNotice), "notice");
-    assert_eq!(event_name(&EventKind::Interruption), "interruption");
-    assert!(reads_event(
-        "asg-terminated",
-        "/latest/meta-data/autoscaling/target-lifecycle-state"
-    ));
-    assert!(reads_event(
-        "maintenance",
-        "/latest/meta-data/events/maintenance/scheduled"
-    ));
-    assert!(!reads_event("notice", "/latest/meta-data/spot"));
 }

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{clock, Report, TargetReport};
+use crate::scenario::Event;
 
 const WIDTH: f64 = 1000.0;
 const LEFT: f64 = 120.0;
@@ -190,7 +191,7 @@ fn timeline(t: &TargetReport, generated: u64, standalone: bool) -> String {
             continue;
         };
         let x = scale.x(ms);
-        let interruption = e.kind == "interruption";
+        let interruption = e.kind == Event::Interruption;
         let read = match (&e.first_read_at, e.detection_latency_s) {
             (Some(r), Some(l)) => format!(", first read {} ({l:.1} s later)", clock(r)),
             _ if interruption => String::new(),
@@ -211,20 +212,20 @@ fn timeline(t: &TargetReport, generated: u64, standalone: bool) -> String {
             s,
             "<g class=\"event{}\" data-kind=\"{}\"><title>{} issued {}{}</title><line x1=\"{x:.2}\" y1=\"24\" x2=\"{x:.2}\" y2=\"{AXIS_Y}\" stroke=\"{colour}\" stroke-width=\"{width}\"{dash}/><path d=\"M{:.2} 14 l5 8 l-10 0 z\" fill=\"{colour}\"/><text x=\"{:.2}\" y=\"{label_y}\" text-anchor=\"end\" dx=\"-6\" fill=\"{colour}\">{}</text></g>",
             if interruption { " interruption" } else { "" },
-            esc(&e.kind),
-            esc(&e.kind),
+            esc(e.kind.name()),
+            esc(e.kind.name()),
             esc(&clock(&e.issued_at)),
             esc(&read),
             x,
             x,
-            esc(&e.kind)
+            esc(e.kind.name())
         );
         if let Some(r) = e.first_read_at.as_deref().and_then(ms_of) {
             let xr = scale.x(r);
             let _ = write!(
                 s,
                 "<circle class=\"read\" cx=\"{xr:.2}\" cy=\"{REQ_TOP}\" r=\"4\" fill=\"#1565c0\"><title>{} first read {}</title></circle>",
-                esc(&e.kind),
+                esc(e.kind.name()),
                 esc(&clock(&super::at(r)))
             );
         }
@@ -371,7 +372,7 @@ svg.timeline{border:1px solid #ddd}</style></head><body>",
             &["event", "issued", "first read", "detection latency"],
             t.events.iter().map(|e| {
                 [
-                    e.kind.clone(),
+                    e.kind.to_string(),
                     format!(
                         "{}{}",
                         clock(&e.issued_at),

@@ -8,6 +8,7 @@ use super::{
 use std::time::Duration;
 
 use crate::journal::{EventRecord, JournalSnapshot};
+use crate::scenario::Event;
 
 fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
@@ -29,7 +30,7 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
         .events
         .iter()
         .map(|e| EventReport {
-            kind: e.kind.clone(),
+            kind: e.kind,
             issued_at: at(e.issued_ms),
             pending: e.issued_ms > now,
             first_read_at: e.first_read_ms.map(at),
@@ -42,7 +43,7 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
     let notice_read = s
         .events
         .iter()
-        .filter(|e| e.kind == "notice")
+        .filter(|e| e.kind == Event::Notice)
         .filter_map(|e| e.first_read_ms)
         .min();
     let react_from = notice_read.or(detected_ms);
@@ -212,7 +213,7 @@ impl<'a> Run<'a> {
             notices: s
                 .events
                 .iter()
-                .filter(|e| e.kind == "notice" && e.issued_ms <= now)
+                .filter(|e| e.kind == Event::Notice && e.issued_ms <= now)
                 .collect(),
         }
     }
@@ -226,7 +227,7 @@ impl<'a> Run<'a> {
     }
 
     fn not_issued(&self) -> String {
-        match self.s.events.iter().find(|e| e.kind == "notice") {
+        match self.s.events.iter().find(|e| e.kind == Event::Notice) {
             Some(d) => format!(
                 "the notice was never issued (due {}, the run ended at {}): nothing to detect",
                 clock(&at(d.issued_ms)),

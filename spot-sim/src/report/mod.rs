@@ -15,7 +15,7 @@ pub use args::{ReportFormat, VerdictArgs};
 pub use judge::judge;
 
 use crate::journal::{JournalSnapshot, TokenUse};
-use crate::scenario::rfc3339;
+use crate::scenario::{rfc3339, Event};
 
 /// What the user expects of every target; nothing given means "the notice was read before
 /// the interruption".
@@ -69,8 +69,7 @@ pub struct Report {
 /// One scenario event, and when the handler first read it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EventReport {
-    /// `rebalance`, `notice`, `asg-terminated`, `maintenance`, `interruption`, ….
-    pub kind: String,
+    pub kind: Event,
     pub issued_at: String,
     /// Not yet issued (a live report before the event is due).
     pub pending: bool,
@@ -212,7 +211,7 @@ impl Report {
             for e in t
                 .events
                 .iter()
-                .filter(|e| !e.pending && e.kind != "interruption")
+                .filter(|e| !e.pending && e.kind != Event::Interruption)
             {
                 let read = match (&e.first_read_at, e.detection_latency_s) {
                     (Some(r), Some(l)) => format!("read {} ({l:.1} s later)", clock(r)),
@@ -342,7 +341,7 @@ pub fn prometheus(r: &Report) -> String {
                     out,
                     "spot_sim_detection_latency_seconds{{target=\"{}\",event=\"{}\"}} {l}",
                     label(&t.name),
-                    label(&e.kind)
+                    e.kind
                 );
             }
         }

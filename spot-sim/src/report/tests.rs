@@ -36,12 +36,12 @@ fn polling(every: u64) -> JournalSnapshot {
         now_ms: T + 20_000,
         events: vec![
             EventRecord {
-                kind: "notice".into(),
+                kind: Event::Notice,
                 issued_ms: T + 10_000,
                 first_read_ms: first_read,
             },
             EventRecord {
-                kind: "interruption".into(),
+                kind: Event::Interruption,
                 issued_ms: T + 14_000,
                 first_read_ms: None,
             },

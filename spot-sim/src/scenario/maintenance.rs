@@ -134,6 +134,40 @@ impl MaintenancePlan {
     }
 }
 
+/// The list `scheduled` and `history` hold, in the layout IMDS uses: `[ {` ... `} ]`, ` : `
+/// between key and value, fields in the order of the EC2 User Guide's example.
+pub fn imds_json(events: &[MaintenanceView]) -> String {
+    use std::fmt::Write as _;
+    if events.is_empty() {
+        return "[]".to_string();
+    }
+    let events: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let mut fields = vec![
+                ("NotBefore", e.not_before.as_str()),
+                ("Code", &e.code),
+                ("Description", &e.description),
+                ("EventId", &e.event_id),
+            ];
+            if let Some(after) = &e.not_after {
+                fields.push(("NotAfter", after));
+            }
+            if let Some(deadline) = &e.not_before_deadline {
+                fields.push(("NotBeforeDeadline", deadline));
+            }
+            fields.push(("State", e.state.as_str()));
+            let mut body = String::new();
+            for (i, (k, v)) in fields.iter().enumerate() {
+                let sep = if i + 1 == fields.len() { "" } else { "," };
+                let _ = writeln!(body, "  \"{k}\" : {}{sep}", serde_json::Value::from(*v));
+            }
+            format!("{{\n{body}}}")
+        })
+        .collect();
+    format!("[ {} ]", events.join(", "))
+}
+
 /// `21 Jan 2019 09:00:43 GMT`: the date format of IMDS maintenance events (as in the EC2 User
 /// Guide's examples), UTC, whole seconds. The day is zero-padded: aws-node-termination-handler
 /// parsed it with Go's `"02 Jan 2006 15:04:05 GMT"` (two digits required) before moving to

@@ -1,9 +1,11 @@
-//! Time and events: the clock, the interruption timeline and the maintenance events on it.
+//! Time and events: the clock, the interruption timeline and the maintenance events on it, and
+//! where the instance publishes each event (`published.rs`).
 //! How a run is configured (TOML file and command-line options) is `crate::settings`, the
 //! layer above this one and `crate::imds`.
 
 mod clock;
 mod maintenance;
+mod published;
 mod timeline;
 
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use maintenance::{
     imds_date, parse_imds_date, EventTime, MaintenancePlan, MaintenanceState, MaintenanceView,
 };
+pub use published::{read_of, Event, Moment, Published, PUBLISHED};
 pub use timeline::{
     rfc3339, whole_seconds, Action, EventKind, IssuedEvent, NextEvent, OnInterrupt, Phase,
     Scenario, Schedule, Start, Timeline, TimelineStatus, NOTICE_LEAD,
@@ -54,5 +57,7 @@ pub enum ScenarioError {
     AlreadyStarted { at: String },
 }
 
+#[cfg(test)]
+mod published_tests;
 #[cfg(test)]
 mod tests;

@@ -8,19 +8,30 @@
 //! [`MAX_REDIRECTS`]), programs started and processes exited (first [`HEAD_PROCS`] and latest
 //! [`TAIL_PROCS`]), outbound destinations (the first [`MAX_DESTINATIONS`] distinct
 //! destination+command pairs; later ones add to one "other" count). Everything is counted.
+//!
+//! Here the journal records; `classify.rs` says what a record means (an event read, a
+//! reaction), `kernel.rs` turns the kernel's records into the journal's, `records.rs` holds
+//! what is kept.
 
+mod classify;
+mod kernel;
 mod polls;
+mod records;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
+pub use kernel::KernelClock;
 pub use polls::{PollSummary, Polls, SAME_POLL_MS};
+use records::HeadTail;
+pub use records::{
+    EventRecord, JournalSnapshot, OutboundRecord, ProcRecord, Reaction, RedirectRecord,
+    RequestRecord, Sample, TokenUse, Unauthorized,
+};
 
 use crate::lock::lock;
-use crate::scenario::{read_of, Event, Timeline};
+use crate::scenario::{Event, Timeline};
 
 pub const HEAD: usize = 1000;
 pub const TAIL: usize = 4000;
@@ -42,201 +53,6 @@ pub const MAX_INTERNED: usize = 256;
 pub fn ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// One request the fake IMDS answered. Small: method and path are shared strings from the
-/// journal's intern table.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RequestRecord {
-    pub at_ms: u64,
-    pub method: Arc<str>,
-    /// The router's canonical path (single slashes, no trailing slash, any version shown as
-    /// `latest`), cut at 200 characters; past [`MAX_INTERNED`] distinct ones, `(other)`.
-    pub path: Arc<str>,
-    pub status: u16,
-    pub v2: bool,
-    /// Seconds since the presented token was issued (IMDSv2 with a token we know).
-    pub token_age_s: Option<f32>,
-}
-
-/// A process of the target, as the kernel reported it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ProcRecord {
-    pub at_ms: u64,
-    pub pid: u32,
-    pub comm: String,
-    /// Its command line when it could still be read (best effort), else empty.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub detail: String,
-}
-
-/// Connects to one destination from one command, between two kernel drains or overall.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct OutboundRecord {
-    /// `10.0.0.1:443/tcp`.
-    pub destination: String,
-    pub comm: String,
-    pub pid: u32,
-    pub first_ms: u64,
-    pub last_ms: u64,
-    pub count: u64,
-}
-
-/// Something the handler did after it first read an event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Reaction {
-    /// `exec`, `connect` or `exit`.
-    pub kind: &'static str,
-    pub at_ms: u64,
-    pub pid: u32,
-    pub comm: String,
-    pub detail: String,
-}
-
-/// A redirect the kernel made for this target.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RedirectRecord {
-    pub at_ms: u64,
-    pub pid: u32,
-    pub comm: String,
-    pub destination: String,
-}
-
-/// An event the scenario issued, and when the handler first read it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct EventRecord {
-    pub kind: Event,
-    pub issued_ms: u64,
-    pub first_read_ms: Option<u64>,
-}
-
-/// Which IMDS version the handler spoke and how it used its tokens.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenUse {
-    /// Requests without a token.
-    pub v1: u64,
-    /// Requests with a token, and token requests.
-    pub v2: u64,
-    pub tokens_issued: u64,
-    /// Distinct tokens presented.
-    pub tokens_used: u64,
-}
-
-impl TokenUse {
-    /// Requests made with each token, on average (1 means a new token for every request).
-    pub fn requests_per_token(&self) -> Option<f64> {
-        (self.tokens_used > 0).then(|| {
-            let with_token = self.v2.saturating_sub(self.tokens_issued);
-            with_token as f64 / self.tokens_used as f64
-        })
-    }
-}
-
-/// 401s and what the handler did about them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Unauthorized {
-    pub count: u64,
-    pub first_ms: Option<u64>,
-    /// The first successful read after the latest 401, if any.
-    pub recovered_ms: Option<u64>,
-    /// The handler fetched a new token between the 401 and the recovery.
-    pub fetched_token: bool,
-}
-
-/// Everything the report needs, copied out.
-#[derive(Clone, Debug, Default)]
-pub struct JournalSnapshot {
-    pub name: String,
-    pub now_ms: u64,
-    /// The scenario's issued events (and the ones to come, with `issued_ms` in the future).
-    pub events: Vec<EventRecord>,
-    pub interruption_ms: Option<u64>,
-    pub requests: Sample<RequestRecord>,
-    pub first_request_ms: Option<u64>,
-    pub polls: PollSummary,
-    pub tokens: TokenUse,
-    pub unauthorized: Unauthorized,
-    pub redirects: Sample<RedirectRecord>,
-    pub execs: Sample<ProcRecord>,
-    pub exits: Sample<ProcRecord>,
-    /// Every destination kept, whatever the detail; `total` counts connects.
-    pub outbound: Sample<OutboundRecord>,
-    /// Connects to destinations past [`MAX_DESTINATIONS`].
-    pub outbound_other: u64,
-    pub reactions: Vec<Reaction>,
-    /// Reactions past [`MAX_REACTIONS`].
-    pub reactions_dropped: u64,
-    /// When the target's cgroup was last seen empty after having processes (the workload
-    /// exit), or `None` while something runs.
-    pub cgroup_empty_ms: Option<u64>,
-    /// `exec`'s command status (exit code, or 128 + signal).
-    pub command_status: Option<i32>,
-}
-
-/// Part of a counted stream: the records kept (none in a summary), and how many there were.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample<T> {
-    pub kept: Vec<T>,
-    pub total: u64,
-}
-
-// By hand: a derived Default would ask `T: Default` of the records.
-impl<T> Default for Sample<T> {
-    fn default() -> Self {
-        Sample {
-            kept: Vec::new(),
-            total: 0,
-        }
-    }
-}
-
-/// A bounded list: the first `head` items, then the latest `tail`.
-#[derive(Clone, Debug)]
-struct HeadTail<T> {
-    head: Vec<T>,
-    tail: VecDeque<T>,
-    head_cap: usize,
-    tail_cap: usize,
-    total: u64,
-}
-
-impl<T: Clone> HeadTail<T> {
-    fn new(head_cap: usize, tail_cap: usize) -> Self {
-        Self {
-            head: Vec::new(),
-            tail: VecDeque::new(),
-            head_cap,
-            tail_cap,
-            total: 0,
-        }
-    }
-
-    fn push(&mut self, item: T) {
-        self.total += 1;
-        if self.head.len() < self.head_cap {
-            self.head.push(item);
-            return;
-        }
-        if self.tail_cap == 0 {
-            return;
-        }
-        if self.tail.len() == self.tail_cap {
-            self.tail.pop_front();
-        }
-        self.tail.push_back(item);
-    }
-
-    /// What is kept (only the count unless `detail`).
-    fn sample(&self, detail: bool) -> Sample<T> {
-        Sample {
-            kept: if detail {
-                self.head.iter().chain(self.tail.iter()).cloned().collect()
-            } else {
-                Vec::new()
-            },
-            total: self.total,
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -304,14 +120,6 @@ impl Default for Inner {
 }
 
 impl Inner {
-    fn react(&mut self, r: Reaction) {
-        if self.reactions.len() < MAX_REACTIONS {
-            self.reactions.push(r);
-        } else {
-            self.reactions_dropped += 1;
-        }
-    }
-
     fn intern(&mut self, s: &str) -> Arc<str> {
         if let Some(found) = self.interned.get(s) {
             return Arc::clone(found);
@@ -323,10 +131,6 @@ impl Inner {
         };
         self.interned.insert(Arc::clone(&s));
         s
-    }
-
-    fn after_detection(&self, at_ms: u64) -> bool {
-        self.detected_ms.is_some_and(|d| at_ms >= d)
     }
 }
 
@@ -378,18 +182,7 @@ impl Journal {
     ) {
         let at_ms = ms(at);
         let path: String = path.chars().take(MAX_PATH).collect();
-        // Which issued events this answer showed: only a 200 on the event's own path.
-        let mut read = Vec::new();
-        let shown = (status == 200 && method != "PUT")
-            .then(|| read_of(self.timeline.published(), &path))
-            .flatten();
-        if let Some(event) = shown {
-            for (kind, issued) in self.timeline.events() {
-                if Event::of(kind) == event && issued <= at {
-                    read.push((event, ms(issued)));
-                }
-            }
-        }
+        let read = classify::events_read(&self.timeline, at, method, &path, status);
         let mut inner = lock(&self.inner);
         let token_age_s = token.and_then(|t| {
             let id: String = t.chars().take(16).collect();
@@ -451,32 +244,12 @@ impl Journal {
         lock(&self.inner).redirects.push(r);
     }
 
-    /// A process of the target started a program. A reaction when the program is new since
-    /// detection: a polling loop starting `curl` and `sleep` again is not reacting.
+    /// A process of the target started a program.
     pub fn exec(&self, p: ProcRecord) {
         let mut inner = lock(&self.inner);
         // A process started: the workload is running (again).
         inner.cgroup_empty_ms = None;
-        let key = ("exec".to_string(), p.comm.clone());
-        if !inner.after_detection(p.at_ms) {
-            if inner.reacted_to.len() < MAX_SEEN {
-                inner.reacted_to.insert(key);
-            }
-        } else if !inner.reacted_to.contains(&key) && inner.reacted_to.len() < MAX_SEEN {
-            inner.reacted_to.insert(key);
-            let detail = if p.detail.is_empty() {
-                format!("started {}", p.comm)
-            } else {
-                p.detail.clone()
-            };
-            inner.react(Reaction {
-                kind: "exec",
-                at_ms: p.at_ms,
-                pid: p.pid,
-                comm: p.comm.clone(),
-                detail,
-            });
-        }
+        inner.classify_exec(&p);
         inner.execs.push(p);
     }
 
@@ -495,34 +268,8 @@ impl Journal {
     pub fn outbound(&self, o: OutboundRecord) {
         let mut inner = lock(&self.inner);
         inner.outbound_total += o.count;
+        inner.classify_connect(&o);
         let key = (o.destination.clone(), o.comm.clone());
-        // The first connect at or after detection to a destination (from a command) not
-        // seen before it: exact when the whole window is after detection; when the window
-        // straddles it, its latest connect is the earliest one known to be after.
-        let seen_before = inner
-            .outbound
-            .get(&key)
-            .is_some_and(|o| inner.detected_ms.is_none_or(|d| o.first_ms < d));
-        if let Some(d) = inner
-            .detected_ms
-            .filter(|d| o.last_ms >= *d && !seen_before)
-        {
-            if !inner.reacted_to.contains(&key) && inner.reacted_to.len() < MAX_SEEN {
-                inner.reacted_to.insert(key.clone());
-                let at_ms = if o.first_ms >= d {
-                    o.first_ms
-                } else {
-                    o.last_ms
-                };
-                inner.react(Reaction {
-                    kind: "connect",
-                    at_ms,
-                    pid: o.pid,
-                    comm: o.comm.clone(),
-                    detail: format!("connect to {}", o.destination),
-                });
-            }
-        }
         let full = inner.outbound.len() >= MAX_DESTINATIONS;
         match inner.outbound.get_mut(&key) {
             Some(agg) => {
@@ -553,18 +300,7 @@ impl Journal {
         };
         let at_ms = last.at_ms.min(ms(now));
         inner.cgroup_empty_ms = Some(at_ms);
-        if inner.after_detection(at_ms) {
-            inner.react(Reaction {
-                kind: "exit",
-                at_ms,
-                pid: last.pid,
-                detail: format!(
-                    "the workload exited: {} (pid {}) was the last process to go",
-                    last.comm, last.pid
-                ),
-                comm: last.comm,
-            });
-        }
+        inner.classify_workload_exit(last, at_ms);
     }
 
     /// `exec`'s command ended with this status.
@@ -585,23 +321,9 @@ impl Journal {
 
     fn snapshot_with(&self, detail: bool) -> JournalSnapshot {
         let now = self.timeline.clock().now();
-        let events = self.timeline.events();
         let inner = lock(&self.inner);
-        let mut out_events = Vec::with_capacity(events.len());
-        let mut interruption_ms = None;
-        for (kind, at) in events {
-            let event = Event::of(kind);
-            let issued_ms = ms(at);
-            if event == Event::Interruption {
-                interruption_ms = Some(issued_ms);
-            }
-            let first_read_ms = inner.first_reads.get(&(event, issued_ms)).copied();
-            out_events.push(EventRecord {
-                kind: event,
-                issued_ms,
-                first_read_ms,
-            });
-        }
+        let (events, interruption_ms) =
+            classify::events_with_reads(&self.timeline, &inner.first_reads);
         let mut outbound: Vec<_> = inner.outbound.values().cloned().collect();
         outbound.sort_by_key(|o| o.first_ms);
         let mut reactions = inner.reactions.clone();
@@ -609,7 +331,7 @@ impl Journal {
         JournalSnapshot {
             name: self.name.clone(),
             now_ms: ms(now),
-            events: out_events,
+            events,
             interruption_ms,
             requests: inner.requests.sample(detail),
             first_request_ms: inner.first_request_ms,

@@ -43,6 +43,17 @@ pub enum KernelActivity {
     },
 }
 
+impl KernelActivity {
+    /// The target it happened in.
+    pub fn target_index(&self) -> u32 {
+        match self {
+            KernelActivity::Exec { target_index, .. }
+            | KernelActivity::Exit { target_index, .. }
+            | KernelActivity::Outbound { target_index, .. } => *target_index,
+        }
+    }
+}
+
 /// The readers of the activity maps. The tracepoint links live in the `Ebpf` they were
 /// attached from (the [`super::Redirector`]), so they go when it does.
 pub struct ActivityReader {

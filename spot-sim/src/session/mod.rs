@@ -14,9 +14,10 @@
 
 mod listen;
 mod owner;
+mod poller;
+mod target;
 
 use std::{
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::PathBuf,
     sync::{mpsc, Arc},
     thread::JoinHandle,
@@ -33,6 +34,7 @@ use crate::{
     targets::{CgroupDir, NetNs, NetNsError},
 };
 use owner::Owner;
+use poller::Doorbell;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -228,38 +230,5 @@ impl Drop for Session {
         if let Some(t) = self.owner.take() {
             let _ = t.join();
         }
-    }
-}
-
-/// Wakes the owner thread: an eventfd it polls beside the kernel's and inotify's.
-struct Doorbell(OwnedFd);
-
-impl Doorbell {
-    fn new() -> std::io::Result<Self> {
-        // SAFETY: plain syscall; the result is checked before use.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor nothing else owns.
-        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn ring(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a u64 to our own eventfd; a full counter only means
-        // the owner is already due to wake.
-        unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
-    }
-
-    /// Resets the counter after a wake-up.
-    fn clear(&self) {
-        let mut n: u64 = 0;
-        // SAFETY: reads 8 bytes into a u64 from our own non-blocking eventfd.
-        unsafe { libc::read(self.0.as_raw_fd(), (&mut n as *mut u64).cast(), 8) };
-    }
-
-    fn raw(&self) -> std::os::fd::RawFd {
-        self.0.as_raw_fd()
     }
 }

@@ -4,29 +4,22 @@
 
 use std::{
     collections::HashSet,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
-    path::PathBuf,
+    os::fd::AsRawFd,
     sync::{mpsc, Arc},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
-
-use spot_sim_common::Target;
-use tokio::{sync::watch, task::JoinHandle};
 
 use super::{
-    listen::{bind_loopback, bind_same_ports, spawn_serve},
-    Doorbell, Job, SessionError, TargetSpec, TargetStatus,
+    poller::{Doorbell, Poller, Wake},
+    target::ActiveTarget,
+    Job, SessionError, TargetSpec, TargetStatus,
 };
 use crate::{
-    escape::untrusted_path,
-    imds::Responder,
-    journal::{self, Journal, OutboundRecord, ProcRecord, RedirectRecord},
-    redirect::{
-        ActivityReader, EventReader, KernelActivity, RedirectEvent, Redirector, TargetLink,
-    },
+    journal::{self, Journal, KernelClock},
+    redirect::{ActivityReader, EventReader, KernelActivity, Redirector},
     report::Expectations,
-    scenario::{Clock, OnInterrupt, Phase, Timeline},
-    targets::{CgroupChange, CgroupDir, CgroupWatch, NetNs},
+    scenario::{Clock, OnInterrupt, Phase},
+    targets::{process, CgroupChange, CgroupWatch},
 };
 
 /// How often the owner wakes without being asked. Everything urgent wakes it by itself: a
@@ -50,47 +43,6 @@ const SAFETY_SCAN_TICKS: u64 = 30;
 
 /// Journals of removed targets kept for the report.
 const RETIRED_JOURNALS: usize = 32;
-
-/// Per-target state of the redirect log (the redirect count itself is the kernel's).
-#[derive(Debug, Default)]
-struct LogThrottle {
-    last_logged: Option<Instant>,
-    suppressed: u64,
-}
-
-struct ActiveTarget {
-    name: String,
-    index: u32,
-    cgroup: CgroupDir,
-    // Field order is drop order: detach first, then stop the responder.
-    link: Option<TargetLink>,
-    netns_inode: u64,
-    /// Every namespace the responder listens in (by inode), with the same ports in each.
-    served: HashSet<u64>,
-    proc: PathBuf,
-    port4: u16,
-    port6: u16,
-    timeline: Arc<Timeline>,
-    responder: Arc<Responder>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    on_interrupt: OnInterrupt,
-    gone_reported: bool,
-    /// The cgroup emptied: watch it for removal until it fills again.
-    empty: bool,
-    throttle: LogThrottle,
-    journal: Arc<Journal>,
-}
-
-impl Drop for ActiveTarget {
-    fn drop(&mut self) {
-        drop(self.link.take());
-        let _ = self.stop.send(true);
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
 
 pub(super) struct Owner {
     redirector: Redirector,
@@ -220,91 +172,20 @@ impl Owner {
         if self.targets.iter().any(|t| t.name == spec.name) {
             return Err(SessionError::Duplicate(spec.name));
         }
-        let ipv6 = spec.settings.imds.options.http_protocol_ipv6.is_enabled();
-        let (l4, mut l6) = bind_loopback(&spec.netns, spec.port, &spec.name)?;
-        // With the IPv6 endpoint off (EC2's default) nothing is redirected to ::1: no listener
-        // there, in this namespace or any other the target's processes live in.
-        if !ipv6 {
-            l6 = None;
-        }
-        let port4 = l4.local_addr().map(|a| a.port()).unwrap_or(0);
-        let port6 = l6
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .map(|a| a.port())
-            .unwrap_or(0);
         let index = self.next_index;
         self.next_index += 1;
-        let timeline = Timeline::new(spec.settings.scenario.clone(), Arc::clone(&self.clock));
-        let responder = Responder::new(
-            spec.name.clone(),
-            Arc::clone(&timeline),
-            spec.settings.imds.clone(),
-            Arc::clone(&self.clock),
-        );
-        let journal = Journal::new(spec.name.clone(), Arc::clone(&timeline));
-        responder.attach_journal(Arc::clone(&journal));
-        let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-        for listener in std::iter::once(l4).chain(l6) {
-            tasks.push(spawn_serve(&responder, listener, &stop_rx, &spec.name)?);
-        }
-        let link = self.redirector.attach(
-            &spec.cgroup,
-            Target {
-                port4,
-                // 0 leaves native IPv6 connects to fd00:ec2::254 alone: HttpProtocolIpv6 is
-                // off by default on EC2. The IPv4-mapped form still goes to port4.
-                port6,
-                index,
-                redirects: 0,
-            },
-        )?;
+        let mut t = ActiveTarget::start(spec, index, &self.clock, &mut self.redirector)?;
         if let Some(w) = &mut self.watch {
-            if let Err(e) = w.add(index, &spec.cgroup) {
+            if let Err(e) = w.add(index, &t.cgroup) {
                 log::warn!(
                     "{}: cannot watch its cgroup ({e}); it is checked on a timer instead",
-                    spec.name
+                    t.name
                 );
             }
         }
-        self.journals.push((index, Arc::clone(&journal)));
-        log::info!(
-            "{}: IMDS connects from {} now reach spot-sim (127.0.0.1:{port4}{})",
-            spec.name,
-            untrusted_path(spec.cgroup.path()),
-            if port6 != 0 {
-                format!(", [::1]:{port6}")
-            } else {
-                String::new()
-            }
-        );
-        let mut t = ActiveTarget {
-            name: spec.name,
-            index,
-            cgroup: spec.cgroup,
-            link: Some(link),
-            netns_inode: spec.netns.inode(),
-            served: HashSet::from([spec.netns.inode()]),
-            proc: spec.proc,
-            port4,
-            port6,
-            timeline,
-            responder,
-            stop,
-            tasks,
-            on_interrupt: spec.settings.on_interrupt,
-            gone_reported: false,
-            empty: false,
-            throttle: LogThrottle::default(),
-            journal,
-        };
+        self.journals.push((index, Arc::clone(&t.journal)));
         // Processes already there may live in namespaces of their own (a slice of pods).
-        let pids = t.cgroup.pids();
-        for &pid in &pids {
-            t.serve_namespace_of(pid);
-        }
-        t.empty = pids.is_empty();
+        t.scan_pids();
         let name = t.name.clone();
         self.targets.push(t);
         Ok(name)
@@ -350,29 +231,7 @@ impl Owner {
     }
 
     pub(super) fn status(&self) -> Vec<TargetStatus> {
-        self.targets
-            .iter()
-            .map(|t| {
-                let status = t.timeline.status();
-                let mut listen = vec![format!("127.0.0.1:{}", t.port4)];
-                // Native IPv6 reaches ::1 only with HttpProtocolIpv6 enabled.
-                if t.port6 != 0 {
-                    listen.push(format!("[::1]:{}", t.port6));
-                }
-                TargetStatus {
-                    name: t.name.clone(),
-                    cgroup: t.cgroup.path().to_path_buf(),
-                    cgroup_id: t.cgroup.id(),
-                    netns: t.netns_inode,
-                    listen,
-                    redirects: t.link.as_ref().map_or(0, TargetLink::redirects),
-                    cgroup_exists: t.cgroup.exists(),
-                    timeline_text: status.render(),
-                    timeline: serde_json::to_value(&status).unwrap_or_default(),
-                    responder: serde_json::to_value(t.responder.stats()).unwrap_or_default(),
-                }
-            })
-            .collect()
+        self.targets.iter().map(ActiveTarget::status).collect()
     }
 
     pub(super) fn cgroup_alive(&self, name: &str) -> Option<bool> {
@@ -427,89 +286,35 @@ impl Owner {
         if let Some(a) = &mut self.activity {
             a.drain(outbound, |x| activity.push(x));
         }
-        let to_ms = kernel_to_wall_ms(now);
+        let clock = KernelClock::at(now);
         for ev in &redirects {
             if let Some(t) = self.targets.iter_mut().find(|t| t.index == ev.target_index) {
                 t.log_redirect(ev);
             }
             if let Some(j) = self.journal_of(ev.target_index) {
-                j.redirect(RedirectRecord {
-                    at_ms: to_ms(ev.ktime_ns),
-                    pid: ev.tgid,
-                    comm: ev.comm.clone(),
-                    destination: ev.original.to_string(),
-                });
+                j.kernel_redirect(ev, &clock);
             }
         }
         for x in activity {
-            match x {
-                KernelActivity::Exec {
-                    target_index,
-                    tgid,
-                    ktime_ns,
-                    comm,
-                } => {
-                    let t = self.targets.iter_mut().find(|t| t.index == target_index);
-                    let detail = t
-                        .as_ref()
-                        .map(|t| command_line(&t.proc, tgid, &comm))
-                        .unwrap_or_default();
-                    // A program start is where a new network namespace shows (a container's
-                    // entrypoint runs once its namespaces are set up): serve it at once.
-                    if let Some(t) = t {
-                        t.serve_namespace_of(tgid);
-                    }
-                    if let Some(j) = self.journal_of(target_index) {
-                        j.exec(ProcRecord {
-                            at_ms: to_ms(ktime_ns),
-                            pid: tgid,
-                            detail,
-                            comm,
-                        });
-                    }
-                }
-                KernelActivity::Exit {
-                    target_index,
-                    tgid,
-                    ktime_ns,
-                    comm,
-                } => {
-                    if let Some(j) = self.journal_of(target_index) {
-                        j.exit(ProcRecord {
-                            at_ms: to_ms(ktime_ns),
-                            pid: tgid,
-                            comm,
-                            detail: String::new(),
-                        });
-                    }
-                    // Whether the cgroup emptied is read when cgroup.events says it changed
-                    // (or on the tick without inotify).
-                    if self.watch.is_none() {
-                        if let Some(t) = self.targets.iter_mut().find(|t| t.index == target_index) {
-                            t.journal
-                                .cgroup_seen(t.cgroup.populated() != Some(true), now);
-                        }
-                    }
-                }
-                KernelActivity::Outbound {
-                    target_index,
-                    destination,
-                    comm,
-                    tgid,
-                    first_ns,
-                    last_ns,
-                    count,
-                } => {
-                    if let Some(j) = self.journal_of(target_index) {
-                        j.outbound(OutboundRecord {
-                            destination,
-                            comm,
-                            pid: tgid,
-                            first_ms: to_ms(first_ns),
-                            last_ms: to_ms(last_ns),
-                            count,
-                        });
-                    }
+            let index = x.target_index();
+            let target = self.targets.iter_mut().find(|t| t.index == index);
+            let mut command_line = String::new();
+            if let (KernelActivity::Exec { tgid, comm, .. }, Some(t)) = (&x, target) {
+                command_line = process::command_line(&t.proc, *tgid, comm);
+                // A program start is where a new network namespace shows (a container's
+                // entrypoint runs once its namespaces are set up): serve it at once.
+                t.serve_namespace_of(*tgid);
+            }
+            let exited = matches!(x, KernelActivity::Exit { .. });
+            if let Some(j) = self.journal_of(index) {
+                j.kernel_activity(x, &clock, command_line);
+            }
+            // Whether the cgroup emptied is read when cgroup.events says it changed (or
+            // here, without inotify).
+            if exited && self.watch.is_none() {
+                if let Some(t) = self.targets.iter().find(|t| t.index == index) {
+                    t.journal
+                        .cgroup_seen(t.cgroup.populated() != Some(true), now);
                 }
             }
         }
@@ -564,11 +369,7 @@ impl Owner {
         let watched = self.watch.is_some();
         for t in &mut self.targets {
             if full_scan {
-                let pids = t.cgroup.pids();
-                for &pid in &pids {
-                    t.serve_namespace_of(pid);
-                }
-                t.empty = pids.is_empty();
+                t.scan_pids();
                 t.journal.cgroup_seen(t.empty, now);
                 t.check_gone();
             }
@@ -627,231 +428,5 @@ impl Owner {
 impl Drop for Owner {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-impl ActiveTarget {
-    /// At most one log line a second per target: a handler polling in a tight loop must not
-    /// flood the log.
-    fn log_redirect(&mut self, ev: &RedirectEvent) {
-        let now = Instant::now();
-        let th = &mut self.throttle;
-        if th
-            .last_logged
-            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-        {
-            th.suppressed += 1;
-            return;
-        }
-        th.last_logged = Some(now);
-        let more = std::mem::take(&mut th.suppressed);
-        let more = if more > 0 {
-            format!(" (+{more} more processes' redirects since the last line)")
-        } else {
-            String::new()
-        };
-        let family = if ev.ipv6_socket {
-            "IPv6 socket"
-        } else {
-            "IPv4"
-        };
-        log::info!(
-            "{}: pid {} ({}) → IMDS {} redirected ({family}){more}",
-            self.name,
-            ev.tgid,
-            ev.comm,
-            ev.original
-        );
-    }
-
-    /// Says once that the cgroup is gone (a pod deleted): `status` shows it too.
-    fn check_gone(&mut self) {
-        if self.gone_reported || self.cgroup.exists() {
-            return;
-        }
-        self.gone_reported = true;
-        log::warn!(
-            "{}: cgroup {} is gone (pod deleted?); its redirect no longer applies to anything",
-            self.name,
-            untrusted_path(self.cgroup.path())
-        );
-    }
-
-    fn kill_at_interruption(&self) {
-        let pids = self.cgroup.pids();
-        if pids.is_empty() {
-            return;
-        }
-        log::info!(
-            "{}: interrupted; killing {} process(es) in {} (--on-interrupt kill)",
-            self.name,
-            pids.len(),
-            untrusted_path(self.cgroup.path())
-        );
-        if let Err(e) = self.cgroup.kill_all() {
-            log::warn!("{}: cannot kill the target's processes: {e}", self.name);
-        }
-    }
-
-    /// The redirect sends a target's connects to its ports on loopback in whatever namespace
-    /// the connecting process is in. A cgroup can hold processes of several namespaces (a
-    /// slice of pods), and processes can join later in a namespace of their own (a pod that
-    /// starts after spot-sim): each such namespace gets a listener on the same ports, as soon
-    /// as the kernel reports a program start there (or the safety scan finds it).
-    fn serve_namespace_of(&mut self, pid: u32) {
-        // Most pids live in a namespace already served: a stat tells, without an open.
-        if NetNs::inode_of_pid(&self.proc, pid).is_none_or(|i| self.served.contains(&i)) {
-            return;
-        }
-        let Ok(ns) = NetNs::of_pid(&self.proc, pid) else {
-            return; // Gone already, or not ours to see.
-        };
-        if !self.served.insert(ns.inode()) {
-            return;
-        }
-        let (l4, l6) = match bind_same_ports(&ns, self.port4, self.port6) {
-            Ok((Ok(l4), l6)) => (l4, l6),
-            Ok((Err(e), _)) => {
-                log::warn!(
-                    "{}: cannot listen on 127.0.0.1:{} in net:[{}] (pid {pid}): {e}; IMDS connects from there are refused",
-                    self.name,
-                    self.port4,
-                    ns.inode()
-                );
-                return;
-            }
-            Err(e) => {
-                log::warn!("{}: {e}", self.name);
-                return;
-            }
-        };
-        let stop = self.stop.subscribe();
-        for l in std::iter::once(l4).chain(l6) {
-            match spawn_serve(&self.responder, l, &stop, &self.name) {
-                Ok(task) => self.tasks.push(task),
-                Err(e) => log::warn!("{}: {e}", self.name),
-            }
-        }
-        log::info!(
-            "{}: also serving inside net:[{}] (pid {pid} joined the target)",
-            self.name,
-            ns.inode()
-        );
-    }
-}
-
-/// Converts the kernel's CLOCK_MONOTONIC nanoseconds into wall-clock milliseconds.
-fn kernel_to_wall_ms(now: SystemTime) -> impl Fn(u64) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec; bpf_ktime_get_ns reads the same clock.
-    let mono = if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } == 0 {
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    } else {
-        0
-    };
-    let wall = journal::ms(now);
-    move |ns| wall.saturating_sub(mono.saturating_sub(ns) / 1_000_000)
-}
-
-/// A process's command line while it is still there (NULs as spaces, cut short): only when
-/// the pid still names the program the kernel saw start, not a later process with its pid.
-fn command_line(proc: &std::path::Path, pid: u32, comm: &str) -> String {
-    let dir = proc.join(pid.to_string());
-    let same = std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim_end() == comm);
-    if !same {
-        return String::new();
-    }
-    std::fs::read(dir.join("cmdline"))
-        .map(|b| {
-            let s: String = String::from_utf8_lossy(&b)
-                .replace('\0', " ")
-                .trim()
-                .chars()
-                .take(200)
-                .collect();
-            s
-        })
-        .unwrap_or_default()
-}
-
-/// What woke the owner.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wake {
-    Jobs,
-    Kernel,
-    Cgroups,
-}
-
-#[derive(Default)]
-struct Woke {
-    kernel: bool,
-    cgroups: bool,
-}
-
-/// The owner's one place to sleep: an epoll set of the job doorbell, the kernel's ring
-/// buffers and the cgroup watch.
-struct Poller {
-    epoll: OwnedFd,
-    doorbell: Arc<Doorbell>,
-    kinds: Vec<(RawFd, Wake)>,
-}
-
-impl Poller {
-    fn new(doorbell: Arc<Doorbell>) -> std::io::Result<Self> {
-        // SAFETY: plain syscall; the result is checked before use.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut p = Self {
-            // SAFETY: a fresh descriptor nothing else owns.
-            epoll: unsafe { OwnedFd::from_raw_fd(fd) },
-            doorbell,
-            kinds: Vec::new(),
-        };
-        p.add(p.doorbell.raw(), Wake::Jobs, false);
-        Ok(p)
-    }
-
-    /// Adds `fd` (which must outlive the poller's use of it: the owner keeps every reader for
-    /// its whole life).
-    fn add(&mut self, fd: RawFd, kind: Wake, edge: bool) {
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | if edge { libc::EPOLLET } else { 0 }) as u32,
-            u64: self.kinds.len() as u64,
-        };
-        // SAFETY: our own epoll fd, a live fd and one event description.
-        let r =
-            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
-        if r != 0 {
-            log::warn!(
-                "cannot poll {kind:?} ({}); the tick covers it",
-                std::io::Error::last_os_error()
-            );
-            return;
-        }
-        self.kinds.push((fd, kind));
-    }
-
-    /// Sleeps until something is ready or `timeout` passes.
-    fn wait(&self, timeout: Duration) -> Woke {
-        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 8];
-        // Round up: a 0 ms wait for a tick 0.4 ms away would spin.
-        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        // SAFETY: our own epoll fd and a buffer of 8 events.
-        let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), evs.as_mut_ptr(), 8, ms) };
-        let mut woke = Woke::default();
-        for ev in evs.iter().take(n.max(0) as usize) {
-            match self.kinds.get(ev.u64 as usize).map(|(_, k)| *k) {
-                Some(Wake::Jobs) => self.doorbell.clear(),
-                Some(Wake::Kernel) => woke.kernel = true,
-                Some(Wake::Cgroups) => woke.cgroups = true,
-                None => {}
-            }
-        }
-        woke
     }
 }

@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod host;
 pub mod netns;
 pub mod pods;
+pub mod process;
 pub mod watch;
 
 pub use cgroup::{CgroupDir, CgroupError, TargetScope, TransientCgroup};

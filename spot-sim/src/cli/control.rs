@@ -3,7 +3,7 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 
 use super::{ReportArgs, StatusArgs, TargetAction};
 use crate::{
@@ -151,20 +151,17 @@ where
 
 pub(super) async fn target_action(action: TargetAction, timeout: Duration) -> Result<ExitCode> {
     let (path, req) = match action {
-        TargetAction::Add {
-            cgroup,
-            pod,
-            pod_uid,
-            scenario,
-            control,
-        } => (
-            control,
+        TargetAction::Add(add) => (
+            add.control,
             Request::TargetAdd {
-                cgroup,
-                pod,
-                pod_uid,
+                // One of the three: clap's group requires exactly one.
+                target: add
+                    .cgroup
+                    .or(add.pod)
+                    .or(add.pod_uid)
+                    .ok_or_else(|| anyhow!("give one of --cgroup, --pod or --pod-uid"))?,
                 // The instance resolves the file from its own working directory.
-                scenario: scenario.map(|f| std::fs::canonicalize(&f).unwrap_or(f)),
+                scenario: add.scenario.map(|f| std::fs::canonicalize(&f).unwrap_or(f)),
             },
         ),
         TargetAction::Remove { name, control } => (control, Request::TargetRemove { name }),

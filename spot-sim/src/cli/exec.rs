@@ -11,14 +11,19 @@ use std::{
 use anyhow::{bail, Context, Result};
 use spot_sim_place::Placement;
 
-use super::{gameday, handler::start_control, ExecArgs, NetnsMode};
+use super::{
+    answers::start_control,
+    gameday,
+    resolve::{NodeRoots, Resolver, SettingsFrom},
+    ExecArgs,
+};
 use crate::{
     control::{self as ctl, metrics::MetricsServer},
     scenario::SystemClock,
-    session::{Session, TargetSpec},
+    session::Session,
     targets::{
         cgroup::{cgroup2_mount, remove_dead_transients},
-        CgroupDir, NetNs, TransientCgroup,
+        ExecNetns, TargetKind, TargetScope, TransientCgroup,
     },
 };
 
@@ -36,19 +41,21 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
     let session = Session::start(Arc::new(SystemClock))?;
     gameday::prepare(&session, &a.verdict, &settings.scenario)?;
     let cgroup = TransientCgroup::create(&mount, TRANSIENT_PREFIX)?;
-    let netns = match a.netns {
-        NetnsMode::New => NetNs::new_private()?,
-        NetnsMode::Current => NetNs::current()?,
+    let target = TargetKind::Exec {
+        cgroup: cgroup.dir().path().to_path_buf(),
+        netns: a.netns,
     };
-    let name = "exec".to_string();
-    session.add_target(TargetSpec {
-        name: name.clone(),
-        cgroup: CgroupDir::open(&mount, cgroup.dir().path())?,
-        netns: netns.try_clone()?,
-        proc: PathBuf::from("/proc"),
-        settings,
-        port: a.port,
-    })?;
+    let resolver = Resolver::new(
+        mount,
+        PathBuf::from("/proc"),
+        NodeRoots::default(),
+        SettingsFrom::Resolved(Box::new(settings)),
+        a.port,
+        TargetScope::WorkloadOnly,
+    );
+    let spec = resolver.resolve(&target, None)?;
+    let netns = spec.netns.try_clone()?;
+    let name = session.add_target(spec)?;
     let control_path = a.control.unwrap_or_else(ctl::default_exec_socket);
     let _control = start_control(&control_path, &session, None).await?;
     let _metrics = match a.metrics {
@@ -64,7 +71,7 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
     let mut place = Placement::new()
         .die_with_parent()
         .cgroup_procs(cgroup.procs_fd())?;
-    if a.netns == NetnsMode::New {
+    if a.netns == ExecNetns::New {
         place = place.netns(&netns)?;
     }
     place.apply(&mut cmd);

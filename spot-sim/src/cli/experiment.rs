@@ -24,9 +24,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::{
-    handler::start_control,
-    resolve::{cgroup_spec, pod_name},
-    run::wait_for_shutdown,
+    answers::start_control,
+    gameday,
+    resolve::{NodeRoots, Resolver, SettingsFrom},
+    shutdown::wait_for_shutdown,
     RunArgs,
 };
 use crate::{
@@ -34,8 +35,8 @@ use crate::{
     experiment::{is_node_name, verdict, Decision, Experiment, NodeResult, NodeSet, TargetResult},
     lock::lock,
     scenario::{rfc3339, Schedule, SystemClock},
-    session::{Session, TargetSpec},
-    targets::{pods, HostView, Pod, PodSelector, TargetScope},
+    session::Session,
+    targets::{pods, HostView, Pod, PodSelector, TargetKind, TargetScope},
 };
 
 /// How often a selected node looks for new matching pods.
@@ -183,7 +184,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     let session = Session::start(Arc::new(SystemClock))?;
     // The node's verdict is the game-day report's: --expect-* as `run` takes them, else "the
     // notice was read before the interruption".
-    super::gameday::prepare(&session, &a.verdict, &settings.scenario)?;
+    gameday::prepare(&session, &a.verdict, &settings.scenario)?;
     let _control = start_control(&a.control, &session, None).await?;
     let _metrics = match a.metrics {
         Some(addr) => {
@@ -203,10 +204,23 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    // Checked as `run --pod` checks: never the mount root, nor the pod spot-sim itself runs
+    // in (a selector that matches the game day's own DaemonSet).
+    let resolver = Resolver::new(
+        host.cgroup2.clone(),
+        host.proc.clone(),
+        NodeRoots {
+            host_root: a.host_root.clone(),
+            cgroup_root: a.cgroup_root.clone(),
+        },
+        SettingsFrom::Resolved(Box::new(settings)),
+        a.port,
+        TargetScope::WorkloadOnly,
+    );
     let mut node_run = NodeRun {
         exp: &exp,
         host: &host,
-        port: a.port,
+        resolver,
         t0,
         schedule,
         result: Arc::clone(&result),
@@ -255,13 +269,7 @@ async fn skipped(
         }
         None => None,
     };
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = int.recv() => {},
-        _ = term.recv() => {},
-    }
+    wait_for_shutdown(None).await?;
     log::info!("exiting");
     Ok(ExitCode::SUCCESS)
 }
@@ -286,7 +294,8 @@ struct Attached {
 struct NodeRun<'a> {
     exp: &'a Experiment,
     host: &'a HostView,
-    port: u16,
+    /// Resolves each matching pod, by its uid, with the node's settings.
+    resolver: Resolver,
     t0: SystemTime,
     schedule: Schedule,
     result: Arc<Mutex<NodeResult>>,
@@ -347,7 +356,7 @@ impl NodeRun<'_> {
         for sel in &exp.pods {
             let running: Vec<&Pod> = all
                 .iter()
-                .filter(|p| p.cgroup.is_some() && matches(sel, p))
+                .filter(|p| p.cgroup.is_some() && sel.matches(p))
                 .collect();
             if running.is_empty() {
                 self.note_waiting(
@@ -363,8 +372,10 @@ impl NodeRun<'_> {
                 if self.attached.contains_key(&pod.uid) {
                     continue;
                 }
+                let uid = TargetKind::Pod(PodSelector::Uid(pod.uid.clone()));
                 match self
-                    .target(pod)
+                    .resolver
+                    .resolve(&uid, None)
                     .and_then(|spec| Ok(session.add_target(spec)?))
                 {
                     Ok(name) => {
@@ -396,22 +407,6 @@ impl NodeRun<'_> {
         }
     }
 
-    fn target(&self, pod: &Pod) -> Result<TargetSpec> {
-        let path = pod.cgroup.clone().context("the pod has no cgroup")?;
-        // Checked as `run --pod` checks: never the mount root, nor the pod spot-sim itself
-        // runs in (a selector that matches the game day's own DaemonSet).
-        let mut spec = cgroup_spec(
-            &self.host.cgroup2,
-            &self.host.proc,
-            &path,
-            self.exp.settings_at(self.t0),
-            self.port,
-            TargetScope::WorkloadOnly,
-        )?;
-        spec.name = pod_name(pod);
-        Ok(spec)
-    }
-
     /// Logs `message` about `key` now and then at most once a minute.
     fn note_waiting(&mut self, key: &str, message: &str) {
         let due = self
@@ -441,16 +436,5 @@ impl NodeRun<'_> {
         r.finished = finished;
         r.verdict = verdict(true, finished, &targets);
         r.targets = targets;
-    }
-}
-
-/// Whether `sel` names `pod`; a prefix may match several pods, and each is a target.
-fn matches(sel: &PodSelector, pod: &Pod) -> bool {
-    match sel {
-        PodSelector::Name { namespace, name } => pod.namespace == *namespace && pod.name == *name,
-        PodSelector::NamePrefix { namespace, prefix } => {
-            pod.namespace == *namespace && pod.name.starts_with(prefix.as_str())
-        }
-        PodSelector::Uid(uid) => pod.uid == *uid,
     }
 }

@@ -5,25 +5,28 @@
 //! [`control`] holds both ends of the control socket (answering in a running instance, asking
 //! from `status`, `trigger` and `target`).
 
+mod answers;
 mod control;
 mod exec;
 mod experiment;
 mod gameday;
-mod handler;
 mod resolve;
 mod run;
 mod serve;
+mod shutdown;
 
 use std::{ffi::OsString, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::{
     control::{self as ctl, Request},
     report::VerdictArgs,
     settings::ScenarioArgs,
+    targets::{ExecNetns, TargetKind},
 };
+use resolve::TargetArg;
 
 /// Rehearse EC2 Spot interruptions for real: processes in the chosen cgroups (a pod, a systemd
 /// unit, a command) see a simulated interruption on the instance metadata service, while
@@ -75,19 +78,11 @@ enum ExperimentAction {
     Plan(experiment::PlanArgs),
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum NetnsMode {
-    /// The command keeps spot-sim's network namespace (a real handler's normal network).
-    Current,
-    /// A fresh namespace with only loopback: nothing the command does can leave the machine.
-    New,
-}
-
 #[derive(Debug, Args)]
 struct ExecArgs {
     /// Network namespace for the command.
     #[arg(long, value_enum, default_value = "current")]
-    netns: NetnsMode,
+    netns: ExecNetns,
     /// Responder port on loopback (in the command's namespace); 0 picks a free one.
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -110,16 +105,16 @@ struct ExecArgs {
 struct RunArgs {
     /// A cgroup to target: absolute, or relative to the cgroup v2 mount. Repeatable.
     /// `PATH=SCENARIO.toml` gives this target its own scenario file.
-    #[arg(long = "cgroup", value_name = "PATH[=FILE]")]
-    cgroups: Vec<String>,
+    #[arg(long = "cgroup", value_name = "PATH[=FILE]", value_parser = TargetArg::cgroup)]
+    cgroups: Vec<TargetArg>,
     /// A pod on this node to target, as NAMESPACE/NAME. Repeatable; `NS/NAME=SCENARIO.toml`
     /// gives it its own scenario file. Every container of the pod is covered, including
     /// containers restarted later.
-    #[arg(long = "pod", value_name = "NS/NAME[=FILE]")]
-    pods: Vec<String>,
+    #[arg(long = "pod", value_name = "NS/NAME[=FILE]", value_parser = TargetArg::pod)]
+    pods: Vec<TargetArg>,
     /// A pod to target by its uid. Repeatable; `UID=SCENARIO.toml` as for --pod.
-    #[arg(long = "pod-uid", value_name = "UID[=FILE]")]
-    pod_uids: Vec<String>,
+    #[arg(long = "pod-uid", value_name = "UID[=FILE]", value_parser = TargetArg::pod_uid)]
+    pod_uids: Vec<TargetArg>,
     /// Keep following --pod/--pod-uid targets: when a pod is deleted and one is recreated under
     /// the same name, target the new one (with the same scenario, started afresh).
     #[arg(long)]
@@ -160,6 +155,17 @@ struct RunArgs {
     scenario: ScenarioArgs,
     #[command(flatten)]
     verdict: VerdictArgs,
+}
+
+impl RunArgs {
+    /// Every target given, cgroups first, each with its own scenario file if any.
+    fn targets(&self) -> impl Iterator<Item = TargetArg> + '_ {
+        self.cgroups
+            .iter()
+            .chain(&self.pods)
+            .chain(&self.pod_uids)
+            .cloned()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -229,22 +235,7 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Subcommand)]
 enum TargetAction {
     /// Start redirecting one more cgroup.
-    Add {
-        /// A cgroup, absolute or relative to the cgroup v2 mount.
-        #[arg(long, required_unless_present_any = ["pod", "pod_uid"])]
-        cgroup: Option<PathBuf>,
-        /// A pod on this node, as NAMESPACE/NAME.
-        #[arg(long, conflicts_with_all = ["cgroup", "pod_uid"])]
-        pod: Option<String>,
-        /// A pod on this node, by uid.
-        #[arg(long, conflicts_with_all = ["cgroup", "pod"])]
-        pod_uid: Option<String>,
-        /// Its own scenario file [default: the instance's scenario].
-        #[arg(long)]
-        scenario: Option<PathBuf>,
-        #[arg(long, default_value_os_t = ctl::default_run_socket())]
-        control: PathBuf,
-    },
+    Add(AddArgs),
     /// Stop redirecting a target (by the name `target list` shows).
     Remove {
         name: String,
@@ -256,6 +247,33 @@ enum TargetAction {
         #[arg(long, default_value_os_t = ctl::default_run_socket())]
         control: PathBuf,
     },
+}
+
+/// `target add`: exactly one target.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["cgroup", "pod", "pod_uid"])))]
+struct AddArgs {
+    /// A cgroup, absolute or relative to the cgroup v2 mount.
+    #[arg(long, value_parser = target_kind(TargetArg::cgroup))]
+    cgroup: Option<TargetKind>,
+    /// A pod on this node, as NAMESPACE/NAME.
+    #[arg(long, value_parser = target_kind(TargetArg::pod))]
+    pod: Option<TargetKind>,
+    /// A pod on this node, by uid.
+    #[arg(long, value_parser = target_kind(TargetArg::pod_uid))]
+    pod_uid: Option<TargetKind>,
+    /// Its own scenario file [default: the instance's scenario].
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    #[arg(long, default_value_os_t = ctl::default_run_socket())]
+    control: PathBuf,
+}
+
+/// A target named alone (its scenario file given apart, as `--scenario`).
+fn target_kind(
+    parse: fn(&str) -> Result<TargetArg, String>,
+) -> impl Fn(&str) -> Result<TargetKind, String> + Clone {
+    move |s| parse(s).map(|t| t.kind)
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default `info`.

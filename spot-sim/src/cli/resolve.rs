@@ -1,31 +1,207 @@
-//! Turning what the user names (a cgroup path, a pod selector, a scenario file) into a
-//! session's `TargetSpec`: one resolver for `run`, `--follow`, `target add` and a game day.
+//! Turning what the user names (a [`TargetKind`], and maybe its own scenario file) into a
+//! session's `TargetSpec`: the one resolver for `exec`, `run`, `--follow`, `target add` and a
+//! game day.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 
 use crate::{
     escape::{untrusted, untrusted_path},
     session::TargetSpec,
     settings::{ScenarioArgs, Settings},
-    targets::{pods, CgroupDir, HostView, NetNs, PodSelector, TargetScope},
+    targets::{pods, CgroupDir, ExecNetns, HostView, NetNs, TargetKind, TargetScope},
 };
 
+/// `--cgroup PATH[=FILE]`, `--pod NS/NAME[=FILE]`, `--pod-uid UID[=FILE]`: a target and its own
+/// scenario file, parsed when the command line is.
+#[derive(Clone, Debug)]
+pub(super) struct TargetArg {
+    pub kind: TargetKind,
+    pub scenario: Option<PathBuf>,
+}
+
+impl TargetArg {
+    pub(super) fn cgroup(arg: &str) -> Result<TargetArg, String> {
+        let (path, scenario) = split_target_arg(arg);
+        Ok(TargetArg {
+            kind: TargetKind::Cgroup(PathBuf::from(path)),
+            scenario,
+        })
+    }
+
+    pub(super) fn pod(arg: &str) -> Result<TargetArg, String> {
+        let (sel, scenario) = split_target_arg(arg);
+        let sel = sel.parse().map_err(|e: pods::PodError| e.to_string())?;
+        Ok(TargetArg {
+            kind: TargetKind::Pod(sel),
+            scenario,
+        })
+    }
+
+    pub(super) fn pod_uid(arg: &str) -> Result<TargetArg, String> {
+        let (uid, scenario) = split_target_arg(arg);
+        let sel = pods::PodSelector::uid(uid).map_err(|e| e.to_string())?;
+        Ok(TargetArg {
+            kind: TargetKind::Pod(sel),
+            scenario,
+        })
+    }
+}
+
 /// `PATH=FILE` → (PATH, Some(FILE)).
-pub(super) fn split_target_arg(arg: &str) -> (&str, Option<PathBuf>) {
+fn split_target_arg(arg: &str) -> (&str, Option<PathBuf>) {
     match arg.rsplit_once('=') {
         Some((p, f)) if !f.is_empty() => (p, Some(PathBuf::from(f))),
         _ => (arg, None),
     }
 }
 
-fn settings_for(args: &ScenarioArgs, file: Option<&Path>) -> Result<Settings> {
-    let mut args = args.clone();
-    if let Some(f) = file {
-        args.scenario = Some(f.to_path_buf());
+/// Where a target's settings come from.
+#[derive(Clone)]
+pub(super) enum SettingsFrom {
+    /// The command line's scenario flags, which a target's own file overrides.
+    Args(Box<ScenarioArgs>),
+    /// Settings already resolved (`exec`'s, checked before anything starts; a game day's).
+    Resolved(Box<Settings>),
+}
+
+/// How the node's pods are seen (`--host-root`, `--cgroup-root`): looked at afresh for each
+/// pod, so a pod that appeared since is found.
+#[derive(Clone, Debug, Default)]
+pub(super) struct NodeRoots {
+    pub host_root: Option<PathBuf>,
+    pub cgroup_root: Option<PathBuf>,
+}
+
+impl NodeRoots {
+    pub(super) fn host(&self) -> Result<HostView> {
+        Ok(HostView::detect(
+            self.host_root.as_deref(),
+            self.cgroup_root.as_deref(),
+        )?)
     }
-    Ok(args.resolve()?)
+}
+
+/// Resolves targets the way the command line asked: every target of every command goes
+/// through one of these.
+#[derive(Clone)]
+pub(super) struct Resolver {
+    /// The cgroup v2 mount and the node's `/proc` (a pod's view of the node, with a host root).
+    mount: PathBuf,
+    proc: PathBuf,
+    node: NodeRoots,
+    settings: SettingsFrom,
+    port: u16,
+    scope: TargetScope,
+}
+
+impl Resolver {
+    pub(super) fn new(
+        mount: PathBuf,
+        proc: PathBuf,
+        node: NodeRoots,
+        settings: SettingsFrom,
+        port: u16,
+        scope: TargetScope,
+    ) -> Self {
+        Self {
+            mount,
+            proc,
+            node,
+            settings,
+            port,
+            scope,
+        }
+    }
+
+    /// The target `kind` names now, with the namespace its processes use; `file` its own
+    /// scenario. A cgroup or a pod is refused if it is the mount root or (by default) holds
+    /// spot-sim or PID 1.
+    pub(super) fn resolve(&self, kind: &TargetKind, file: Option<&Path>) -> Result<TargetSpec> {
+        let settings = self.settings_for(file)?;
+        match kind {
+            TargetKind::Cgroup(path) => self.open(&self.mount, &self.proc, path, settings),
+            TargetKind::Pod(sel) => {
+                let host = self.node.host()?;
+                let pod = pods::resolve(&host, sel)?;
+                let path = pod_cgroup(&pod)?;
+                let mut spec = self.open(&host.cgroup2, &host.proc, &path, settings)?;
+                spec.name = format!("pod {}", untrusted(pod.full_name()));
+                Ok(spec)
+            }
+            // The transient cgroup spot-sim just made: empty, so nothing to check in it.
+            TargetKind::Exec { cgroup, netns } => Ok(TargetSpec {
+                name: "exec".to_string(),
+                cgroup: CgroupDir::open(&self.mount, cgroup)?,
+                netns: match netns {
+                    ExecNetns::New => NetNs::new_private()?,
+                    ExecNetns::Current => NetNs::current()?,
+                },
+                proc: self.proc.clone(),
+                settings,
+                port: self.port,
+            }),
+        }
+    }
+
+    /// The cgroup `kind` names now, without opening it: whether a followed pod came back
+    /// under a new cgroup.
+    pub(super) fn locate(&self, kind: &TargetKind) -> Result<PathBuf> {
+        match kind {
+            TargetKind::Cgroup(path) | TargetKind::Exec { cgroup: path, .. } => Ok(path.clone()),
+            TargetKind::Pod(sel) => pod_cgroup(&pods::resolve(&self.node.host()?, sel)?),
+        }
+    }
+
+    fn settings_for(&self, file: Option<&Path>) -> Result<Settings> {
+        match (&self.settings, file) {
+            (SettingsFrom::Args(args), file) => {
+                let mut args = ScenarioArgs::clone(args);
+                if let Some(f) = file {
+                    args.scenario = Some(f.to_path_buf());
+                }
+                Ok(args.resolve()?)
+            }
+            (SettingsFrom::Resolved(settings), None) => Ok(Settings::clone(settings)),
+            (SettingsFrom::Resolved(_), Some(f)) => bail!(
+                "{}: a target's own scenario file is for run and target add",
+                f.display()
+            ),
+        }
+    }
+
+    /// Any cgroup target: refused if it is the mount root or (with
+    /// [`TargetScope::WorkloadOnly`]) holds spot-sim or PID 1, with the namespace its
+    /// processes use. Named after its cgroup.
+    fn open(
+        &self,
+        mount: &Path,
+        proc: &Path,
+        path: &Path,
+        settings: Settings,
+    ) -> Result<TargetSpec> {
+        let cgroup = CgroupDir::open(mount, path)?;
+        cgroup.check_target(mount, proc, self.scope)?;
+        let netns = netns_of(&cgroup, proc)?;
+        Ok(TargetSpec {
+            name: format!("cgroup {}", relative_name(mount, cgroup.path())),
+            cgroup,
+            netns,
+            proc: proc.to_path_buf(),
+            settings,
+            port: self.port,
+        })
+    }
+}
+
+fn pod_cgroup(pod: &pods::Pod) -> Result<PathBuf> {
+    pod.cgroup.clone().ok_or_else(|| {
+        anyhow!(
+            "pod {} has no cgroup on this node (is it still running?)",
+            untrusted(pod.full_name())
+        )
+    })
 }
 
 fn relative_name(mount: &Path, path: &Path) -> String {
@@ -35,107 +211,9 @@ fn relative_name(mount: &Path, path: &Path) -> String {
         .unwrap_or_else(|_| untrusted_path(path))
 }
 
-/// Resolves target specs the way the command line asked: `run`'s own targets, `--follow`'s
-/// re-resolved pods and `target add` all go through one of these.
-#[derive(Clone)]
-pub(super) struct Resolver {
-    /// The cgroup v2 mount and the node's `/proc` (a pod's view of the node, with a host root).
-    mount: PathBuf,
-    proc: PathBuf,
-    /// The scenario flags, which a per-target file overrides.
-    args: ScenarioArgs,
-    port: u16,
-    scope: TargetScope,
-}
-
-impl Resolver {
-    pub(super) fn new(
-        mount: PathBuf,
-        proc: PathBuf,
-        args: ScenarioArgs,
-        port: u16,
-        scope: TargetScope,
-    ) -> Self {
-        Self {
-            mount,
-            proc,
-            args,
-            port,
-            scope,
-        }
-    }
-
-    /// A cgroup's target (`--cgroup PATH[=FILE]`): refused if it is the mount root or (by
-    /// default) holds spot-sim or PID 1, with the namespace its processes use.
-    pub(super) fn cgroup(&self, path: &Path, file: Option<&Path>) -> Result<TargetSpec> {
-        self.open(&self.mount, &self.proc, path, file)
-    }
-
-    /// A pod's target: its pod-level cgroup (so restarted containers stay covered) and the
-    /// network namespace its containers share. Checked as any cgroup is: a pod never
-    /// resolves to the mount root (nor, by default, to spot-sim's own cgroup).
-    pub(super) fn pod(
-        &self,
-        host: &HostView,
-        sel: &PodSelector,
-        file: Option<&Path>,
-    ) -> Result<TargetSpec> {
-        let pod = pods::resolve(host, sel)?;
-        let path = pod.cgroup.clone().ok_or_else(|| {
-            anyhow!(
-                "pod {} has no cgroup on this node (is it still running?)",
-                pod.full_name()
-            )
-        })?;
-        let mut spec = self.open(&host.cgroup2, &host.proc, &path, file)?;
-        spec.name = pod_name(&pod);
-        Ok(spec)
-    }
-
-    fn open(
-        &self,
-        mount: &Path,
-        proc: &Path,
-        path: &Path,
-        file: Option<&Path>,
-    ) -> Result<TargetSpec> {
-        let settings = settings_for(&self.args, file)?;
-        cgroup_spec(mount, proc, path, settings, self.port, self.scope)
-    }
-}
-
-/// Any target: the cgroup at `path`, refused if it is the mount root or (with
-/// [`TargetScope::WorkloadOnly`]) holds spot-sim or PID 1, with the namespace its processes
-/// use. Named after its cgroup; a pod's caller renames it.
-pub(super) fn cgroup_spec(
-    mount: &Path,
-    proc: &Path,
-    path: &Path,
-    settings: Settings,
-    port: u16,
-    scope: TargetScope,
-) -> Result<TargetSpec> {
-    let cgroup = CgroupDir::open(mount, path)?;
-    cgroup.check_target(mount, proc, scope)?;
-    let netns = netns_of(&cgroup, proc)?;
-    Ok(TargetSpec {
-        name: format!("cgroup {}", relative_name(mount, cgroup.path())),
-        cgroup,
-        netns,
-        proc: proc.to_path_buf(),
-        settings,
-        port,
-    })
-}
-
-/// A pod's target name, escaped (the name comes from the node's pod folders).
-pub(super) fn pod_name(pod: &pods::Pod) -> String {
-    format!("pod {}", untrusted(pod.full_name()))
-}
-
 /// The namespace a target's processes use: that of any process in it, else ours (an empty
 /// cgroup gets the node's namespace; processes that join later are expected to share it).
-pub(super) fn netns_of(cgroup: &CgroupDir, proc: &Path) -> Result<NetNs> {
+fn netns_of(cgroup: &CgroupDir, proc: &Path) -> Result<NetNs> {
     let ours = NetNs::current()?;
     for pid in cgroup.pids() {
         if let Ok(ns) = NetNs::of_pid(proc, pid) {

@@ -1,44 +1,38 @@
 //! `spot-sim run`: existing cgroups and pods, until SIGINT/SIGTERM (`--follow` re-targets a
 //! recreated pod).
 
-use std::{
-    path::{Path, PathBuf},
-    process::ExitCode,
-    sync::Arc,
-    time::Duration,
-};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{anyhow, bail, Result};
 
 use super::{
+    answers::{start_control, AddContext},
     gameday,
-    handler::{start_control, AddContext},
-    resolve::{split_target_arg, Resolver},
+    resolve::{NodeRoots, Resolver, SettingsFrom},
+    shutdown::wait_for_shutdown,
     RunArgs,
 };
 use crate::{
     control::metrics::MetricsServer,
     scenario::SystemClock,
     session::Session,
-    targets::{cgroup::cgroup2_mount, pods, HostView, PodError, PodSelector, TargetScope},
+    targets::{cgroup::cgroup2_mount, pods, TargetKind, TargetScope},
 };
 
 pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
-    let wants_pods = a.list_pods || !a.pods.is_empty() || !a.pod_uids.is_empty();
-    let host = if wants_pods {
-        Some(HostView::detect(
-            a.host_root.as_deref(),
-            a.cgroup_root.as_deref(),
-        )?)
-    } else {
-        None
+    let node = NodeRoots {
+        host_root: a.host_root.clone(),
+        cgroup_root: a.cgroup_root.clone(),
     };
+    let targets: Vec<_> = a.targets().collect();
+    let wants_pods = a.list_pods || targets.iter().any(|t| matches!(t.kind, TargetKind::Pod(_)));
+    let host = if wants_pods { Some(node.host()?) } else { None };
     if a.list_pods {
         let host = host.as_ref().ok_or_else(|| anyhow!("no node view"))?;
         print!("{}", pods::render_table(&pods::list_pods(host)?));
         return Ok(ExitCode::SUCCESS);
     }
-    if a.cgroups.is_empty() && !wants_pods {
+    if targets.is_empty() {
         bail!("nothing to target: give at least one --cgroup PATH, --pod NS/NAME or --pod-uid UID (see --list-pods)");
     }
     let mount = match &host {
@@ -53,34 +47,18 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     } else {
         TargetScope::WorkloadOnly
     };
-    let resolver = Resolver::new(mount, proc, a.scenario.clone(), a.port, scope);
+    let settings = SettingsFrom::Args(Box::new(a.scenario.clone()));
+    let resolver = Resolver::new(mount, proc, node, settings, a.port, scope);
     let mut specs = Vec::new();
-    for arg in &a.cgroups {
-        let (path, file) = split_target_arg(arg);
-        specs.push(resolver.cgroup(Path::new(path), file.as_deref())?);
-    }
-    let selectors = a
-        .pods
-        .iter()
-        .map(|arg| {
-            let (sel, file) = split_target_arg(arg);
-            Ok((sel.parse::<PodSelector>()?, file))
-        })
-        .chain(a.pod_uids.iter().map(|arg| {
-            let (uid, file) = split_target_arg(arg);
-            Ok((PodSelector::uid(uid)?, file))
-        }))
-        .collect::<Result<Vec<_>, PodError>>()?;
     let mut followed = Vec::new();
-    for (sel, file) in selectors {
-        let host = host.as_ref().ok_or_else(|| anyhow!("no node view"))?;
-        let spec = resolver.pod(host, &sel, file.as_deref())?;
-        if a.follow {
+    for t in targets {
+        let spec = resolver.resolve(&t.kind, t.scenario.as_deref())?;
+        if a.follow && matches!(t.kind, TargetKind::Pod(_)) {
             followed.push(Followed {
                 name: spec.name.clone(),
                 cgroup: spec.cgroup.path().to_path_buf(),
-                sel,
-                file,
+                kind: t.kind,
+                file: t.scenario,
             });
         }
         specs.push(spec);
@@ -96,8 +74,6 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     }
     let add = AddContext {
         resolver: resolver.clone(),
-        host_root: a.host_root.clone(),
-        cgroup_root: a.cgroup_root.clone(),
     };
     let _control = start_control(&a.control, &session, Some(add)).await?;
     let _metrics = match a.metrics {
@@ -110,10 +86,8 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     );
     // Housekeeping is the session's own; only `--follow` has work here on a timer.
     let refollow = |followed: &mut Vec<Followed>| {
-        if let Some(host) = &host {
-            for f in followed.iter_mut() {
-                f.refollow(&session, host, &resolver);
-            }
+        for f in followed.iter_mut() {
+            f.refollow(&session, &resolver);
         }
     };
     if followed.is_empty() {
@@ -128,56 +102,27 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// Waits for SIGINT or SIGTERM, calling `on_tick` (if any) every 0.5 s meanwhile.
-pub(super) async fn wait_for_shutdown(mut on_tick: Option<&mut dyn FnMut()>) -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            _ = int.recv() => break,
-            _ = term.recv() => break,
-            _ = tick.tick(), if on_tick.is_some() => {
-                if let Some(f) = on_tick.as_mut() {
-                    f();
-                }
-            }
-        }
-    }
-    // A second signal while we clean up exits at once.
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => {},
-            _ = term.recv() => {},
-        }
-        eprintln!("spot-sim: second signal, exiting now");
-        std::process::exit(130);
-    });
-    Ok(())
-}
-
 /// A pod target that `--follow` re-resolves once its cgroup is gone.
 struct Followed {
     name: String,
     cgroup: PathBuf,
-    sel: PodSelector,
+    kind: TargetKind,
     file: Option<PathBuf>,
 }
 
 impl Followed {
-    fn refollow(&mut self, session: &Arc<Session>, host: &HostView, resolver: &Resolver) {
+    fn refollow(&mut self, session: &Arc<Session>, resolver: &Resolver) {
         // Alive: nothing to do. Gone, or removed after a failed re-add: look for the new pod.
         if session.cgroup_alive(&self.name) == Some(true) {
             return;
         }
-        let Ok(pod) = pods::resolve(host, &self.sel) else {
+        let Ok(cgroup) = resolver.locate(&self.kind) else {
             return; // Not back yet; look again on the next tick.
         };
-        if pod.cgroup.as_ref().is_none_or(|c| *c == self.cgroup) {
+        if cgroup == self.cgroup {
             return;
         }
-        let spec = resolver.pod(host, &self.sel, self.file.as_deref());
+        let spec = resolver.resolve(&self.kind, self.file.as_deref());
         match spec {
             Ok(spec) => {
                 let (name, cgroup) = (spec.name.clone(), spec.cgroup.path().to_path_buf());

@@ -17,7 +17,7 @@ use tokio::{
     net::UnixStream,
 };
 
-use crate::session::TargetStatus;
+use crate::{session::TargetStatus, targets::TargetKind};
 
 /// Where control sockets live.
 pub const CONTROL_DIR: &str = "/run/spot-sim";
@@ -68,9 +68,8 @@ pub enum Request {
         target: Option<String>,
     },
     TargetAdd {
-        cgroup: Option<PathBuf>,
-        pod: Option<String>,
-        pod_uid: Option<String>,
+        target: TargetKind,
+        /// Its own scenario file [default: the instance's scenario].
         scenario: Option<PathBuf>,
     },
     TargetRemove {

@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod host;
+pub mod kind;
 pub mod netns;
 pub mod pods;
 pub mod process;
@@ -11,6 +12,7 @@ pub mod watch;
 
 pub use cgroup::{CgroupDir, CgroupError, TargetScope, TransientCgroup};
 pub use host::{HostError, HostView};
+pub use kind::{ExecNetns, TargetKind};
 pub use netns::{NetNs, NetNsError};
 pub use pods::{Pod, PodError, PodSelector};
 pub use watch::{CgroupChange, CgroupWatch};

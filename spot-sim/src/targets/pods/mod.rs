@@ -67,10 +67,7 @@ pub fn list_pods(host: &HostView) -> Result<Vec<Pod>, PodError> {
 /// The running pod `sel` names, with its pod cgroup.
 pub fn resolve(host: &HostView, sel: &PodSelector) -> Result<Pod, PodError> {
     match sel {
-        PodSelector::Name { namespace, name } => resolve_by_name(host, namespace, name, false),
-        PodSelector::NamePrefix { namespace, prefix } => {
-            resolve_by_name(host, namespace, prefix, true)
-        }
+        PodSelector::Name { .. } | PodSelector::NamePrefix { .. } => resolve_by_name(host, sel),
         PodSelector::Uid(uid) => {
             let uid = normalize_uid(uid);
             let cgroups = PodCgroups::scan(host)?;
@@ -100,30 +97,11 @@ pub fn resolve(host: &HostView, sel: &PodSelector) -> Result<Pod, PodError> {
     }
 }
 
-/// The one running pod in `namespace` named `stem`, or whose name starts with it.
-fn resolve_by_name(
-    host: &HostView,
-    namespace: &str,
-    stem: &str,
-    is_prefix: bool,
-) -> Result<Pod, PodError> {
-    let matches = |name: &str| {
-        if is_prefix {
-            name.starts_with(stem)
-        } else {
-            name == stem
-        }
-    };
-    let typed = if is_prefix {
-        format!("{namespace}/{stem}*")
-    } else {
-        format!("{namespace}/{stem}")
-    };
+/// The one running pod `sel` (by name or name prefix) names.
+fn resolve_by_name(host: &HostView, sel: &PodSelector) -> Result<Pod, PodError> {
+    let typed = sel.to_string();
     let pods = list_pods(host)?;
-    let known: Vec<&Pod> = pods
-        .iter()
-        .filter(|p| p.namespace == namespace && matches(&p.name))
-        .collect();
+    let known: Vec<&Pod> = pods.iter().filter(|p| sel.matches(p)).collect();
     let mut running: Vec<&Pod> = known
         .iter()
         .copied()
@@ -137,7 +115,7 @@ fn resolve_by_name(
         }),
         (0, None) => Err(PodError::UnknownPod {
             closest: closest_names(
-                &format!("{namespace}/{stem}"),
+                typed.trim_end_matches('*'),
                 pods.iter().map(|p| (p.namespace.as_str(), p.name.as_str())),
             ),
             pod: typed,

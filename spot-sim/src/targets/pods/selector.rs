@@ -3,10 +3,15 @@
 
 use std::{fmt, str::FromStr};
 
-use super::error::PodError;
+use serde::{Deserialize, Serialize};
 
-/// Which pod the user means.
-#[derive(Clone, Debug, PartialEq, Eq)]
+use super::error::PodError;
+use super::Pod;
+
+/// Which pod the user means. On the control socket it travels as the user typed it, and is
+/// checked again on arrival.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "Typed", try_from = "Typed")]
 pub enum PodSelector {
     /// `NAMESPACE/NAME`.
     Name { namespace: String, name: String },
@@ -30,6 +35,49 @@ impl PodSelector {
             });
         }
         Ok(PodSelector::Uid(normal))
+    }
+}
+
+/// A selector as typed: `NAMESPACE/NAME` (or `NAMESPACE/PREFIX*`), or a uid.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Typed {
+    Name(String),
+    Uid(String),
+}
+
+impl From<PodSelector> for Typed {
+    fn from(sel: PodSelector) -> Typed {
+        match sel {
+            PodSelector::Uid(uid) => Typed::Uid(uid),
+            by_name => Typed::Name(by_name.to_string()),
+        }
+    }
+}
+
+impl TryFrom<Typed> for PodSelector {
+    type Error = PodError;
+
+    fn try_from(typed: Typed) -> Result<Self, PodError> {
+        match typed {
+            Typed::Name(name) => name.parse(),
+            Typed::Uid(uid) => PodSelector::uid(&uid),
+        }
+    }
+}
+
+impl PodSelector {
+    /// Whether it names `pod` (a prefix may name several).
+    pub fn matches(&self, pod: &Pod) -> bool {
+        match self {
+            PodSelector::Name { namespace, name } => {
+                pod.namespace == *namespace && pod.name == *name
+            }
+            PodSelector::NamePrefix { namespace, prefix } => {
+                pod.namespace == *namespace && pod.name.starts_with(prefix.as_str())
+            }
+            PodSelector::Uid(uid) => pod.uid == *uid,
+        }
     }
 }
 

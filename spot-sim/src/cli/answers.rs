@@ -1,5 +1,5 @@
-//! A running instance's end of the control socket: its answers to `status`, `trigger`,
-//! `target add|remove` and `report` ([`SessionHandler`]). The commands that ask are in
+//! A running instance's answers on its control socket: to `status`, `trigger`,
+//! `target add|remove` and `report` ([`SessionAnswers`]). The commands that ask are in
 //! `control.rs`.
 
 use std::{
@@ -13,26 +13,23 @@ use super::resolve::Resolver;
 use crate::{
     control::{ControlServer, Handler, Reply, Request},
     session::Session,
-    targets::{HostView, PodSelector},
+    targets::TargetKind,
 };
 
 /// What `target add` needs to resolve new targets the way the command line did.
 #[derive(Clone)]
 pub(super) struct AddContext {
     pub(super) resolver: Resolver,
-    /// To look at the node's pods afresh for each `target add --pod`.
-    pub(super) host_root: Option<PathBuf>,
-    pub(super) cgroup_root: Option<PathBuf>,
 }
 
 /// The running instance's answers to control requests.
-struct SessionHandler {
+struct SessionAnswers {
     session: Arc<Session>,
     /// `None` for `exec`, which takes no new targets.
     add: Option<AddContext>,
 }
 
-impl Handler for SessionHandler {
+impl Handler for SessionAnswers {
     fn handle(&self, req: Request) -> Reply {
         match req {
             Request::Status => Reply::Status {
@@ -45,12 +42,7 @@ impl Handler for SessionHandler {
                 },
                 Err(message) => Reply::Error { message },
             },
-            Request::TargetAdd {
-                cgroup,
-                pod,
-                pod_uid,
-                scenario,
-            } => match self.add_target(cgroup, pod, pod_uid, scenario) {
+            Request::TargetAdd { target, scenario } => match self.add_target(&target, scenario) {
                 Ok(name) => Reply::Done {
                     message: format!("added {name}"),
                 },
@@ -74,32 +66,20 @@ impl Handler for SessionHandler {
     }
 }
 
-impl SessionHandler {
-    fn add_target(
-        &self,
-        cgroup: Option<PathBuf>,
-        pod: Option<String>,
-        pod_uid: Option<String>,
-        scenario: Option<PathBuf>,
-    ) -> Result<String> {
+impl SessionAnswers {
+    fn add_target(&self, target: &TargetKind, scenario: Option<PathBuf>) -> Result<String> {
         let ctx = self
             .add
             .as_ref()
             .ok_or_else(|| anyhow!("this instance (spot-sim exec) takes no new targets"))?;
-        let file = scenario.as_deref();
-        let spec = match (cgroup, pod, pod_uid) {
-            (Some(path), None, None) => ctx.resolver.cgroup(&path, file)?,
-            (None, pod, uid) if pod.is_some() != uid.is_some() => {
-                let host = HostView::detect(ctx.host_root.as_deref(), ctx.cgroup_root.as_deref())?;
-                let sel = match (pod, uid) {
-                    (Some(p), _) => p.parse::<PodSelector>()?,
-                    (_, Some(u)) => PodSelector::uid(&u)?,
-                    _ => unreachable!("one of the two is set"),
-                };
-                ctx.resolver.pod(&host, &sel, file)?
+        match target {
+            TargetKind::Cgroup(_) | TargetKind::Pod(_) => {}
+            // Made by `spot-sim exec` for its own command, never named from outside.
+            TargetKind::Exec { .. } => {
+                bail!("an exec target is made by spot-sim exec; add a --cgroup or a --pod")
             }
-            _ => bail!("give exactly one of --cgroup PATH, --pod NS/NAME or --pod-uid UID"),
-        };
+        }
+        let spec = ctx.resolver.resolve(target, scenario.as_deref())?;
         Ok(self.session.add_target(spec)?)
     }
 }
@@ -109,7 +89,7 @@ pub(super) async fn start_control(
     session: &Arc<Session>,
     add: Option<AddContext>,
 ) -> Result<ControlServer> {
-    let handler = Arc::new(SessionHandler {
+    let handler = Arc::new(SessionAnswers {
         session: Arc::clone(session),
         add,
     });

@@ -18,7 +18,7 @@ use super::stats::{Counters, ResponderStats};
 use super::tokens::{TokenStore, MAX_TOKEN_TTL};
 use super::tree::{self, Node, Snapshot};
 use crate::lock::lock;
-use crate::scenario::{rfc3339, Clock, Timeline};
+use crate::scenario::{rfc3339, Clock, Moment, Published, Timeline, PUBLISHED};
 
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
@@ -39,6 +39,8 @@ pub struct Responder {
     pending_time: String,
     /// Where every answered request is journaled for the game-day report, once attached.
     journal: std::sync::OnceLock<Arc<crate::journal::Journal>>,
+    /// What the instance publishes of its timeline, and never forwards.
+    published: &'static [Published],
 }
 
 /// How the router answered, besides the response itself.
@@ -54,6 +56,17 @@ impl Responder {
         timeline: Arc<Timeline>,
         config: ImdsConfig,
         clock: Arc<dyn Clock>,
+    ) -> Arc<Responder> {
+        Self::publishing(target_name, timeline, config, clock, PUBLISHED)
+    }
+
+    /// A responder whose instance publishes its timeline as `published` says.
+    pub fn publishing(
+        target_name: String,
+        timeline: Arc<Timeline>,
+        config: ImdsConfig,
+        clock: Arc<dyn Clock>,
+        published: &'static [Published],
     ) -> Arc<Responder> {
         let upstream = config.passthrough.as_ref().map(Upstream::new);
         let connections = Arc::new(Semaphore::new(config.limits.max_connections));
@@ -75,6 +88,7 @@ impl Responder {
             connections,
             pending_time,
             journal: std::sync::OnceLock::new(),
+            published,
         })
     }
 
@@ -84,6 +98,11 @@ impl Responder {
 
     pub fn timeline(&self) -> &Arc<Timeline> {
         &self.timeline
+    }
+
+    /// What the instance publishes of its timeline: what its journal must recognise.
+    pub fn published(&self) -> &'static [Published] {
+        self.published
     }
 
     /// Journals every request from now on (once; later calls are ignored).
@@ -238,7 +257,7 @@ impl Responder {
             p,
             self.upstream.is_some(),
             self.config.allow_credentials,
-            self.timeline.published(),
+            self.published,
         );
         match (decision, &self.upstream) {
             (Decision::Forward, Some(upstream)) => forward(upstream, &p.to_path(), head).await,
@@ -307,10 +326,12 @@ impl Responder {
     fn tree(&self) -> tree::Dir {
         let snapshot = Snapshot {
             metadata: &self.config.metadata,
-            moment: self
-                .timeline
-                .moment_at(self.clock.now(), self.config.metadata.autoscaling),
-            published: self.timeline.published(),
+            moment: Moment::at(
+                &self.timeline,
+                self.clock.now(),
+                self.config.metadata.autoscaling,
+            ),
+            published: self.published,
             pending_time: &self.pending_time,
             options: &self.config.options,
         };
@@ -355,8 +376,7 @@ impl Responder {
                 return text(StatusCode::OK, ours.listing(), head);
             }
         };
-        let ours_only =
-            |name: &str| policy::simulated(self.timeline.published()).any(|s| s == name);
+        let ours_only = |name: &str| policy::simulated(self.published).any(|s| s == name);
         let mut names: std::collections::BTreeSet<String> = theirs
             .lines()
             .map(str::to_string)

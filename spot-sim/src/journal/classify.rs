@@ -8,20 +8,21 @@ use std::time::SystemTime;
 
 use super::{ms, EventRecord, Inner, OutboundRecord, ProcRecord, Reaction};
 use super::{MAX_REACTIONS, MAX_SEEN};
-use crate::scenario::{read_of, Event, Timeline};
+use crate::scenario::{read_of, Event, Published, Timeline};
 
 /// The issued events a request showed, with their issue instants: only a GET (or HEAD)
 /// answered 200 shows anything, and only at a path the timeline publishes an event at.
 /// `path` is the router's canonical path.
 pub(super) fn events_read(
     timeline: &Timeline,
+    published: &[Published],
     at: SystemTime,
     method: &str,
     path: &str,
     status: u16,
 ) -> Vec<(Event, u64)> {
     let shown = (status == 200 && method != "PUT")
-        .then(|| read_of(timeline.published(), path))
+        .then(|| read_of(published, path))
         .flatten();
     let Some(event) = shown else {
         return Vec::new();

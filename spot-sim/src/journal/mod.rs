@@ -31,7 +31,7 @@ pub use records::{
 };
 
 use crate::lock::lock;
-use crate::scenario::{Event, Timeline};
+use crate::scenario::{Event, Published, Timeline};
 
 pub const HEAD: usize = 1000;
 pub const TAIL: usize = 4000;
@@ -140,14 +140,23 @@ impl Inner {
 pub struct Journal {
     name: String,
     timeline: Arc<Timeline>,
+    /// Where the instance publishes the timeline's events: what a read of them is.
+    published: &'static [Published],
     inner: Mutex<Inner>,
 }
 
 impl Journal {
-    pub fn new(name: String, timeline: Arc<Timeline>) -> Arc<Self> {
+    /// The journal of a target whose instance publishes `timeline` as `published` says (its
+    /// responder's [`crate::imds::Responder::published`]).
+    pub fn new(
+        name: String,
+        timeline: Arc<Timeline>,
+        published: &'static [Published],
+    ) -> Arc<Self> {
         Arc::new(Self {
             name,
             timeline,
+            published,
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -182,7 +191,7 @@ impl Journal {
     ) {
         let at_ms = ms(at);
         let path: String = path.chars().take(MAX_PATH).collect();
-        let read = classify::events_read(&self.timeline, at, method, &path, status);
+        let read = classify::events_read(&self.timeline, self.published, at, method, &path, status);
         let mut inner = lock(&self.inner);
         let token_age_s = token.and_then(|t| {
             let id: String = t.chars().take(16).collect();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
-use crate::scenario::{Clock, ManualClock, Scenario, Start, Timeline};
+use crate::scenario::{Clock, ManualClock, Scenario, Start, Timeline, PUBLISHED};
 
 const ACTION: &str = "/latest/meta-data/spot/instance-action";
 
@@ -18,7 +18,7 @@ fn setup(start_in: u64, interruption_in: u64) -> (Arc<ManualClock>, Arc<Journal>
     };
     let dyn_clock: Arc<dyn Clock> = clock.clone();
     let timeline = Timeline::new(scenario, dyn_clock);
-    (clock, Journal::new("t".into(), timeline), t)
+    (clock, Journal::new("t".into(), timeline, PUBLISHED), t)
 }
 
 fn get(clock: &ManualClock, j: &Journal, path: &str, status: u16) {

@@ -4,7 +4,8 @@
 //! Everyone who needs to know reads this table: the metadata tree serves its rows
 //! (`imds/tree.rs`), the passthrough policy never forwards them (`imds/policy.rs`), the journal
 //! recognises a read of them (`journal/classify.rs`), and the report and the experiment's
-//! result name the events as [`Event`] does. A new timeline path is one row here, plus the
+//! result name the events as [`Event`] does. A responder holds the table it serves
+//! ([`PUBLISHED`] but in tests) and its journal reads the same one. A new timeline path is one row here, plus the
 //! timeline rule that issues its event.
 //!
 //! The rules are the same for every row, so they are said once:
@@ -25,7 +26,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::maintenance::{imds_json, MaintenanceView};
-use super::timeline::{rfc3339, Action, EventKind, Phase, Schedule};
+use super::timeline::{rfc3339, Action, EventKind, Phase, Schedule, Timeline};
 
 /// An event as the game-day report, the journal, the metrics and the experiment's result name
 /// it.
@@ -85,6 +86,22 @@ pub struct Moment {
     pub in_asg: bool,
     /// The group has marked the instance `Terminated`.
     pub asg_terminated: bool,
+}
+
+impl Moment {
+    /// What `timeline` shows at `now`. `in_asg`: the instance is in an Auto Scaling group.
+    pub fn at(timeline: &Timeline, now: std::time::SystemTime, in_asg: bool) -> Moment {
+        let (scheduled, history) = timeline.maintenance_at(now);
+        Moment {
+            phase: timeline.phase_at(now),
+            schedule: timeline.schedule(),
+            action: timeline.scenario().action,
+            scheduled,
+            history,
+            in_asg,
+            asg_terminated: timeline.asg_terminated_at(now),
+        }
+    }
 }
 
 /// One path the instance publishes.

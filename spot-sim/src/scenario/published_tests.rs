@@ -69,7 +69,7 @@ fn instance(table: &'static [Published], upstream: Option<std::net::SocketAddr>)
         interruption_in: Duration::from_secs(60),
         ..Scenario::default()
     };
-    let timeline = Timeline::publishing(scenario, clock.clone(), table);
+    let timeline = Timeline::new(scenario, clock.clone());
     let config = ImdsConfig {
         passthrough: upstream.map(|upstream| Passthrough {
             upstream,
@@ -77,8 +77,14 @@ fn instance(table: &'static [Published], upstream: Option<std::net::SocketAddr>)
         }),
         ..ImdsConfig::default()
     };
-    let responder = Responder::new("pod shop/a".into(), timeline.clone(), config, clock.clone());
-    let journal = Journal::new("pod shop/a".into(), timeline);
+    let responder = Responder::publishing(
+        "pod shop/a".into(),
+        timeline.clone(),
+        config,
+        clock.clone(),
+        table,
+    );
+    let journal = Journal::new("pod shop/a".into(), timeline, responder.published());
     responder.attach_journal(Arc::clone(&journal));
     Instance {
         clock,

@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::maintenance::{MaintenancePlan, MaintenanceState, MaintenanceView};
-use super::published::{Moment, Published, PUBLISHED};
 use super::{Clock, ScenarioError};
 
 /// How far ahead AWS sends the interruption notice.
@@ -274,23 +273,12 @@ pub struct Timeline {
     clock: Arc<dyn Clock>,
     /// t0, once known. A watch so servers wake up when a manual timeline is triggered.
     t0: watch::Sender<Option<SystemTime>>,
-    /// Where the instance publishes the events ([`PUBLISHED`] but in tests).
-    published: &'static [Published],
 }
 
 impl Timeline {
     /// t0 is now + `start_in` (whole seconds), or unknown until [`Timeline::trigger`] for a
     /// manual scenario.
     pub fn new(scenario: Scenario, clock: Arc<dyn Clock>) -> Arc<Timeline> {
-        Self::publishing(scenario, clock, PUBLISHED)
-    }
-
-    /// A timeline whose events the instance publishes as `published` says.
-    pub fn publishing(
-        scenario: Scenario,
-        clock: Arc<dyn Clock>,
-        published: &'static [Published],
-    ) -> Arc<Timeline> {
         let t0 = match scenario.start {
             Start::In(delay) => Some(whole_seconds(clock.now() + delay)),
             Start::At(at) => Some(whole_seconds(at)),
@@ -300,28 +288,7 @@ impl Timeline {
             scenario,
             clock,
             t0: watch::Sender::new(t0),
-            published,
         })
-    }
-
-    /// Where the instance publishes this timeline's events.
-    pub fn published(&self) -> &'static [Published] {
-        self.published
-    }
-
-    /// What the timeline shows at `now`, for the published paths' values. `in_asg`: the
-    /// instance is in an Auto Scaling group.
-    pub fn moment_at(&self, now: SystemTime, in_asg: bool) -> Moment {
-        let (scheduled, history) = self.maintenance_at(now);
-        Moment {
-            phase: self.phase_at(now),
-            schedule: self.schedule(),
-            action: self.scenario.action,
-            scheduled,
-            history,
-            in_asg,
-            asg_terminated: self.asg_terminated_at(now),
-        }
     }
 
     /// Starts the timeline now: a manual one, or one whose `--start-in` has not come yet.

@@ -97,7 +97,11 @@ impl ActiveTarget {
             spec.settings.imds.clone(),
             Arc::clone(clock),
         );
-        let journal = Journal::new(spec.name.clone(), Arc::clone(&timeline));
+        let journal = Journal::new(
+            spec.name.clone(),
+            Arc::clone(&timeline),
+            responder.published(),
+        );
         responder.attach_journal(Arc::clone(&journal));
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();

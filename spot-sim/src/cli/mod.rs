@@ -145,7 +145,7 @@ struct RunArgs {
     metrics: Option<std::net::SocketAddr>,
     /// Run this node's part of a game day: the experiment file (a ConfigMap on every node)
     /// says which nodes take part, when they start, which pods they target and what those see.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["cgroups", "pods", "pod_uids", "follow", "list_pods", "ScenarioArgs"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["cgroups", "pods", "pod_uids", "follow", "list_pods"], conflicts_with_all = ScenarioArgs::GROUPS)]
     experiment: Option<PathBuf>,
     /// This node's name, which decides whether the experiment selects it (a DaemonSet sets
     /// NODE_NAME from spec.nodeName through the downward API).

@@ -159,7 +159,7 @@ impl Resolver {
             (SettingsFrom::Args(args), file) => {
                 let mut args = ScenarioArgs::clone(args);
                 if let Some(f) = file {
-                    args.scenario = Some(f.to_path_buf());
+                    args.file.scenario = Some(f.to_path_buf());
                 }
                 Ok(args.resolve()?)
             }

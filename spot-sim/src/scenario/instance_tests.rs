@@ -225,7 +225,7 @@ fn metadata_options_are_named_as_ec2_names_them() {
     );
     assert_eq!(a.scenario.maintenance[0].issue_in, secs(30));
     assert_eq!(
-        cli(&["--imdsv2", "required"]).imdsv2,
+        cli(&["--imdsv2", "required"]).imds.http_tokens,
         Some(Imdsv2Mode::Required)
     );
 }

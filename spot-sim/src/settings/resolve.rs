@@ -1,21 +1,25 @@
-//! Resolving the scenario options (`options.rs`) and file (`file.rs`) into [`Settings`]:
-//! command line over scenario file over defaults, every value checked.
+//! The scenario file and the command line, merged (`scenario_args.rs`) and checked, resolved
+//! into [`Settings`]: the timeline's [`Scenario`], the responder's [`ImdsConfig`] and what
+//! happens at the interruption. Each value comes from its declaration (`sections.rs`): given,
+//! or its default; what is checked here is how settings go together.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::check::{invalid, MAX_DURATION};
-use super::file::ScenarioFile;
-use super::options::ScenarioArgs;
-use crate::imds::{default_hostname, Faults, ImdsConfig, Metadata, Passthrough};
+use super::maintenance::maintenance_plan;
+use super::scenario_file::{MetadataTable, ScenarioFile};
+use super::sections::{FaultsSection, ImdsSection, ScenarioSection};
+use super::values::{Dur, TimeText};
+use crate::imds::{
+    default_hostname, tag_key_problem, Faults, ImdsConfig, InstanceOptions, Metadata, Passthrough,
+};
 use crate::scenario::{Action, OnInterrupt, Scenario, ScenarioError, Start};
 
-/// Where passthrough forwards to unless told otherwise: the real IMDS.
-pub const DEFAULT_UPSTREAM: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)), 80);
-/// Bound on one upstream exchange (connect + answer).
-pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest tag value EC2 accepts.
+const MAX_TAG_VALUE: usize = 256;
 
 /// A resolved run: the timeline, the responder configuration and the interrupt action.
 #[derive(Clone, Debug)]
@@ -23,95 +27,6 @@ pub struct Settings {
     pub scenario: Scenario,
     pub imds: ImdsConfig,
     pub on_interrupt: OnInterrupt,
-}
-
-impl ScenarioArgs {
-    /// The settings for this run: command line over `--scenario` file over defaults.
-    pub fn resolve(&self) -> Result<Settings, ScenarioError> {
-        let (mut file, origin) = match &self.scenario {
-            Some(path) => (ScenarioFile::load(path)?, path.display().to_string()),
-            None => (ScenarioFile::default(), "command line".to_string()),
-        };
-        self.overlay(&mut file)?;
-        // `start-at` must lie ahead of when this spot-sim started, not of now: a target added
-        // later (`target add`, `--follow`) shares the absolute t0 even once it has passed.
-        static STARTED: std::sync::OnceLock<SystemTime> = std::sync::OnceLock::new();
-        settings_from(file, &origin, *STARTED.get_or_init(SystemTime::now))
-    }
-
-    fn overlay(&self, file: &mut ScenarioFile) -> Result<(), ScenarioError> {
-        use super::file::Dur;
-        let s = &mut file.scenario;
-        // Any start option on the command line replaces the file's choice of start.
-        if let Some(d) = self.start_in {
-            s.start_in = Some(Dur(d));
-            s.manual = None;
-            s.start_at = None;
-        }
-        if let Some(at) = &self.start_at {
-            s.start_at = Some(super::file::TimeText(at.clone()));
-            s.manual = None;
-            s.start_in = None;
-        }
-        if self.manual {
-            s.manual = Some(true);
-            s.start_in = None;
-            s.start_at = None;
-        }
-        set(&mut s.interruption_in, self.interruption_in.map(Dur));
-        set(&mut s.rebalance_lead, self.rebalance_lead.map(Dur));
-        set(&mut s.action, self.action);
-        set(&mut s.rebalance, self.no_rebalance.then_some(false));
-        set(&mut s.on_interrupt, self.on_interrupt);
-        if self.no_asg {
-            s.asg = Some(false);
-            s.asg_terminate_in = None;
-        }
-        if let Some(d) = self.asg_terminate_in {
-            s.asg_terminate_in = Some(Dur(d));
-            s.asg = None;
-        }
-
-        let i = &mut file.imds;
-        set(&mut i.http_tokens, self.imdsv2);
-        set(
-            &mut i.http_put_response_hop_limit,
-            self.http_put_response_hop_limit.map(i64::from),
-        );
-        set(&mut i.http_endpoint, self.http_endpoint);
-        set(&mut i.http_protocol_ipv6, self.http_protocol_ipv6);
-        set(&mut i.instance_metadata_tags, self.instance_metadata_tags);
-        set(&mut i.passthrough, self.passthrough.then_some(true));
-        set(
-            &mut i.passthrough_upstream,
-            self.passthrough_upstream.map(|a| a.to_string()),
-        );
-        set(
-            &mut i.allow_credentials,
-            self.allow_credentials.then_some(true),
-        );
-
-        let f = &mut file.faults;
-        set(&mut f.error_503_rate, self.fault_503_rate);
-        set(&mut f.latency, self.fault_latency.map(Dur));
-        set(&mut f.token_ttl, self.fault_token_ttl);
-
-        let m = &mut file.metadata;
-        set(&mut m.instance_id, self.instance_id.clone());
-        set(&mut m.instance_type, self.instance_type.clone());
-        if let Some(az) = &self.availability_zone {
-            m.availability_zone = Some(az.clone());
-            // The file's region belonged to the file's zone.
-            m.region = None;
-        }
-        super::instance::overlay(self, file)
-    }
-}
-
-fn set<T>(field: &mut Option<T>, cli: Option<T>) {
-    if cli.is_some() {
-        *field = cli;
-    }
 }
 
 impl Settings {
@@ -139,41 +54,51 @@ impl Default for Settings {
 }
 
 /// `now` is when the run is set up: `start-at` must come after it.
-fn settings_from(
+pub(super) fn settings_from(
     file: ScenarioFile,
     origin: &str,
     now: SystemTime,
 ) -> Result<Settings, ScenarioError> {
-    let defaults = Scenario::default();
-    let s = file.scenario;
-    for (field, value) in [
-        ("scenario.start-in", &s.start_in),
-        ("scenario.asg-terminate-in", &s.asg_terminate_in),
-        ("scenario.interruption-in", &s.interruption_in),
-        ("scenario.rebalance-lead", &s.rebalance_lead),
-        ("faults.latency", &file.faults.latency),
-        ("imds.passthrough-timeout", &file.imds.passthrough_timeout),
-    ] {
-        if let Some(d) = value.as_ref().filter(|d| d.0 > MAX_DURATION) {
-            return Err(invalid(
-                origin,
-                field,
-                format!("{:?}", humantime::format_duration(d.0).to_string()),
-                "too long",
-                "at most 366 days",
-            ));
-        }
+    file.scenario.check(origin)?;
+    file.imds.check(origin)?;
+    file.faults.check(origin)?;
+    file.metadata.known.check(origin)?;
+    let maintenance = file
+        .maintenance
+        .into_iter()
+        .enumerate()
+        .map(|(n, e)| maintenance_plan(n, e, origin))
+        .collect::<Result<_, _>>()?;
+    // `metadata.autoscaling` is the older name of `scenario.asg`.
+    let in_asg = file.scenario.asg.or(file.metadata.known.autoscaling);
+    let scenario = scenario_from(&file.scenario, in_asg, maintenance, origin, now)?;
+    let mut metadata = metadata_from(file.metadata, origin)?;
+    if let Some(asg) = file.scenario.asg {
+        metadata.autoscaling = asg;
     }
-    if file.imds.passthrough_timeout.is_some_and(|d| d.0.is_zero()) {
-        // Zero would time out every passthrough request before it is sent.
-        return Err(invalid(
-            origin,
-            "imds.passthrough-timeout",
-            "\"0s\"",
-            "every request to the real IMDS would time out at once",
-            "a positive duration like \"2s\"",
-        ));
-    }
+    Ok(Settings {
+        scenario,
+        imds: ImdsConfig {
+            imdsv2: file.imds.http_tokens(),
+            options: options(&file.imds, file.tags, origin)?,
+            faults: faults(&file.faults),
+            passthrough: passthrough(&file.imds, origin)?,
+            allow_credentials: file.imds.allow_credentials(),
+            metadata,
+            limits: Default::default(),
+        },
+        on_interrupt: file.scenario.on_interrupt(),
+    })
+}
+
+/// `[scenario]`: how the start options go together, and a notice before the end.
+fn scenario_from(
+    s: &ScenarioSection,
+    in_asg: Option<bool>,
+    maintenance: Vec<crate::scenario::MaintenancePlan>,
+    origin: &str,
+    now: SystemTime,
+) -> Result<Scenario, ScenarioError> {
     let start = match (s.manual, s.start_in) {
         (Some(true), Some(d)) => {
             return Err(invalid(
@@ -189,28 +114,19 @@ fn settings_from(
         }
         (Some(true), None) => Start::Manual,
         (_, Some(d)) => Start::In(d.0),
-        (_, None) => defaults.start,
+        (_, None) => Scenario::default().start,
     };
     let start = match &s.start_at {
-        Some(at) => super::instance::start_at(at, s.manual, s.start_in, origin, now)?,
+        Some(at) => start_at(at, s.manual, s.start_in, origin, now)?,
         None => start,
     };
-    // `metadata.autoscaling` is the older name of `scenario.asg`.
-    let in_asg = s.asg.or(file.metadata.autoscaling);
-    let asg_terminate_in = super::instance::asg(in_asg, s.asg_terminate_in, origin)?;
-    let maintenance = file
-        .maintenance
-        .into_iter()
-        .enumerate()
-        .map(|(n, e)| super::instance::maintenance_plan(n, e, origin))
-        .collect::<Result<_, _>>()?;
     let scenario = Scenario {
         start,
-        interruption_in: s.interruption_in.map_or(defaults.interruption_in, |d| d.0),
-        rebalance_lead: s.rebalance_lead.map_or(defaults.rebalance_lead, |d| d.0),
-        action: s.action.unwrap_or(defaults.action),
-        rebalance: s.rebalance.unwrap_or(defaults.rebalance),
-        asg_terminate_in,
+        interruption_in: s.interruption_in().0,
+        rebalance_lead: s.rebalance_lead().0,
+        action: s.action(),
+        rebalance: s.rebalance(),
+        asg_terminate_in: asg(in_asg, s.asg_terminate_in, origin)?,
         maintenance,
     };
     if scenario.interruption_in.is_zero() && scenario.action != Action::Hibernate {
@@ -222,82 +138,148 @@ fn settings_from(
             "a positive duration like \"5s\" or \"2m\"",
         ));
     }
+    Ok(scenario)
+}
 
-    let i = file.imds;
-    let passthrough = if i.passthrough.unwrap_or(false) {
-        let upstream = match &i.passthrough_upstream {
-            Some(a) => a.parse().map_err(|_| {
+/// `start-at`: must parse, come after `now`, and not fight another start option.
+fn start_at(
+    at: &TimeText,
+    manual: Option<bool>,
+    start_in: Option<Dur>,
+    origin: &str,
+    now: SystemTime,
+) -> Result<Start, ScenarioError> {
+    let field = "scenario.start-at";
+    let value = format!("{:?}", at.0);
+    if manual == Some(true) || start_in.is_some() {
+        return Err(invalid(
+            origin,
+            field,
+            &value,
+            "contradicts scenario.manual / scenario.start-in",
+            "one of start-at, start-in or manual = true",
+        ));
+    }
+    let parsed =
+        time::OffsetDateTime::parse(at.0.trim(), &time::format_description::well_known::Rfc3339)
+            .map_err(|_| {
                 invalid(
                     origin,
-                    "imds.passthrough-upstream",
-                    format!("{a:?}"),
-                    "not an address",
-                    "IP:port, like 169.254.169.254:80",
+                    field,
+                    &value,
+                    "not an RFC 3339 time",
+                    "a time like \"2026-11-26T09:00:00Z\" or \"2026-11-26T10:00:00+01:00\"",
                 )
-            })?,
-            None => DEFAULT_UPSTREAM,
-        };
-        Some(Passthrough {
-            upstream,
-            timeout: i
-                .passthrough_timeout
-                .map_or(DEFAULT_UPSTREAM_TIMEOUT, |d| d.0),
-        })
-    } else {
-        None
-    };
-
-    let f = file.faults;
-    let rate = f.error_503_rate.unwrap_or(0.0);
-    if !(0.0..=1.0).contains(&rate) {
+            })?;
+    let t: SystemTime = parsed.into();
+    if t <= now {
         return Err(invalid(
             origin,
-            "faults.error-503-rate",
-            rate,
-            "not a fraction",
-            "0.0 to 1.0",
+            field,
+            &value,
+            &format!("in the past (it is now {})", crate::scenario::rfc3339(now)),
+            "a time still to come",
         ));
     }
-    if f.token_ttl == Some(0) {
+    if t.duration_since(now).unwrap_or_default() > MAX_DURATION {
         return Err(invalid(
             origin,
-            "faults.token-ttl",
-            0,
-            "tokens would be expired when issued",
-            "1 or more seconds",
+            field,
+            &value,
+            "too far ahead",
+            "within 366 days",
         ));
     }
-    let faults = Faults {
-        error_503_rate: rate,
-        latency: f.latency.map_or(Duration::ZERO, |d| d.0),
-        token_ttl: f.token_ttl,
-    };
+    Ok(Start::At(t))
+}
 
-    let options = super::instance::options(&i, file.tags, origin)?;
-    let mut metadata = metadata_from(file.metadata, origin)?;
-    if let Some(asg) = s.asg {
-        metadata.autoscaling = asg;
+/// `asg` / `asg-terminate-in`: a termination needs a group.
+fn asg(
+    asg: Option<bool>,
+    terminate_in: Option<Dur>,
+    origin: &str,
+) -> Result<Option<Duration>, ScenarioError> {
+    match (asg, terminate_in) {
+        (Some(false), Some(d)) => Err(invalid(
+            origin,
+            "scenario.asg-terminate-in",
+            format!("{:?}", humantime::format_duration(d.0).to_string()),
+            "the instance is not in an Auto Scaling group (asg = false / --no-asg)",
+            "either asg = false or asg-terminate-in, not both",
+        )),
+        (_, d) => Ok(d.map(|d| d.0)),
     }
-    Ok(Settings {
-        scenario,
-        imds: ImdsConfig {
-            imdsv2: i.http_tokens.unwrap_or_default(),
-            options,
-            faults,
-            passthrough,
-            allow_credentials: i.allow_credentials.unwrap_or(false),
-            metadata,
-            limits: Default::default(),
-        },
-        on_interrupt: s.on_interrupt.unwrap_or_default(),
+}
+
+/// `[imds]` options and `[tags]`.
+fn options(
+    i: &ImdsSection,
+    tags: BTreeMap<String, String>,
+    origin: &str,
+) -> Result<InstanceOptions, ScenarioError> {
+    for (key, value) in &tags {
+        if let Some(problem) = tag_key_problem(key) {
+            return Err(invalid(
+                origin,
+                "tags",
+                format!("{key:?}"),
+                &format!("tag key {problem}"),
+                "1 to 128 bytes of letters, digits and + - = . , _ : @ (no `/` or spaces)",
+            ));
+        }
+        if value.chars().count() > MAX_TAG_VALUE {
+            return Err(invalid(
+                origin,
+                &format!("tags.{key}"),
+                format!("{} characters", value.chars().count()),
+                "tag value too long",
+                "at most 256 characters",
+            ));
+        }
+    }
+    Ok(InstanceOptions {
+        // Checked: 1 to 64.
+        hop_limit: u8::try_from(i.http_put_response_hop_limit()).unwrap_or(u8::MAX),
+        http_endpoint: i.http_endpoint(),
+        http_protocol_ipv6: i.http_protocol_ipv6(),
+        instance_metadata_tags: i.instance_metadata_tags(),
+        tags,
     })
 }
 
-fn metadata_from(m: super::file::MetadataSection, origin: &str) -> Result<Metadata, ScenarioError> {
-    let d = Metadata::default();
-    let availability_zone = m.availability_zone.unwrap_or(d.availability_zone);
-    let region = match m.region {
-        Some(r) => r,
+/// `passthrough`, where to and within how long.
+fn passthrough(i: &ImdsSection, origin: &str) -> Result<Option<Passthrough>, ScenarioError> {
+    if !i.passthrough() {
+        return Ok(None);
+    }
+    let upstream = i.passthrough_upstream();
+    Ok(Some(Passthrough {
+        upstream: upstream.parse().map_err(|_| {
+            invalid(
+                origin,
+                "imds.passthrough-upstream",
+                format!("{upstream:?}"),
+                "not an address",
+                "IP:port, like 169.254.169.254:80",
+            )
+        })?,
+        timeout: i.passthrough_timeout().0,
+    }))
+}
+
+fn faults(f: &FaultsSection) -> Faults {
+    Faults {
+        error_503_rate: f.error_503_rate(),
+        latency: f.latency().0,
+        token_ttl: f.token_ttl,
+    }
+}
+
+fn metadata_from(table: MetadataTable, origin: &str) -> Result<Metadata, ScenarioError> {
+    let m = table.known;
+    let availability_zone = m.availability_zone();
+    let region = match &m.region {
+        Some(r) => r.clone(),
         None => region_of(&availability_zone).ok_or_else(|| {
             invalid(
                 origin,
@@ -308,7 +290,7 @@ fn metadata_from(m: super::file::MetadataSection, origin: &str) -> Result<Metada
             )
         })?,
     };
-    let local_ipv4 = m.local_ipv4.unwrap_or(d.local_ipv4);
+    let local_ipv4 = m.local_ipv4();
     if local_ipv4.parse::<Ipv4Addr>().is_err() {
         return Err(invalid(
             origin,
@@ -320,25 +302,24 @@ fn metadata_from(m: super::file::MetadataSection, origin: &str) -> Result<Metada
     }
     let hostname = m
         .hostname
+        .clone()
         .unwrap_or_else(|| default_hostname(&local_ipv4, &region));
-    let local_hostname = m.local_hostname.unwrap_or_else(|| hostname.clone());
-    let values = catalogue_values(m.more, origin)?;
-    let user_data = user_data(m.user_data, m.user_data_file, origin)?;
+    let local_hostname = m.local_hostname.clone().unwrap_or_else(|| hostname.clone());
     Ok(Metadata {
-        instance_id: m.instance_id.unwrap_or(d.instance_id),
-        instance_type: m.instance_type.unwrap_or(d.instance_type),
-        ami_id: m.ami_id.unwrap_or(d.ami_id),
+        instance_id: m.instance_id(),
+        instance_type: m.instance_type(),
+        ami_id: m.ami_id(),
         hostname,
         local_hostname,
         local_ipv4,
-        mac: m.mac.unwrap_or(d.mac),
+        mac: m.mac(),
         availability_zone,
         region,
-        account_id: m.account_id.unwrap_or(d.account_id),
-        architecture: m.architecture.unwrap_or(d.architecture),
-        autoscaling: m.autoscaling.unwrap_or(d.autoscaling),
-        values,
-        user_data,
+        account_id: m.account_id(),
+        architecture: m.architecture(),
+        autoscaling: m.autoscaling(),
+        values: catalogue_values(table.more, origin)?,
+        user_data: user_data(m.user_data, m.user_data_file, origin)?,
     })
 }
 

@@ -1,15 +1,17 @@
 //! The scenario file (TOML): its sections and fields as written on disk, and how a parse error
 //! becomes a one-line message naming the file, the line, the field and the allowed values.
 //!
-//! Field names are the long option names (`interruption-in`), so one name works in both places.
+//! Keys are the long option names (`interruption-in`), so one name works in both places: both
+//! come from one declaration (`sections.rs`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use crate::imds::{Imdsv2Mode, Toggle};
-use crate::scenario::{Action, OnInterrupt, ScenarioError, MAX_SCENARIO_BYTES};
+use super::sections::{FaultsSection, ImdsSection, MetadataSection, ScenarioSection};
+use super::values::Dur;
+use crate::scenario::{ScenarioError, MAX_SCENARIO_BYTES};
 
 /// A whole scenario file; every field optional so the command line and defaults can fill gaps.
 #[derive(Debug, Default, Deserialize)]
@@ -22,81 +24,25 @@ pub(crate) struct ScenarioFile {
     #[serde(default)]
     pub faults: FaultsSection,
     #[serde(default)]
-    pub metadata: MetadataSection,
+    pub metadata: MetadataTable,
     /// `[[maintenance]]` tables, one per scheduled event.
     #[serde(default)]
     pub maintenance: Vec<MaintenanceSection>,
     /// `[tags]`: the instance's tags, shown under `meta-data/tags/instance/` when
     /// `instance-metadata-tags = "enabled"`.
     #[serde(default)]
-    pub tags: std::collections::BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct ScenarioSection {
-    pub start_in: Option<Dur>,
-    pub manual: Option<bool>,
-    pub interruption_in: Option<Dur>,
-    pub rebalance_lead: Option<Dur>,
-    pub action: Option<Action>,
-    pub rebalance: Option<bool>,
-    pub on_interrupt: Option<OnInterrupt>,
-    /// t0 at a wall-clock instant: an RFC 3339 string or a TOML date-time.
-    pub start_at: Option<TimeText>,
-    /// Whether the instance is in an Auto Scaling group (`autoscaling/` exists).
-    pub asg: Option<bool>,
-    pub asg_terminate_in: Option<Dur>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct ImdsSection {
-    /// HttpTokens; `imdsv2` is the older name.
-    #[serde(alias = "imdsv2")]
-    pub http_tokens: Option<Imdsv2Mode>,
-    pub http_put_response_hop_limit: Option<i64>,
-    pub http_endpoint: Option<Toggle>,
-    pub http_protocol_ipv6: Option<Toggle>,
-    pub instance_metadata_tags: Option<Toggle>,
-    pub passthrough: Option<bool>,
-    pub passthrough_upstream: Option<String>,
-    pub passthrough_timeout: Option<Dur>,
-    pub allow_credentials: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct FaultsSection {
-    pub error_503_rate: Option<f64>,
-    pub latency: Option<Dur>,
-    pub token_ttl: Option<u64>,
-}
-
-/// `[metadata]`: the typed fields below, plus any key of the IMDS catalogue (imds/catalogue.rs)
+/// `[metadata]`: the declared fields, plus any key of the IMDS catalogue (imds/catalogue.rs)
 /// in `more`, checked against the catalogue when settings are built (serde cannot deny unknown
 /// fields next to a flattened map).
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) struct MetadataSection {
-    pub instance_id: Option<String>,
-    pub instance_type: Option<String>,
-    pub ami_id: Option<String>,
-    pub hostname: Option<String>,
-    pub local_hostname: Option<String>,
-    pub local_ipv4: Option<String>,
-    pub mac: Option<String>,
-    pub availability_zone: Option<String>,
-    pub region: Option<String>,
-    pub account_id: Option<String>,
-    pub architecture: Option<String>,
-    pub autoscaling: Option<bool>,
-    /// `user-data`, inline.
-    pub user_data: Option<String>,
-    /// `user-data` read from this file (relative to the scenario file).
-    pub user_data_file: Option<std::path::PathBuf>,
+pub(crate) struct MetadataTable {
     #[serde(flatten)]
-    pub more: std::collections::BTreeMap<String, toml::Value>,
+    pub known: MetadataSection,
+    #[serde(flatten)]
+    pub more: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,46 +77,6 @@ pub(crate) struct MaintenanceSection {
     pub cancel_in: Option<Dur>,
     #[serde(default)]
     pub complete_in: Option<Dur>,
-}
-
-/// A date-time written as a string or as a bare TOML date-time; kept as text to parse later,
-/// so the error can name the field.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct TimeText(pub String);
-
-impl<'de> Deserialize<'de> for TimeText {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Text(String),
-            Toml(toml::value::Datetime),
-        }
-        Ok(TimeText(match Either::deserialize(d)? {
-            Either::Text(s) => s,
-            Either::Toml(t) => t.to_string(),
-        }))
-    }
-}
-
-/// A duration written the humantime way: "90s", "2m", "1h 30m".
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Dur(pub Duration);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s)
-            .map(Dur)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// Parses "90s", "2m", "1h 30m"; the error says how to write one.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| {
-        format!("invalid duration `{s}` ({e}); write it like \"90s\", \"2m\" or \"1h 30m\"")
-    })
 }
 
 impl ScenarioFile {

@@ -1,5 +1,5 @@
 //! The commands that ask a running instance over its control socket: `status`, `trigger`,
-//! `target` and `report` (the instance's answers are in `handler.rs`).
+//! `target` and `report` (the instance's answers are in `answers.rs`).
 
 use std::{process::ExitCode, time::Duration};
 

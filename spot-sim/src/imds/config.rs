@@ -132,5 +132,5 @@ pub struct ImdsConfig {
     pub metadata: Metadata,
     pub limits: Limits,
     /// HttpEndpoint, hop limit, IPv6 endpoint, tags.
-    pub options: super::options::InstanceOptions,
+    pub options: super::metadata_options::InstanceOptions,
 }

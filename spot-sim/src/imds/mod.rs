@@ -5,8 +5,8 @@ mod catalogue;
 mod config;
 mod guarded_io;
 mod identity;
-mod instance;
-mod options;
+mod metadata_options;
+mod option_effects;
 mod passthrough;
 mod path;
 mod policy;
@@ -17,7 +17,7 @@ mod tokens;
 mod tree;
 
 #[cfg(test)]
-mod instance_tests;
+mod option_effects_tests;
 #[cfg(test)]
 mod surface_tests;
 #[cfg(test)]
@@ -27,7 +27,9 @@ use std::net::SocketAddr;
 
 pub(crate) use catalogue::free_keys as metadata_keys;
 pub use config::{default_hostname, Faults, ImdsConfig, Imdsv2Mode, Limits, Metadata, Passthrough};
-pub use options::{tag_key_problem, InstanceOptions, Toggle, DEFAULT_HOP_LIMIT, MAX_HOP_LIMIT};
+pub use metadata_options::{
+    tag_key_problem, InstanceOptions, Toggle, DEFAULT_HOP_LIMIT, MAX_HOP_LIMIT,
+};
 pub use router::Responder;
 pub use server::{bind_standalone, serve_standalone, ServeEnd};
 pub use stats::ResponderStats;

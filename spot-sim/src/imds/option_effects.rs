@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hyper::{Method, Request};
 
-use super::options::Toggle;
+use super::metadata_options::Toggle;
 use super::router::Responder;
 use crate::lock::lock;
 

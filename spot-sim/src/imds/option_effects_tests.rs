@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http_body_util::BodyExt;
 use hyper::{Method, Request, StatusCode};
 
-use super::instance::Origin;
+use super::option_effects::Origin;
 use super::*;
 use crate::scenario::{ManualClock, Timeline};
 use crate::settings::Settings;
@@ -228,10 +228,13 @@ fn accepted() -> (
 #[test]
 fn a_connection_in_our_namespace_from_our_address_is_the_node() {
     let (s, peer, _c) = accepted();
-    assert_eq!(super::instance::origin_of(&s, peer), Origin::Node);
+    assert_eq!(super::option_effects::origin_of(&s, peer), Origin::Node);
     // A peer address that is none of ours (TEST-NET-1) came over a bridge: one hop further.
     let far: std::net::SocketAddr = "192.0.2.1:40000".parse().expect("addr");
-    assert_eq!(super::instance::origin_of(&s, far), Origin::OtherNetns);
+    assert_eq!(
+        super::option_effects::origin_of(&s, far),
+        Origin::OtherNetns
+    );
 }
 
 #[test]
@@ -246,5 +249,8 @@ fn a_connection_inside_another_namespace_is_one_hop_further() {
     }
     let ns = crate::targets::NetNs::new_private().expect("private netns");
     let (s, peer, _c) = ns.run(accepted).expect("run in netns");
-    assert_eq!(super::instance::origin_of(&s, peer), Origin::OtherNetns);
+    assert_eq!(
+        super::option_effects::origin_of(&s, peer),
+        Origin::OtherNetns
+    );
 }

@@ -152,9 +152,9 @@ impl Responder {
         let limits = self.config.limits.clone();
         // Only a hop limit of 1 needs to know; no syscalls on the common path.
         let origin = if self.config.options.hop_limit <= 1 {
-            super::instance::origin_of(&stream, peer)
+            super::option_effects::origin_of(&stream, peer)
         } else {
-            super::instance::Origin::Node
+            super::option_effects::Origin::Node
         };
         // Bytes moving either way, or a request being answered, keep a connection alive;
         // nothing else does (a client that pipelines and never reads makes no progress).

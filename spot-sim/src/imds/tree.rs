@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::config::Metadata;
-use super::options::InstanceOptions;
+use super::metadata_options::InstanceOptions;
 use super::{catalogue, identity};
 use crate::scenario::{Moment, Published};
 

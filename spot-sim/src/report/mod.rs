@@ -2,17 +2,17 @@
 //! first read each event, what it did next) and a verdict against the user's expectations;
 //! written as JSON, as an HTML page with an SVG timeline per target, or as the SVG alone.
 
-mod args;
 mod html;
 mod judge;
+mod verdict_args;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use args::{ReportFormat, VerdictArgs};
 pub use judge::judge;
+pub use verdict_args::{ReportFormat, VerdictArgs};
 
 use crate::journal::{JournalSnapshot, TokenUse};
 use crate::scenario::{rfc3339, Event};

@@ -9,6 +9,7 @@ use super::{ReportArgs, StatusArgs, TargetAction};
 use crate::{
     control::{self as ctl, Reply, Request},
     escape::{untrusted, untrusted_path},
+    session::TargetStatus,
 };
 
 pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
@@ -63,72 +64,77 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
     }
     for (path, pid, targets) in all {
         println!("spot-sim pid {pid} (control {})", path.display());
-        for t in targets {
-            let gone = if t.cgroup_exists {
-                ""
-            } else {
-                "  [cgroup GONE]"
-            };
-            // What an instance reports about its targets is escaped again here: this client
-            // may talk to an older spot-sim that did not.
-            println!("  {}{gone}", untrusted(&t.name));
-            // A `serve` has no cgroup: whoever reaches its address is served.
-            if !t.cgroup.as_os_str().is_empty() {
-                println!(
-                    "    cgroup:    {} (id {})",
-                    untrusted_path(&t.cgroup),
-                    t.cgroup_id
-                );
-            }
-            println!(
-                "    responder: {} in net:[{}]",
-                t.listen.join(", "),
-                t.netns
-            );
-            for line in t.timeline_text.lines() {
-                println!("    {}", untrusted(line));
-            }
-            let r = &t.responder;
-            let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-            let last = r
-                .get("last_request_at")
-                .and_then(|v| v.as_str())
-                .unwrap_or("never");
-            println!(
-                "    traffic:   {} redirects, {} requests (IMDSv1 {}, IMDSv2 {}), {} tokens, last poll {last}",
-                t.redirects,
-                n("requests_total"),
-                n("imds_v1_requests"),
-                n("imds_v2_requests"),
-                n("tokens_issued"),
-            );
-            if let Some(options) = r.get("options").and_then(|o| o.as_object()) {
-                let list: Vec<String> = options
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect();
-                println!("    options:   {}", list.join(" "));
-            }
-            if n("token_puts_unanswered") > 0 {
-                println!(
-                    "    unanswered: {} token PUTs (hop limit 1, client in another network namespace)",
-                    n("token_puts_unanswered")
-                );
-            }
-            for w in r
-                .get("warnings")
-                .and_then(|w| w.as_array())
-                .into_iter()
-                .flatten()
-            {
-                println!(
-                    "    WARNING:   {}",
-                    untrusted(w.as_str().unwrap_or_default())
-                );
-            }
+        for t in &targets {
+            print_target(t);
         }
     }
     Ok(code)
+}
+
+/// One target as `status` shows it.
+fn print_target(t: &TargetStatus) {
+    let gone = if t.cgroup_exists {
+        ""
+    } else {
+        "  [cgroup GONE]"
+    };
+    // What an instance reports about its targets is escaped again here: this client
+    // may talk to an older spot-sim that did not.
+    println!("  {}{gone}", untrusted(&t.name));
+    // A `serve` has no cgroup: whoever reaches its address is served.
+    if !t.cgroup.as_os_str().is_empty() {
+        println!(
+            "    cgroup:    {} (id {})",
+            untrusted_path(&t.cgroup),
+            t.cgroup_id
+        );
+    }
+    println!(
+        "    responder: {} in net:[{}]",
+        t.listen.join(", "),
+        t.netns
+    );
+    for line in t.timeline_text.lines() {
+        println!("    {}", untrusted(line));
+    }
+    let r = &t.responder;
+    let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let last = r
+        .get("last_request_at")
+        .and_then(|v| v.as_str())
+        .unwrap_or("never");
+    println!(
+        "    traffic:   {} redirects, {} requests (IMDSv1 {}, IMDSv2 {}), {} tokens, last poll {last}",
+        t.redirects,
+        n("requests_total"),
+        n("imds_v1_requests"),
+        n("imds_v2_requests"),
+        n("tokens_issued"),
+    );
+    if let Some(options) = r.get("options").and_then(|o| o.as_object()) {
+        let list: Vec<String> = options
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        println!("    options:   {}", list.join(" "));
+    }
+    if n("token_puts_unanswered") > 0 {
+        println!(
+            "    unanswered: {} token PUTs (hop limit 1, client in another network namespace)",
+            n("token_puts_unanswered")
+        );
+    }
+    for w in r
+        .get("warnings")
+        .and_then(|w| w.as_array())
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "    WARNING:   {}",
+            untrusted(w.as_str().unwrap_or_default())
+        );
+    }
 }
 
 /// Runs every future to its end, concurrently.

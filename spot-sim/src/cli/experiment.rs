@@ -155,53 +155,15 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     // The node's pods must be readable now: a wrong --host-root should fail here, not be
     // reported as "no matching pod yet" forever.
     pods::list_pods(&host)?;
-    {
-        let mut r = lock(&result);
-        r.selected = true;
-        r.start_at = Some(rfc3339(t0));
-        r.start_unix = t0
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_secs());
-        r.verdict = verdict(true, false, &[]);
-    }
-    let selectors: Vec<String> = exp.pods.iter().map(|p| p.to_string()).collect();
-    match now.duration_since(t0) {
-        Ok(late) => log::warn!(
-            "experiment {}: node {node} is selected, but its start-at {} was {} ago; joining the timeline where it stands (the same instants as every other node), not starting it over",
-            exp.name,
-            rfc3339(t0),
-            humantime::format_duration(Duration::from_secs(late.as_secs()))
-        ),
-        Err(e) => log::info!(
-            "experiment {}: node {node} is selected; its timeline starts at {} (in {}); targeting pods matching {}",
-            exp.name,
-            rfc3339(t0),
-            humantime::format_duration(Duration::from_secs(e.duration().as_secs())),
-            selectors.join(", ")
-        ),
-    }
+    lock(&result).select(t0);
+    announce(&exp, &node, t0, now);
     let session = Session::start(Arc::new(SystemClock))?;
     // The node's verdict is the game-day report's: --expect-* as `run` takes them, else "the
     // notice was read before the interruption".
     gameday::prepare(&session, &a.verdict, &settings.scenario)?;
     let _control = start_control(&a.control, &session, None).await?;
     let _metrics = match a.metrics {
-        Some(addr) => {
-            let weak = Arc::downgrade(&session);
-            let r = Arc::clone(&result);
-            Some(
-                MetricsServer::start_with(addr, move || {
-                    let mut body = weak
-                        .upgrade()
-                        .map(|s| session_metrics(&s))
-                        .unwrap_or_default();
-                    body.push_str(&lock(&r).metrics());
-                    body
-                })
-                .await?,
-            )
-        }
+        Some(addr) => Some(node_metrics(addr, &session, &result).await?),
         None => None,
     };
     // Checked as `run --pod` checks: never the mount root, nor the pod spot-sim itself runs
@@ -242,6 +204,48 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     session.shutdown();
     log::info!("detached; exiting");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says that this node takes part, and whether it joins a timeline already started.
+fn announce(exp: &Experiment, node: &str, t0: SystemTime, now: SystemTime) {
+    match now.duration_since(t0) {
+        Ok(late) => log::warn!(
+            "experiment {}: node {node} is selected, but its start-at {} was {} ago; joining the timeline where it stands (the same instants as every other node), not starting it over",
+            exp.name,
+            rfc3339(t0),
+            humantime::format_duration(Duration::from_secs(late.as_secs()))
+        ),
+        Err(e) => log::info!(
+            "experiment {}: node {node} is selected; its timeline starts at {} (in {}); targeting pods matching {}",
+            exp.name,
+            rfc3339(t0),
+            humantime::format_duration(Duration::from_secs(e.duration().as_secs())),
+            exp.pods
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The session's series and the node's result, on each scrape.
+async fn node_metrics(
+    addr: std::net::SocketAddr,
+    session: &Arc<Session>,
+    result: &Arc<Mutex<NodeResult>>,
+) -> Result<MetricsServer> {
+    let weak = Arc::downgrade(session);
+    let r = Arc::clone(result);
+    Ok(MetricsServer::start_with(addr, move || {
+        let mut body = weak
+            .upgrade()
+            .map(|s| session_metrics(&s))
+            .unwrap_or_default();
+        body.push_str(&lock(&r).metrics());
+        body
+    })
+    .await?)
 }
 
 /// A node the experiment does not select: say so, report it, attach nothing, and stay up (a

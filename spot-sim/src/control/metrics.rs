@@ -151,33 +151,7 @@ pub fn render(targets: &[TargetStatus]) -> String {
             .map(|t| format!("{{target=\"{}\"}} {}", label(&t.name), t.redirects))
             .collect(),
     );
-    let mut requests = Vec::new();
-    let mut tokens = Vec::new();
-    let mut versions = Vec::new();
-    for t in targets {
-        let name = label(&t.name);
-        if let Some(by_path) = t.responder.get("by_path").and_then(|v| v.as_object()) {
-            for (path, statuses) in by_path {
-                for (status, n) in statuses.as_object().into_iter().flatten() {
-                    requests.push(format!(
-                        "{{target=\"{name}\",path=\"{}\",status=\"{status}\"}} {}",
-                        label(path),
-                        n.as_u64().unwrap_or(0)
-                    ));
-                }
-            }
-        }
-        let get = |k: &str| t.responder.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-        tokens.push(format!("{{target=\"{name}\"}} {}", get("tokens_issued")));
-        versions.push(format!(
-            "{{target=\"{name}\",version=\"v1\"}} {}",
-            get("imds_v1_requests")
-        ));
-        versions.push(format!(
-            "{{target=\"{name}\",version=\"v2\"}} {}",
-            get("imds_v2_requests")
-        ));
-    }
+    let (requests, versions, tokens) = request_lines(targets);
     family(
         "spot_sim_requests_total",
         "counter",
@@ -196,26 +170,11 @@ pub fn render(targets: &[TargetStatus]) -> String {
         "IMDSv2 session tokens issued.",
         tokens,
     );
-    let mut phases = Vec::new();
-    for t in targets {
-        let current = t
-            .timeline
-            .get("phase")
-            .and_then(|p| p.as_str())
-            .unwrap_or("");
-        for phase in ["waiting", "rebalance", "notice", "interrupted"] {
-            phases.push(format!(
-                "{{target=\"{}\",phase=\"{phase}\"}} {}",
-                label(&t.name),
-                u8::from(current == phase)
-            ));
-        }
-    }
     family(
         "spot_sim_scenario_phase",
         "gauge",
         "1 for the phase each target's scenario is in.",
-        phases,
+        phase_lines(targets),
     );
     family(
         "spot_sim_imds_option",
@@ -241,6 +200,58 @@ pub fn render(targets: &[TargetStatus]) -> String {
         unanswered,
     );
     out
+}
+
+/// Requests by path and status, by IMDS version, and tokens issued, per target.
+fn request_lines(targets: &[TargetStatus]) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut requests = Vec::new();
+    let mut versions = Vec::new();
+    let mut tokens = Vec::new();
+    for t in targets {
+        let name = label(&t.name);
+        if let Some(by_path) = t.responder.get("by_path").and_then(|v| v.as_object()) {
+            for (path, statuses) in by_path {
+                for (status, n) in statuses.as_object().into_iter().flatten() {
+                    requests.push(format!(
+                        "{{target=\"{name}\",path=\"{}\",status=\"{status}\"}} {}",
+                        label(path),
+                        n.as_u64().unwrap_or(0)
+                    ));
+                }
+            }
+        }
+        let get = |k: &str| t.responder.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        tokens.push(format!("{{target=\"{name}\"}} {}", get("tokens_issued")));
+        versions.push(format!(
+            "{{target=\"{name}\",version=\"v1\"}} {}",
+            get("imds_v1_requests")
+        ));
+        versions.push(format!(
+            "{{target=\"{name}\",version=\"v2\"}} {}",
+            get("imds_v2_requests")
+        ));
+    }
+    (requests, versions, tokens)
+}
+
+/// 1 for the phase each target is in, 0 for the others.
+fn phase_lines(targets: &[TargetStatus]) -> Vec<String> {
+    let mut phases = Vec::new();
+    for t in targets {
+        let current = t
+            .timeline
+            .get("phase")
+            .and_then(|p| p.as_str())
+            .unwrap_or("");
+        for phase in ["waiting", "rebalance", "notice", "interrupted"] {
+            phases.push(format!(
+                "{{target=\"{}\",phase=\"{phase}\"}} {}",
+                label(&t.name),
+                u8::from(current == phase)
+            ));
+        }
+    }
+    phases
 }
 
 fn option_lines(targets: &[TargetStatus]) -> Vec<String> {

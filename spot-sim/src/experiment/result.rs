@@ -108,6 +108,17 @@ pub struct NodeResult {
 }
 
 impl NodeResult {
+    /// The experiment selects this node, its timeline starting at `t0`.
+    pub fn select(&mut self, t0: std::time::SystemTime) {
+        self.selected = true;
+        self.start_at = Some(crate::scenario::rfc3339(t0));
+        self.start_unix = t0
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs());
+        self.verdict = verdict(true, false, &[]);
+    }
+
     /// The JSON log line (no newline); `spot_sim` tags it for log queries.
     pub fn json_line(&self) -> String {
         let mut v = serde_json::to_value(self).unwrap_or_default();

@@ -26,17 +26,6 @@ fn said(s: f64) -> String {
 /// Findings and verdict for one target.
 pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
     let now = s.now_ms;
-    let events: Vec<EventReport> = s
-        .events
-        .iter()
-        .map(|e| EventReport {
-            kind: e.kind,
-            issued_at: at(e.issued_ms),
-            pending: e.issued_ms > now,
-            first_read_at: e.first_read_ms.map(at),
-            detection_latency_s: e.first_read_ms.map(|r| secs(r.saturating_sub(e.issued_ms))),
-        })
-        .collect();
     let detected_ms = s.events.iter().filter_map(|e| e.first_read_ms).min();
     // Reactions count from the notice's detection when it was read, else the first read of
     // anything (a handler may drain on the rebalance recommendation).
@@ -78,32 +67,13 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
     let all_before = s
         .interruption_ms
         .map(|i| detected_ms.is_some_and(|d| d < i) && s.reactions.iter().all(|r| r.at_ms < i));
-    let p = &s.polls;
-    let recovery = (s.unauthorized.count > 0).then(|| match s.unauthorized.recovered_ms {
-        Some(r) if s.unauthorized.fetched_token => {
-            format!("recovered at {} by fetching a new token", clock(&at(r)))
-        }
-        Some(r) => format!("recovered at {} without a new token", clock(&at(r))),
-        None => "did not recover: no successful read after the last 401".into(),
-    });
-    let polls = PollReport {
-        count: p.count,
-        median_interval_s: p.median_interval_s,
-        max_gap_s: p.max_gap_s,
-        max_gap_from: p.max_gap_ms.map(|(a, _)| at(a)),
-        max_gap_to: p.max_gap_ms.map(|(_, b)| at(b)),
-        tokens: s.tokens,
-        requests_per_token: s.tokens.requests_per_token(),
-        unauthorized: s.unauthorized.count,
-        unauthorized_recovery: recovery,
-    };
     let verdict = verdict(s, expect, react_from);
     TargetReport {
         name: s.name.clone(),
         first_request_at: s.first_request_ms.map(at),
         interruption_at: s.interruption_ms.map(at),
-        events,
-        polls,
+        events: event_reports(s),
+        polls: poll_report(s),
         detected_at: detected_ms.map(at),
         reactions,
         reactions_not_listed: s.reactions_dropped,
@@ -113,37 +83,10 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
         all_before_interruption: all_before.filter(|_| interruption.is_some()),
         workload_exited_at: s.cgroup_empty_ms.map(at),
         requests_total: s.requests.total,
-        requests: s
-            .requests
-            .kept
-            .iter()
-            .map(|r| RequestReport {
-                at: at(r.at_ms),
-                method: r.method.to_string(),
-                path: r.path.to_string(),
-                status: r.status,
-                version: if r.v2 { "v2" } else { "v1" }.into(),
-                // f32 in the journal; shown to the millisecond.
-                token_age_s: r
-                    .token_age_s
-                    .map(|a| (f64::from(a) * 1000.0).round() / 1000.0),
-            })
-            .collect(),
+        requests: request_reports(s),
         redirects_total: s.redirects.total,
         outbound_total: s.outbound.total,
-        outbound: s
-            .outbound
-            .kept
-            .iter()
-            .map(|o| OutboundReport {
-                destination: o.destination.clone(),
-                comm: o.comm.clone(),
-                pid: o.pid,
-                first_at: at(o.first_ms),
-                last_at: at(o.last_ms),
-                count: o.count,
-            })
-            .collect(),
+        outbound: outbound_reports(s),
         outbound_other: s.outbound_other,
         execs_total: s.execs.total,
         execs: s
@@ -160,6 +103,78 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
         command_status: s.command_status,
         verdict,
     }
+}
+
+/// Each scenario event, and when the handler first read it.
+fn event_reports(s: &JournalSnapshot) -> Vec<EventReport> {
+    s.events
+        .iter()
+        .map(|e| EventReport {
+            kind: e.kind,
+            issued_at: at(e.issued_ms),
+            pending: e.issued_ms > s.now_ms,
+            first_read_at: e.first_read_ms.map(at),
+            detection_latency_s: e.first_read_ms.map(|r| secs(r.saturating_sub(e.issued_ms))),
+        })
+        .collect()
+}
+
+/// How the handler polled, and how it got past its 401s.
+fn poll_report(s: &JournalSnapshot) -> PollReport {
+    let p = &s.polls;
+    let recovery = (s.unauthorized.count > 0).then(|| match s.unauthorized.recovered_ms {
+        Some(r) if s.unauthorized.fetched_token => {
+            format!("recovered at {} by fetching a new token", clock(&at(r)))
+        }
+        Some(r) => format!("recovered at {} without a new token", clock(&at(r))),
+        None => "did not recover: no successful read after the last 401".into(),
+    });
+    PollReport {
+        count: p.count,
+        median_interval_s: p.median_interval_s,
+        max_gap_s: p.max_gap_s,
+        max_gap_from: p.max_gap_ms.map(|(a, _)| at(a)),
+        max_gap_to: p.max_gap_ms.map(|(_, b)| at(b)),
+        tokens: s.tokens,
+        requests_per_token: s.tokens.requests_per_token(),
+        unauthorized: s.unauthorized.count,
+        unauthorized_recovery: recovery,
+    }
+}
+
+/// The requests kept.
+fn request_reports(s: &JournalSnapshot) -> Vec<RequestReport> {
+    s.requests
+        .kept
+        .iter()
+        .map(|r| RequestReport {
+            at: at(r.at_ms),
+            method: r.method.to_string(),
+            path: r.path.to_string(),
+            status: r.status,
+            version: if r.v2 { "v2" } else { "v1" }.into(),
+            // f32 in the journal; shown to the millisecond.
+            token_age_s: r
+                .token_age_s
+                .map(|a| (f64::from(a) * 1000.0).round() / 1000.0),
+        })
+        .collect()
+}
+
+/// Every destination kept.
+fn outbound_reports(s: &JournalSnapshot) -> Vec<OutboundReport> {
+    s.outbound
+        .kept
+        .iter()
+        .map(|o| OutboundReport {
+            destination: o.destination.clone(),
+            comm: o.comm.clone(),
+            pid: o.pid,
+            first_at: at(o.first_ms),
+            last_at: at(o.last_ms),
+            count: o.count,
+        })
+        .collect()
 }
 
 /// How the handler polled, for a reason: "polls were 8 s apart".

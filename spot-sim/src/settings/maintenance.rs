@@ -26,11 +26,10 @@ pub(super) fn maintenance_plan(
     e: MaintenanceSection,
     origin: &str,
 ) -> Result<MaintenancePlan, ScenarioError> {
-    let field = |name: &str| format!("maintenance[{n}].{name}");
+    let entry = Entry { n, origin };
     if !MAINTENANCE_CODES.contains(&e.code.as_str()) {
-        return Err(invalid(
-            origin,
-            &field("code"),
+        return Err(entry.invalid(
+            "code",
             format!("{:?}", e.code),
             "unknown event code",
             &MAINTENANCE_CODES.join(", "),
@@ -41,88 +40,20 @@ pub(super) fn maintenance_plan(
         "completed" => MaintenanceState::Completed,
         "canceled" => MaintenanceState::Canceled,
         other => {
-            return Err(invalid(
-                origin,
-                &field("state"),
+            return Err(entry.invalid(
+                "state",
                 format!("{other:?}"),
                 "unknown state",
                 "active, completed, canceled",
             ))
         }
     };
-    for (name, d) in [
-        ("issue-in", &e.issue_in),
-        ("not-before-in", &e.not_before_in),
-        ("not-after-in", &e.not_after_in),
-        ("not-before-deadline-in", &e.not_before_deadline_in),
-        ("cancel-in", &e.cancel_in),
-        ("complete-in", &e.complete_in),
-    ] {
-        if let Some(d) = d.filter(|d| d.0 > MAX_DURATION) {
-            return Err(invalid(
-                origin,
-                &field(name),
-                format!("{:?}", humantime::format_duration(d.0).to_string()),
-                "too long",
-                "at most 366 days",
-            ));
-        }
-    }
-    let date = |name: &str, abs: &Option<String>, rel: Option<Dur>| match (abs, rel) {
-        (Some(_), Some(_)) => Err(invalid(
-            origin,
-            &field(name),
-            format!("{abs:?}"),
-            &format!("given together with {name}-in"),
-            &format!("either {name} (a date) or {name}-in (a duration from the issue)"),
-        )),
-        (Some(text), None) => parse_imds_date(text)
-            .map(|t| Some(EventTime::At(t)))
-            .ok_or_else(|| {
-                invalid(
-                    origin,
-                    &field(name),
-                    format!("{text:?}"),
-                    "not an IMDS date",
-                    "a date like \"21 Jan 2026 09:00:00 GMT\"",
-                )
-            }),
-        (None, Some(d)) => Ok(Some(EventTime::AfterIssue(d.0))),
-        (None, None) => Ok(None),
-    };
-    let not_before = date("not-before", &e.not_before, e.not_before_in)?.ok_or_else(|| {
-        invalid(
-            origin,
-            &field("not-before"),
-            "(none)",
-            "every event has a start",
-            "not-before = \"21 Jan 2026 09:00:00 GMT\" or not-before-in = \"1h\"",
-        )
-    })?;
-    let not_after = date("not-after", &e.not_after, e.not_after_in)?;
-    let deadline = date(
-        "not-before-deadline",
-        &e.not_before_deadline,
-        e.not_before_deadline_in,
-    )?;
-    for (name, later) in [("not-after", not_after), ("not-before-deadline", deadline)] {
-        if let Some(later) = later {
-            if before(later, not_before) {
-                return Err(invalid(
-                    origin,
-                    &field(name),
-                    describe(later),
-                    &format!("comes before not-before ({})", describe(not_before)),
-                    "a time at or after not-before",
-                ));
-            }
-        }
-    }
+    entry.check_durations(&e)?;
+    let (not_before, not_after, deadline) = entry.dates(&e)?;
     let ends = match (e.cancel_in, e.complete_in) {
         (Some(_), Some(_)) => {
-            return Err(invalid(
-                origin,
-                &field("cancel-in"),
+            return Err(entry.invalid(
+                "cancel-in",
                 "(with complete-in)",
                 "an event is canceled or completed, not both",
                 "one of cancel-in or complete-in",
@@ -147,6 +78,110 @@ pub(super) fn maintenance_plan(
         not_before_deadline: deadline,
         ends,
     })
+}
+
+/// The `n`th entry of a scenario from `origin`, for its errors.
+struct Entry<'a> {
+    n: usize,
+    origin: &'a str,
+}
+
+impl Entry<'_> {
+    fn invalid(
+        &self,
+        name: &str,
+        value: impl ToString,
+        problem: &str,
+        allowed: &str,
+    ) -> ScenarioError {
+        let field = format!("maintenance[{}].{name}", self.n);
+        invalid(self.origin, &field, value, problem, allowed)
+    }
+
+    fn check_durations(&self, e: &MaintenanceSection) -> Result<(), ScenarioError> {
+        for (name, d) in [
+            ("issue-in", &e.issue_in),
+            ("not-before-in", &e.not_before_in),
+            ("not-after-in", &e.not_after_in),
+            ("not-before-deadline-in", &e.not_before_deadline_in),
+            ("cancel-in", &e.cancel_in),
+            ("complete-in", &e.complete_in),
+        ] {
+            if let Some(d) = d.filter(|d| d.0 > MAX_DURATION) {
+                return Err(self.invalid(
+                    name,
+                    format!("{:?}", humantime::format_duration(d.0).to_string()),
+                    "too long",
+                    "at most 366 days",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// NotBefore (required), NotAfter and NotBeforeDeadline, neither of the two before the
+    /// first.
+    fn dates(
+        &self,
+        e: &MaintenanceSection,
+    ) -> Result<(EventTime, Option<EventTime>, Option<EventTime>), ScenarioError> {
+        let not_before = self
+            .date("not-before", &e.not_before, e.not_before_in)?
+            .ok_or_else(|| {
+                self.invalid(
+                    "not-before",
+                    "(none)",
+                    "every event has a start",
+                    "not-before = \"21 Jan 2026 09:00:00 GMT\" or not-before-in = \"1h\"",
+                )
+            })?;
+        let not_after = self.date("not-after", &e.not_after, e.not_after_in)?;
+        let deadline = self.date(
+            "not-before-deadline",
+            &e.not_before_deadline,
+            e.not_before_deadline_in,
+        )?;
+        for (name, later) in [("not-after", not_after), ("not-before-deadline", deadline)] {
+            if let Some(later) = later.filter(|l| before(*l, not_before)) {
+                return Err(self.invalid(
+                    name,
+                    describe(later),
+                    &format!("comes before not-before ({})", describe(not_before)),
+                    "a time at or after not-before",
+                ));
+            }
+        }
+        Ok((not_before, not_after, deadline))
+    }
+
+    /// A date given as one (`abs`) or as a duration from the issue (`rel`), not both.
+    fn date(
+        &self,
+        name: &str,
+        abs: &Option<String>,
+        rel: Option<Dur>,
+    ) -> Result<Option<EventTime>, ScenarioError> {
+        match (abs, rel) {
+            (Some(_), Some(_)) => Err(self.invalid(
+                name,
+                format!("{abs:?}"),
+                &format!("given together with {name}-in"),
+                &format!("either {name} (a date) or {name}-in (a duration from the issue)"),
+            )),
+            (Some(text), None) => parse_imds_date(text)
+                .map(|t| Some(EventTime::At(t)))
+                .ok_or_else(|| {
+                    self.invalid(
+                        name,
+                        format!("{text:?}"),
+                        "not an IMDS date",
+                        "a date like \"21 Jan 2026 09:00:00 GMT\"",
+                    )
+                }),
+            (None, Some(d)) => Ok(Some(EventTime::AfterIssue(d.0))),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// Whether `a` surely comes before `b`. Two offsets from the issue, or two dates, compare;

@@ -495,27 +495,38 @@ fn two_nodes_run_one_experiment_and_only_the_selected_nodes_pod_is_interrupted_a
     assert!(!m.contains("spot_sim_experiment_passed{"), "{m}");
 }
 
+/// An experiment `name` for the one node `NAME-node`, starting `offset` seconds from now, its
+/// interruption `interruption_in` after that: the file and its start-at.
+fn listed_experiment(
+    dir: &ScratchDir,
+    name: &str,
+    offset: i64,
+    interruption_in: &str,
+) -> (PathBuf, String) {
+    let start_at = time::OffsetDateTime::from_unix_timestamp(unix(SystemTime::now()) + offset)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let file = experiment_file(
+        dir,
+        "experiment.toml",
+        &experiment_text(
+            name,
+            &format!("[\"{name}-node\"]"),
+            &start_at,
+            &format!("\n[scenario]\ninterruption-in = \"{interruption_in}\"\n"),
+        ),
+    );
+    (file, start_at)
+}
+
 #[test]
 fn a_listed_node_started_after_start_at_joins_the_same_timeline_and_follows_a_recreated_pod() {
     root_or_skip!();
     let dir = ScratchDir::scratch_dir("gd-late").unwrap();
     let node = FakeNode::new("gd-late-node");
     let other = FakeNode::new("gd-late-other");
-    let start = unix(SystemTime::now()) - 5;
-    let start_at = time::OffsetDateTime::from_unix_timestamp(start)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    let file = experiment_file(
-        &dir,
-        "experiment.toml",
-        &experiment_text(
-            "gd-late",
-            "[\"gd-late-node\"]",
-            &start_at,
-            "\n[scenario]\ninterruption-in = \"5m\"\n",
-        ),
-    );
+    let (file, start_at) = listed_experiment(&dir, "gd-late", -5, "5m");
     let pod = node.running_pod("shop", "checkout-late1");
     let other_pod = other.running_pod("shop", "checkout-late2");
     let (mut run, out) = node.run(&file);
@@ -583,21 +594,7 @@ fn a_notice_read_through_a_dated_version_or_doubled_slashes_counts_in_the_line_t
     let dir = ScratchDir::scratch_dir("gd-spelled").unwrap();
     let node = FakeNode::new("gd-spelled-node");
     // Joined where it stands: the notice is out at once, the interruption 8 s after start-at.
-    let start = unix(SystemTime::now()) - 1;
-    let start_at = time::OffsetDateTime::from_unix_timestamp(start)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    let file = experiment_file(
-        &dir,
-        "experiment.toml",
-        &experiment_text(
-            "gd-spelled",
-            "[\"gd-spelled-node\"]",
-            &start_at,
-            "\n[scenario]\ninterruption-in = \"8s\"\n",
-        ),
-    );
+    let (file, _) = listed_experiment(&dir, "gd-spelled", -1, "8s");
     let dated = node.running_pod("shop", "checkout-dated");
     let slashes = node.running_pod("shop", "checkout-slashes");
     let (mut run, out) = node.run(&file);

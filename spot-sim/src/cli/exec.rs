@@ -45,14 +45,14 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
         cgroup: cgroup.dir().path().to_path_buf(),
         netns: a.netns,
     };
-    let resolver = Resolver::new(
+    let resolver = Resolver {
         mount,
-        PathBuf::from("/proc"),
-        NodeRoots::default(),
-        SettingsFrom::Resolved(Box::new(settings)),
-        a.port,
-        TargetScope::WorkloadOnly,
-    );
+        proc: PathBuf::from("/proc"),
+        node: NodeRoots::default(),
+        settings: SettingsFrom::Resolved(Box::new(settings)),
+        port: a.port,
+        scope: TargetScope::WorkloadOnly,
+    };
     let spec = resolver.resolve(&target, None)?;
     let netns = spec.netns.try_clone()?;
     let name = session.add_target(spec)?;

@@ -168,17 +168,17 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     };
     // Checked as `run --pod` checks: never the mount root, nor the pod spot-sim itself runs
     // in (a selector that matches the game day's own DaemonSet).
-    let resolver = Resolver::new(
-        host.cgroup2.clone(),
-        host.proc.clone(),
-        NodeRoots {
+    let resolver = Resolver {
+        mount: host.cgroup2.clone(),
+        proc: host.proc.clone(),
+        node: NodeRoots {
             host_root: a.host_root.clone(),
             cgroup_root: a.cgroup_root.clone(),
         },
-        SettingsFrom::Resolved(Box::new(settings)),
-        a.port,
-        TargetScope::WorkloadOnly,
-    );
+        settings: SettingsFrom::Resolved(Box::new(settings)),
+        port: a.port,
+        scope: TargetScope::WorkloadOnly,
+    };
     let mut node_run = NodeRun {
         exp: &exp,
         host: &host,

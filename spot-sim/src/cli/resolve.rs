@@ -23,30 +23,38 @@ pub(super) struct TargetArg {
 
 impl TargetArg {
     pub(super) fn cgroup(arg: &str) -> Result<TargetArg, String> {
-        let (path, scenario) = split_target_arg(arg);
-        Ok(TargetArg {
-            kind: TargetKind::Cgroup(PathBuf::from(path)),
-            scenario,
-        })
+        Self::split(arg, |path| Ok(TargetKind::Cgroup(PathBuf::from(path))))
     }
 
     pub(super) fn pod(arg: &str) -> Result<TargetArg, String> {
-        let (sel, scenario) = split_target_arg(arg);
-        let sel = sel.parse().map_err(|e: pods::PodError| e.to_string())?;
-        Ok(TargetArg {
-            kind: TargetKind::Pod(sel),
-            scenario,
+        Self::split(arg, |sel| {
+            Ok(TargetKind::Pod(sel.parse().map_err(pod_error)?))
         })
     }
 
     pub(super) fn pod_uid(arg: &str) -> Result<TargetArg, String> {
-        let (uid, scenario) = split_target_arg(arg);
-        let sel = pods::PodSelector::uid(uid).map_err(|e| e.to_string())?;
+        Self::split(arg, |uid| {
+            Ok(TargetKind::Pod(
+                pods::PodSelector::uid(uid).map_err(pod_error)?,
+            ))
+        })
+    }
+
+    /// `TARGET=FILE`: the target as `kind` parses it, and its own scenario file.
+    fn split(
+        arg: &str,
+        kind: impl FnOnce(&str) -> Result<TargetKind, String>,
+    ) -> Result<TargetArg, String> {
+        let (target, scenario) = split_target_arg(arg);
         Ok(TargetArg {
-            kind: TargetKind::Pod(sel),
+            kind: kind(target)?,
             scenario,
         })
     }
+}
+
+fn pod_error(e: pods::PodError) -> String {
+    e.to_string()
 }
 
 /// `PATH=FILE` → (PATH, Some(FILE)).
@@ -88,33 +96,17 @@ impl NodeRoots {
 #[derive(Clone)]
 pub(super) struct Resolver {
     /// The cgroup v2 mount and the node's `/proc` (a pod's view of the node, with a host root).
-    mount: PathBuf,
-    proc: PathBuf,
-    node: NodeRoots,
-    settings: SettingsFrom,
-    port: u16,
-    scope: TargetScope,
+    pub mount: PathBuf,
+    pub proc: PathBuf,
+    pub node: NodeRoots,
+    pub settings: SettingsFrom,
+    /// The responders' port (0: a free one).
+    pub port: u16,
+    /// Whether a target may hold spot-sim itself or PID 1.
+    pub scope: TargetScope,
 }
 
 impl Resolver {
-    pub(super) fn new(
-        mount: PathBuf,
-        proc: PathBuf,
-        node: NodeRoots,
-        settings: SettingsFrom,
-        port: u16,
-        scope: TargetScope,
-    ) -> Self {
-        Self {
-            mount,
-            proc,
-            node,
-            settings,
-            port,
-            scope,
-        }
-    }
-
     /// The target `kind` names now, with the namespace its processes use; `file` its own
     /// scenario. A cgroup or a pod is refused if it is the mount root or (by default) holds
     /// spot-sim or PID 1.

@@ -47,8 +47,14 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     } else {
         TargetScope::WorkloadOnly
     };
-    let settings = SettingsFrom::Args(Box::new(a.scenario.clone()));
-    let resolver = Resolver::new(mount, proc, node, settings, a.port, scope);
+    let resolver = Resolver {
+        mount,
+        proc,
+        node,
+        settings: SettingsFrom::Args(Box::new(a.scenario.clone())),
+        port: a.port,
+        scope,
+    };
     let mut specs = Vec::new();
     let mut followed = Vec::new();
     for t in targets {

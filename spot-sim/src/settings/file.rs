@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::imds::{Imdsv2Mode, Toggle};
+use crate::imds::{Imdsv2Mode, Rate, ThrottleMode, Toggle};
 use crate::scenario::{Action, OnInterrupt, ScenarioError, MAX_SCENARIO_BYTES};
 
 /// A whole scenario file; every field optional so the command line and defaults can fill gaps.
@@ -71,6 +71,9 @@ pub(crate) struct FaultsSection {
     pub error_503_rate: Option<f64>,
     pub latency: Option<Dur>,
     pub token_ttl: Option<u64>,
+    /// "5/s", "30/min" or a number (per second).
+    pub throttle: Option<Rate>,
+    pub throttle_mode: Option<ThrottleMode>,
 }
 
 /// `[metadata]`: the typed fields below, plus any key of the IMDS catalogue (imds/catalogue.rs)

@@ -207,6 +207,19 @@ impl Responder {
                 v2: true,
             };
         }
+        // The EC2 User Guide ("Retrieve instance metadata" → Considerations): a PUT to a
+        // version-specific path such as /2021-03-23/api/token gets 403 Forbidden, "This
+        // behavior is intended" (reported in awsdocs/amazon-ec2-user-guide#183); token or not.
+        if method == Method::PUT
+            && canonical
+                .as_ref()
+                .is_ok_and(|p| p.is_versioned_token_path())
+        {
+            return Routed {
+                response: error_page(StatusCode::FORBIDDEN, false),
+                v2: true,
+            };
+        }
 
         // The token before the path, for every path: required mode answers 401 to a
         // token-less request whatever it asked, as EC2 does.

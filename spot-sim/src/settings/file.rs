@@ -115,13 +115,14 @@ pub(crate) struct MaintenanceSection {
     /// From t0 to the moment the event appears [default: 0s].
     #[serde(default)]
     pub issue_in: Option<Dur>,
-    /// Absolute dates, in IMDS's format ("21 Jan 2026 09:00:00 GMT").
+    /// Absolute dates, in IMDS's format ("21 Jan 2026 09:00:00 GMT") or RFC 3339 (a string
+    /// or a TOML date-time).
     #[serde(default)]
-    pub not_before: Option<String>,
+    pub not_before: Option<TimeText>,
     #[serde(default)]
-    pub not_after: Option<String>,
+    pub not_after: Option<TimeText>,
     #[serde(default)]
-    pub not_before_deadline: Option<String>,
+    pub not_before_deadline: Option<TimeText>,
     /// The same dates counted from the event's issue.
     #[serde(default)]
     pub not_before_in: Option<Dur>,

@@ -18,6 +18,8 @@ mod tokens;
 mod tree;
 
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod instance_tests;
 #[cfg(test)]
 mod surface_tests;

@@ -13,9 +13,12 @@ mod policy;
 mod router;
 mod server;
 mod stats;
+mod throttle;
 mod tokens;
 mod tree;
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod option_effects_tests;
 #[cfg(test)]
@@ -33,6 +36,7 @@ pub use metadata_options::{
 pub use router::Responder;
 pub use server::{bind_standalone, serve_standalone, ServeEnd};
 pub use stats::ResponderStats;
+pub use throttle::{Rate, Throttle, ThrottleMode};
 pub use tokens::{TokenRejection, TokenStore, MAX_TOKEN_TTL};
 
 /// Why a responder could not serve.

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use maintenance::{
-    imds_date, parse_imds_date, EventTime, MaintenancePlan, MaintenanceState, MaintenanceView,
+    imds_date, parse_event_date, parse_imds_date, DateProblem, EventTime, MaintenancePlan,
+    MaintenanceState, MaintenanceView,
 };
 pub use published::{read_of, Event, Moment, Published, PUBLISHED};
 pub use timeline::{

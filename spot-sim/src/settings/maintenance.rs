@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use super::check::{invalid, MAX_DURATION};
 use super::scenario_file::MaintenanceSection;
-use super::values::Dur;
+use super::values::{Dur, TimeText};
 use crate::scenario::{
-    parse_imds_date, EventTime, MaintenancePlan, MaintenanceState, ScenarioError,
+    parse_event_date, DateProblem, EventTime, MaintenancePlan, MaintenanceState, ScenarioError,
 };
 
 const MAINTENANCE_CODES: &[&str] = &[
@@ -154,30 +154,39 @@ impl Entry<'_> {
         Ok((not_before, not_after, deadline))
     }
 
-    /// A date given as one (`abs`) or as a duration from the issue (`rel`), not both.
+    /// A date given as one (`abs`: the IMDS form or RFC 3339) or as a duration from the issue
+    /// (`rel`), not both.
     fn date(
         &self,
         name: &str,
-        abs: &Option<String>,
+        abs: &Option<TimeText>,
         rel: Option<Dur>,
     ) -> Result<Option<EventTime>, ScenarioError> {
         match (abs, rel) {
-            (Some(_), Some(_)) => Err(self.invalid(
+            (Some(TimeText(text)), Some(_)) => Err(self.invalid(
                 name,
-                format!("{abs:?}"),
+                format!("{text:?}"),
                 &format!("given together with {name}-in"),
                 &format!("either {name} (a date) or {name}-in (a duration from the issue)"),
             )),
-            (Some(text), None) => parse_imds_date(text)
-                .map(|t| Some(EventTime::At(t)))
-                .ok_or_else(|| {
-                    self.invalid(
-                        name,
-                        format!("{text:?}"),
-                        "not an IMDS date",
-                        "a date like \"21 Jan 2026 09:00:00 GMT\"",
-                    )
-                }),
+            (Some(TimeText(text)), None) => match parse_event_date(text) {
+                Ok(t) => Ok(Some(EventTime::At(t))),
+                Err(DateProblem::NoZone) => Err(self.invalid(
+                    name,
+                    format!("{text:?}"),
+                    "an RFC 3339 time without a zone",
+                    &format!(
+                        "the same with its zone, like {:?} (UTC)",
+                        format!("{}Z", text.trim())
+                    ),
+                )),
+                Err(DateProblem::NotADate) => Err(self.invalid(
+                    name,
+                    format!("{text:?}"),
+                    "not a date",
+                    "a date like \"21 Jan 2026 09:00:00 GMT\" or \"2026-01-21T09:00:00Z\"",
+                )),
+            },
             (None, Some(d)) => Ok(Some(EventTime::AfterIssue(d.0))),
             (None, None) => Ok(None),
         }

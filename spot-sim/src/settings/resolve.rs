@@ -15,6 +15,7 @@ use super::sections::{FaultsSection, ImdsSection, ScenarioSection};
 use super::values::{Dur, TimeText};
 use crate::imds::{
     default_hostname, tag_key_problem, Faults, ImdsConfig, InstanceOptions, Metadata, Passthrough,
+    Throttle,
 };
 use crate::scenario::{Action, OnInterrupt, Scenario, ScenarioError, Start};
 
@@ -81,7 +82,7 @@ pub(super) fn settings_from(
         imds: ImdsConfig {
             imdsv2: file.imds.http_tokens(),
             options: options(&file.imds, file.tags, origin)?,
-            faults: faults(&file.faults),
+            faults: faults(&file.faults, origin)?,
             passthrough: passthrough(&file.imds, origin)?,
             allow_credentials: file.imds.allow_credentials(),
             metadata,
@@ -267,12 +268,26 @@ fn passthrough(i: &ImdsSection, origin: &str) -> Result<Option<Passthrough>, Sce
     }))
 }
 
-fn faults(f: &FaultsSection) -> Faults {
-    Faults {
+/// `[faults]`: a throttle mode needs a rate.
+fn faults(f: &FaultsSection, origin: &str) -> Result<Faults, ScenarioError> {
+    if let (None, Some(mode)) = (f.throttle, f.throttle_mode) {
+        return Err(invalid(
+            origin,
+            "faults.throttle-mode",
+            format!("{:?}", mode.as_str()),
+            "does nothing without a rate",
+            "set faults.throttle (--fault-throttle) too, like \"5/s\"",
+        ));
+    }
+    Ok(Faults {
         error_503_rate: f.error_503_rate(),
         latency: f.latency().0,
         token_ttl: f.token_ttl,
-    }
+        throttle: f.throttle.map(|rate| Throttle {
+            rate,
+            mode: f.throttle_mode(),
+        }),
+    })
 }
 
 fn metadata_from(table: MetadataTable, origin: &str) -> Result<Metadata, ScenarioError> {

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::sections::{FaultsSection, ImdsSection, MetadataSection, ScenarioSection};
-use super::values::Dur;
+use super::values::{Dur, TimeText};
 use crate::scenario::{ScenarioError, MAX_SCENARIO_BYTES};
 
 /// A whole scenario file; every field optional so the command line and defaults can fill gaps.
@@ -58,13 +58,14 @@ pub(crate) struct MaintenanceSection {
     /// From t0 to the moment the event appears [default: 0s].
     #[serde(default)]
     pub issue_in: Option<Dur>,
-    /// Absolute dates, in IMDS's format ("21 Jan 2026 09:00:00 GMT").
+    /// Absolute dates, in IMDS's format ("21 Jan 2026 09:00:00 GMT") or RFC 3339 (a string
+    /// or a TOML date-time).
     #[serde(default)]
-    pub not_before: Option<String>,
+    pub not_before: Option<TimeText>,
     #[serde(default)]
-    pub not_after: Option<String>,
+    pub not_after: Option<TimeText>,
     #[serde(default)]
-    pub not_before_deadline: Option<String>,
+    pub not_before_deadline: Option<TimeText>,
     /// The same dates counted from the event's issue.
     #[serde(default)]
     pub not_before_in: Option<Dur>,

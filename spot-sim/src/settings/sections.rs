@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::check::{at_most_a_year, fraction, hop_limit, positive_timeout, positive_ttl};
 use super::declare::declare_settings;
 use super::values::{parse_rate, socket_addr, Dur, TimeText};
-use crate::imds::{Imdsv2Mode, Metadata, Toggle, DEFAULT_HOP_LIMIT};
+use crate::imds::{Imdsv2Mode, Metadata, Rate, ThrottleMode, Toggle, DEFAULT_HOP_LIMIT};
 use crate::scenario::{Action, OnInterrupt, NOTICE_LEAD};
 
 /// Where passthrough forwards to unless told otherwise: the real IMDS.
@@ -136,6 +136,17 @@ declare_settings! {
         /// Expire every token after this many seconds, whatever TTL the client asked for
         #[arg(long = "fault-token-ttl", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
         token_ttl: u64, check positive_ttl;
+
+        /// Throttle each target's IMDS above this rate (5/s, 30/min, 100/h), as EC2 throttles
+        /// queries per instance: the excess is answered 429 Too Many Requests, or dropped
+        /// (--fault-throttle-mode)
+        #[arg(long = "fault-throttle", value_name = "RATE", value_parser = |s: &str| s.parse::<Rate>())]
+        throttle: Rate;
+
+        /// What a request above --fault-throttle gets: `429`, or `drop`: no answer, as packets
+        /// dropped at EC2's link-local packet cap, so the client times out [default: 429]
+        #[arg(long = "fault-throttle-mode", value_enum, value_name = "MODE")]
+        throttle_mode: ThrottleMode = ThrottleMode::default();
     }
 }
 

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use hyper::{Method, Request, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::router::error_body;
+use super::answers::error_body;
 use super::*;
 use crate::scenario::{ManualClock, Timeline};
 use crate::settings::{ScenarioArgs, Settings};

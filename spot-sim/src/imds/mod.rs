@@ -1,6 +1,7 @@
 //! The fake IMDS: a hyper 1.x responder per target with its router, IMDSv2 token store,
 //! phase-dependent metadata tree, fault injection and passthrough to the real IMDS.
 
+mod answers;
 mod catalogue;
 mod config;
 mod guarded_io;

@@ -87,6 +87,51 @@ pub struct ProcEvent {
     pub comm: [u8; 16],
 }
 
+/// Longest command line (argv, NUL-separated, as `/proc/PID/cmdline` has it) the kernel copies
+/// out with a program start; a longer one is cut there.
+pub const EXEC_ARGS_LEN: usize = 256;
+
+/// A program start: a [`ProcEvent`] of kind [`PROC_EXEC`] and the new program's command line,
+/// read in the kernel at the exec itself, so even a program that is gone a millisecond later
+/// (a `kubectl drain` that fails at once) keeps its argv.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub proc: ProcEvent,
+    /// Bytes of `args` the kernel filled: 0 when it could not read them.
+    pub args_len: u32,
+    /// The whole command line's length (more than `args_len` when it was cut).
+    pub args_total: u32,
+    pub args: [u8; EXEC_ARGS_LEN],
+}
+
+/// Where the running kernel keeps a process's command line: the byte offsets of
+/// `task_struct.mm`, `mm_struct.arg_start` and `mm_struct.arg_end`. They differ between kernel
+/// builds, so userspace reads them from the kernel's BTF and writes them into the eBPF object
+/// before loading it (the `ARGV_OFFSETS` global). All zero: unknown, and program starts carry
+/// no command line.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgvOffsets {
+    pub task_mm: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub _pad: u32,
+}
+
+impl ArgvOffsets {
+    pub const UNKNOWN: ArgvOffsets = ArgvOffsets {
+        task_mm: 0,
+        mm_arg_start: 0,
+        mm_arg_end: 0,
+        _pad: 0,
+    };
+
+    pub fn known(&self) -> bool {
+        self.task_mm != 0 && self.mm_arg_end != 0
+    }
+}
+
 /// A connect from a target to anything but the IMDS, aggregated in the kernel per destination
 /// and command: a busy workload costs one hash update per connect, not an event.
 #[repr(C)]
@@ -123,4 +168,6 @@ mod user_activity {
     unsafe impl aya::Pod for super::OutboundKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::OutboundValue {}
+    // SAFETY: as above (four u32, no padding).
+    unsafe impl aya::Pod for super::ArgvOffsets {}
 }

@@ -160,7 +160,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     let session = Session::start(Arc::new(SystemClock))?;
     // The node's verdict is the game-day report's: --expect-* as `run` takes them, else "the
     // notice was read before the interruption".
-    gameday::prepare(&session, &a.verdict, &settings.scenario)?;
+    gameday::prepare_node(&session, &a.verdict, &settings.scenario)?;
     let _control = start_control(&a.control, &session, None).await?;
     let _metrics = match a.metrics {
         Some(addr) => Some(node_metrics(addr, &session, &result).await?),

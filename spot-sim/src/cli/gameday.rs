@@ -6,23 +6,45 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::{report::VerdictArgs, scenario::Scenario, session::Session};
+use crate::{
+    report::{Expectations, VerdictArgs},
+    scenario::Scenario,
+    session::Session,
+};
 
 /// Exit status of `exec` and `run` when an `--expect-*` failed.
 pub const VERDICT_FAILED: u8 = 3;
 
 /// Refuses an expectation that cannot be checked or a report that cannot be written, then
-/// tells the session what to judge live reports against.
+/// tells the session what to judge reports against (nothing given: no verdict).
 pub(super) fn prepare(session: &Session, args: &VerdictArgs, scenario: &Scenario) -> Result<()> {
-    args.check(scenario, session.sees_processes())?;
-    session.set_expectations(args.expectations());
+    let expect = args.check(scenario, session.sees_processes())?;
+    session.set_expectations(expect);
+    Ok(())
+}
+
+/// As [`prepare`], for a game day's node: with no `--expect-*` its verdict is whether each
+/// notice was read before the interruption (a node's result exists to say that).
+pub(super) fn prepare_node(
+    session: &Session,
+    args: &VerdictArgs,
+    scenario: &Scenario,
+) -> Result<()> {
+    let mut expect = args.check(scenario, session.sees_processes())?;
+    if !expect.any() {
+        expect = Expectations {
+            read_in_time: true,
+            ..expect
+        };
+    }
+    session.set_expectations(expect);
     Ok(())
 }
 
 /// Reports and decides the exit status: with any `--expect-*`, 0 on pass and 3 on fail;
-/// otherwise `otherwise` (the command's own status for `exec`).
+/// otherwise `otherwise` (the command's own status for `exec`), and no verdict is given.
 pub(super) fn finish(session: &Session, args: &VerdictArgs, otherwise: ExitCode) -> ExitCode {
-    let expect = args.expectations();
+    let expect = session.expectations();
     let report = session.report(&expect);
     let summary = report.summary();
     if !summary.is_empty() {
@@ -38,15 +60,10 @@ pub(super) fn finish(session: &Session, args: &VerdictArgs, otherwise: ExitCode)
             }
         }
     }
-    if expect.any() {
-        if report.pass {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(VERDICT_FAILED)
-        }
-    } else if failed_write {
-        ExitCode::FAILURE
-    } else {
-        otherwise
+    match report.pass {
+        Some(true) => ExitCode::SUCCESS,
+        Some(false) => ExitCode::from(VERDICT_FAILED),
+        None if failed_write => ExitCode::FAILURE,
+        None => otherwise,
     }
 }

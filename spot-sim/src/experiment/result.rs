@@ -54,8 +54,12 @@ impl TargetResult {
             requests: t.requests_total,
             read_rebalance: read(Event::Rebalance),
             read_notice: read(Event::Notice),
-            passed: Some(t.verdict.pass),
-            reasons: t.verdict.reasons.clone(),
+            passed: t.verdict.as_ref().map(|v| v.pass),
+            reasons: t
+                .verdict
+                .as_ref()
+                .map(|v| v.reasons.clone())
+                .unwrap_or_default(),
         }
     }
 }

@@ -23,6 +23,9 @@ use crate::lock::lock;
 use crate::scenario::{rfc3339, Clock, Moment, Published, Timeline, PUBLISHED};
 
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+/// Longest the answer that shows the handler its first event waits for the session to sweep
+/// the kernel's outbound map (it takes well under a millisecond unless the session is busy).
+const SWEEP_WAIT: Duration = Duration::from_millis(100);
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 
 /// The fake IMDS of one target.
@@ -169,6 +172,7 @@ impl Responder {
         }
         let now = rfc3339(self.clock.now());
         let status = response.status().as_u16();
+        let mut sweep = None;
         if let Some(journal) = self.journal.get() {
             let token = parts
                 .headers
@@ -178,7 +182,7 @@ impl Responder {
             let journaled = canonical
                 .as_ref()
                 .map_or_else(|_| path.to_string(), CanonicalPath::as_latest);
-            journal.request(
+            sweep = journal.request(
                 self.clock.now(),
                 parts.method.as_str(),
                 &journaled,
@@ -187,20 +191,28 @@ impl Responder {
                 token.map(str::trim),
             );
         }
+        self.count(&parts.method, path, status, routed.v2, now);
+        // The handler's first event: connects it makes once it has this answer must land in
+        // the kernel's windows that start after detection (journal/classify.rs), so the
+        // window open now is closed first. Bounded: a busy session only costs exactness.
+        if let Some(done) = sweep {
+            let _ = tokio::time::timeout(SWEEP_WAIT, done).await;
+        }
+        response
+    }
+
+    /// Counts an answered request and logs it (at info, one line a second at most).
+    fn count(&self, method: &Method, path: &str, status: u16, v2: bool, now: String) {
         let mut counters = lock(&self.counters);
-        if status == 401 && !routed.v2 {
+        if status == 401 && !v2 {
             counters.v1_refused += 1;
         }
-        counters.record(path, status, routed.v2, now);
-        let version = if routed.v2 { "IMDSv2" } else { "IMDSv1" };
+        counters.record(path, status, v2, now);
+        let version = if v2 { "IMDSv2" } else { "IMDSv1" };
         // Every request at debug; at info one line a second per target, so a handler polling
         // in a tight loop cannot flood the log. The path is cut short: it is client input.
         let shown = path::for_log(path);
-        log::debug!(
-            "{}: {} {shown} → {status} ({version})",
-            self.target,
-            parts.method
-        );
+        log::debug!("{}: {} {shown} → {status} ({version})", self.target, method);
         if let Some(more) = counters.log_slot() {
             let more = if more > 0 {
                 format!(" (+{more} more since the last line)")
@@ -210,10 +222,9 @@ impl Responder {
             log::info!(
                 "{}: {} {shown} → {status} ({version}){more}",
                 self.target,
-                parts.method
+                method
             );
         }
-        response
     }
 
     async fn route(

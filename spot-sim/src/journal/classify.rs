@@ -1,13 +1,14 @@
 //! What the journal's records mean: which event a request showed the handler (read from the
 //! table of what the instance publishes, `scenario/published.rs`), and which of the target's
-//! actions are reactions to it (a program new since detection, the first connect to a
+//! actions are reactions to it (a program started after detection, the first connect to a
 //! destination after it, the workload leaving).
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use super::{ms, EventRecord, Inner, OutboundRecord, ProcRecord, Reaction};
-use super::{MAX_REACTIONS, MAX_SEEN};
+#[cfg(doc)]
+use super::Journal;
+use super::{ms, EventRecord, Inner, OutboundRecord, ProcRecord, ReactKind, Reaction};
 use crate::scenario::{read_of, Event, Published, Timeline};
 
 /// The issued events a request showed, with their issue instants: only a GET (or HEAD)
@@ -62,60 +63,55 @@ pub(super) fn events_with_reads(
 }
 
 impl Inner {
-    /// A program started: a reaction when it is new since detection (a polling loop starting
-    /// `curl` and `sleep` again is not reacting).
+    /// A program started: after detection, a reaction (every one, the polling loop's too: it
+    /// ranks below new programs as the most telling); before it, its name is remembered.
     pub(super) fn classify_exec(&mut self, p: &ProcRecord) {
-        let key = ("exec".to_string(), p.comm.clone());
         if !self.after_detection(p.at_ms) {
-            if self.reacted_to.len() < MAX_SEEN {
-                self.reacted_to.insert(key);
-            }
-        } else if !self.reacted_to.contains(&key) && self.reacted_to.len() < MAX_SEEN {
-            self.reacted_to.insert(key);
-            let detail = if p.detail.is_empty() {
-                format!("started {}", p.comm)
-            } else {
-                p.detail.clone()
-            };
-            self.react(Reaction {
-                kind: "exec",
-                at_ms: p.at_ms,
-                pid: p.pid,
-                comm: p.comm.clone(),
-                detail,
-            });
+            self.reactions.before_detection(&p.comm);
+            return;
         }
+        self.reactions.exec(Reaction {
+            kind: ReactKind::Exec,
+            at_ms: p.at_ms,
+            pid: p.pid,
+            comm: p.comm.clone(),
+            argv: p.argv.clone(),
+            destination: None,
+            new_program: false,
+        });
     }
 
-    /// Connects to a destination: a reaction at the first connect at or after detection to
-    /// a destination (from a command) not seen before it. Exact when the kernel's window is
-    /// wholly after detection; when it straddles detection, its latest connect is the
-    /// earliest one known to be after. Called before `o` is added to the aggregate.
+    /// Connects to a destination, as one kernel window (between two sweeps) counted them: a
+    /// reaction at its first connect at or after detection, whatever came before.
+    ///
+    /// Exact because the window that holds detection is closed at detection: the journal asks
+    /// for a sweep of the kernel's outbound map when the handler first reads an event, and
+    /// its responder holds that answer until the sweep is done ([`Journal::request`]). Every
+    /// connect the handler makes once it has the answer therefore falls in a window that
+    /// starts after detection, whose first connect is the kernel's own time. A window that
+    /// straddles detection (connects before it and in the milliseconds until the sweep, made
+    /// before the handler could know) counts from its latest connect, the earliest known to
+    /// be after. Keeping per-window timestamps instead would still leave that straddling
+    /// window unresolved, and sweeping every window at once would cost syscalls all the time.
     pub(super) fn classify_connect(&mut self, o: &OutboundRecord) {
-        let key = (o.destination.clone(), o.comm.clone());
-        let seen_before = self
-            .outbound
-            .get(&key)
-            .is_some_and(|o| self.detected_ms.is_none_or(|d| o.first_ms < d));
-        let Some(d) = self.detected_ms.filter(|d| o.last_ms >= *d && !seen_before) else {
+        let Some(d) = self.detected_ms.filter(|d| o.last_ms >= *d) else {
             return;
         };
-        if self.reacted_to.contains(&key) || self.reacted_to.len() >= MAX_SEEN {
-            return;
-        }
-        self.reacted_to.insert(key);
         let at_ms = if o.first_ms >= d {
             o.first_ms
         } else {
             o.last_ms
         };
-        self.react(Reaction {
-            kind: "connect",
+        let r = Reaction {
+            kind: ReactKind::Connect,
             at_ms,
             pid: o.pid,
             comm: o.comm.clone(),
-            detail: format!("connect to {}", o.destination),
-        });
+            argv: Vec::new(),
+            destination: Some(o.destination.clone()),
+            new_program: false,
+        };
+        self.reactions.connect(r, &o.destination, o.count);
     }
 
     /// The workload left (its cgroup emptied at `at_ms`, `last` its last process): a
@@ -125,24 +121,15 @@ impl Inner {
         if !self.after_detection(at_ms) {
             return;
         }
-        self.react(Reaction {
-            kind: "exit",
+        self.reactions.exit(Reaction {
+            kind: ReactKind::Exit,
             at_ms,
             pid: last.pid,
-            detail: format!(
-                "the workload exited: {} (pid {}) was the last process to go",
-                last.comm, last.pid
-            ),
             comm: last.comm,
+            argv: Vec::new(),
+            destination: None,
+            new_program: false,
         });
-    }
-
-    fn react(&mut self, r: Reaction) {
-        if self.reactions.len() < MAX_REACTIONS {
-            self.reactions.push(r);
-        } else {
-            self.reactions_dropped += 1;
-        }
     }
 
     fn after_detection(&self, at_ms: u64) -> bool {

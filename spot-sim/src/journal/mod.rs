@@ -3,7 +3,9 @@
 //! connects elsewhere). The report module reads a [`JournalSnapshot`] to judge it.
 //!
 //! Memory is bounded whatever the traffic. Kept whole: the first read of every issued event,
-//! every reaction up to [`MAX_REACTIONS`], poll statistics (constant size). Kept as a sample:
+//! poll statistics (constant size). Reactions are kept per kind from detection on
+//! (`reactions.rs`: [`MAX_EXEC_REACTIONS`] programs, [`MAX_CONNECT_REACTIONS`] destinations,
+//! the exit), so nothing before the notice can crowd them out. Kept as a sample:
 //! requests (the first [`HEAD`] and the latest [`TAIL`]), redirects (the first
 //! [`MAX_REDIRECTS`]), programs started and processes exited (first [`HEAD_PROCS`] and latest
 //! [`TAIL_PROCS`]), outbound destinations (the first [`MAX_DESTINATIONS`] distinct
@@ -11,22 +13,27 @@
 //!
 //! Here the journal records; `classify.rs` says what a record means (an event read, a
 //! reaction), `kernel.rs` turns the kernel's records into the journal's, `records.rs` holds
-//! what is kept.
+//! what is kept, `reactions.rs` the reactions, `matcher.rs` what an expected one must be.
 
 mod classify;
 mod kernel;
+mod matcher;
 mod polls;
+mod reactions;
 mod records;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use kernel::KernelClock;
+pub use kernel::{argv_words, KernelClock};
+pub use matcher::{Destination, ReactMatcher};
 pub use polls::{PollSummary, Polls, SAME_POLL_MS};
+use reactions::Reactions;
+pub use reactions::{ReactionsSnapshot, MAX_CONNECT_REACTIONS, MAX_EXEC_REACTIONS};
 use records::HeadTail;
 pub use records::{
-    EventRecord, JournalSnapshot, OutboundRecord, ProcRecord, Reaction, RedirectRecord,
+    EventRecord, JournalSnapshot, OutboundRecord, ProcRecord, ReactKind, Reaction, RedirectRecord,
     RequestRecord, Sample, TokenUse, Unauthorized,
 };
 
@@ -39,9 +46,6 @@ pub const MAX_REDIRECTS: usize = 100;
 pub const HEAD_PROCS: usize = 200;
 pub const TAIL_PROCS: usize = 800;
 pub const MAX_DESTINATIONS: usize = 512;
-pub const MAX_REACTIONS: usize = 300;
-/// Programs and destinations remembered as seen before detection or reported.
-const MAX_SEEN: usize = 2048;
 /// Tokens whose issue time is remembered, for their age when presented.
 const MAX_TOKENS: usize = 1024;
 /// Longest path kept in a request record (it is client input).
@@ -78,11 +82,9 @@ struct Inner {
     outbound_total: u64,
     outbound: HashMap<(String, String), OutboundRecord>,
     outbound_other: u64,
-    reactions: Vec<Reaction>,
-    reactions_dropped: u64,
-    /// Programs started (`("exec", comm)`) and destinations connected to (`(destination,
-    /// comm)`) that are not reactions any more: seen before detection, or reported already.
-    reacted_to: std::collections::HashSet<(String, String)>,
+    reactions: Reactions,
+    /// A sweep of the kernel's outbound map was asked for at detection.
+    sweep_asked: bool,
     /// The latest process exit seen.
     last_exit: Option<ProcRecord>,
     cgroup_empty_ms: Option<u64>,
@@ -109,9 +111,8 @@ impl Default for Inner {
             outbound_total: 0,
             outbound: HashMap::new(),
             outbound_other: 0,
-            reactions: Vec::new(),
-            reactions_dropped: 0,
-            reacted_to: std::collections::HashSet::new(),
+            reactions: Reactions::default(),
+            sweep_asked: false,
             last_exit: None,
             cgroup_empty_ms: None,
             command_status: None,
@@ -134,15 +135,31 @@ impl Inner {
     }
 }
 
+/// Asks the session to sweep the kernel's outbound-connect map now; the receiver hears when
+/// it is done (or is dropped if it cannot be).
+pub type Sweeper = Box<dyn Fn() -> tokio::sync::oneshot::Receiver<()> + Send + Sync>;
+
+/// The sweep asked for at detection, to wait for before the handler gets its answer.
+pub type SweepDone = tokio::sync::oneshot::Receiver<()>;
+
 /// The journal of one target. Shared by its responder (requests), the session (kernel
 /// activity) and whoever asks for a report.
-#[derive(Debug)]
 pub struct Journal {
     name: String,
     timeline: Arc<Timeline>,
     /// Where the instance publishes the timeline's events: what a read of them is.
     published: &'static [Published],
+    /// Set by the session: how to have the kernel's outbound map swept at detection.
+    sweeper: std::sync::OnceLock<Sweeper>,
     inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Journal {
@@ -157,8 +174,20 @@ impl Journal {
             name,
             timeline,
             published,
+            sweeper: std::sync::OnceLock::new(),
             inner: Mutex::new(Inner::default()),
         })
+    }
+
+    /// How the journal has the kernel's outbound map swept when the handler first reads an
+    /// event (see `classify.rs`, `classify_connect`).
+    pub fn set_sweeper(&self, sweeper: Sweeper) {
+        let _ = self.sweeper.set(sweeper);
+    }
+
+    /// Keep the earliest reaction each of these matches (the `--expect-react` given).
+    pub fn watch_for(&self, matchers: Vec<ReactMatcher>) {
+        lock(&self.inner).reactions.watch(matchers);
     }
 
     pub fn name(&self) -> &str {
@@ -179,7 +208,8 @@ impl Journal {
         inner.token_order.push_back(id);
     }
 
-    /// The responder answered a request; `path` is the router's canonical path.
+    /// The responder answered a request; `path` is the router's canonical path. When it is
+    /// the handler's first read of an event, the sweep to wait for before answering.
     pub fn request(
         &self,
         at: SystemTime,
@@ -188,7 +218,7 @@ impl Journal {
         status: u16,
         v2: bool,
         token: Option<&str>,
-    ) {
+    ) -> Option<SweepDone> {
         let at_ms = ms(at);
         let path: String = path.chars().take(MAX_PATH).collect();
         let read = classify::events_read(&self.timeline, self.published, at, method, &path, status);
@@ -246,6 +276,10 @@ impl Journal {
             v2,
             token_age_s,
         });
+        let sweep = inner.detected_ms.is_some() && !inner.sweep_asked;
+        inner.sweep_asked |= sweep;
+        drop(inner);
+        sweep.then(|| self.sweeper.get().map(|s| s())).flatten()
     }
 
     /// The kernel redirected one of the target's connects to the responder.
@@ -335,8 +369,6 @@ impl Journal {
             classify::events_with_reads(&self.timeline, &inner.first_reads);
         let mut outbound: Vec<_> = inner.outbound.values().cloned().collect();
         outbound.sort_by_key(|o| o.first_ms);
-        let mut reactions = inner.reactions.clone();
-        reactions.sort_by_key(|r| r.at_ms);
         JournalSnapshot {
             name: self.name.clone(),
             now_ms: ms(now),
@@ -355,13 +387,14 @@ impl Journal {
                 total: inner.outbound_total,
             },
             outbound_other: inner.outbound_other,
-            reactions,
-            reactions_dropped: inner.reactions_dropped,
+            reactions: inner.reactions.snapshot(),
             cgroup_empty_ms: inner.cgroup_empty_ms,
             command_status: inner.command_status,
         }
     }
 }
 
+#[cfg(test)]
+mod reaction_tests;
 #[cfg(test)]
 mod tests;

@@ -25,14 +25,15 @@ pub struct RequestRecord {
 }
 
 /// A process of the target, as the kernel reported it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ProcRecord {
     pub at_ms: u64,
     pub pid: u32,
     pub comm: String,
-    /// Its command line when it could still be read (best effort), else empty.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub detail: String,
+    /// A started program's command line word by word, escaped and cut short (see
+    /// [`super::argv_words`]); empty for an exit, or when it could not be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
 }
 
 /// Connects to one destination from one command, between two kernel drains or overall.
@@ -47,15 +48,74 @@ pub struct OutboundRecord {
     pub count: u64,
 }
 
-/// Something the handler did after it first read an event.
+/// The kinds of reaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReactKind {
+    /// A program started.
+    Exec,
+    /// The first outbound connect to a destination.
+    Connect,
+    /// The workload left: its cgroup emptied.
+    Exit,
+}
+
+impl ReactKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReactKind::Exec => "exec",
+            ReactKind::Connect => "connect",
+            ReactKind::Exit => "exit",
+        }
+    }
+}
+
+impl std::fmt::Display for ReactKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Something the target did after detection (its first read of an event).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Reaction {
-    /// `exec`, `connect` or `exit`.
-    pub kind: &'static str,
+    pub kind: ReactKind,
     pub at_ms: u64,
     pub pid: u32,
+    /// The kernel's name of the process (a script's file name, not its interpreter's).
     pub comm: String,
-    pub detail: String,
+    /// A started program's command line, word by word (escaped, cut short).
+    pub argv: Vec<String>,
+    /// A connect's destination, `10.0.0.1:443/tcp`.
+    pub destination: Option<String>,
+    /// A program whose name did not run before detection: not the polling loop's `curl` or
+    /// `sleep` running again.
+    pub new_program: bool,
+}
+
+impl Reaction {
+    /// A started program's command line from the word that names it: a script's interpreter
+    /// and path (`/bin/sh /usr/local/bin/kubectl drain …`) read as `kubectl drain …`.
+    pub fn command(&self) -> Vec<&str> {
+        fn base(w: &str) -> &str {
+            w.rsplit('/').next().unwrap_or(w)
+        }
+        // The kernel keeps 15 bytes of a name: compare the start.
+        let names_it =
+            |w: &str| !self.comm.is_empty() && base(w).as_bytes().starts_with(self.comm.as_bytes());
+        match self.argv.iter().position(|w| names_it(w)) {
+            Some(i) => std::iter::once(base(&self.argv[i]))
+                .chain(self.argv[i + 1..].iter().map(String::as_str))
+                .collect(),
+            None if self.argv.is_empty() => vec![self.comm.as_str()],
+            None => self.argv.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// The arguments after the program's name.
+    pub fn arguments(&self) -> usize {
+        self.command().len().saturating_sub(1)
+    }
 }
 
 /// A redirect the kernel made for this target.
@@ -128,9 +188,7 @@ pub struct JournalSnapshot {
     pub outbound: Sample<OutboundRecord>,
     /// Connects to destinations past [`super::MAX_DESTINATIONS`].
     pub outbound_other: u64,
-    pub reactions: Vec<Reaction>,
-    /// Reactions past [`super::MAX_REACTIONS`].
-    pub reactions_dropped: u64,
+    pub reactions: super::ReactionsSnapshot,
     /// When the target's cgroup was last seen empty after having processes (the workload
     /// exit), or `None` while something runs.
     pub cgroup_empty_ms: Option<u64>,

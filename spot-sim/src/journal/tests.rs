@@ -135,29 +135,24 @@ fn memory_is_bounded_whatever_the_traffic() {
 fn reactions_are_what_happens_after_detection() {
     let (clock, j, t) = setup(0, 60);
     let base = ms(t);
-    j.exec(ProcRecord {
-        at_ms: base,
-        pid: 1,
-        comm: "handler".into(),
-        detail: String::new(),
-    });
-    let curl = |at_ms| ProcRecord {
+    let proc = |at_ms, pid, comm: &str, argv: &[&str]| ProcRecord {
         at_ms,
-        pid: 9,
-        comm: "curl".into(),
-        detail: String::new(),
+        pid,
+        comm: comm.into(),
+        argv: argv.iter().map(|w| w.to_string()).collect(),
     };
-    j.exec(curl(base + 900));
+    j.exec(proc(base, 1, "handler", &[]));
+    j.exec(proc(base + 900, 9, "curl", &["curl", "-s", "URL"]));
     clock.advance(Duration::from_secs(1));
     get(&clock, &j, ACTION, 200);
-    // The polling loop runs curl again: not a reaction, it did that before.
-    j.exec(curl(base + 1200));
-    j.exec(ProcRecord {
-        at_ms: base + 1500,
-        pid: 2,
-        comm: "kubectl".into(),
-        detail: "kubectl drain node".into(),
-    });
+    // The polling loop runs curl again: a reaction too, but not a new program.
+    j.exec(proc(base + 1200, 9, "curl", &["curl", "-s", "URL"]));
+    j.exec(proc(
+        base + 1500,
+        2,
+        "kubectl",
+        &["/bin/sh", "/usr/bin/kubectl", "drain", "node"],
+    ));
     // A window of connects that straddles detection counts from its latest connect.
     j.outbound(OutboundRecord {
         destination: "10.0.0.1:443/tcp".into(),
@@ -167,23 +162,31 @@ fn reactions_are_what_happens_after_detection() {
         last_ms: base + 1700,
         count: 3,
     });
-    j.exit(ProcRecord {
-        at_ms: base + 2000,
-        pid: 1,
-        comm: "handler".into(),
-        detail: String::new(),
-    });
+    j.exit(proc(base + 2000, 1, "handler", &[]));
     j.cgroup_seen(true, clock.now() + Duration::from_secs(5));
     let s = j.snapshot();
     let kinds: Vec<_> = s
         .reactions
+        .listed
         .iter()
-        .map(|r| (r.kind, r.at_ms - base))
+        .map(|r| (r.kind.name(), r.at_ms - base, r.new_program))
         .collect();
     assert_eq!(
         kinds,
-        vec![("exec", 1500), ("connect", 1700), ("exit", 2000)],
+        vec![
+            ("exec", 1200, false),
+            ("exec", 1500, true),
+            ("connect", 1700, false),
+            ("exit", 2000, false)
+        ],
         "{s:?}"
     );
+    let drain = &s.reactions.listed[1];
+    assert_eq!(drain.command(), ["kubectl", "drain", "node"]);
+    assert_eq!(
+        s.reactions.listed[2].destination.as_deref(),
+        Some("10.0.0.1:443/tcp")
+    );
     assert_eq!(s.cgroup_empty_ms, Some(base + 2000));
+    assert_eq!(s.reactions.execs_total, 2);
 }

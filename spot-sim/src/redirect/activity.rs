@@ -10,7 +10,7 @@ use aya::{
     programs::BtfTracePoint,
     Btf, Ebpf,
 };
-use spot_sim_common::{OutboundKey, OutboundValue, ProcEvent, PROC_EXEC};
+use spot_sim_common::{ExecEvent, OutboundKey, OutboundValue, ProcEvent, PROC_EXEC};
 
 /// The tracepoints, by their function name.
 const TRACEPOINTS: [&str; 2] = ["sched_process_exec", "sched_process_exit"];
@@ -23,6 +23,11 @@ pub enum KernelActivity {
         tgid: u32,
         ktime_ns: u64,
         comm: String,
+        /// The command line the kernel copied at the exec (NUL-separated, as
+        /// `/proc/PID/cmdline`), empty when it could not.
+        args: Vec<u8>,
+        /// `args` is the start of a longer command line.
+        args_cut: bool,
     },
     Exit {
         target_index: u32,
@@ -58,9 +63,38 @@ impl KernelActivity {
 /// attached from (the [`super::Redirector`]), so they go when it does.
 pub struct ActivityReader {
     procs: Option<RingBuf<MapData>>,
+    procs_dropped: Dropped,
     outbound: Option<HashMap<MapData, OutboundKey, OutboundValue>>,
-    dropped: Option<PerCpuArray<MapData, u64>>,
-    dropped_seen: u64,
+    dropped: Dropped,
+}
+
+/// A kernel counter of records it could not keep, and how much of it was said already.
+struct Dropped {
+    map: Option<PerCpuArray<MapData, u64>>,
+    seen: u64,
+}
+
+impl Dropped {
+    fn take(ebpf: &mut Ebpf, name: &str) -> Self {
+        Self {
+            map: ebpf
+                .take_map(name)
+                .and_then(|m| PerCpuArray::try_from(m).ok()),
+            seen: 0,
+        }
+    }
+
+    /// How many more were dropped since the last call.
+    fn new_since(&mut self) -> u64 {
+        let Some(d) = &self.map else { return 0 };
+        let total: u64 = d
+            .get(&0, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0);
+        let new = total.saturating_sub(self.seen);
+        self.seen = self.seen.max(total);
+        new
+    }
 }
 
 impl ActivityReader {
@@ -71,9 +105,8 @@ impl ActivityReader {
         let outbound = ebpf
             .take_map("OUTBOUND")
             .and_then(|m| HashMap::try_from(m).ok());
-        let dropped = ebpf
-            .take_map("OUTBOUND_DROPPED")
-            .and_then(|m| PerCpuArray::try_from(m).ok());
+        let dropped = Dropped::take(ebpf, "OUTBOUND_DROPPED");
+        let procs_dropped = Dropped::take(ebpf, "PROCS_DROPPED");
         let procs = match attach_tracepoints(ebpf) {
             Ok(()) => ebpf
                 .take_map("PROCS")
@@ -85,9 +118,9 @@ impl ActivityReader {
         };
         Self {
             procs,
+            procs_dropped,
             outbound,
             dropped,
-            dropped_seen: 0,
         }
     }
 
@@ -117,11 +150,14 @@ impl ActivityReader {
                 let raw = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<ProcEvent>()) };
                 let comm = comm(&raw.comm);
                 f(if raw.kind == PROC_EXEC {
+                    let (args, args_cut) = exec_args(&item);
                     KernelActivity::Exec {
                         target_index: raw.target_index,
                         tgid: raw.tgid,
                         ktime_ns: raw.ktime_ns,
                         comm,
+                        args,
+                        args_cut,
                     }
                 } else {
                     KernelActivity::Exit {
@@ -155,20 +191,31 @@ impl ActivityReader {
                 });
             }
         }
-        if let Some(d) = &self.dropped {
-            let total: u64 = d
-                .get(&0, 0)
-                .map(|per_cpu| per_cpu.iter().sum())
-                .unwrap_or(0);
-            if total > self.dropped_seen {
-                log::warn!(
-                    "{} outbound connects were not counted: more distinct destinations than the kernel map holds between two reads",
-                    total - self.dropped_seen
-                );
-                self.dropped_seen = total;
-            }
+        let lost = self.dropped.new_since();
+        if lost > 0 {
+            log::warn!(
+                "{lost} outbound connects were not counted: more distinct destinations than the kernel map holds between two reads"
+            );
+        }
+        let lost = self.procs_dropped.new_since();
+        if lost > 0 {
+            log::warn!(
+                "{lost} program starts or exits were not recorded: they came faster than spot-sim read them"
+            );
         }
     }
+}
+
+/// The command line of an [`ExecEvent`] record: the bytes the kernel filled, and whether the
+/// command line was longer.
+fn exec_args(item: &[u8]) -> (Vec<u8>, bool) {
+    if item.len() < size_of::<ExecEvent>() {
+        return (Vec::new(), false);
+    }
+    // SAFETY: a whole ExecEvent is there (checked above); read_unaligned as for ProcEvent.
+    let ev = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<ExecEvent>()) };
+    let len = (ev.args_len as usize).min(ev.args.len());
+    (ev.args[..len].to_vec(), ev.args_total as usize > len)
 }
 
 fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<(), String> {
@@ -185,9 +232,10 @@ fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<(), String> {
     Ok(())
 }
 
+/// A process name as the target chose it, escaped where it enters (escape.rs).
 fn comm(raw: &[u8; 16]) -> String {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
+    crate::escape::untrusted_bytes(&raw[..end])
 }
 
 fn destination(k: &OutboundKey) -> String {

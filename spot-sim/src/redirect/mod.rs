@@ -7,6 +7,7 @@
 mod activity;
 mod events;
 mod holder;
+mod kernel_btf;
 mod preflight;
 
 use std::sync::{Arc, Mutex};
@@ -103,8 +104,15 @@ impl Redirector {
         }
         preflight().map_err(RedirectError::Preflight)?;
         let level = ebpf_log_level();
+        // Without them program starts still show, with their command line read from /proc
+        // when the program is still there.
+        let argv = kernel_btf::argv_offsets().unwrap_or_else(|e| {
+            log::warn!("the report's command lines come from /proc, best effort: {e}");
+            spot_sim_common::ArgvOffsets::UNKNOWN
+        });
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &level, false)
+            .override_global("ARGV_OFFSETS", &argv, false)
             .load(OBJECT)
             .map_err(|e| RedirectError::Preflight(preflight::explain_load_error(e)))?;
         let logs = events::EbpfLogs::forward(&mut ebpf);

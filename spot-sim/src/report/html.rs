@@ -4,7 +4,8 @@
 
 use std::fmt::Write as _;
 
-use super::{clock, Report, TargetReport};
+use super::{clock, ReactionReport, Report, TargetReport};
+use crate::journal::ReactKind;
 use crate::scenario::Event;
 
 const WIDTH: f64 = 1000.0;
@@ -64,11 +65,11 @@ fn status_colour(status: u16, version: &str) -> &'static str {
     }
 }
 
-fn reaction_colour(kind: &str) -> &'static str {
+fn reaction_colour(kind: ReactKind) -> &'static str {
     match kind {
-        "exec" => "#ef6c00",
-        "connect" => "#00838f",
-        _ => "#5d4037",
+        ReactKind::Exec => "#ef6c00",
+        ReactKind::Connect => "#00838f",
+        ReactKind::Exit => "#5d4037",
     }
 }
 
@@ -235,18 +236,18 @@ fn timeline(t: &TargetReport, generated: u64, standalone: bool) -> String {
         let x = scale.x(ms);
         // One row per kind, so a program start and an exit a millisecond apart both show.
         let y = REACT_Y
-            + match r.kind.as_str() {
-                "exec" => -8.0,
-                "connect" => 0.0,
-                _ => 8.0,
+            + match r.kind {
+                ReactKind::Exec => -8.0,
+                ReactKind::Connect => 0.0,
+                ReactKind::Exit => 8.0,
             };
         let _ = write!(
             s,
-            "<circle class=\"reaction\" data-kind=\"{}\" cx=\"{x:.2}\" cy=\"{y}\" r=\"4\" fill=\"{}\"><title>{} {}: {} (pid {}, {:.1} s after detection)</title></circle>",
-            esc(&r.kind),
-            reaction_colour(&r.kind),
+            "<circle class=\"reaction\" data-kind=\"{}\" cx=\"{x:.2}\" cy=\"{y}\" r=\"4\" fill=\"{}\"><title>{} {}: {} (pid {}, {:+.1} s from detection)</title></circle>",
+            r.kind,
+            reaction_colour(r.kind),
             esc(&clock(&r.at)),
-            esc(&r.kind),
+            r.kind,
             esc(&r.detail),
             r.pid,
             r.latency_s
@@ -333,31 +334,37 @@ pub fn page(r: &Report) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>spot-sim game-day report</title><style>\
 body{font-family:sans-serif;margin:2em;color:#222}h2{margin-top:2em}.pass{color:#2e7d32}.fail{color:#c62828}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:13px}\
-svg.timeline{border:1px solid #ddd}</style></head><body>",
+svg.timeline{border:1px solid #ddd}.none{color:#555}tr.telling td{font-weight:bold;background:#fff8e1}\
+td.argv{font-family:monospace}</style></head><body>",
     );
+    let (class, verdict) = verdict_words(r.pass);
     let _ = write!(
         s,
-        "<h1>spot-sim game-day report</h1><p>Generated {}. Verdict: <strong class=\"{}\">{}</strong></p>",
+        "<h1>spot-sim game-day report</h1><p>Generated {}. Verdict: <strong class=\"{class}\">{verdict}</strong></p>",
         esc(&r.generated_at),
-        if r.pass { "pass" } else { "fail" },
-        if r.pass { "PASS" } else { "FAIL" }
     );
     for t in &r.targets {
+        let (class, verdict) = verdict_words(t.verdict.as_ref().map(|v| v.pass));
         let _ = write!(
             s,
-            "<section class=\"target\"><h2>{} — <span class=\"{}\">{}</span></h2>",
+            "<section class=\"target\"><h2>{} — <span class=\"{class}\">{verdict}</span></h2>",
             esc(&t.name),
-            if t.verdict.pass { "pass" } else { "fail" },
-            if t.verdict.pass { "PASS" } else { "FAIL" }
         );
-        if !t.verdict.reasons.is_empty() {
-            s.push_str("<ul class=\"reasons\">");
-            for reason in &t.verdict.reasons {
-                let _ = write!(s, "<li>{}</li>", esc(reason));
+        match &t.verdict {
+            Some(v) => {
+                if !v.reasons.is_empty() {
+                    s.push_str("<ul class=\"reasons\">");
+                    for reason in &v.reasons {
+                        let _ = write!(s, "<li>{}</li>", esc(reason));
+                    }
+                    s.push_str("</ul>");
+                }
+                let _ = write!(s, "<p>Checked: {}.</p>", esc(&v.checked.join("; ")));
             }
-            s.push_str("</ul>");
+            None => s.push_str(
+                "<p>No expectation was given, so nothing was judged: these are the facts. Give --expect-detect, --expect-react or --expect-drained for a verdict.</p>",
+            ),
         }
-        let _ = write!(s, "<p>Checked: {}.</p>", esc(&t.verdict.checked.join("; ")));
         s.push_str(&timeline(t, generated, false));
         if t.requests_total > t.requests.len() as u64 {
             let _ = write!(
@@ -402,27 +409,7 @@ svg.timeline{border:1px solid #ddd}</style></head><body>",
                 .map(|r| format!(" ({})", esc(r)))
                 .unwrap_or_default()
         );
-        if !t.reactions.is_empty() {
-            let header = [
-                "reaction",
-                "at",
-                "after detection",
-                "pid",
-                "command",
-                "detail",
-            ];
-            let rows = t.reactions.iter().map(|x| {
-                [
-                    x.kind.clone(),
-                    clock(&x.at),
-                    format!("{:.2} s", x.latency_s),
-                    x.pid.to_string(),
-                    x.comm.clone(),
-                    x.detail.clone(),
-                ]
-            });
-            table(&mut s, &header, rows);
-        }
+        reactions(&mut s, t);
         if !t.outbound.is_empty() {
             let header = ["outbound destination", "command", "first", "connects"];
             let rows = t.outbound.iter().map(|o| {
@@ -439,6 +426,73 @@ svg.timeline{border:1px solid #ddd}</style></head><body>",
     }
     s.push_str("</body></html>\n");
     s
+}
+
+/// `(class, word)` of a verdict: PASS, FAIL, or none without expectations.
+fn verdict_words(pass: Option<bool>) -> (&'static str, &'static str) {
+    match pass {
+        Some(true) => ("pass", "PASS"),
+        Some(false) => ("fail", "FAIL"),
+        None => ("none", "none (no expectation given)"),
+    }
+}
+
+/// The reactions after detection in order, each with its command line or destination, the
+/// most telling ones marked.
+fn reactions(s: &mut String, t: &TargetReport) {
+    if t.detected_at.is_none() {
+        return;
+    }
+    if t.reactions.is_empty() {
+        s.push_str("<p class=\"reactions\">No reaction after detection: no program started, no outbound connect, no exit.</p>");
+        return;
+    }
+    if !t.most_telling.is_empty() {
+        let telling: Vec<String> = t
+            .most_telling
+            .iter()
+            .map(ReactionReport::with_delay)
+            .collect();
+        let _ = write!(
+            s,
+            "<p class=\"telling\">Most telling: <strong>{}</strong></p>",
+            esc(&telling.join(", "))
+        );
+    }
+    s.push_str("<table class=\"reactions\"><tr><th>reaction</th><th>at</th><th>from detection</th><th>pid</th><th>process</th><th>command line or destination</th></tr>");
+    for x in &t.reactions {
+        let telling = t.most_telling.contains(x);
+        let what = match x.kind {
+            ReactKind::Exec if !x.argv.is_empty() => x.argv.join(" "),
+            ReactKind::Connect => x.destination.clone().unwrap_or_default(),
+            _ => x.detail.clone(),
+        };
+        let _ = write!(
+            s,
+            "<tr class=\"reaction{}\" data-kind=\"{}\"><td>{}</td><td>{}</td><td>{:+.2} s</td><td>{}</td><td>{}</td><td class=\"argv\">{}</td></tr>",
+            if telling { " telling" } else { "" },
+            x.kind,
+            x.kind,
+            esc(&clock(&x.at)),
+            x.latency_s,
+            x.pid,
+            esc(&x.comm),
+            esc(&what)
+        );
+    }
+    s.push_str("</table>");
+    let more = t.reactions_not_listed;
+    let _ = write!(
+        s,
+        "<p>{} program(s) started and {} destination(s) first connected to after detection{}.</p>",
+        t.programs_after_detection,
+        t.destinations_after_detection,
+        if more > 0 {
+            format!("; {more} more not listed")
+        } else {
+            String::new()
+        }
+    );
 }
 
 /// A table with a header row. Every cell is escaped here: most come from the target.

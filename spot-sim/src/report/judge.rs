@@ -2,12 +2,12 @@
 //! the same report, so it is unit-tested without a kernel.
 
 use super::{
-    at, clock, EventReport, Expectations, OutboundReport, PollReport, ProcReport, ReactionReport,
-    RequestReport, TargetReport, Verdict,
+    at, clock, reactions, EventReport, Expectations, OutboundReport, PollReport, ProcReport,
+    ReactionReport, RequestReport, TargetReport, Verdict,
 };
 use std::time::Duration;
 
-use crate::journal::{EventRecord, JournalSnapshot};
+use crate::journal::{EventRecord, JournalSnapshot, ReactKind, Reaction};
 use crate::scenario::Event;
 
 fn secs(ms: u64) -> f64 {
@@ -15,7 +15,7 @@ fn secs(ms: u64) -> f64 {
 }
 
 /// `8 s`, `1.5 s`: the way a person says a duration.
-fn said(s: f64) -> String {
+pub(super) fn said(s: f64) -> String {
     if (s - s.round()).abs() < 0.05 {
         format!("{} s", s.round() as i64)
     } else {
@@ -36,38 +36,45 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
         .filter_map(|e| e.first_read_ms)
         .min();
     let react_from = notice_read.or(detected_ms);
+    let read_what = match (notice_read, detected_ms) {
+        (Some(_), _) => "notice",
+        (None, Some(d)) => s
+            .events
+            .iter()
+            .find(|e| e.first_read_ms == Some(d))
+            .map_or("first event", |e| e.kind.name()),
+        (None, None) => "notice",
+    };
     let interruption = s.interruption_ms.filter(|i| *i <= now);
-    let reactions: Vec<ReactionReport> = s
-        .reactions
-        .iter()
-        .filter(|r| detected_ms.is_some_and(|d| r.at_ms >= d))
-        .map(|r| ReactionReport {
-            kind: r.kind.to_string(),
-            at: at(r.at_ms),
-            pid: r.pid,
-            comm: r.comm.clone(),
-            detail: r.detail.clone(),
-            latency_s: secs(r.at_ms.saturating_sub(react_from.unwrap_or(r.at_ms))),
-            before_interruption: s.interruption_ms.map(|i| r.at_ms < i),
-        })
-        .collect();
-    let first_of = |kind: &str| {
+    let listed = |rs: &[Reaction]| -> Vec<ReactionReport> {
+        rs.iter()
+            .filter(|r| detected_ms.is_some_and(|d| r.at_ms >= d))
+            .map(|r| reactions::report(r, s, react_from.unwrap_or(r.at_ms), s.interruption_ms))
+            .collect()
+    };
+    let reactions = listed(&s.reactions.listed);
+    let first_of = |kind: ReactKind| {
         s.reactions
+            .listed
             .iter()
             .filter(|r| r.kind == kind && react_from.is_some_and(|d| r.at_ms >= d))
             .map(|r| r.at_ms)
             .min()
     };
     let latency = |t: Option<u64>| Some(secs(t?.saturating_sub(react_from?)));
-    let first_exec = first_of("exec");
-    let first_connect = first_of("connect");
     let exit = s
         .cgroup_empty_ms
         .filter(|e| react_from.is_some_and(|d| *e >= d));
-    let all_before = s
-        .interruption_ms
-        .map(|i| detected_ms.is_some_and(|d| d < i) && s.reactions.iter().all(|r| r.at_ms < i));
-    let verdict = verdict(s, expect, react_from);
+    let all_before = s.interruption_ms.map(|i| {
+        detected_ms.is_some_and(|d| d < i) && s.reactions.listed.iter().all(|r| r.at_ms < i)
+    });
+    let judged = reactions::Judged {
+        s,
+        reactions: &reactions,
+        react_from,
+        read_what,
+    };
+    let verdict = expect.any().then(|| verdict(s, expect, &judged));
     TargetReport {
         name: s.name.clone(),
         first_request_at: s.first_request_ms.map(at),
@@ -75,10 +82,12 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
         events: event_reports(s),
         polls: poll_report(s),
         detected_at: detected_ms.map(at),
-        reactions,
-        reactions_not_listed: s.reactions_dropped,
-        first_exec_s: latency(first_exec),
-        first_connect_s: latency(first_connect),
+        most_telling: listed(&s.reactions.telling),
+        programs_after_detection: s.reactions.execs_total,
+        destinations_after_detection: s.reactions.connects_listed,
+        reactions_not_listed: s.reactions.not_listed,
+        first_exec_s: latency(first_of(ReactKind::Exec)),
+        first_connect_s: latency(first_of(ReactKind::Connect)),
         workload_exit_s: latency(exit),
         all_before_interruption: all_before.filter(|_| interruption.is_some()),
         workload_exited_at: s.cgroup_empty_ms.map(at),
@@ -101,6 +110,7 @@ pub fn judge(s: &JournalSnapshot, expect: &Expectations) -> TargetReport {
             .collect(),
         exits_total: s.exits.total,
         command_status: s.command_status,
+        reactions,
         verdict,
     }
 }
@@ -190,17 +200,17 @@ fn poll_words(s: &JournalSnapshot) -> String {
     }
 }
 
-fn verdict(s: &JournalSnapshot, expect: &Expectations, react_from: Option<u64>) -> Verdict {
+fn verdict(s: &JournalSnapshot, expect: &Expectations, judged: &reactions::Judged) -> Verdict {
     let run = Run::new(s);
     let mut v = Verdict::default();
-    if !expect.any() {
+    if expect.read_in_time {
         run.read_before_interruption(&mut v);
     }
     if let Some(d) = expect.detect {
         run.detected_within(d, &mut v);
     }
-    if let Some(r) = expect.react {
-        run.reacted_within(r, react_from, &mut v);
+    for e in &expect.react {
+        judged.expectation(e, &mut v);
     }
     if expect.drained {
         run.drained(&mut v);
@@ -272,7 +282,7 @@ impl<'a> Run<'a> {
         )
     }
 
-    /// With no expectation given: each notice read before the interruption.
+    /// Each notice read before the interruption (a game day's default).
     fn read_before_interruption(&self, v: &mut Verdict) {
         v.checked
             .push("the notice was read before the interruption".into());
@@ -308,51 +318,6 @@ impl<'a> Run<'a> {
                 ),
             };
             v.reasons.push(self.notice_reason(n, &late));
-        }
-    }
-
-    fn reacted_within(&self, r: Duration, react_from: Option<u64>, v: &mut Verdict) {
-        let (s, interruption) = (self.s, self.interruption);
-        let limit = r.as_millis() as u64;
-        v.checked.push(format!(
-            "a reaction within {} of detection",
-            said(r.as_secs_f64())
-        ));
-        match react_from {
-            None => v.reasons.push(
-                "no reaction possible: the handler never read the notice (or any other event)"
-                    .into(),
-            ),
-            Some(d) => {
-                let first = s
-                    .reactions
-                    .iter()
-                    .filter(|x| x.at_ms >= d)
-                    .min_by_key(|x| x.at_ms);
-                // Once the instance is gone nothing counts: a kill at the interruption
-                // (`--on-interrupt kill`) empties the cgroup, but the handler did not do it.
-                let in_time = |at: u64| interruption.is_none_or(|i| at < i);
-                match first {
-                    Some(x) if x.at_ms - d <= limit && in_time(x.at_ms) => {}
-                    Some(x) if !in_time(x.at_ms) => v.reasons.push(format!(
-                        "notice read {}, no reaction before the interruption at {}",
-                        clock(&at(d)),
-                        clock(&at(interruption.unwrap_or(x.at_ms)))
-                    )),
-                    Some(x) => v.reasons.push(format!(
-                        "notice read {}, no reaction within {} (the first, {} {}, came {} later)",
-                        clock(&at(d)),
-                        said(r.as_secs_f64()),
-                        x.kind,
-                        if x.comm.is_empty() { "of the workload" } else { &x.comm },
-                        said(secs(x.at_ms - d))
-                    )),
-                    None => v.reasons.push(format!(
-                        "notice read {}, but no reaction followed (no program started, no outbound connect, no exit)",
-                        clock(&at(d))
-                    )),
-                }
-            }
         }
     }
 

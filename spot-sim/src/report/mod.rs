@@ -4,6 +4,8 @@
 
 mod html;
 mod judge;
+mod react_expect;
+mod reactions;
 mod verdict_args;
 
 use std::path::{Path, PathBuf};
@@ -12,28 +14,39 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use judge::judge;
+pub use react_expect::ReactExpectation;
 pub use verdict_args::{ReportFormat, VerdictArgs};
 
-use crate::journal::{JournalSnapshot, TokenUse};
+use crate::journal::{JournalSnapshot, ReactKind, ReactMatcher, TokenUse};
 use crate::scenario::{rfc3339, Event};
 
-/// What the user expects of every target; nothing given means "the notice was read before
-/// the interruption".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What the user expects of every target. Nothing given, nothing is judged: the report states
+/// the facts and gives no verdict.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expectations {
     /// Each notice read within this long of its issue.
     #[serde(with = "opt_secs")]
     pub detect: Option<Duration>,
-    /// Some reaction within this long of detection.
-    #[serde(with = "opt_secs")]
-    pub react: Option<Duration>,
+    /// Reactions after detection (`--expect-react`), each of which must be seen.
+    #[serde(default)]
+    pub react: Vec<ReactExpectation>,
     /// Every process of the target exited before the interruption.
     pub drained: bool,
+    /// Each notice read before the interruption: a game day's node verdict when its
+    /// experiment gives no `--expect-*` (it exists to say whether the node's handlers made it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_in_time: bool,
 }
 
 impl Expectations {
+    /// Whether anything is expected, so that there is a verdict at all.
     pub fn any(&self) -> bool {
-        self.detect.is_some() || self.react.is_some() || self.drained
+        self.detect.is_some() || !self.react.is_empty() || self.drained || self.read_in_time
+    }
+
+    /// What each journal watches its reactions for.
+    pub fn react_matchers(&self) -> Vec<ReactMatcher> {
+        self.react.iter().map(|e| e.what.clone()).collect()
     }
 }
 
@@ -61,8 +74,8 @@ mod opt_secs {
 pub struct Report {
     pub generated_at: String,
     pub expectations: Expectations,
-    /// Every target's verdict passed.
-    pub pass: bool,
+    /// Every target's verdict passed; `None` when no expectation was given (no verdict).
+    pub pass: Option<bool>,
     pub targets: Vec<TargetReport>,
 }
 
@@ -96,15 +109,27 @@ pub struct PollReport {
 }
 
 /// Something the handler did after detection.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReactionReport {
     /// `exec`, `connect` or `exit`.
-    pub kind: String,
+    pub kind: ReactKind,
     pub at: String,
     pub pid: u32,
     pub comm: String,
+    /// A started program's command line, word by word (escaped, cut short).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
+    /// A connect's destination: `10.0.0.1:443/tcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// In words: `kubectl drain node-1 --force`, `connect 10.0.0.1:443/tcp (kubectl)`.
     pub detail: String,
-    /// Seconds after detection.
+    /// A program whose name did not run before detection.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub new_program: bool,
+    /// Seconds after the handler read the notice (its first read of any event if it never
+    /// did); negative for a reaction to an earlier event, such as the rebalance
+    /// recommendation.
     pub latency_s: f64,
     pub before_interruption: Option<bool>,
 }
@@ -157,9 +182,20 @@ pub struct TargetReport {
     pub polls: PollReport,
     /// The first read of any event.
     pub detected_at: Option<String>,
+    /// What the target did after detection, in time order: every program started, the
+    /// first connect to each destination, the workload's exit.
     pub reactions: Vec<ReactionReport>,
-    /// Reactions past the journal's bound (counted, not listed).
+    /// Programs started after detection (listed or not).
+    pub programs_after_detection: u64,
+    /// Destinations first connected to after detection, listed.
+    pub destinations_after_detection: u64,
+    /// Program starts and connects after detection past the journal's bounds (counted, not
+    /// listed).
     pub reactions_not_listed: u64,
+    /// The most telling reactions: the program that says most of what the handler did (new
+    /// since detection, then with the most arguments, then the earliest), and the first TCP
+    /// connect (else the first connect). At most one of each, in time order.
+    pub most_telling: Vec<ReactionReport>,
     /// Latency of the first reaction of each kind after detection.
     pub first_exec_s: Option<f64>,
     pub first_connect_s: Option<f64>,
@@ -179,7 +215,8 @@ pub struct TargetReport {
     pub exits_total: u64,
     /// `exec`'s command status (exit code, or 128 + signal).
     pub command_status: Option<i32>,
-    pub verdict: Verdict,
+    /// `None` when no expectation was given: the report states facts, it does not judge.
+    pub verdict: Option<Verdict>,
 }
 
 impl Report {
@@ -187,8 +224,12 @@ impl Report {
         let targets: Vec<_> = snapshots.iter().map(|s| judge(s, expect)).collect();
         Report {
             generated_at: at(now_ms),
-            expectations: *expect,
-            pass: targets.iter().all(|t| t.verdict.pass),
+            expectations: expect.clone(),
+            pass: expect.any().then(|| {
+                targets
+                    .iter()
+                    .all(|t| t.verdict.as_ref().is_some_and(|v| v.pass))
+            }),
             targets,
         }
     }
@@ -197,17 +238,25 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// A few lines per target for a terminal.
+    /// A few lines per target for a terminal: the verdict (or that no expectation was
+    /// given), each event's first read, the polls, the most telling reactions and the
+    /// reactions in order, and why it failed.
     pub fn summary(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
         for t in &self.targets {
             let name = crate::report::html::plain(&t.name);
-            let _ = writeln!(
-                out,
-                "{name}: verdict {}",
-                if t.verdict.pass { "PASS" } else { "FAIL" }
-            );
+            let _ = match &t.verdict {
+                Some(v) => writeln!(
+                    out,
+                    "{name}: verdict {}",
+                    if v.pass { "PASS" } else { "FAIL" }
+                ),
+                None => writeln!(
+                    out,
+                    "{name}: no expectation given, facts only (--expect-detect, --expect-react or --expect-drained give a verdict)"
+                ),
+            };
             for e in t
                 .events
                 .iter()
@@ -229,38 +278,10 @@ impl Report {
                     t.polls.tokens.v2
                 );
             }
-            let firsts = [
-                ("exec", t.first_exec_s),
-                ("connect", t.first_connect_s),
-                ("exit", t.workload_exit_s),
-            ];
-            let reacted: Vec<String> = firsts
-                .iter()
-                .filter_map(|(k, l)| {
-                    let l = (*l)?;
-                    let who = t
-                        .reactions
-                        .iter()
-                        .find(|r| r.kind == *k)
-                        .map(|r| html::plain(&r.comm))
-                        .filter(|c| !c.is_empty())
-                        .map(|c| format!(" {c}"))
-                        .unwrap_or_default();
-                    Some(format!("{k}{who} +{l:.1} s"))
-                })
-                .collect();
             if t.detected_at.is_some() {
-                let _ = writeln!(
-                    out,
-                    "  reaction: {}",
-                    if reacted.is_empty() {
-                        "none seen".to_string()
-                    } else {
-                        reacted.join(", ")
-                    }
-                );
+                out.push_str(&reactions::summary_lines(t));
             }
-            for r in &t.verdict.reasons {
+            for r in t.verdict.iter().flat_map(|v| &v.reasons) {
                 // Reasons can name a target's command: shown escaped.
                 let _ = writeln!(out, "  FAILED: {}", html::plain(r));
             }
@@ -320,10 +341,13 @@ pub fn clock(at: &str) -> String {
 }
 
 #[cfg(test)]
+mod reaction_tests;
+#[cfg(test)]
 mod tests;
 
 /// The verdict metrics in the Prometheus text format: `spot_sim_detection_latency_seconds`
-/// per target and event read, and `spot_sim_verdict` (1 pass, 0 fail) per target.
+/// per target and event read, and `spot_sim_verdict` (1 pass, 0 fail) per target judged
+/// against an expectation.
 pub fn prometheus(r: &Report) -> String {
     use std::fmt::Write as _;
     let label = |v: &str| {
@@ -347,13 +371,16 @@ pub fn prometheus(r: &Report) -> String {
         }
     }
     out.push_str("# HELP spot_sim_verdict 1 when the target's game-day verdict passes so far, 0 when it fails.\n# TYPE spot_sim_verdict gauge\n");
+    // Only targets judged against an expectation have a verdict.
     for t in &r.targets {
-        let _ = writeln!(
-            out,
-            "spot_sim_verdict{{target=\"{}\"}} {}",
-            label(&t.name),
-            u8::from(t.verdict.pass)
-        );
+        if let Some(v) = &t.verdict {
+            let _ = writeln!(
+                out,
+                "spot_sim_verdict{{target=\"{}\"}} {}",
+                label(&t.name),
+                u8::from(v.pass)
+            );
+        }
     }
     out
 }

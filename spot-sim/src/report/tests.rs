@@ -6,11 +6,11 @@ use std::time::Duration;
 use super::*;
 use crate::journal::{EventRecord, JournalSnapshot, Polls, RequestRecord, Sample};
 
-const T: u64 = 1_800_000_000_000;
+pub(super) const T: u64 = 1_800_000_000_000;
 
 /// A handler polling every `every` seconds from T; the notice at T+10 s, the instance gone at
 /// T+14 s, and the handler killed then.
-fn polling(every: u64) -> JournalSnapshot {
+pub(super) fn polling(every: u64) -> JournalSnapshot {
     let mut polls = Polls::default();
     let mut requests = Vec::new();
     let mut first_read = None;
@@ -63,10 +63,20 @@ fn expect_detect(s: u64) -> Expectations {
     }
 }
 
+/// The first target's reasons (it must have a verdict).
+fn reasons(r: &Report) -> Vec<String> {
+    r.targets[0]
+        .verdict
+        .as_ref()
+        .expect("a verdict")
+        .reasons
+        .clone()
+}
+
 #[test]
 fn a_handler_polling_every_second_passes_every_expectation_on_detection() {
     let r = Report::build(&[polling(1)], &expect_detect(2), T + 20_000);
-    assert!(r.pass, "{:?}", r.targets[0].verdict);
+    assert_eq!(r.pass, Some(true), "{:?}", r.targets[0].verdict);
     let t = &r.targets[0];
     assert_eq!(t.events[0].detection_latency_s, Some(0.0));
     assert_eq!(t.polls.median_interval_s, Some(1.0));
@@ -75,17 +85,21 @@ fn a_handler_polling_every_second_passes_every_expectation_on_detection() {
 #[test]
 fn a_handler_polling_every_8_s_misses_the_notice_and_the_reason_says_why() {
     let r = Report::build(&[polling(8)], &expect_detect(5), T + 20_000);
-    assert!(!r.pass);
-    let reasons = &r.targets[0].verdict.reasons;
-    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(r.pass, Some(false));
+    let why = reasons(&r);
+    assert_eq!(why.len(), 1, "{why:?}");
     assert_eq!(
-        reasons[0],
+        why[0],
         "notice issued 08:00:10, not read within 5 s (never read before the interruption at 08:00:14); polls were 8 s apart"
     );
-    // With no expectation: the default verdict fails the same way.
-    let r = Report::build(&[polling(8)], &Expectations::default(), T + 20_000);
-    assert!(!r.pass);
-    assert!(r.targets[0].verdict.reasons[0].contains("polls were 8 s apart"));
+    // A game day's node with no --expect-*: the notice read in time, failed the same way.
+    let node = Expectations {
+        read_in_time: true,
+        ..Default::default()
+    };
+    let r = Report::build(&[polling(8)], &node, T + 20_000);
+    assert_eq!(r.pass, Some(false));
+    assert!(reasons(&r)[0].contains("polls were 8 s apart"));
 }
 
 #[test]
@@ -96,7 +110,7 @@ fn a_late_read_names_both_instants_and_the_gap() {
     s.interruption_ms = Some(T + 30_000);
     let r = Report::build(&[s], &expect_detect(5), T + 20_000);
     assert_eq!(
-        r.targets[0].verdict.reasons,
+        reasons(&r),
         vec![
             "notice issued 08:00:10, first read 08:00:18: 8 s > 5 s expected; polls were 8 s apart"
         ]
@@ -109,18 +123,18 @@ fn drained_and_react_expectations() {
     s.cgroup_empty_ms = Some(T + 15_000);
     let expect = Expectations {
         drained: true,
-        react: Some(Duration::from_secs(2)),
+        react: vec!["2s".parse().unwrap()],
         ..Default::default()
     };
     let r = Report::build(&[s], &expect, T + 20_000);
-    let reasons = &r.targets[0].verdict.reasons;
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert!(
-        reasons[0].starts_with("notice read 08:00:10, but no reaction followed"),
-        "{reasons:?}"
+    let why = reasons(&r);
+    assert_eq!(why.len(), 2, "{why:?}");
+    assert_eq!(
+        why[0],
+        "expected a reaction within 2 s of reading the notice at 08:00:10; seen instead: nothing (no program started, no outbound connect, no exit after it)"
     );
     assert_eq!(
-        reasons[1],
+        why[1],
         "the workload exited at 08:00:15, 1 s after the interruption at 08:00:14"
     );
 }
@@ -148,7 +162,7 @@ fn the_html_has_one_tick_per_request_and_one_marker_per_issued_event_all_escaped
 
 #[test]
 fn the_json_has_the_documented_fields() {
-    let r = Report::build(&[polling(1)], &Expectations::default(), T + 20_000);
+    let r = Report::build(&[polling(1)], &expect_detect(2), T + 20_000);
     let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
     let t = &v["targets"][0];
     for key in ["name", "events", "polls", "reactions", "verdict"] {
@@ -191,32 +205,47 @@ fn bad_report_paths_and_unprovable_expectations_are_refused() {
         let e = args(report, detect).check(&scenario, true).unwrap_err();
         assert!(e.to_string().contains(says), "{report}: {e}");
     }
-    let react = VerdictArgs {
-        expect_react: Some(Duration::from_secs(1)),
+    let react = |what: &str| VerdictArgs {
+        expect_react: vec![what.into()],
         ..Default::default()
     };
-    assert!(react.check(&scenario, false).is_err());
+    // Programs and exits need the kernel's process records; connects do not.
+    assert!(react("1s").check(&scenario, false).is_err());
+    assert!(react("exec kubectl drain").check(&scenario, false).is_err());
+    assert!(react("connect :443 within 5s")
+        .check(&scenario, false)
+        .is_ok());
+    for (what, says) in [
+        ("exec kubectl drain within 0s", "can never hold"),
+        ("0s", "can never hold"),
+        ("kubectl drain within 5s", "unknown reaction `kubectl`"),
+    ] {
+        let e = react(what).check(&scenario, true).unwrap_err().to_string();
+        assert!(e.contains(says), "{what}: {e}");
+    }
     assert!(ReportFormat::of(Path::new("x.HTML")).is_ok());
 }
 
 #[test]
 fn a_kill_at_the_interruption_is_not_the_handler_reacting() {
     let mut s = polling(1);
-    s.reactions.push(crate::journal::Reaction {
-        kind: "exit",
+    s.reactions.listed.push(crate::journal::Reaction {
+        kind: crate::journal::ReactKind::Exit,
         at_ms: T + 14_050,
         pid: 7,
         comm: "sleep".into(),
-        detail: "the workload exited".into(),
+        argv: Vec::new(),
+        destination: None,
+        new_program: false,
     });
     let expect = Expectations {
-        react: Some(Duration::from_secs(10)),
+        react: vec!["10s".parse().unwrap()],
         ..Default::default()
     };
     let r = Report::build(&[s], &expect, T + 20_000);
     assert_eq!(
-        r.targets[0].verdict.reasons,
-        vec!["notice read 08:00:10, no reaction before the interruption at 08:00:14"]
+        reasons(&r),
+        vec!["expected a reaction within 10 s of reading the notice at 08:00:10; it came only after the interruption at 08:00:14: exit of the workload"]
     );
     assert_eq!(r.targets[0].reactions[0].before_interruption, Some(false));
     assert_eq!(r.targets[0].all_before_interruption, Some(false));

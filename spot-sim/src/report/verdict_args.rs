@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Expectations, ReportError};
+use super::{Expectations, ReactExpectation, ReportError};
+use crate::journal::ReactMatcher;
 use crate::scenario::{Action, Scenario, NOTICE_LEAD};
 use crate::settings::parse_duration;
 
@@ -14,10 +15,13 @@ pub struct VerdictArgs {
     /// --expect-*, the exit status is 0 when every expectation holds and 3 when one fails
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub expect_detect: Option<Duration>,
-    /// Expect a reaction (a program started, an outbound connect, the workload exiting)
-    /// within DURATION of the handler reading the notice
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub expect_react: Option<Duration>,
+    /// Expect the handler to react after it reads the notice: `exec kubectl drain within 5s`
+    /// (a program whose command line has these words in this order, the first naming it),
+    /// `connect 10.0.0.1:443 within 5s` or `connect :443` (an outbound connect), `exit within
+    /// 1m` (the workload exiting), or a duration alone (any of these within it). Without
+    /// `within`: before the interruption. Repeatable: each must hold
+    #[arg(long, value_name = "REACTION")]
+    pub expect_react: Vec<String>,
     /// Expect every process of the target to have exited before the interruption
     #[arg(long)]
     pub expect_drained: bool,
@@ -54,30 +58,51 @@ impl ReportFormat {
 }
 
 impl VerdictArgs {
-    pub fn expectations(&self) -> Expectations {
-        Expectations {
+    /// The expectations given, `--expect-react`'s parsed.
+    pub fn expectations(&self) -> Result<Expectations, ReportError> {
+        let react = self
+            .expect_react
+            .iter()
+            .map(|s| {
+                s.parse::<ReactExpectation>()
+                    .map_err(ReportError::Expectation)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Expectations {
             detect: self.expect_detect,
-            react: self.expect_react,
+            react,
             drained: self.expect_drained,
-        }
+            read_in_time: false,
+        })
     }
 
     /// Refuses, before anything starts, what could only fail at the end: a report that cannot
-    /// be written, an expectation that can never be checked against `scenario`.
-    /// `reactions_visible`: whether the kernel shows programs starting and processes exiting.
-    pub fn check(&self, scenario: &Scenario, reactions_visible: bool) -> Result<(), ReportError> {
+    /// be written, an expectation that cannot be read or can never be checked against
+    /// `scenario`; returns the expectations. `reactions_visible`: whether the kernel shows
+    /// programs starting and processes exiting.
+    pub fn check(
+        &self,
+        scenario: &Scenario,
+        reactions_visible: bool,
+    ) -> Result<Expectations, ReportError> {
         for path in &self.report {
             check_report_path(path)?;
         }
-        for (flag, d) in [
-            ("--expect-detect", self.expect_detect),
-            ("--expect-react", self.expect_react),
-        ] {
-            if d.is_some_and(|d| d.is_zero()) {
-                return Err(ReportError::Expectation(format!(
-                    "{flag} 0s can never hold: nothing happens in no time (give a duration such as 5s)"
-                )));
-            }
+        let expect = self.expectations()?;
+        if self.expect_detect.is_some_and(|d| d.is_zero()) {
+            return Err(ReportError::Expectation(
+                "--expect-detect 0s can never hold: nothing happens in no time (give a duration such as 5s)".into(),
+            ));
+        }
+        if let Some(e) = expect
+            .react
+            .iter()
+            .find(|e| e.within.is_some_and(|d| d.is_zero()))
+        {
+            return Err(ReportError::Expectation(format!(
+                "--expect-react {:?} can never hold: nothing happens in no time (give a duration such as 5s)",
+                e.to_string()
+            )));
         }
         // The window between the notice and the interruption: a longer --expect-detect would
         // pass a handler that reads the notice only once the instance is gone.
@@ -90,12 +115,18 @@ impl VerdictArgs {
                 humantime::format_duration(window)
             )));
         }
-        if (self.expect_react.is_some() || self.expect_drained) && !reactions_visible {
+        // Connects are seen by the connect programs themselves; programs and exits need the
+        // tracepoints.
+        let needs_processes = expect
+            .react
+            .iter()
+            .any(|e| !matches!(e.what, ReactMatcher::Connect(_)));
+        if (needs_processes || self.expect_drained) && !reactions_visible {
             return Err(ReportError::Expectation(
-                "--expect-react/--expect-drained need the kernel's view of the target's processes (BTF tracepoints sched_process_exec/exit), which this kernel did not allow: drop the option, or run on a kernel with BTF".into(),
+                "--expect-react/--expect-drained need the kernel's view of the target's processes (BTF tracepoints sched_process_exec/exit), which this kernel did not allow: drop the option, expect only a `connect`, or run on a kernel with BTF".into(),
             ));
         }
-        Ok(())
+        Ok(expect)
     }
 }
 

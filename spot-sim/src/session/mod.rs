@@ -188,11 +188,11 @@ impl Session {
     }
 
     pub fn set_expectations(&self, expect: Expectations) {
-        self.ask(move |o| o.expect = expect);
+        self.ask(move |o| o.set_expectations(expect));
     }
 
     pub fn expectations(&self) -> Expectations {
-        self.ask(|o| o.expect).unwrap_or_default()
+        self.ask(|o| o.expectations()).unwrap_or_default()
     }
 
     /// The game-day report of every target, after a last drain of the kernel's records.

@@ -10,7 +10,7 @@ use std::{
 };
 
 use super::{
-    poller::{Doorbell, Poller, Wake},
+    poller::{Doorbell, Poller, SweepAsks, Wake},
     target::ActiveTarget,
     Job, SessionError, TargetSpec, TargetStatus,
 };
@@ -55,7 +55,9 @@ pub(super) struct Owner {
     events: Option<EventReader>,
     activity: Option<ActivityReader>,
     /// What the user expects of every target (`--expect-*`), for live reports.
-    pub(super) expect: Expectations,
+    expect: Expectations,
+    /// Journals waiting for an outbound sweep at their detection.
+    sweeps: Arc<SweepAsks>,
     ticks: u64,
     /// The kernel reports program starts and exits in target cgroups: namespaces are then
     /// discovered from those records, and the full scan of every pid only backs them up.
@@ -81,6 +83,7 @@ impl Owner {
                 log::warn!("cannot watch target cgroups ({e}); checking them every 2 s instead")
             })
             .ok();
+        let sweeps = SweepAsks::new(Arc::clone(&doorbell));
         let mut poller = Poller::new(doorbell).map_err(SessionError::Start)?;
         // The ring buffers wake us edge-triggered, as their submitters ask (see
         // `EventReader::drain`): polling them level-triggered would wake us on every record.
@@ -108,6 +111,7 @@ impl Owner {
             events,
             activity,
             expect: Expectations::default(),
+            sweeps,
             ticks: 0,
             event_driven,
             watch,
@@ -137,6 +141,7 @@ impl Owner {
                     return;
                 }
             }
+            self.sweep_for_detections();
             // `--on-interrupt kill` is carried out at the interruption, not at the next tick.
             let next_kill = self.next_kill();
             let wake_at = next_kill.map_or(next_tick, |k| k.min(next_tick));
@@ -165,6 +170,32 @@ impl Owner {
         self.stopped = true;
     }
 
+    pub(super) fn expectations(&self) -> Expectations {
+        self.expect.clone()
+    }
+
+    /// What live reports judge against; every journal watches for the reactions expected.
+    pub(super) fn set_expectations(&mut self, expect: Expectations) {
+        self.expect = expect;
+        for (_, j) in &self.journals {
+            j.watch_for(self.expect.react_matchers());
+        }
+    }
+
+    /// A handler just read its first event: its journal's responder holds that answer until
+    /// the kernel's outbound map is swept, so the handler's reaction connects all fall in
+    /// windows that start after detection (journal/classify.rs).
+    fn sweep_for_detections(&mut self) {
+        let waiting = self.sweeps.take();
+        if waiting.is_empty() {
+            return;
+        }
+        self.drain(true);
+        for w in waiting {
+            let _ = w.send(());
+        }
+    }
+
     /// Starts a target: opens its listeners inside its namespace, starts its responder, and
     /// only then attaches the redirect. The name is checked and taken in the same job, so two
     /// `target add`s (or one and `--follow`) cannot both get it.
@@ -183,6 +214,8 @@ impl Owner {
                 );
             }
         }
+        t.journal.set_sweeper(self.sweeps.sweeper());
+        t.journal.watch_for(self.expect.react_matchers());
         self.journals.push((index, Arc::clone(&t.journal)));
         // Processes already there may live in namespaces of their own (a slice of pods).
         t.scan_pids();
@@ -298,16 +331,25 @@ impl Owner {
         for x in activity {
             let index = x.target_index();
             let target = self.targets.iter_mut().find(|t| t.index == index);
-            let mut command_line = String::new();
-            if let (KernelActivity::Exec { tgid, comm, .. }, Some(t)) = (&x, target) {
-                command_line = process::command_line(&t.proc, *tgid, comm);
+            let mut from_proc = Vec::new();
+            if let (
+                KernelActivity::Exec {
+                    tgid, comm, args, ..
+                },
+                Some(t),
+            ) = (&x, target)
+            {
+                // Only when the kernel could not copy the command line at the exec.
+                if args.is_empty() {
+                    from_proc = process::command_line(&t.proc, *tgid, comm);
+                }
                 // A program start is where a new network namespace shows (a container's
                 // entrypoint runs once its namespaces are set up): serve it at once.
                 t.serve_namespace_of(*tgid);
             }
             let exited = matches!(x, KernelActivity::Exit { .. });
             if let Some(j) = self.journal_of(index) {
-                j.kernel_activity(x, &clock, command_line);
+                j.kernel_activity(x, &clock, from_proc);
             }
             // Whether the cgroup emptied is read when cgroup.events says it changed (or
             // here, without inotify).

@@ -40,6 +40,39 @@ impl Doorbell {
     }
 }
 
+/// Sweeps of the kernel's outbound-connect map that journals asked for when their handler
+/// first read an event: the owner does them as soon as the doorbell wakes it, then tells each
+/// asker (whose responder holds that answer until then).
+pub(super) struct SweepAsks {
+    waiting: std::sync::Mutex<Vec<tokio::sync::oneshot::Sender<()>>>,
+    doorbell: Arc<Doorbell>,
+}
+
+impl SweepAsks {
+    pub(super) fn new(doorbell: Arc<Doorbell>) -> Arc<Self> {
+        Arc::new(Self {
+            waiting: std::sync::Mutex::new(Vec::new()),
+            doorbell,
+        })
+    }
+
+    /// A journal's way to ask (see [`crate::journal::Journal::set_sweeper`]).
+    pub(super) fn sweeper(self: &Arc<Self>) -> crate::journal::Sweeper {
+        let asks = Arc::clone(self);
+        Box::new(move || {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            crate::lock::lock(&asks.waiting).push(tx);
+            asks.doorbell.ring();
+            rx
+        })
+    }
+
+    /// The askers waiting for a sweep, taken.
+    pub(super) fn take(&self) -> Vec<tokio::sync::oneshot::Sender<()>> {
+        std::mem::take(&mut *crate::lock::lock(&self.waiting))
+    }
+}
+
 /// What woke the owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Wake {

@@ -2,26 +2,22 @@
 
 use std::path::Path;
 
-/// Longest command line kept (it is the target's, shown in reports).
-const MAX_COMMAND_LINE: usize = 200;
+/// Longest command line read (the kernel's exec record holds as much).
+const MAX_COMMAND_LINE: usize = spot_sim_common::EXEC_ARGS_LEN;
 
-/// A process's command line while it is still there (NULs as spaces, cut short): only when
-/// the pid still names the program the kernel saw start (`comm`), not a later process that
-/// got its pid. Empty when it cannot tell.
-pub fn command_line(proc: &Path, pid: u32, comm: &str) -> String {
+/// A process's command line while it is still there, as `/proc/PID/cmdline` has it (words
+/// ended by NULs, cut short): only when the pid still names the program the kernel saw start
+/// (`comm`, escaped where it entered), not a later process that got its pid. Empty when it
+/// cannot tell. The kernel's own copy, taken at the exec, is preferred: this is for kernels
+/// whose BTF did not say where to find it.
+pub fn command_line(proc: &Path, pid: u32, comm: &str) -> Vec<u8> {
     let dir = proc.join(pid.to_string());
-    let same = std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim_end() == comm);
+    let same = std::fs::read(dir.join("comm"))
+        .is_ok_and(|c| crate::escape::untrusted_bytes(c.strip_suffix(b"\n").unwrap_or(&c)) == comm);
     if !same {
-        return String::new();
+        return Vec::new();
     }
-    std::fs::read(dir.join("cmdline"))
-        .map(|b| {
-            String::from_utf8_lossy(&b)
-                .replace('\0', " ")
-                .trim()
-                .chars()
-                .take(MAX_COMMAND_LINE)
-                .collect()
-        })
-        .unwrap_or_default()
+    let mut line = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+    line.truncate(MAX_COMMAND_LINE);
+    line
 }

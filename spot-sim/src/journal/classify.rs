@@ -64,10 +64,11 @@ pub(super) fn events_with_reads(
 
 impl Inner {
     /// A program started: after detection, a reaction (every one, the polling loop's too: it
-    /// ranks below new programs as the most telling); before it, its name is remembered.
+    /// ranks below new command lines as the most telling); before it, its command line is
+    /// remembered.
     pub(super) fn classify_exec(&mut self, p: &ProcRecord) {
         if !self.after_detection(p.at_ms) {
-            self.reactions.before_detection(&p.comm);
+            self.reactions.before_detection(&p.comm, &p.argv);
             return;
         }
         self.reactions.exec(Reaction {
@@ -77,7 +78,7 @@ impl Inner {
             comm: p.comm.clone(),
             argv: p.argv.clone(),
             destination: None,
-            new_program: false,
+            new_command: false,
         });
     }
 
@@ -109,7 +110,7 @@ impl Inner {
             comm: o.comm.clone(),
             argv: Vec::new(),
             destination: Some(o.destination.clone()),
-            new_program: false,
+            new_command: false,
         };
         self.reactions.connect(r, &o.destination, o.count);
     }
@@ -128,7 +129,7 @@ impl Inner {
             comm: last.comm,
             argv: Vec::new(),
             destination: None,
-            new_program: false,
+            new_command: false,
         });
     }
 

@@ -223,7 +223,7 @@ mod tests {
             comm: comm.into(),
             argv: argv.iter().map(|w| w.to_string()).collect(),
             destination: None,
-            new_program: true,
+            new_command: true,
         }
     }
 

@@ -155,7 +155,7 @@ fn the_first_connect_after_detection_counts_whatever_came_before() {
 }
 
 #[test]
-fn the_most_telling_reaction_is_a_new_program_with_arguments_and_a_tcp_connect() {
+fn the_most_telling_reaction_is_a_new_command_with_arguments_and_a_tcp_connect() {
     let (clock, j, _) = journal();
     let poll = [
         "curl",
@@ -167,10 +167,17 @@ fn the_most_telling_reaction_is_a_new_program_with_arguments_and_a_tcp_connect()
         "URL",
     ];
     exec(&j, ms(clock.now()), "curl", &poll);
+    // KSTNH asks for its node with kubectl at start: kubectl is not new, its drain is.
+    exec(
+        &j,
+        ms(clock.now()),
+        "kubectl",
+        &["kubectl", "get", "pod", "p"],
+    );
     let d = ms(clock.now()) + 1000;
     let _ = detect(&clock, &j);
     exec(&j, d + 1, "date", &["date"]);
-    // The polling loop's curl has more arguments, but it ran before detection.
+    // The polling loop's curl has more arguments, but that command line ran before.
     exec(&j, d + 2, "curl", &poll);
     exec(
         &j,
@@ -192,6 +199,20 @@ fn the_most_telling_reaction_is_a_new_program_with_arguments_and_a_tcp_connect()
     assert_eq!(
         r.telling[0].command(),
         ["kubectl", "drain", "node-1", "--force"]
+    );
+    let new: Vec<_> = r
+        .listed
+        .iter()
+        .map(|x| (x.comm.as_str(), x.new_command))
+        .collect();
+    assert_eq!(
+        new[..4],
+        [
+            ("date", true),
+            ("curl", false),
+            ("kubectl", true),
+            ("sleep", true)
+        ]
     );
 }
 

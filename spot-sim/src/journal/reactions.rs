@@ -7,6 +7,7 @@
 //! bounds.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use super::{ReactKind, ReactMatcher, Reaction};
 
@@ -14,8 +15,8 @@ use super::{ReactKind, ReactMatcher, Reaction};
 pub const MAX_EXEC_REACTIONS: usize = 256;
 /// Destinations first connected to after detection, listed; later ones are counted.
 pub const MAX_CONNECT_REACTIONS: usize = 256;
-/// Program names remembered as started before detection (the polling loop's).
-const MAX_NAMES_BEFORE: usize = 2048;
+/// Command lines remembered as run before detection (the polling loop's).
+const MAX_COMMANDS_BEFORE: usize = 4096;
 
 #[derive(Debug, Default)]
 pub(super) struct Reactions {
@@ -28,8 +29,8 @@ pub(super) struct Reactions {
     /// counted, as the kernel counts them).
     connects_not_listed: u64,
     exit: Option<Reaction>,
-    /// Names of programs started before detection.
-    names_before: HashSet<String>,
+    /// Command lines (hashed) run before detection.
+    commands_before: HashSet<u64>,
     telling_exec: Option<Reaction>,
     telling_connect: Option<Reaction>,
     /// The user's matchers, each with the earliest reaction it matched.
@@ -67,20 +68,24 @@ impl Reactions {
             .collect();
     }
 
-    /// A program started before detection: its name is the polling loop's, not a reaction's.
-    pub(super) fn before_detection(&mut self, name: &str) {
-        if self.names_before.len() < MAX_NAMES_BEFORE {
-            self.names_before.insert(name.to_string());
+    /// A program started before detection: its command line is the polling loop's (or a
+    /// set-up step's), not a reaction's when it runs again.
+    pub(super) fn before_detection(&mut self, comm: &str, argv: &[String]) {
+        if self.commands_before.len() < MAX_COMMANDS_BEFORE {
+            self.commands_before.insert(command_hash(comm, argv));
         }
     }
 
-    /// A program started after detection. The most telling one is a program new since
-    /// detection, then the one with the most arguments (`kubectl drain node-1 --force` says
-    /// more than `date`), then the earliest.
+    /// A program started after detection. The most telling one is a command line new since
+    /// detection (not the polling loop's `curl` again; `kubectl drain` is new even when
+    /// `kubectl get pod` ran at start), then the one with the most arguments (`kubectl drain
+    /// node-1 --force` says more than `date`), then the earliest.
     pub(super) fn exec(&mut self, mut r: Reaction) {
-        r.new_program = !self.names_before.contains(&r.comm);
+        r.new_command = !self
+            .commands_before
+            .contains(&command_hash(&r.comm, &r.argv));
         self.execs_total += 1;
-        let rank = |x: &Reaction| (x.new_program, x.arguments());
+        let rank = |x: &Reaction| (x.new_command, x.arguments());
         if self
             .telling_exec
             .as_ref()
@@ -169,4 +174,12 @@ impl Reactions {
             matched: self.watched.clone(),
         }
     }
+}
+
+/// A command line's identity: its words (or the program's name when they were not read).
+fn command_hash(comm: &str, argv: &[String]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    comm.hash(&mut h);
+    argv.hash(&mut h);
+    h.finish()
 }

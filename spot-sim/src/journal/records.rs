@@ -88,9 +88,9 @@ pub struct Reaction {
     pub argv: Vec<String>,
     /// A connect's destination, `10.0.0.1:443/tcp`.
     pub destination: Option<String>,
-    /// A program whose name did not run before detection: not the polling loop's `curl` or
-    /// `sleep` running again.
-    pub new_program: bool,
+    /// A command line (program and arguments) that did not run before detection: not the
+    /// polling loop's `curl` or `sleep` running again.
+    pub new_command: bool,
 }
 
 impl Reaction {

@@ -169,7 +169,7 @@ fn reactions_are_what_happens_after_detection() {
         .reactions
         .listed
         .iter()
-        .map(|r| (r.kind.name(), r.at_ms - base, r.new_program))
+        .map(|r| (r.kind.name(), r.at_ms - base, r.new_command))
         .collect();
     assert_eq!(
         kinds,

@@ -124,9 +124,9 @@ pub struct ReactionReport {
     pub destination: Option<String>,
     /// In words: `kubectl drain node-1 --force`, `connect 10.0.0.1:443/tcp (kubectl)`.
     pub detail: String,
-    /// A program whose name did not run before detection.
+    /// A command line that did not run before detection (not the polling loop's).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub new_program: bool,
+    pub new_command: bool,
     /// Seconds after the handler read the notice (its first read of any event if it never
     /// did); negative for a reaction to an earlier event, such as the rebalance
     /// recommendation.
@@ -192,8 +192,9 @@ pub struct TargetReport {
     /// Program starts and connects after detection past the journal's bounds (counted, not
     /// listed).
     pub reactions_not_listed: u64,
-    /// The most telling reactions: the program that says most of what the handler did (new
-    /// since detection, then with the most arguments, then the earliest), and the first TCP
+    /// The most telling reactions: the program that says most of what the handler did (a
+    /// command line new since detection, then the most arguments, then the earliest), and the
+    /// first TCP
     /// connect (else the first connect). At most one of each, in time order.
     pub most_telling: Vec<ReactionReport>,
     /// Latency of the first reaction of each kind after detection.

@@ -6,7 +6,7 @@ use super::tests::{polling, T};
 use super::*;
 use crate::journal::{JournalSnapshot, ReactKind, Reaction};
 
-fn exec(at_ms: u64, comm: &str, argv: &[&str], new_program: bool) -> Reaction {
+fn exec(at_ms: u64, comm: &str, argv: &[&str], new_command: bool) -> Reaction {
     Reaction {
         kind: ReactKind::Exec,
         at_ms,
@@ -14,7 +14,7 @@ fn exec(at_ms: u64, comm: &str, argv: &[&str], new_program: bool) -> Reaction {
         comm: comm.into(),
         argv: argv.iter().map(|w| w.to_string()).collect(),
         destination: None,
-        new_program,
+        new_command,
     }
 }
 
@@ -125,11 +125,11 @@ fn the_summary_names_the_most_telling_reaction_and_lists_them_all_in_order() {
     };
     assert_eq!(
         line("reaction:"),
-        "  reaction: kubectl drain node-1 --force --ignore-daemonsets --delete-local-data --… +0.3 s, connect 127.0.0.1:6443/tcp (kubectl) +0.4 s"
+        "  reaction: kubectl drain node-1 --force --ignore-daemonsets --delete-local-data --… +0.30 s, connect 127.0.0.1:6443/tcp (kubectl) +0.40 s"
     );
     assert_eq!(
         line("reactions in order:"),
-        "  reactions in order: date +0.1 s, kubectl drain node-1 --force --ignore-daemonsets --delete-local-data --… +0.3 s, connect 127.0.0.1:6443/tcp (kubectl) +0.4 s, sleep 200 +0.5 s"
+        "  reactions in order: date +0.05 s, kubectl drain node-1 --force --ignore-daemonsets --delete-local-data --… +0.30 s, connect 127.0.0.1:6443/tcp (kubectl) +0.40 s, sleep 200 +0.50 s"
     );
     let t = &r.targets[0];
     assert_eq!(t.reactions.len(), 4);
@@ -172,7 +172,7 @@ fn an_expected_program_that_never_ran_names_what_ran_instead() {
     assert_eq!(r.pass, Some(false));
     assert_eq!(
         reasons(&r),
-        vec!["expected `exec aws autoscaling complete-lifecycle-action` within 5 s of reading the notice at 08:00:10; seen instead: date +0.1 s, kubectl drain node-1 --force --ignore-daemonsets --delete-local-data --… +0.3 s, connect 127.0.0.1:6443/tcp (kubectl) +0.4 s, sleep 200 +0.5 s"]
+        vec!["expected `exec aws autoscaling complete-lifecycle-action` within 5 s of reading the notice at 08:00:10; seen instead: date +0.05 s, kubectl drain node-1 --force --ignore-daemonsets --delete-local-data --… +0.30 s, connect 127.0.0.1:6443/tcp (kubectl) +0.40 s, sleep 200 +0.50 s"]
     );
     assert_eq!(
         r.targets[0].verdict.as_ref().unwrap().checked,
@@ -234,7 +234,7 @@ fn a_program_expected_of_a_handler_that_starts_none_says_so() {
     let r = Report::build(&[s], &expect(&["exec kubectl drain within 5s"]), T + 20_000);
     assert_eq!(
         reasons(&r),
-        vec!["expected `exec kubectl drain` within 5 s of reading the notice at 08:00:10; seen instead: connect 10.100.0.1:443/tcp (kubectl) +0.2 s; no program was started after detection and only one (the handler itself) in the whole run: the handler does its work in-process, so expect what it does instead, such as `connect HOST:PORT` to the API server"]
+        vec!["expected `exec kubectl drain` within 5 s of reading the notice at 08:00:10; seen instead: connect 10.100.0.1:443/tcp (kubectl) +0.20 s; no program was started after detection and only one (the handler itself) in the whole run: the handler does its work in-process, so expect what it does instead, such as `connect HOST:PORT` to the API server"]
     );
 }
 

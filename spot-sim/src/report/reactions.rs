@@ -49,7 +49,7 @@ pub(super) fn report(
         argv: r.argv.clone(),
         destination: r.destination.clone(),
         detail,
-        new_program: r.new_program,
+        new_command: r.new_command,
         latency_s: (r.at_ms as f64 - react_from as f64) / 1000.0,
         before_interruption: interruption.map(|i| r.at_ms < i),
     }
@@ -75,9 +75,14 @@ impl ReactionReport {
         }
     }
 
-    /// `kubectl drain node-1 … +0.4 s`.
+    /// `kubectl drain node-1 … +0.04 s`, `exit of the workload +6.2 s`: hundredths below a
+    /// second, where most reactions are.
     pub fn with_delay(&self) -> String {
-        format!("{} {:+.1} s", self.short(), self.latency_s)
+        if self.latency_s.abs() < 1.0 {
+            format!("{} {:+.2} s", self.short(), self.latency_s)
+        } else {
+            format!("{} {:+.1} s", self.short(), self.latency_s)
+        }
     }
 }
 
@@ -243,15 +248,11 @@ impl Judged<'_> {
             1 => "it made 1 IMDS request".to_string(),
             n => format!("it made {n} IMDS requests"),
         };
-        let left = match s.cgroup_empty_ms {
-            Some(e) => format!(
-                "; the workload exited at {}{}",
-                clock(&at(e)),
-                s.command_status
-                    .map(|c| format!(" with status {c}"))
-                    .unwrap_or_default()
-            ),
-            None => String::new(),
+        let status = |c: Option<i32>| c.map(|c| format!(" with status {c}")).unwrap_or_default();
+        let left = match (s.cgroup_empty_ms, s.command_status) {
+            (Some(e), c) => format!("; the workload exited at {}{}", clock(&at(e)), status(c)),
+            (None, Some(c)) => format!("; the command exited{}", status(Some(c))),
+            (None, None) => String::new(),
         };
         format!("seen: {asked}{left}")
     }

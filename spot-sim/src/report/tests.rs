@@ -236,7 +236,7 @@ fn a_kill_at_the_interruption_is_not_the_handler_reacting() {
         comm: "sleep".into(),
         argv: Vec::new(),
         destination: None,
-        new_program: false,
+        new_command: false,
     });
     let expect = Expectations {
         react: vec!["10s".parse().unwrap()],

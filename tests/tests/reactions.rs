@@ -609,3 +609,53 @@ fn a_flood_of_40000_distinct_connects_before_the_notice_hides_no_later_reaction(
     assert_eq!(reactions(t, "exit").len(), 1, "the exit is kept");
     assert_eq!(t["verdict"]["pass"], true, "{:#}", t["verdict"]);
 }
+
+#[test]
+fn the_first_connect_after_detection_is_timed_exactly_though_its_window_began_before() {
+    root_or_skip!();
+    let s = Scratch::new("react-window");
+    let report = s.path("r.json");
+    let notice = "http://169.254.169.254/latest/meta-data/spot/termination-time";
+    // The session sweeps the kernel's connect windows 2 s after it starts, then every 10 s:
+    // the connect at 3 s, the notice read at about 5 s and the two connects after it (1.5 s
+    // apart) all fall in one window unless detection closes it.
+    let handler = s.file(
+        "handler",
+        &format!(
+            "#!/bin/bash\n\
+             sleep 3\n\
+             (exec 3<>/dev/tcp/127.0.0.1/9) 2>/dev/null\n\
+             until [ \"$(curl -s -o /dev/null -w '%{{http_code}}' {notice})\" = 200 ]; do sleep 0.2; done\n\
+             (exec 3<>/dev/tcp/127.0.0.1/9) 2>/dev/null\n\
+             sleep 1.5\n\
+             (exec 3<>/dev/tcp/127.0.0.1/9) 2>/dev/null\n"
+        ),
+        0o755,
+    );
+    let out = exec(
+        &s,
+        &[
+            "--netns",
+            "new",
+            "--start-in",
+            "5s",
+            "--interruption-in",
+            "60s",
+            "--expect-react",
+            "connect 127.0.0.1:9 within 1s",
+            "--report",
+            report.to_str().unwrap(),
+            "--",
+            handler.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let t = &json(&report)["targets"][0];
+    let connect = reactions(t, "connect");
+    assert_eq!(connect.len(), 1, "{t:#}");
+    let after = connect[0]["latency_s"].as_f64().unwrap();
+    // The first connect after detection, not the latest of its window (about 1.5 s).
+    assert!((0.0..0.5).contains(&after), "{after} s: {t:#}");
+}

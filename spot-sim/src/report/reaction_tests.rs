@@ -125,11 +125,11 @@ fn the_summary_names_the_most_telling_reaction_and_lists_them_all_in_order() {
     };
     assert_eq!(
         line("reaction:"),
-        "  reaction: kubectl drain node-1 --force --ignore-daemonsets --delete-local-data --… +0.30 s, connect 127.0.0.1:6443/tcp (kubectl) +0.40 s"
+        "  reaction: kubectl drain node-1 --force --ignore-daemonsets --delete-local-data --grace-period=120 +0.30 s, connect 127.0.0.1:6443/tcp (kubectl) +0.40 s"
     );
     assert_eq!(
         line("reactions in order:"),
-        "  reactions in order: date +0.05 s, kubectl drain node-1 --force --ignore-daemonsets --delete-local-data --… +0.30 s, connect 127.0.0.1:6443/tcp (kubectl) +0.40 s, sleep 200 +0.50 s"
+        "  reactions in order: date +0.05 s, kubectl drain node-1 --force --ignore-daemonsets --delete-local-data --grace-period=120 +0.30 s, connect 127.0.0.1:6443/tcp (kubectl) +0.40 s, sleep 200 +0.50 s"
     );
     let t = &r.targets[0];
     assert_eq!(t.reactions.len(), 4);
@@ -157,6 +157,15 @@ fn the_summary_names_the_most_telling_reaction_and_lists_them_all_in_order() {
     assert!(page.contains(
         "<td class=\"argv\">/bin/sh /tmp/bin/kubectl drain node-1 --force --ignore-daemonsets --delete-local-data --grace-period=120</td>"
     ));
+    // A long command line is cut where it is shown in a line, not in the report.
+    let mut long = kstnh();
+    let words: Vec<String> = (0..40).map(|i| format!("--flag-{i}")).collect();
+    long.reactions.listed[0].argv = ["date".to_string()].into_iter().chain(words).collect();
+    let r2 = Report::build(&[long], &Expectations::default(), T + 20_000);
+    let shown = r2.targets[0].reactions[0].short();
+    assert_eq!(shown.chars().count(), 100, "{shown}");
+    assert!(shown.ends_with('…') && shown.starts_with("date --flag-0 --flag-1"));
+    assert_eq!(r2.targets[0].reactions[0].argv.len(), 41);
     // Read back over the control socket, the report says the same.
     let back: Report = serde_json::from_str(&r.to_json()).unwrap();
     assert_eq!(back.summary(), summary);
@@ -172,7 +181,7 @@ fn an_expected_program_that_never_ran_names_what_ran_instead() {
     assert_eq!(r.pass, Some(false));
     assert_eq!(
         reasons(&r),
-        vec!["expected `exec aws autoscaling complete-lifecycle-action` within 5 s of reading the notice at 08:00:10; seen instead: date +0.05 s, kubectl drain node-1 --force --ignore-daemonsets --delete-local-data --… +0.30 s, connect 127.0.0.1:6443/tcp (kubectl) +0.40 s, sleep 200 +0.50 s"]
+        vec!["expected `exec aws autoscaling complete-lifecycle-action` within 5 s of reading the notice at 08:00:10; seen instead: date +0.05 s, kubectl drain node-1 --force --ignore-daemonsets --delete-local-data --grace-period=120 +0.30 s, connect 127.0.0.1:6443/tcp (kubectl) +0.40 s, sleep 200 +0.50 s"]
     );
     assert_eq!(
         r.targets[0].verdict.as_ref().unwrap().checked,

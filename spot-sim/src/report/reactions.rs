@@ -9,7 +9,7 @@ use super::{at, clock, html, ReactExpectation, ReactionReport, TargetReport, Ver
 use crate::journal::{JournalSnapshot, ReactKind, ReactMatcher, Reaction};
 
 /// Longest command line shown in a list or a sentence (the report keeps the whole argv).
-const SHOWN_CHARS: usize = 72;
+const SHOWN_CHARS: usize = 100;
 /// Reactions the summary lists in order; the report has them all.
 const SUMMARY_LISTED: usize = 8;
 /// Reactions a failed expectation names as "seen instead".

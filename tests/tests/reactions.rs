@@ -659,3 +659,38 @@ fn the_first_connect_after_detection_is_timed_exactly_though_its_window_began_be
     // The first connect after detection, not the latest of its window (about 1.5 s).
     assert!((0.0..0.5).contains(&after), "{after} s: {t:#}");
 }
+
+#[test]
+fn an_expect_react_that_does_not_read_is_refused_before_anything_starts() {
+    root_or_skip!();
+    let s = Scratch::new("react-bad");
+    let marker = s.path("ran");
+    let touch = format!("touch {}", marker.display());
+    for (what, says) in [
+        ("kubectl drain within 5s", "unknown reaction `kubectl`"),
+        ("exec kubectl drain within soon", "after `within`"),
+        ("connect api-server:443", "a host name cannot be matched"),
+        ("exec", "needs the program's command line"),
+        ("exec kubectl drain within 0s", "can never hold"),
+    ] {
+        let out = exec(
+            &s,
+            &[
+                "--netns",
+                "new",
+                "--expect-react",
+                what,
+                "--",
+                "sh",
+                "-c",
+                &touch,
+            ],
+            &[],
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(err.contains(says), "{what}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(!marker.exists(), "{what} started the command");
+    }
+}

@@ -136,7 +136,7 @@ fn a_failing_health_url_stops_run_mid_rehearsal_and_every_target_gets_the_real_i
         .wait_timeout(Duration::from_secs(10))
         .expect("run ended");
     assert_eq!(status.code(), Some(4), "{}", run.log());
-    assert!(run.log().contains(&format!("stopped at ")), "{}", run.log());
+    assert!(run.log().contains("stopped at "), "{}", run.log());
     let report = json_file(&json);
     assert_eq!(report["stopped"]["condition"], condition.as_str());
     let stopped_at = parse_time(report["stopped"]["at"].as_str().unwrap());

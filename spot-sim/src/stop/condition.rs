@@ -154,19 +154,21 @@ async fn command(cmd: &str, within: Duration) -> Check {
             ))
         }
     };
-    let pgid = child.id();
+    // Until its end is seen, the check's whole process group goes with it: on a timeout, and
+    // when the watch stops (or spot-sim exits) in the middle of a check.
+    let mut group = KillGroup(child.id());
     let out = match tokio::time::timeout(within, child.wait_with_output()).await {
-        Ok(Ok(out)) => out,
+        Ok(Ok(out)) => {
+            // Reaped: its pid (the group's id) may be reused from here on.
+            group.0 = None;
+            out
+        }
         Ok(Err(e)) => return Check::Unknown(format!("cannot read its result: {e}")),
         Err(_) => {
-            if let Some(pgid) = pgid {
-                // SAFETY: a plain syscall on the process group this check started.
-                unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
-            }
             return Check::Holds(format!(
                 "did not finish within {}",
                 humantime::format_duration(within)
-            ));
+            ))
         }
     };
     use std::os::unix::process::ExitStatusExt;
@@ -183,6 +185,19 @@ async fn command(cmd: &str, within: Duration) -> Check {
         (Some(code), _) => Check::Holds(format!("exited {code}{said}")),
         (None, Some(sig)) => Check::Holds(format!("was killed by signal {sig}{said}")),
         (None, None) => Check::Holds(format!("ended abnormally{said}")),
+    }
+}
+
+/// Kills a check's process group (the id of its `sh`, which leads it) when dropped armed.
+struct KillGroup(Option<u32>);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: a plain syscall on the group of a child not yet reaped, so its id still
+            // names that group.
+            unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
+        }
     }
 }
 

@@ -213,6 +213,7 @@ impl StopPlan {
         StopWatch { task }
     }
 
+    /// Nothing to check and no deadline: no watch is needed.
     pub fn is_empty(&self) -> bool {
         self.conditions.is_empty() && self.deadline.is_none()
     }

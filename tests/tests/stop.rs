@@ -109,6 +109,19 @@ fn a_failing_health_url_stops_run_mid_rehearsal_and_every_target_gets_the_real_i
     let condition = format!("{health}: answered 404");
     assert_eq!(live["stopped"]["reason"], "stop-if", "{live:#}");
     assert_eq!(live["stopped"]["condition"], condition.as_str());
+    let status = output_ok(
+        Command::new(spot_sim_bin())
+            .args(["status", "--control"])
+            .arg(&control),
+    );
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        status.contains(&format!(
+            "  STOPPED at {} (stop-if): {condition}",
+            live["stopped"]["at"].as_str().unwrap()
+        )),
+        "{status}"
+    );
     let metrics = scrape(&mut run);
     let series = format!("spot_sim_stopped{{reason=\"stop-if\",condition=\"{condition}\"}} 1");
     assert!(metrics.contains(&series), "{series} not in:\n{metrics}");

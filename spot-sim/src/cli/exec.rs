@@ -6,6 +6,7 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
+    time::SystemTime,
 };
 
 use anyhow::{bail, Context, Result};
@@ -21,6 +22,7 @@ use crate::{
     control::{self as ctl, metrics::MetricsServer},
     scenario::SystemClock,
     session::Session,
+    stop::StopPlan,
     targets::{
         cgroup::{cgroup2_mount, remove_dead_transients},
         ExecNetns, TargetKind, TargetScope, TransientCgroup,
@@ -34,6 +36,9 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
     let settings = a.scenario.resolve()?;
     let program = a.command[0].clone();
     check_program(&program)?;
+    // Before anything is created: a condition that cannot work, or one that already holds.
+    let stop = StopPlan::new(&a.stop, SystemTime::now());
+    stop.check_before_start().await?;
     let mount = cgroup2_mount()?;
     // What instances killed with SIGKILL left: their empty transient cgroups, their sockets.
     remove_dead_transients(&mount, TRANSIENT_PREFIX);
@@ -62,6 +67,7 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
         Some(addr) => Some(MetricsServer::start(addr, &session).await?),
         None => None,
     };
+    let _stop = gameday::watch_stops(stop, &session, "the command ends");
 
     // Before the spawn: a SIGTERM that comes once the command runs (or while it starts) must
     // be relayed to it, never take spot-sim down with the default action in between.

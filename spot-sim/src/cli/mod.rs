@@ -24,6 +24,7 @@ use crate::{
     control::{self as ctl, Request},
     report::VerdictArgs,
     settings::ScenarioArgs,
+    stop::StopArgs,
     targets::{ExecNetns, TargetKind},
 };
 use resolve::TargetArg;
@@ -96,6 +97,8 @@ struct ExecArgs {
     scenario: ScenarioArgs,
     #[command(flatten)]
     verdict: VerdictArgs,
+    #[command(flatten)]
+    stop: StopArgs,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -155,6 +158,8 @@ struct RunArgs {
     scenario: ScenarioArgs,
     #[command(flatten)]
     verdict: VerdictArgs,
+    #[command(flatten)]
+    stop: StopArgs,
 }
 
 impl RunArgs {

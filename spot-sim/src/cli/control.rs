@@ -5,7 +5,7 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::{anyhow, bail, Result};
 
-use super::{ReportArgs, StatusArgs, TargetAction};
+use super::args::{ReportArgs, StatusArgs, TargetAction};
 use crate::{
     control::{self as ctl, Reply, Request},
     escape::{untrusted, untrusted_path},

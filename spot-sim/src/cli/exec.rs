@@ -14,9 +14,9 @@ use spot_sim_place::Placement;
 
 use super::{
     answers::start_control,
+    args::ExecArgs,
     gameday,
     resolve::{NodeRoots, Resolver, SettingsFrom},
-    ExecArgs,
 };
 use crate::{
     control::{self as ctl, metrics::MetricsServer},

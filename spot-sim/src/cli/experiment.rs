@@ -14,21 +14,19 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
     process::ExitCode,
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 
 use super::{
     answers::start_control,
+    args::{PlanArgs, RunArgs},
     gameday,
     resolve::{NodeRoots, Resolver, SettingsFrom},
     shutdown::wait_for_shutdown,
-    RunArgs,
 };
 use crate::{
     control::metrics::{session_metrics, MetricsServer},
@@ -44,17 +42,6 @@ use crate::{
 const SCAN_EVERY: Duration = Duration::from_secs(2);
 /// How often a selector that matches nothing is mentioned again.
 const WAITING_NOTE_EVERY: Duration = Duration::from_secs(60);
-
-#[derive(Debug, Args)]
-pub(super) struct PlanArgs {
-    /// The experiment file.
-    file: PathBuf,
-    /// The cluster's node names, comma-separated or repeated; `-` reads them from stdin, one a
-    /// line (`kubectl get nodes -o name | spot-sim experiment plan FILE --nodes -`; the `node/`
-    /// prefix is dropped).
-    #[arg(long, value_delimiter = ',', required = true, value_name = "NAME,...")]
-    nodes: Vec<String>,
-}
 
 pub(super) fn plan(a: PlanArgs) -> Result<ExitCode> {
     let exp = Experiment::load(&a.file)?;

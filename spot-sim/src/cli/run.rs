@@ -7,10 +7,10 @@ use anyhow::{anyhow, bail, Result};
 
 use super::{
     answers::{start_control, AddContext},
+    args::RunArgs,
     gameday,
     resolve::{NodeRoots, Resolver, SettingsFrom},
     shutdown::wait_for_shutdown,
-    RunArgs,
 };
 use crate::{
     control::metrics::MetricsServer,

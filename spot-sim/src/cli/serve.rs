@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::Result;
 
-use super::ServeArgs;
+use super::args::ServeArgs;
 use crate::{
     control::{self as ctl, ControlServer, Handler, Reply, Request},
     imds::Responder,

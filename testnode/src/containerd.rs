@@ -235,9 +235,7 @@ pub(crate) fn our_shims(socket: &Path) -> Vec<i32> {
             let is_shim = args
                 .first()
                 .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
-            let ours = args
-                .windows(2)
-                .any(|w| w[0] == b"-address" && w[1] == want);
+            let ours = args.windows(2).any(|w| w[0] == b"-address" && w[1] == want);
             (is_shim && ours).then_some(pid)
         })
         .collect()

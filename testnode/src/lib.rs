@@ -191,7 +191,10 @@ impl Node {
     fn with_log(&self, e: io::Error) -> io::Error {
         io::Error::new(
             e.kind(),
-            format!("{e}\ncontainerd said:\n{}", containerd::log_tail(&self.paths)),
+            format!(
+                "{e}\ncontainerd said:\n{}",
+                containerd::log_tail(&self.paths)
+            ),
         )
     }
 

@@ -103,10 +103,10 @@ const KNOWN_CONTAINER_FIELDS: &[&str] = &[
 ];
 
 fn container(node: &Node, pod: &Value, c: &Value, fill: &Fill<'_>) -> io::Result<ContainerSpec> {
-    if let Some(unknown) = c
-        .as_object()
-        .and_then(|o| o.keys().find(|k| !KNOWN_CONTAINER_FIELDS.contains(&k.as_str())))
-    {
+    if let Some(unknown) = c.as_object().and_then(|o| {
+        o.keys()
+            .find(|k| !KNOWN_CONTAINER_FIELDS.contains(&k.as_str()))
+    }) {
         return Err(bad(format!(
             "container field {unknown} is not carried over by the test kit"
         )));
@@ -124,7 +124,10 @@ fn container(node: &Node, pod: &Value, c: &Value, fill: &Fill<'_>) -> io::Result
     let mut env = Vec::new();
     for e in c["env"].as_array().into_iter().flatten() {
         let key = e["name"].as_str().unwrap_or_default().to_owned();
-        let value = match (&e["value"], e["valueFrom"]["fieldRef"]["fieldPath"].as_str()) {
+        let value = match (
+            &e["value"],
+            e["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        ) {
             (Value::String(v), _) => v.clone(),
             (_, Some("spec.nodeName")) => fill.node_name.to_owned(),
             _ => return Err(bad(format!("env {key}: only value and spec.nodeName"))),
@@ -184,7 +187,11 @@ fn mounts(node: &Node, pod: &Value, c: &Value) -> io::Result<Vec<MountSpec>> {
 
 /// The pod's QoS class from its containers' resources, as the API server computes it.
 fn qos(spec: &Value) -> Qos {
-    let containers: Vec<&Value> = spec["containers"].as_array().into_iter().flatten().collect();
+    let containers: Vec<&Value> = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
     let any = containers.iter().any(|c| {
         ["requests", "limits"]
             .iter()

@@ -359,7 +359,10 @@ impl Node {
         let config = spec.sandbox_config(&self.cgroup_root);
         fs::create_dir_all(spec.log_directory())?;
         self.track_log_dir(spec.log_directory());
-        let sandbox = match self.cri.run_pod_sandbox(config.clone(), &spec.runtime_handler) {
+        let sandbox = match self
+            .cri
+            .run_pod_sandbox(config.clone(), &spec.runtime_handler)
+        {
             Ok(id) => id,
             Err(e) => {
                 let _ = fs::remove_dir_all(spec.log_directory());
@@ -376,9 +379,7 @@ impl Node {
             deleted: false,
         };
         for c in pod.spec.containers.clone() {
-            let id = pod
-                .start_container(&c, 0)
-                .map_err(|e| self.with_log(e))?;
+            let id = pod.start_container(&c, 0).map_err(|e| self.with_log(e))?;
             pod.running.push(Running {
                 name: c.name.clone(),
                 id,
@@ -504,7 +505,9 @@ impl Pod {
 
     /// StopContainer with `timeout` seconds of grace (0: SIGKILL at once).
     pub fn stop_container(&self, name: &str, timeout: i64) -> io::Result<()> {
-        self.node.cri.stop_container(&self.container_id(name), timeout)
+        self.node
+            .cri
+            .stop_container(&self.container_id(name), timeout)
     }
 
     /// Waits until the container has exited; its exit code.

@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
-use spot_sim_tests::*;
 use spot_sim_testnode::{ContainerSpec, Layout, Node, Pod, PodSpec, Qos};
+use spot_sim_tests::*;
 
 /// An IMDS poll from a container: busybox's `nc` with a hand-made HTTP/1.0 request (the
 /// static busybox's `wget` crashes in glibc's resolver, even for a numeric address).
@@ -68,8 +68,7 @@ fn run_on_node(node: &Node, args: &[&str], n: usize) -> Proc {
 }
 
 #[test]
-fn a_pod_named_is_served_in_every_container_and_restart_while_its_neighbour_and_the_node_are_not(
-) {
+fn a_pod_named_is_served_in_every_container_and_restart_while_its_neighbour_and_the_node_are_not() {
     root_or_skip!();
     let node = Node::shared(Layout::Host);
     let mut target = polling_pod(&node, "default", "target", &["app", "sidecar"]);
@@ -90,7 +89,11 @@ fn a_pod_named_is_served_in_every_container_and_restart_while_its_neighbour_and_
     reads_notice(&target, "app");
 
     let progs = attached_programs(&target.cgroup());
-    assert!(!progs.is_empty(), "nothing attached to {:?}", target.cgroup());
+    assert!(
+        !progs.is_empty(),
+        "nothing attached to {:?}",
+        target.cgroup()
+    );
     run.stop();
     assert_eq!(attached_programs(&target.cgroup()), Vec::<String>::new());
     not_redirected(&target, "app");

@@ -9,7 +9,7 @@ use crate::{
     escape::{untrusted, untrusted_path},
     session::TargetSpec,
     settings::{ScenarioArgs, Settings},
-    targets::{pods, CgroupDir, HostView, NetNs, PodSelector, TargetScope},
+    targets::{pods, visible_pids, CgroupDir, HostView, NetNs, PodSelector, TargetScope},
 };
 
 /// `PATH=FILE` → (PATH, Some(FILE)).
@@ -135,9 +135,10 @@ pub(super) fn pod_name(pod: &pods::Pod) -> String {
 
 /// The namespace a target's processes use: that of any process in it, else ours (an empty
 /// cgroup gets the node's namespace; processes that join later are expected to share it).
+/// Refused when spot-sim cannot see them (no `hostPID: true`): never a guess.
 pub(super) fn netns_of(cgroup: &CgroupDir, proc: &Path) -> Result<NetNs> {
     let ours = NetNs::current()?;
-    for pid in cgroup.pids() {
+    for pid in visible_pids(cgroup)? {
         if let Ok(ns) = NetNs::of_pid(proc, pid) {
             if !ns.same_as(&ours) {
                 log::info!(

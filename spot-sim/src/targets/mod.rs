@@ -6,10 +6,12 @@ pub mod cgroup;
 pub mod host;
 pub mod netns;
 pub mod pods;
+pub mod visible;
 pub mod watch;
 
 pub use cgroup::{CgroupDir, CgroupError, TargetScope, TransientCgroup};
 pub use host::{HostError, HostView};
 pub use netns::{NetNs, NetNsError};
 pub use pods::{Pod, PodError, PodSelector};
+pub use visible::{visible_pids, HiddenPids};
 pub use watch::{CgroupChange, CgroupWatch};

@@ -211,6 +211,17 @@ impl Node {
     }
 }
 
+/// Removes `cgroup` (as /proc/PID/cgroup names it) in every hierarchy, v1 and v2: the v2 tree
+/// first, whose `cgroup.kill` ends what still runs there, then each, deepest first.
+fn remove_cgroup_everywhere(cgroup: &str) {
+    let rel = cgroup.trim_start_matches('/');
+    let mut mounts = containerd::cgroup_mounts();
+    mounts.sort_by_key(|(_, v2)| !v2);
+    for (mount, _) in mounts {
+        remove_cgroup_tree(&mount.join(rel));
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -261,14 +272,8 @@ impl Drop for Node {
         for pid in containerd::our_shims(&self.paths.socket()) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
-        // What is left in our cgroups dies with them: the v2 tree first (cgroup.kill), then
-        // every hierarchy is removed, deepest first.
-        let root = self.cgroup_root.trim_start_matches('/');
-        let mut mounts = containerd::cgroup_mounts();
-        mounts.sort_by_key(|(_, v2)| !v2);
-        for (mount, _) in mounts {
-            remove_cgroup_tree(&mount.join(root));
-        }
+        // What is left in our cgroups dies with them.
+        remove_cgroup_everywhere(&self.cgroup_root);
         for dir in lock(&self.log_dirs).drain(..) {
             let _ = fs::remove_dir_all(dir);
         }

@@ -528,6 +528,23 @@ impl Pod {
         }
     }
 
+    /// Stops and removes the sandbox (and so every container) but keeps the log folder, as
+    /// kubelet does until it garbage-collects it: the pod is gone, its name still known.
+    pub fn remove_sandbox(&mut self) -> io::Result<()> {
+        self.node.cri.stop_pod_sandbox(&self.sandbox)?;
+        self.node.cri.remove_pod_sandbox(&self.sandbox)?;
+        self.remove_cgroup();
+        Ok(())
+    }
+
+    /// kubelet's pod cgroup manager removes the pod cgroup once the pod is gone, in every
+    /// hierarchy (`podContainerManagerImpl.Destroy`, pkg/kubelet/cm/pod_container_manager_linux.go);
+    /// the runtime only removes its containers' cgroups.
+    fn remove_cgroup(&self) {
+        let parent = self.spec.cgroup_parent(&self.node.cgroup_root);
+        crate::remove_cgroup_everywhere(&parent);
+    }
+
     /// Deletes the pod as kubelet does: StopPodSandbox (stopping its containers with the
     /// grace period), RemovePodSandbox, then its log folder.
     pub fn delete(mut self) -> io::Result<()> {
@@ -545,6 +562,7 @@ impl Pod {
         let stopped = self.node.cri.stop_pod_sandbox(&self.sandbox);
         let removed = self.node.cri.remove_pod_sandbox(&self.sandbox);
         self.node.untrack_sandbox(&self.sandbox);
+        self.remove_cgroup();
         let _ = fs::remove_dir_all(self.spec.log_directory());
         stopped.and(removed)
     }

@@ -44,10 +44,13 @@ impl Paths {
 /// instead of /var/run/netns.
 fn config(p: &Paths, pause: &str, layout: Layout) -> String {
     let d = p.dir.display();
-    // A runc of one's own (a wrapper that logs, when debugging the kit).
-    let binary = std::env::var("SPOT_SIM_TESTNODE_RUNC")
-        .map(|b| format!("BinaryName = \"{b}\""))
-        .unwrap_or_default();
+    // On the unified layout, runc through [`RUNC_UNIFIED`]; otherwise a runc of one's own when
+    // debugging the kit (e.g. a wrapper that keeps runc's log).
+    let binary = match (layout, std::env::var("SPOT_SIM_TESTNODE_RUNC")) {
+        (Layout::Unified, _) => format!("BinaryName = \"{d}/runc-unified\""),
+        (_, Ok(b)) => format!("BinaryName = \"{b}\""),
+        _ => String::new(),
+    };
     let runc = |name: &str, extra: &str| {
         format!(
             r#"
@@ -116,9 +119,39 @@ pub(crate) fn write_config(p: &Paths, pause: &str, layout: Layout) -> io::Result
     fs::write(p.cni().join("10-pods.conflist"), cni_network(p))?;
     if layout == Layout::Unified {
         fs::write(p.dir.join("cgroupns-spec.json"), cgroupns_spec()?)?;
+        let wrapper = p.dir.join("runc-unified");
+        fs::write(&wrapper, RUNC_UNIFIED)?;
+        fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
     }
     fs::write(p.config(), config(p, pause, layout))
 }
+
+/// runc for the unified layout. This machine's cpu, memory and pids controllers stay bound to
+/// their cgroup v1 hierarchies (the host mounted them; a controller in use in v1 cannot move to
+/// v2), so the cgroup2 tree has no cpu.weight or memory.max to write, and runc fails
+/// "openat2 .../cpu.weight: no such file or directory" on the CPU shares containerd gives
+/// every sandbox. On a real cgroup v2 only node those files exist. The wrapper drops those
+/// settings from the bundle before `runc create`; every cgroup, namespace and device rule
+/// stays as containerd asked.
+const RUNC_UNIFIED: &str = r#"#!/bin/sh
+prev=""
+for a in "$@"; do
+  if [ "$prev" = "--bundle" ]; then
+    python3 -c 'import json, sys
+p = sys.argv[1] + "/config.json"
+s = json.load(open(p))
+r = s.get("linux", {}).get("resources", {})
+for k in ("cpu", "memory", "pids", "hugepageLimits", "blockIO"):
+    r.pop(k, None)
+json.dump(s, open(p, "w"))' "$a" || exit 1
+  fi
+  prev="$a"
+done
+exec runc "$@"
+"#;
 
 /// The pods' network: `lo` up (the `loopback` plugin), and the `eth0` that containerd's CRI
 /// insists on (RunPodSandbox fails with "failed to find network info for sandbox" unless the

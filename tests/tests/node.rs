@@ -93,13 +93,29 @@ fn run_on_node(node: &Node, args: &[&str], n: usize) -> Proc {
 #[test]
 fn a_pod_named_is_served_in_every_container_and_restart_while_its_neighbour_and_the_node_are_not() {
     root_or_skip!();
-    let node = Node::shared(Layout::Host);
+    pod_named_neighbour_node_restart(Layout::Host);
+}
+
+/// The same on a cgroup v2 only node (/sys/fs/cgroup is the cgroup2 mount).
+#[test]
+fn on_a_cgroup_v2_only_node_a_pod_named_is_served_and_its_neighbour_and_the_node_are_not() {
+    root_or_skip!();
+    pod_named_neighbour_node_restart(Layout::Unified);
+}
+
+fn pod_named_neighbour_node_restart(layout: Layout) {
+    let node = Node::shared(layout);
     let mut target = polling_pod(&node, "default", "target", &["app", "sidecar"]);
     let neighbour = polling_pod(&node, "default", "neighbour", &["app"]);
     let mut run = run_on_node(&node, &["--pod", &target.full_name()], 1);
 
     reads_notice(&target, "app");
     reads_notice(&target, "sidecar");
+    if layout == Layout::Unified {
+        // spot-sim saw the node as a cgroup v2 only node does: the tree at /sys/fs/cgroup.
+        let at = format!("/sys/fs/cgroup{}/kubepods/", node.cgroup_root);
+        assert!(run.log().contains(&at), "{}", run.log());
+    }
     not_redirected(&neighbour, "app");
     let node_ns = NetNs::open(&node.netns_path()).unwrap();
     assert_not_redirected(None, &node_ns, "the node's own process");

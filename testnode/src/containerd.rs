@@ -274,6 +274,25 @@ pub(crate) fn our_shims(socket: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// containerd daemons started with `--config CONFIG`, by pid.
+pub(crate) fn our_daemons(config: &Path) -> Vec<i32> {
+    let want = config.as_os_str().as_encoded_bytes();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_containerd = args.first().is_some_and(|a| a.ends_with(b"containerd"));
+            let ours = args.windows(2).any(|w| w[0] == b"--config" && w[1] == want);
+            (is_containerd && ours).then_some(pid)
+        })
+        .collect()
+}
+
 /// Unmounts whatever is mounted under `dir` in our mount namespace (deepest first), so the
 /// folder can be removed without reaching into a mount.
 pub(crate) fn unmount_under(dir: &Path) -> Vec<PathBuf> {

@@ -15,6 +15,7 @@ mod cri;
 mod images;
 pub mod manifest;
 mod pod;
+mod sweep;
 
 use std::{
     fs, io,
@@ -91,6 +92,7 @@ impl Node {
     /// Starts containerd and imports the base images. Fails with containerd's own error when
     /// it cannot start.
     pub fn start(layout: Layout) -> io::Result<Node> {
+        sweep::stale_nodes();
         let name = unique("node");
         let scratch = OwnedPath::scratch_dir("node")?;
         let paths = containerd::Paths {

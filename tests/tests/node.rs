@@ -201,9 +201,15 @@ fn debug_pod(image: &str, args: &[&str], host_pid: bool) -> PodSpec {
 /// the workload back to "not redirected".
 fn serves_then_detaches(spot_sim: &Pod, container: &str, workload: &Pod) {
     let log = || spot_sim.log(container);
-    poll_until(Duration::from_secs(30), "spot-sim serving", || {
-        log().contains("serving 1 target").then_some(())
-    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log().contains("serving 1 target") {
+        assert!(
+            Instant::now() < deadline,
+            "spot-sim not serving after 30 s:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     reads_notice(workload, "app");
     let ids = attached_ids(&workload.cgroup());
     assert!(
@@ -277,12 +283,12 @@ fn spot_sims_image_with_the_daemonsets_pod_spec_serves_the_handler_and_detaches_
         return;
     };
     let _lock = nth_lock();
-    let workload = polling_pod(
-        &node,
-        "kube-system",
-        "aws-node-termination-handler",
-        &["app"],
-    );
+    // Named as the DaemonSet's selector expects: `kube-system/aws-node-termination-handler-*`.
+    let suffix = unique("x").replace("spot-sim-test-x-", "");
+    let name = format!("aws-node-termination-handler-{suffix}");
+    let workload = node
+        .run_pod(PodSpec::new("kube-system", &name, vec![poller("app")]))
+        .unwrap();
     let doc = manifest("daemonset.yaml");
     let fill = spot_sim_testnode::manifest::Fill {
         image: &image,

@@ -296,3 +296,34 @@ impl Drop for Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A containerd that cannot start fails the node with containerd's own words, never a
+    /// skip.
+    #[test]
+    fn a_containerd_that_cannot_start_is_an_error_in_its_own_words() {
+        if !nix::unistd::geteuid().is_root() {
+            spot_sim_testkit::skip("starting containerd needs root");
+            return;
+        }
+        let scratch = OwnedPath::scratch_dir("node-bad").expect("scratch");
+        let paths = containerd::Paths {
+            dir: scratch.to_path_buf(),
+        };
+        fs::write(paths.config(), "version = 2\n[grpc\n").expect("config");
+        let mut child = containerd::spawn(&paths, Layout::Host).expect("spawn");
+        let err = match wait_ready(&paths, &mut child) {
+            Ok(_) => panic!("containerd started with a broken config"),
+            Err(e) => e.to_string(),
+        };
+        containerd::stop(&mut child);
+        assert!(err.contains("containerd exited"), "{err}");
+        assert!(
+            err.to_lowercase().contains("toml"),
+            "containerd's own error: {err}"
+        );
+    }
+}

@@ -486,13 +486,13 @@ fn an_experiment_serves_this_nodes_matching_pods_from_start_at_and_not_the_other
         ),
     )
     .unwrap();
-    let mut cmd_args = vec![
+    let args = [
         "--experiment",
         file.to_str().unwrap(),
         "--node-name",
         "test-node",
     ];
-    let mut run = spawn_on_node(&node, &cmd_args);
+    let mut run = spawn_on_node(&node, &args);
     run.wait_for_log(
         &format!("targeting pod {}", checkout.full_name()),
         Duration::from_secs(20),
@@ -507,7 +507,6 @@ fn an_experiment_serves_this_nodes_matching_pods_from_start_at_and_not_the_other
         "read before start-at"
     );
     not_redirected(&cart, "app");
-    cmd_args.clear();
 }
 
 #[test]

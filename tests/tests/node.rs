@@ -676,7 +676,14 @@ fn on_a_cgroup_v2_only_node_the_debug_pod_in_its_own_cgroup_namespace_serves_and
     let debug = node.run_pod(spec).unwrap();
     let pid = debug.pid("debugger").unwrap();
     let own = std::fs::read_link(format!("/proc/{pid}/ns/cgroup")).unwrap();
-    let init = std::fs::read_link("/proc/1/ns/cgroup").unwrap();
+    let init = std::fs::read_link("/proc/self/ns/cgroup").unwrap();
     assert_ne!(own, init, "the debug pod has a cgroup namespace of its own");
     serves_then_detaches(&debug, "debugger", &workload);
+    // It found the node's whole tree under /host, not its own namespace's view.
+    let at = format!("/host/sys/fs/cgroup{}/kubepods/", node.cgroup_root);
+    assert!(
+        debug.log("debugger").contains(&at),
+        "{}",
+        debug.log("debugger")
+    );
 }

@@ -257,18 +257,19 @@ impl Probe<'_> {
             let node_mounts = fs::read_to_string(proc.join("1/mountinfo"))
                 .map(|t| cgroup_mounts(&t))
                 .unwrap_or_default();
-            // Where PID 1's mount table says, then where systemd puts it: PID 1's mountinfo
-            // may be unreadable (no hostPID), or describe another mount namespace than the one
-            // the node's / at /host was bound from (a runtime in a mount namespace of its own).
-            let node_v2: Vec<PathBuf> = node_mounts
-                .iter()
-                .filter(|m| m.v2)
-                .map(|m| under(&root, &m.mount_point))
-                .chain([
+            let node_v2: Vec<PathBuf> = if node_mounts.is_empty() {
+                // PID 1's mountinfo is unreadable (no hostPID): try where systemd puts it.
+                vec![
                     root.join("sys/fs/cgroup"),
                     root.join("sys/fs/cgroup/unified"),
-                ])
-                .collect();
+                ]
+            } else {
+                node_mounts
+                    .iter()
+                    .filter(|m| m.v2)
+                    .map(|m| under(&root, &m.mount_point))
+                    .collect()
+            };
             cgroup2 = node_v2.into_iter().find(|p| (self.is_cgroup2)(p));
             if cgroup2.is_some() || v1.is_empty() {
                 v1 = node_mounts

@@ -54,8 +54,6 @@ pub struct Node {
     cri: cri::Cri,
     sandboxes: Mutex<Vec<String>>,
     log_dirs: Mutex<Vec<PathBuf>>,
-    /// Whether this node created /var/log/pods (then it removes it, when empty).
-    made_pod_logs: bool,
     spot_sim_image: OnceLock<String>,
     /// `None` once a mount was found left inside it: then it is kept, not removed.
     scratch: Option<OwnedPath>,
@@ -99,10 +97,9 @@ impl Node {
             dir: scratch.to_path_buf(),
         };
         containerd::write_config(&paths, PAUSE, layout)?;
-        let made_pod_logs = !Path::new(POD_LOGS).exists();
-        fs::create_dir_all(POD_LOGS)?;
         let mut child = containerd::spawn(&paths, layout)?;
-        let cri = match wait_ready(&paths, &mut child) {
+        // From here on the node's Drop releases the pod log folder.
+        let cri = match wait_ready(&paths, &mut child).and_then(|c| pod_logs_claim().map(|()| c)) {
             Ok(cri) => cri,
             Err(e) => {
                 containerd::stop(&mut child);
@@ -117,7 +114,6 @@ impl Node {
             cri,
             sandboxes: Mutex::default(),
             log_dirs: Mutex::default(),
-            made_pod_logs,
             spot_sim_image: OnceLock::new(),
             scratch: Some(scratch),
         };
@@ -213,6 +209,28 @@ impl Node {
     }
 }
 
+/// Live nodes of this process, and whether one of them created /var/log/pods: the last to go
+/// removes it then (when empty), so parallel nodes never pull it from under each other.
+static POD_LOGS_USERS: Mutex<(usize, bool)> = Mutex::new((0, false));
+
+fn pod_logs_claim() -> io::Result<()> {
+    let mut users = lock(&POD_LOGS_USERS);
+    if !Path::new(POD_LOGS).exists() {
+        fs::create_dir_all(POD_LOGS)?;
+        users.1 = true;
+    }
+    users.0 += 1;
+    Ok(())
+}
+
+fn pod_logs_release() {
+    let mut users = lock(&POD_LOGS_USERS);
+    users.0 = users.0.saturating_sub(1);
+    if users.0 == 0 && std::mem::take(&mut users.1) {
+        let _ = fs::remove_dir(POD_LOGS);
+    }
+}
+
 /// Removes `cgroup` (as /proc/PID/cgroup names it) in every hierarchy, v1 and v2: the v2 tree
 /// first, whose `cgroup.kill` ends what still runs there, then each, deepest first.
 fn remove_cgroup_everywhere(cgroup: &str) {
@@ -279,9 +297,7 @@ impl Drop for Node {
         for dir in lock(&self.log_dirs).drain(..) {
             let _ = fs::remove_dir_all(dir);
         }
-        if self.made_pod_logs {
-            let _ = fs::remove_dir(POD_LOGS);
-        }
+        pod_logs_release();
         // /run/containerd/s holds the shims' sockets, removed by each shim as it exits.
         let _ = fs::remove_dir("/run/containerd/s");
         let _ = fs::remove_dir("/run/containerd");

@@ -15,6 +15,7 @@ mod cri;
 mod images;
 pub mod manifest;
 mod pod;
+mod spec;
 mod sweep;
 
 use std::{
@@ -30,7 +31,8 @@ use spot_sim_testkit::{remove_cgroup_tree, unique, OwnedPath};
 
 pub use containerd::CGROUPNS_HANDLER;
 pub use images::{BUSYBOX, PAUSE};
-pub use pod::{fresh_uid, ContainerSpec, MountSpec, Pod, PodSpec, Qos, POD_LOGS};
+pub use pod::Pod;
+pub use spec::{fresh_uid, ContainerSpec, MountSpec, PodSpec, Qos, POD_LOGS};
 
 /// How the node's cgroups look to containerd and runc.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

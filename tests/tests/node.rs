@@ -687,3 +687,67 @@ fn on_a_cgroup_v2_only_node_the_debug_pod_in_its_own_cgroup_namespace_serves_and
         debug.log("debugger")
     );
 }
+
+/// A target that fills after spot-sim started, with processes spot-sim cannot see (spot-sim in
+/// a PID namespace of its own, as in a pod without `hostPID`): the kernel redirects their
+/// connects, nothing answers them (ECONNREFUSED: redirected, not served), spot-sim says so
+/// once naming `hostPID: true`, and its verdict says "not served", never that the handler
+/// made no request.
+#[test]
+fn processes_spot_sim_cannot_see_are_not_served_and_the_verdict_does_not_blame_the_handler() {
+    root_or_skip!();
+    let cg = TestCgroup::new("hidden").unwrap();
+    let ns = NetNs::new_private().unwrap();
+    let control = control_path("hidden");
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child=SIGTERM",
+        "--",
+    ])
+    .arg(spot_sim_bin())
+    .args(["run", "--control", control.to_str().unwrap(), "--cgroup"])
+    .arg(&cg.path);
+    let mut p = spawn_logged(&mut cmd);
+    p.control = Some(control);
+    p.wait_for_log("serving 1 target", Duration::from_secs(20));
+
+    let got = imds_connects(Some(&cg.path), &ns);
+    assert_eq!(
+        got,
+        ["ECONNREFUSED", "ENETUNREACH"],
+        "redirected, and not served"
+    );
+    p.wait_for_log(
+        "not served: cannot see the processes",
+        Duration::from_secs(10),
+    );
+    let warnings: Vec<String> = p
+        .log()
+        .lines()
+        .filter(|l| l.contains("hostPID: true"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(warnings.len(), 1, "said once:\n{}", p.log());
+
+    // spot-sim is PID 1 of its namespace: its pid here is unshare's child.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", p.pid())).unwrap();
+    let spot_sim: i32 = children.trim().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(spot_sim),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    p.wait_timeout(Duration::from_secs(20))
+        .expect("spot-sim exits on SIGTERM");
+    std::thread::sleep(Duration::from_millis(200));
+    let log = p.log();
+    assert!(
+        log.contains("not served: the kernel redirected the handler's IMDS connects"),
+        "{log}"
+    );
+    assert!(!log.contains("not asked"), "{log}");
+}

@@ -667,6 +667,14 @@ impl ActiveTarget {
         );
     }
 
+    /// A pid the kernel reported that our /proc does not show as the target's: said once when
+    /// the target holds processes spot-sim cannot see.
+    fn check_hidden(&mut self) {
+        if !self.hidden_reported && self.cgroup.pids().contains(&0) {
+            self.hidden_pids();
+        }
+    }
+
     /// Processes spot-sim cannot see joined (pid 0 in cgroup.procs): said once, and their
     /// namespace is never guessed.
     fn hidden_pids(&mut self) {
@@ -717,13 +725,16 @@ impl ActiveTarget {
             return self.hidden_pids();
         }
         // Most pids live in a namespace already served: a stat tells, without an open.
-        if NetNs::inode_of_pid(&self.proc, pid).is_none_or(|i| self.served.contains(&i)) {
-            return;
+        match NetNs::inode_of_pid(&self.proc, pid) {
+            Some(i) if self.served.contains(&i) => return,
+            Some(_) => {}
+            // Gone already, or outside our PID namespace: only the cgroup can tell which.
+            None => return self.check_hidden(),
         }
         // The kernel reports program starts with the node's pids: one names this target's
         // process in our /proc only when spot-sim shares the node's PID namespace.
         if !self.cgroup.pids().contains(&pid) {
-            return;
+            return self.check_hidden();
         }
         let Ok(ns) = NetNs::of_pid(&self.proc, pid) else {
             return; // Gone already, or not ours to see.

@@ -17,4 +17,5 @@ pub mod report;
 pub mod scenario;
 pub mod session;
 pub mod settings;
+pub mod stop;
 pub mod targets;

@@ -225,3 +225,37 @@ pub fn bpftool_json(args: &[&str]) -> Vec<serde_json::Value> {
         _ => panic!("bpftool {args:?} printed no JSON list: {text}"),
     }
 }
+
+/// The DOM headless Chromium builds from the page at `html` (in a private network namespace:
+/// the browser reaches nothing off this machine); panics when it fails or the page logs an
+/// error. Its profile lives beside the page.
+pub fn chromium_dom(html: &Path) -> String {
+    let profile = html.with_file_name("chromium-profile");
+    let out = Command::new("unshare")
+        .args([
+            "-n",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args([
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium is installed (cargo xtask test installs it)");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chromium failed: {log}");
+    assert!(
+        !log.contains("Uncaught") && !log.contains(":CONSOLE"),
+        "the page logged errors: {log}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -176,6 +176,14 @@ pub const TEST: &[Need] = &[
         },
         why: "Canonical's ec2metadata (IMDS API 2009-04-04) in tests/tests/clients.rs",
     },
+    Need {
+        probe: Probe::Tool("prometheus/.unpacked"),
+        source: Source::DebUnpack {
+            package: "prometheus",
+            python: &[],
+        },
+        why: "a real Prometheus answering --stop-if prom: queries in tests/tests/stop.rs",
+    },
 ];
 
 /// What `cargo xtask bench` uses.

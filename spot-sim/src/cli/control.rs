@@ -25,7 +25,11 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
     // Asked at once: n stuck instances cost one timeout, not n.
     for (path, reply) in futures_join_all(asks).await {
         match reply {
-            Ok(Reply::Status { pid, targets }) => all.push((path, pid, targets)),
+            Ok(Reply::Status {
+                pid,
+                targets,
+                stopped,
+            }) => all.push((path, pid, targets, stopped)),
             Ok(Reply::Error { message }) => failed.push((path, message)),
             Ok(Reply::Done { message }) => println!("{message}"),
             Ok(Reply::Report { .. }) => {}
@@ -48,8 +52,8 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
     if a.json {
         let v: Vec<_> = all
             .iter()
-            .map(|(path, pid, targets)| {
-                serde_json::json!({ "control": path, "pid": pid, "targets": targets })
+            .map(|(path, pid, targets, stopped)| {
+                serde_json::json!({ "control": path, "pid": pid, "targets": targets, "stopped": stopped })
             })
             .chain(failed.iter().map(|(path, error)| {
                 serde_json::json!({ "control": path, "error": error })
@@ -61,8 +65,15 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
     for (path, _) in &failed {
         println!("spot-sim at {}: NOT ANSWERING (see above)", path.display());
     }
-    for (path, pid, targets) in all {
+    for (path, pid, targets, stopped) in all {
         println!("spot-sim pid {pid} (control {})", path.display());
+        if let Some(s) = stopped {
+            let (at, why) = (untrusted(&s.at), untrusted(&s.condition));
+            println!(
+                "  STOPPED at {at} ({}): {why}; every target was detached",
+                s.reason.as_str()
+            );
+        }
         for t in targets {
             let gone = if t.cgroup_exists {
                 ""

@@ -34,6 +34,7 @@ use crate::{
     experiment::{is_node_name, verdict, Decision, Experiment, NodeResult, NodeSet, TargetResult},
     scenario::{rfc3339, Schedule, SystemClock},
     session::{Session, TargetSpec},
+    stop::Stopped,
     targets::{pods, HostView, Pod, PodSelector, TargetScope},
 };
 
@@ -91,10 +92,15 @@ pub(super) fn plan(a: PlanArgs) -> Result<ExitCode> {
         }
     }
     eprintln!(
-        "experiment {}: {selected} of {} node(s) selected; start-at {}",
+        "experiment {}: {selected} of {} node(s) selected; start-at {}{}",
         exp.name,
         names.len(),
-        rfc3339(exp.start_at)
+        rfc3339(exp.start_at),
+        if exp.abort {
+            " (but experiment.abort = true: no node attaches anything)"
+        } else {
+            ""
+        }
     );
     if exp.start_at < SystemTime::now() {
         eprintln!(
@@ -132,7 +138,8 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         start_unix: None,
         finished: false,
         targets: Vec::new(),
-        verdict: verdict(false, false, &[]),
+        verdict: verdict(false, false, false, &[]),
+        stopped: None,
     }));
     let t0 = match exp.decide(&node) {
         Decision::Skipped => return skipped(&a, &exp, &node, result).await,
@@ -161,7 +168,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
             .duration_since(SystemTime::UNIX_EPOCH)
             .ok()
             .map(|d| d.as_secs());
-        r.verdict = verdict(true, false, &[]);
+        r.verdict = verdict(true, false, false, &[]);
     }
     let selectors: Vec<String> = exp.pods.iter().map(|p| p.to_string()).collect();
     match now.duration_since(t0) {
@@ -180,6 +187,8 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         ),
     }
     let session = Session::start(Arc::new(SystemClock))?;
+    // Before anything is attached: the kill switch set stops this node at once.
+    let _stop = super::gameday::experiment_stops(&a.stop, t0, &file, &session).await?;
     // The node's verdict is the game-day report's: --expect-* as `run` takes them, else "the
     // notice was read before the interruption".
     super::gameday::prepare(&session, &a.verdict, &settings.scenario)?;
@@ -213,8 +222,10 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         last_scan: None,
         waiting_noted: HashMap::new(),
         reported: false,
+        stopped: None,
+        stopped_early: false,
     };
-    node_run.scan(&session);
+    node_run.tick(&session);
     log::info!(
         "serving {} target(s); `spot-sim status` shows the timeline; Ctrl-C detaches",
         session.target_names().len()
@@ -295,10 +306,20 @@ struct NodeRun<'a> {
     /// Selector → when it was last said that nothing matches it.
     waiting_noted: HashMap<String, Instant>,
     reported: bool,
+    /// The game day was stopped here (everything detached then), and whether before the
+    /// node's interruption.
+    stopped: Option<Stopped>,
+    stopped_early: bool,
 }
 
 impl NodeRun<'_> {
     fn tick(&mut self, session: &Arc<Session>) {
+        if let Some(s) = self.stopped.is_none().then(|| session.stopped()).flatten() {
+            self.on_stop(session, s);
+        }
+        if self.stopped.is_some() {
+            return;
+        }
         if self.last_scan.is_none_or(|t| t.elapsed() >= SCAN_EVERY) {
             self.scan(session);
         }
@@ -318,6 +339,15 @@ impl NodeRun<'_> {
                 r.targets.len()
             );
         }
+    }
+
+    /// The game day stopped here: the result line says so at once; nothing is attached again.
+    fn on_stop(&mut self, session: &Arc<Session>, s: Stopped) {
+        self.stopped_early = SystemTime::now() < self.schedule.interrupted_at;
+        self.stopped = Some(s);
+        self.update(session);
+        self.reported = true;
+        print_result(&lock(&self.result));
     }
 
     /// Drops targets whose pod is gone and targets matching pods that appeared.
@@ -443,7 +473,8 @@ impl NodeRun<'_> {
         let finished = SystemTime::now() >= self.schedule.interrupted_at;
         let mut r = lock(&self.result);
         r.finished = finished;
-        r.verdict = verdict(true, finished, &targets);
+        r.verdict = verdict(true, finished, self.stopped_early, &targets);
+        r.stopped.clone_from(&self.stopped);
         r.targets = targets;
     }
 }

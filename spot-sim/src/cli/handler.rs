@@ -38,6 +38,7 @@ impl Handler for SessionHandler {
             Request::Status => Reply::Status {
                 pid: std::process::id(),
                 targets: self.session.status(),
+                stopped: self.session.stopped(),
             },
             Request::Trigger { target } => match self.session.trigger(target.as_deref()) {
                 Ok(names) => Reply::Done {

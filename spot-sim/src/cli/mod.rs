@@ -23,6 +23,7 @@ use crate::{
     control::{self as ctl, Request},
     report::VerdictArgs,
     settings::ScenarioArgs,
+    stop::StopArgs,
 };
 
 /// Rehearse EC2 Spot interruptions for real: processes in the chosen cgroups (a pod, a systemd
@@ -101,6 +102,8 @@ struct ExecArgs {
     scenario: ScenarioArgs,
     #[command(flatten)]
     verdict: VerdictArgs,
+    #[command(flatten)]
+    stop: StopArgs,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -160,6 +163,8 @@ struct RunArgs {
     scenario: ScenarioArgs,
     #[command(flatten)]
     verdict: VerdictArgs,
+    #[command(flatten)]
+    stop: StopArgs,
 }
 
 #[derive(Debug, Args)]

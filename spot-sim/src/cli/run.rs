@@ -5,7 +5,7 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use anyhow::{anyhow, bail, Result};
@@ -20,6 +20,7 @@ use crate::{
     control::metrics::MetricsServer,
     scenario::SystemClock,
     session::Session,
+    stop::StopPlan,
     targets::{cgroup::cgroup2_mount, pods, HostView, PodError, PodSelector, TargetScope},
 };
 
@@ -85,6 +86,8 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         }
         specs.push(spec);
     }
+    let stop = StopPlan::new(&a.stop, SystemTime::now());
+    stop.check_before_start().await?;
     // What `exec` instances killed with SIGKILL left behind: sockets of processes now gone.
     crate::control::remove_dead_sockets().await;
     let session = Session::start(Arc::new(SystemClock))?;
@@ -104,12 +107,17 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         Some(addr) => Some(MetricsServer::start(addr, &session).await?),
         None => None,
     };
+    let _stop = gameday::watch_stops(stop, &session, "SIGINT/SIGTERM");
     log::info!(
         "serving {} target(s); `spot-sim status` shows the timeline; Ctrl-C detaches",
         session.target_names().len()
     );
     // Housekeeping is the session's own; only `--follow` has work here on a timer.
     let refollow = |followed: &mut Vec<Followed>| {
+        // A stopped game day follows nothing.
+        if session.stopped().is_some() {
+            return;
+        }
         if let Some(host) = &host {
             for f in followed.iter_mut() {
                 f.refollow(&session, host, &resolver);

@@ -65,6 +65,7 @@ impl Handler for ServeHandler {
                         responder: serde_json::to_value(self.responder.stats())
                             .unwrap_or_default(),
                     }],
+                    stopped: None,
                 }
             }
             Request::Trigger { target } => {

@@ -86,6 +86,9 @@ pub enum Reply {
     Status {
         pid: u32,
         targets: Vec<TargetStatus>,
+        /// The game day was stopped early: every target was detached then.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped: Option<crate::stop::Stopped>,
     },
     Done {
         message: String,

@@ -9,6 +9,7 @@
 //! start-at = "2026-11-26T14:00:00Z"    # RFC 3339, with an offset
 //! stagger = "10m"                      # optional: spread the starts over 10 minutes
 //! pods = ["kube-system/aws-node-termination-handler-*"]
+//! abort = false                        # the kill switch: true stops the game day everywhere
 //!
 //! [scenario]
 //! interruption-in = "2m"
@@ -22,7 +23,7 @@ use std::{
 use serde::Deserialize;
 
 use super::ExperimentError;
-use crate::{scenario::Start, settings::Settings, targets::PodSelector};
+use crate::{scenario::Start, settings::Settings, stop::StopCondition, targets::PodSelector};
 
 /// Longest experiment name: it becomes a Prometheus label and a log field, and a Kubernetes
 /// label value is at most 63 characters, so the name fits one too.
@@ -56,6 +57,8 @@ pub struct Experiment {
     pub pods: Vec<PodSelector>,
     /// The scenario sections, resolved; its start is set per node by [`Experiment::settings_at`].
     pub settings: Settings,
+    /// The kill switch is set: no node takes part.
+    pub abort: bool,
 }
 
 /// `[experiment]` as written.
@@ -68,6 +71,8 @@ struct Section {
     stagger: Option<String>,
     #[serde(default)]
     pods: Vec<String>,
+    #[serde(default)]
+    abort: bool,
 }
 
 /// The whole file as far as this module reads it: the other sections are the scenario's.
@@ -132,6 +137,16 @@ impl Experiment {
         }
         let settings = Settings::from_toml(path, &scenario_text(text, &table))?;
         from_section(path, section, settings)
+    }
+
+    /// The game day's kill switch in the experiment file at `path`: `[experiment] abort =
+    /// true`, re-read while the node runs (`--stop-check-every`), stops it.
+    pub fn kill_switch(path: &Path) -> StopCondition {
+        StopCondition::FileFlag {
+            path: path.to_path_buf(),
+            table: "experiment",
+            key: "abort",
+        }
     }
 
     /// The settings of a node whose timeline starts at `t0`.
@@ -206,6 +221,7 @@ fn from_section(
         stagger,
         pods,
         settings,
+        abort: s.abort,
     })
 }
 
@@ -465,6 +481,8 @@ mod tests {
         assert_eq!(e.settings.imds.metadata.instance_id, "i-0123456789abcdef0");
         let at = e.settings_at(e.start_at);
         assert_eq!(at.scenario.start, Start::At(e.start_at));
+        assert!(!e.abort);
+        assert!(parse(&format!("{GOOD}abort = true\n")).unwrap().abort);
     }
 
     #[test]
@@ -496,6 +514,7 @@ mod tests {
                 "no pods",
             ),
             (format!("{GOOD}color = \"red\"\n"), "unknown field `color`"),
+            (format!("{GOOD}abort = \"yes\"\n"), "field `abort`"),
             (
                 format!("{GOOD}[scenario]\nstart-in = \"5m\"\n"),
                 "scenario.start-in",

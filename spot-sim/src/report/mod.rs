@@ -16,6 +16,7 @@ pub use judge::judge;
 
 use crate::journal::{JournalSnapshot, TokenUse};
 use crate::scenario::rfc3339;
+use crate::stop::Stopped;
 
 /// What the user expects of every target; nothing given means "the notice was read before
 /// the interruption".
@@ -63,6 +64,10 @@ pub struct Report {
     pub expectations: Expectations,
     /// Every target's verdict passed.
     pub pass: bool,
+    /// The game day was stopped early (a stop condition, `--max-duration`, an abort): every
+    /// target was detached then, and its findings end there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stopped>,
     pub targets: Vec<TargetReport>,
 }
 
@@ -190,6 +195,7 @@ impl Report {
             generated_at: at(now_ms),
             expectations: *expect,
             pass: targets.iter().all(|t| t.verdict.pass),
+            stopped: None,
             targets,
         }
     }
@@ -202,6 +208,15 @@ impl Report {
     pub fn summary(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
+        if let Some(s) = &self.stopped {
+            let _ = writeln!(
+                out,
+                "stopped at {} ({}): {}; every target was detached then",
+                clock(&s.at),
+                s.reason.as_str(),
+                html::plain(&s.condition)
+            );
+        }
         for t in &self.targets {
             let name = crate::report::html::plain(&t.name);
             let _ = writeln!(
@@ -354,6 +369,15 @@ pub fn prometheus(r: &Report) -> String {
             "spot_sim_verdict{{target=\"{}\"}} {}",
             label(&t.name),
             u8::from(t.verdict.pass)
+        );
+    }
+    out.push_str("# HELP spot_sim_stopped 1 once the game day was stopped early (reason: stop-if, max-duration or abort); every target was detached then.\n# TYPE spot_sim_stopped gauge\n");
+    if let Some(s) = &r.stopped {
+        let _ = writeln!(
+            out,
+            "spot_sim_stopped{{reason=\"{}\",condition=\"{}\"}} 1",
+            s.reason.as_str(),
+            label(&s.condition)
         );
     }
     out

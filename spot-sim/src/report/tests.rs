@@ -256,3 +256,54 @@ fn not_served_and_not_asked_are_different_findings() {
     assert!(reason.contains("the handler is not at fault"), "{reason}");
     assert!(!reason.contains("not asked"), "{reason}");
 }
+
+#[test]
+fn a_stopped_game_day_says_so_in_every_format_and_only_then() {
+    let mut r = Report::build(&[polling(1)], &Expectations::default(), T + 20_000);
+    let plain = (r.to_json(), r.summary(), prometheus(&r), html::page(&r));
+    assert!(!plain.0.contains("stopped"), "{}", plain.0);
+    assert!(!plain.1.contains("stopped"), "{}", plain.1);
+    assert!(!plain.2.contains("spot_sim_stopped{"), "{}", plain.2);
+    assert!(
+        !plain.3.contains("class=\"stop"),
+        "stop marker without a stop"
+    );
+    r.stopped = Some(crate::stop::Stopped::new(
+        crate::stop::Halt {
+            reason: crate::stop::StopReason::StopIf,
+            condition: "http:http://127.0.0.1:8080/healthz: answered 503 <b>".into(),
+        },
+        at(T + 12_000),
+    ));
+    let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(json["stopped"]["reason"], "stop-if");
+    assert_eq!(json["stopped"]["at"], at(T + 12_000));
+    let back: Report = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(back.stopped, r.stopped);
+    let summary = r.summary();
+    assert!(
+        summary.starts_with(&format!(
+            "stopped at {} (stop-if): http:http://127.0.0.1:8080/healthz: answered 503 <b>; every target was detached then\n",
+            clock(&at(T + 12_000))
+        )),
+        "{summary}"
+    );
+    assert!(prometheus(&r).contains(
+        "spot_sim_stopped{reason=\"stop-if\",condition=\"http:http://127.0.0.1:8080/healthz: answered 503 <b>\"} 1\n"
+    ));
+    let page = html::page(&r);
+    assert_eq!(
+        page.matches("<g class=\"stop\" data-reason=\"stop-if\">")
+            .count(),
+        1
+    );
+    assert!(
+        page.contains("<p class=\"stopped\"><strong>Stopped</strong>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("answered 503 &lt;b&gt;") && !page.contains("503 <b>"),
+        "escaped"
+    );
+    assert!(html::svg_document(&r).contains("class=\"stop\""));
+}

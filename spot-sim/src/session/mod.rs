@@ -30,6 +30,7 @@ use crate::{
     report::{Expectations, Report},
     scenario::Clock,
     settings::Settings,
+    stop::{Halt, Stopped},
     targets::{CgroupDir, NetNs, NetNsError},
 };
 use owner::Owner;
@@ -57,6 +58,8 @@ pub enum SessionError {
     Start(std::io::Error),
     #[error("spot-sim is shutting down: nothing more can be added or changed")]
     Stopped,
+    #[error("the game day was stopped ({0}): nothing is attached again; start spot-sim anew for another one")]
+    Halted(String),
 }
 
 /// What to target, resolved: a cgroup and the namespace its processes use.
@@ -212,7 +215,20 @@ impl Session {
         // hundred thousand requests) are taken here, off its thread.
         let (journals, now_ms) = self.ask(|o| o.journals_for_report()).unwrap_or_default();
         let snapshots: Vec<_> = journals.iter().map(|j| snapshot(j)).collect();
-        Report::build(&snapshots, expect, now_ms)
+        let mut report = Report::build(&snapshots, expect, now_ms);
+        report.stopped = self.stopped();
+        report
+    }
+
+    /// Stops the game day (a stop condition held, `--max-duration` passed, an abort): every
+    /// target is detached at once and none is attached again. The first stop is kept.
+    pub fn halt(&self, halt: Halt) -> Option<Stopped> {
+        self.ask(move |o| o.halt(halt))
+    }
+
+    /// The stop, once the game day was stopped.
+    pub fn stopped(&self) -> Option<Stopped> {
+        self.ask(|o| o.halted.clone()).flatten()
     }
 
     /// Detaches every target, then stops every responder.

@@ -90,6 +90,9 @@ fn run(task: Task) -> Result<ExitCode> {
             deps::ensure(deps::TEST)?;
             build_ebpf(&root)?;
             let bin = build_spot_sim(&root, false)?;
+            // tests/tests/node.rs runs spot-sim's own image on the test node: `cargo xtask
+            // image`'s, current (quick when CI has just built it).
+            let image = image::native(&root)?;
             // The arm64 test runs a cross-built spot-sim under qemu-user (debug: quicker).
             deps::ensure(deps::CROSS)?;
             let arm64 = image::build_static(&root, image::ARM64, false)?;
@@ -118,6 +121,7 @@ fn run(task: Task) -> Result<ExitCode> {
                 .args(&args)
                 .env("SPOT_SIM_BIN", &bin)
                 .env("SPOT_SIM_ARM64_BIN", &arm64)
+                .env("SPOT_SIM_IMAGE", &image)
                 .status()
                 .context("running cargo test")?;
             Ok(exit_code(status))
@@ -166,8 +170,11 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-/// Builds the eBPF object into `target/ebpf/`, where `spot-sim/build.rs` picks it up.
+/// Builds the eBPF object into `target/ebpf/`, where `spot-sim/build.rs` picks it up. Every
+/// task that builds starts here (so does CI, before clippy builds the whole workspace): the
+/// workspace's own build needs are ensured first.
 pub fn build_ebpf(root: &Path) -> Result<()> {
+    deps::ensure(deps::WORKSPACE)?;
     ebpf_cargo(root, &["build", "--release"], &[])
 }
 

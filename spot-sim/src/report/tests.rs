@@ -230,6 +230,33 @@ fn report_timestamps_are_rfc3339_with_milliseconds() {
     assert_eq!(clock(&at(1_795_645_080_450)), "22:18:00.450");
 }
 
+/// A handler whose connects spot-sim redirected but never answered (its listener was in
+/// another network namespace) was not served; one that never connected was not asked. The
+/// verdict blames the handler only for the second.
+#[test]
+fn not_served_and_not_asked_are_different_findings() {
+    let mut silent = polling(8);
+    silent.requests = Sample::default();
+    silent.polls = Polls::default().summary();
+    silent.events[0].first_read_ms = None;
+    let r = Report::build(&[silent.clone()], &Expectations::default(), T + 20_000);
+    let reason = &r.targets[0].verdict.reasons[0];
+    assert!(
+        reason.ends_with("not asked: the handler made no IMDS request"),
+        "{reason}"
+    );
+
+    silent.redirects = Sample {
+        kept: Vec::new(),
+        total: 3,
+    };
+    let r = Report::build(&[silent], &Expectations::default(), T + 20_000);
+    let reason = &r.targets[0].verdict.reasons[0];
+    assert!(reason.contains("not served: the kernel redirected the handler's IMDS connects (3 reported) but spot-sim answered none"), "{reason}");
+    assert!(reason.contains("the handler is not at fault"), "{reason}");
+    assert!(!reason.contains("not asked"), "{reason}");
+}
+
 #[test]
 fn a_stopped_game_day_says_so_in_every_format_and_only_then() {
     let mut r = Report::build(&[polling(1)], &Expectations::default(), T + 20_000);

@@ -149,6 +149,8 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
             rfc3339(t0)
         );
     }
+    // Before anything is attached: a refused --control stops us here (issue #22).
+    let control = crate::control::ControlListener::bind(&a.control).await?;
     let host = HostView::detect(a.host_root.as_deref(), a.cgroup_root.as_deref())?;
     // The node's pods must be readable now: a wrong --host-root should fail here, not be
     // reported as "no matching pod yet" forever.
@@ -183,7 +185,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     // The node's verdict is the game-day report's: --expect-* as `run` takes them, else "the
     // notice was read before the interruption".
     super::gameday::prepare(&session, &a.verdict, &settings.scenario)?;
-    let _control = start_control(&a.control, &session, None).await?;
+    let _control = start_control(control, &session, None);
     let _metrics = match a.metrics {
         Some(addr) => {
             let weak = Arc::downgrade(&session);

@@ -30,7 +30,7 @@ pub(super) fn finish(session: &Session, args: &VerdictArgs, otherwise: ExitCode)
     }
     let mut failed_write = false;
     for path in &args.report {
-        match report.write(path) {
+        match report.write(path, args.report_mode()) {
             Ok(()) => log::info!("report written to {}", path.display()),
             Err(e) => {
                 eprintln!("spot-sim: {e}");

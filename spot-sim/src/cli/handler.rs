@@ -3,7 +3,7 @@
 //! `control.rs`.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::Arc,
 };
 
@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Result};
 
 use super::resolve::Resolver;
 use crate::{
-    control::{ControlServer, Handler, Reply, Request},
+    control::{ControlListener, ControlServer, Handler, Reply, Request},
     session::Session,
     targets::{HostView, PodSelector},
 };
@@ -104,14 +104,15 @@ impl SessionHandler {
     }
 }
 
-pub(super) async fn start_control(
-    path: &Path,
+/// Serves the control socket bound before anything started (`ControlListener::bind`).
+pub(super) fn start_control(
+    listener: ControlListener,
     session: &Arc<Session>,
     add: Option<AddContext>,
-) -> Result<ControlServer> {
+) -> ControlServer {
     let handler = Arc::new(SessionHandler {
         session: Arc::clone(session),
         add,
     });
-    Ok(ControlServer::start(path, handler).await?)
+    listener.serve(handler)
 }

@@ -2,10 +2,7 @@
 //! `target add|remove` and `report` ([`SessionHandler`]). The commands that ask are in
 //! `control.rs`.
 
-use std::{
-    path::PathBuf,
-    sync::Arc,
-};
+use std::{path::PathBuf, sync::Arc};
 
 use anyhow::{anyhow, bail, Result};
 

@@ -329,17 +329,24 @@ fn start_at(path: &Path, v: &toml::Value) -> Result<SystemTime, ExperimentError>
         toml::Value::Datetime(d) => d.to_string(),
         other => other.to_string(),
     };
-    let parsed =
-        time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
-            .map_err(|_| {
-                invalid(
-                    path,
-                    "experiment.start-at",
-                    format!("{text:?}"),
-                    "not an RFC 3339 instant with an offset (nodes may not share a time zone)",
-                    "e.g. \"2026-11-26T14:00:00Z\" or \"2026-11-26T15:00:00+01:00\"",
-                )
-            })?;
+    // The one date bound (scenario/dates.rs): a start-at near 9999 once panicked in the
+    // verdict with pods attached.
+    let parsed = crate::scenario::dates::parse_rfc3339(&text).map_err(|e| match e {
+        crate::scenario::dates::Rfc3339Error::Syntax => invalid(
+            path,
+            "experiment.start-at",
+            format!("{text:?}"),
+            "not an RFC 3339 instant with an offset (nodes may not share a time zone)",
+            "e.g. \"2026-11-26T14:00:00Z\" or \"2026-11-26T15:00:00+01:00\"",
+        ),
+        crate::scenario::dates::Rfc3339Error::OutOfRange => invalid(
+            path,
+            "experiment.start-at",
+            format!("{text:?}"),
+            "outside the dates spot-sim accepts",
+            crate::scenario::dates::ALLOWED,
+        ),
+    })?;
     if parsed.nanosecond() != 0 {
         return Err(invalid(
             path,

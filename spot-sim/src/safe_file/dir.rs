@@ -60,7 +60,9 @@ pub fn check_dir(path: &Path) -> Result<TrustedDir, FileError> {
             continue;
         }
         let shown = if name == ".." {
-            cur_path.parent().map_or_else(|| cur_path.clone(), Path::to_path_buf)
+            cur_path
+                .parent()
+                .map_or_else(|| cur_path.clone(), Path::to_path_buf)
         } else {
             cur_path.join(&name)
         };

@@ -170,7 +170,10 @@ mod tests {
         std::fs::write(d.path().join("secret"), "root only").unwrap();
         std::os::unix::fs::symlink("../secret", base.join("link")).unwrap();
         std::os::unix::fs::symlink("boot.sh", base.join("inside")).unwrap();
-        assert_eq!(read_beneath(&base, Path::new("boot.sh"), 10).unwrap(), b"ok");
+        assert_eq!(
+            read_beneath(&base, Path::new("boot.sh"), 10).unwrap(),
+            b"ok"
+        );
         // A ConfigMap's own links (`key -> ..data/key`) stay inside: followed.
         assert_eq!(read_beneath(&base, Path::new("inside"), 10).unwrap(), b"ok");
         for rel in ["../secret", "link"] {

@@ -166,20 +166,15 @@ fn fill(mut file: std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
 fn rename(dir: &TrustedDir, tmp: &CString, name: &OsStr, no_replace: bool) -> std::io::Result<()> {
     let to = CString::new(name.as_bytes())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte"))?;
-    let flags: libc::c_uint = if no_replace { libc::RENAME_NOREPLACE } else { 0 };
+    let flags: libc::c_uint = if no_replace {
+        libc::RENAME_NOREPLACE
+    } else {
+        0
+    };
     let d = dir.fd().as_raw_fd();
     // SAFETY: valid descriptors and NUL-terminated names. renameat2 through syscall(2): the
     // libc wrapper is missing from older glibc and from musl.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            d,
-            tmp.as_ptr(),
-            d,
-            to.as_ptr(),
-            flags,
-        )
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_renameat2, d, tmp.as_ptr(), d, to.as_ptr(), flags) };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -139,14 +139,15 @@ impl MaintenancePlan {
 /// parsed it with Go's `"02 Jan 2006 15:04:05 GMT"` (two digits required) before moving to
 /// `"2 Jan 2006 ..."` (either), so "01 Dec" suits both and "1 Dec" only the newer.
 pub fn imds_date(t: SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(t);
+    let dt = super::dates::to_datetime(t);
     let format = time::macros::format_description!(
         "[day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
     dt.format(format).unwrap_or_default()
 }
 
-/// Parses an IMDS maintenance date (day zero-padded or not).
+/// Parses an IMDS maintenance date (day zero-padded or not), within the dates spot-sim
+/// accepts ([`super::dates::bounded`]).
 pub fn parse_imds_date(s: &str) -> Option<SystemTime> {
     let padded = time::macros::format_description!(
         "[day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
@@ -157,5 +158,5 @@ pub fn parse_imds_date(s: &str) -> Option<SystemTime> {
     time::PrimitiveDateTime::parse(s, padded)
         .or_else(|_| time::PrimitiveDateTime::parse(s, unpadded))
         .ok()
-        .map(|dt| dt.assume_utc().into())
+        .and_then(|dt| super::dates::bounded(dt.assume_utc()).ok())
 }

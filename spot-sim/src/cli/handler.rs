@@ -57,7 +57,7 @@ impl Handler for SessionHandler {
             },
             Request::Report => Reply::Report {
                 pid: std::process::id(),
-                report: Box::new(self.session.report(&self.session.expectations())),
+                report: Box::new(self.session.live_report(&self.session.expectations())),
             },
             Request::TargetRemove { name } => match self.session.remove_target(&name) {
                 Ok(()) => Reply::Done {

@@ -212,8 +212,10 @@ async fn serve_one(stream: UnixStream, handler: Arc<dyn Handler>) -> io::Result<
     tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request"))??;
+    let mut big = false;
     let reply = match serde_json::from_str::<Request>(&line) {
         Ok(req) => {
+            big = matches!(req, Request::Report);
             let h = Arc::clone(&handler);
             tokio::task::spawn_blocking(move || h.handle(req))
                 .await
@@ -226,8 +228,14 @@ async fn serve_one(stream: UnixStream, handler: Arc<dyn Handler>) -> io::Result<
         },
     };
     let mut out = serde_json::to_vec(&reply).map_err(io::Error::other)?;
+    drop(reply);
     out.push(b'\n');
-    write.write_all(&out).await
+    let sent = write.write_all(&out).await;
+    if big {
+        drop(out);
+        crate::report::bound::release_memory();
+    }
+    sent
 }
 
 /// Removes what `exec` instances that were killed (SIGKILL, OOM) left in [`CONTROL_DIR`]:

@@ -3,6 +3,7 @@
 //! written as JSON, as an HTML page with an SVG timeline per target, or as the SVG alone.
 
 mod args;
+pub mod bound;
 mod html;
 mod judge;
 
@@ -64,6 +65,9 @@ pub struct Report {
     /// Every target's verdict passed.
     pub pass: bool,
     pub targets: Vec<TargetReport>,
+    /// A live report past its bound (bound.rs): what was counted but not listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_listed: Option<bound::NotListed>,
 }
 
 /// One scenario event, and when the handler first read it.
@@ -191,6 +195,7 @@ impl Report {
             expectations: *expect,
             pass: targets.iter().all(|t| t.verdict.pass),
             targets,
+            not_listed: None,
         }
     }
 
@@ -265,6 +270,9 @@ impl Report {
                 // Reasons can name a target's command: shown escaped.
                 let _ = writeln!(out, "  FAILED: {}", html::plain(r));
             }
+        }
+        if let Some(n) = &self.not_listed {
+            let _ = writeln!(out, "{}", n.sentence());
         }
         out
     }

@@ -226,6 +226,11 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         node_run.update(&session);
         print_result(&lock(&result));
     }
+    // The --report files, which were checked at start and then never written (issue #20).
+    if !a.verdict.report.is_empty() {
+        let report = session.report(&session.expectations());
+        super::gameday::write_reports(&report, &a.verdict);
+    }
     session.shutdown();
     log::info!("detached; exiting");
     Ok(ExitCode::SUCCESS)

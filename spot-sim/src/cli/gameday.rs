@@ -28,16 +28,7 @@ pub(super) fn finish(session: &Session, args: &VerdictArgs, otherwise: ExitCode)
     if !summary.is_empty() {
         eprint!("spot-sim: game-day summary\n{summary}");
     }
-    let mut failed_write = false;
-    for path in &args.report {
-        match report.write(path, args.report_mode()) {
-            Ok(()) => log::info!("report written to {}", path.display()),
-            Err(e) => {
-                eprintln!("spot-sim: {e}");
-                failed_write = true;
-            }
-        }
-    }
+    let failed_write = !write_reports(&report, args);
     if expect.any() {
         if report.pass {
             ExitCode::SUCCESS
@@ -49,4 +40,20 @@ pub(super) fn finish(session: &Session, args: &VerdictArgs, otherwise: ExitCode)
     } else {
         otherwise
     }
+}
+
+/// Writes every `--report` file of `args`; whether all were written (each failure is said in
+/// one line). `run --experiment` writes its reports through here too.
+pub(super) fn write_reports(report: &crate::report::Report, args: &VerdictArgs) -> bool {
+    let mut ok = true;
+    for path in &args.report {
+        match report.write(path, args.report_mode()) {
+            Ok(()) => log::info!("report written to {}", path.display()),
+            Err(e) => {
+                eprintln!("spot-sim: {e}");
+                ok = false;
+            }
+        }
+    }
+    ok
 }

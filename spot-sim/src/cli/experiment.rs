@@ -54,6 +54,7 @@ pub(super) struct PlanArgs {
 }
 
 pub(super) fn plan(a: PlanArgs) -> Result<ExitCode> {
+    use std::io::Write as _;
     let exp = Experiment::load(&a.file)?;
     let given = if a.nodes == ["-"] {
         std::io::read_to_string(std::io::stdin().lock())
@@ -77,19 +78,23 @@ pub(super) fn plan(a: PlanArgs) -> Result<ExitCode> {
         );
     }
     let mut selected = 0;
+    // One buffered writer: a line per node, and a cluster may have 150k of them.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for name in &names {
-        match exp.decide(name) {
+        let _ = match exp.decide(name) {
             Decision::Selected { t0 } => {
                 selected += 1;
                 if exp.stagger.is_zero() {
-                    println!("{name} selected");
+                    writeln!(out, "{name} selected")
                 } else {
-                    println!("{name} selected {}", rfc3339(t0));
+                    writeln!(out, "{name} selected {}", rfc3339(t0))
                 }
             }
-            Decision::Skipped => println!("{name} skipped"),
-        }
+            Decision::Skipped => writeln!(out, "{name} skipped"),
+        };
     }
+    out.flush().context("writing the plan")?;
+    drop(out);
     eprintln!(
         "experiment {}: {selected} of {} node(s) selected; start-at {}",
         exp.name,

@@ -57,6 +57,8 @@ pub struct Experiment {
     pub pods: Vec<PodSelector>,
     /// The scenario sections, resolved; its start is set per node by [`Experiment::settings_at`].
     pub settings: Settings,
+    /// With a node list: each listed node's draw (`node_hash`), in the list's order.
+    pub(super) draws: Vec<u64>,
 }
 
 /// `[experiment]` as written.
@@ -75,8 +77,9 @@ struct Section {
 #[derive(Debug, Deserialize)]
 struct Document {
     experiment: Option<Section>,
+    /// Every other section: the scenario's.
     #[serde(flatten)]
-    _scenario: toml::Table,
+    scenario: toml::Table,
 }
 
 /// Scenario keys that choose a start: the experiment's `start-at` does that on every node.
@@ -129,7 +132,8 @@ impl Experiment {
                 "an [experiment] section with name, nodes, start-at and pods",
             ));
         };
-        let table: toml::Table = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
+        // One parse of the whole file: a node list of 150k names is most of it.
+        let table = doc.scenario;
         if let Some(scenario) = table.get("scenario").and_then(|s| s.as_table()) {
             if let Some(key) = START_KEYS.iter().find(|k| scenario.contains_key(**k)) {
                 return Err(invalid(
@@ -161,8 +165,14 @@ fn from_section(
     let name = s.name.unwrap_or_default();
     check_name(path, &name)?;
     let mut nodes = node_set(path, &NODES.take(path, s.nodes)?)?;
+    let mut draws = Vec::new();
     if let NodeSet::List(names) = &mut nodes {
-        names.sort_by_cached_key(|n| (super::node_hash(&name, n), n.clone()));
+        let mut keyed: Vec<(u64, String)> = names
+            .drain(..)
+            .map(|n| (super::node_hash(&name, &n), n))
+            .collect();
+        keyed.sort_unstable();
+        (draws, *names) = keyed.into_iter().unzip();
     }
     let start_at = start_at(path, &START_AT.take(path, s.start_at)?)?;
     let stagger = match &s.stagger {
@@ -220,6 +230,7 @@ fn from_section(
         stagger,
         pods,
         settings,
+        draws,
     })
 }
 
@@ -404,9 +415,7 @@ fn invalid(
 /// rather than removed, so the scenario parser's errors keep the file's line numbers; when the
 /// section is written in a way blanking cannot isolate (dotted keys, an inline table), the rest
 /// of the document is written out again instead.
-fn scenario_text(text: &str, table: &toml::Table) -> String {
-    let mut rest = table.clone();
-    rest.remove("experiment");
+fn scenario_text(text: &str, rest: &toml::Table) -> String {
     let mut inside = false;
     let blanked: String = text
         .lines()
@@ -422,8 +431,8 @@ fn scenario_text(text: &str, table: &toml::Table) -> String {
         })
         .collect();
     match toml::from_str::<toml::Table>(&blanked) {
-        Ok(t) if t == rest => blanked,
-        _ => toml::to_string(&rest).unwrap_or_default(),
+        Ok(t) if t == *rest => blanked,
+        _ => toml::to_string(rest).unwrap_or_default(),
     }
 }
 

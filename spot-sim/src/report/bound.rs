@@ -11,7 +11,7 @@ use super::Report;
 use crate::journal::JournalSnapshot;
 
 /// The latest requests a live report lists per target (the totals count them all).
-pub const LIVE_REQUESTS: usize = 500;
+pub const LIVE_REQUESTS: usize = 200;
 /// The largest live report, as JSON: a quarter of what a control client reads (16 MiB).
 pub const MAX_LIVE_BYTES: usize = 4 << 20;
 

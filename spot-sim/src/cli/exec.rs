@@ -58,6 +58,9 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
         None => None,
     };
 
+    // Before the spawn: a SIGTERM that comes once the command runs (or while it starts) must
+    // be relayed to it, never take spot-sim down with the default action in between.
+    let mut signals = Relay::install()?;
     let mut cmd = std::process::Command::new(&program);
     cmd.args(&a.command[1..]);
     // The command must not outlive spot-sim: once spot-sim is gone (even by SIGKILL) so is
@@ -75,7 +78,7 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot start {}", program.to_string_lossy()))?;
     let pid = child.id().unwrap_or(0);
     log::debug!("started {} as pid {pid}", program.to_string_lossy());
-    let status = wait_forwarding_signals(&mut child, pid).await?;
+    let status = signals.wait(&mut child, pid).await?;
     session.command_ended(&name, status_number(status));
     // After a last drain, so the report and the log hold every redirect of a short command.
     let code = gameday::finish(&session, &a.verdict, exit_code_of(status));
@@ -118,21 +121,36 @@ fn check_program(program: &std::ffi::OsStr) -> Result<()> {
     }
 }
 
-async fn wait_forwarding_signals(
-    child: &mut tokio::process::Child,
-    pid: u32,
-) -> Result<std::process::ExitStatus> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    // With a terminal, Ctrl-C already reaches the command (same foreground process group):
-    // relaying SIGINT too would deliver it twice.
-    let relay_int = !std::io::stdin().is_terminal();
-    loop {
-        tokio::select! {
-            status = child.wait() => return Ok(status?),
-            _ = int.recv() => if relay_int { forward(pid, nix::sys::signal::Signal::SIGINT) },
-            _ = term.recv() => forward(pid, nix::sys::signal::Signal::SIGTERM),
+/// SIGINT and SIGTERM, caught from the moment it is installed and relayed to the command.
+struct Relay {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Relay {
+    fn install() -> Result<Relay> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Relay {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the command, relaying the signals that come meanwhile.
+    async fn wait(
+        &mut self,
+        child: &mut tokio::process::Child,
+        pid: u32,
+    ) -> Result<std::process::ExitStatus> {
+        // With a terminal, Ctrl-C already reaches the command (same foreground process group):
+        // relaying SIGINT too would deliver it twice.
+        let relay_int = !std::io::stdin().is_terminal();
+        loop {
+            tokio::select! {
+                status = child.wait() => return Ok(status?),
+                _ = self.int.recv() => if relay_int { forward(pid, nix::sys::signal::Signal::SIGINT) },
+                _ = self.term.recv() => forward(pid, nix::sys::signal::Signal::SIGTERM),
+            }
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Faults {
     pub latency: Duration,
     /// Every token expires after this many seconds, whatever TTL the client asked for.
     pub token_ttl: Option<u64>,
+    /// Requests above a rate answered 429 or dropped (see throttle.rs).
+    pub throttle: Option<super::throttle::Throttle>,
 }
 
 /// Forwarding what spot-sim does not simulate to the real IMDS.

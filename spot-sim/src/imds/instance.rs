@@ -11,6 +11,7 @@ use hyper::{Method, Request};
 
 use super::options::Toggle;
 use super::router::Responder;
+use super::throttle::ThrottleMode;
 use crate::scenario::lock;
 
 /// How long a token PUT that cannot come back is held before the connection closes. EC2
@@ -28,10 +29,14 @@ pub(crate) enum Origin {
     OtherNetns,
 }
 
-/// A token PUT left unanswered: hyper closes the connection without a response.
+/// A request EC2 would never answer: hyper closes the connection without a response.
 #[derive(Debug, thiserror::Error)]
-#[error("token PUT left unanswered (http-put-response-hop-limit 1, client in another network namespace)")]
-pub(crate) struct Unanswered;
+pub(crate) enum Unanswered {
+    #[error("token PUT left unanswered (http-put-response-hop-limit 1, client in another network namespace)")]
+    HopLimit,
+    #[error("request dropped: above the --fault-throttle rate (drop mode) through every resend")]
+    Throttled,
+}
 
 /// Where an accepted connection comes from. A redirected client reaches the listener spot-sim
 /// opened inside its own namespace, so the socket's namespace (the kernel's network-namespace
@@ -101,10 +106,22 @@ impl Responder {
         req: Request<B>,
         origin: Origin,
     ) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, Unanswered> {
+        if let Some(bucket) = self
+            .throttle
+            .as_ref()
+            .filter(|t| t.mode() == ThrottleMode::Drop)
+        {
+            if !bucket.admit() {
+                self.record_dropped();
+                if !bucket.wait_resends().await {
+                    return Err(Unanswered::Throttled);
+                }
+            }
+        }
         if self.withholds_token(&req, origin) {
             self.record_unanswered();
             tokio::time::sleep(UNANSWERED_HOLD).await;
-            return Err(Unanswered);
+            return Err(Unanswered::HopLimit);
         }
         Ok(self.handle(req).await)
     }
@@ -130,6 +147,19 @@ impl Responder {
         if logged.is_some() {
             log::info!(
                 "{}: PUT /latest/api/token left unanswered: the client is in another network namespace (one hop further than the node) and http-put-response-hop-limit is 1; it will time out and may fall back to IMDSv1",
+                self.target
+            );
+        }
+    }
+
+    fn record_dropped(&self) {
+        let mut counters = lock(&self.counters);
+        counters.stats.requests_throttled += 1;
+        let logged = counters.log_slot();
+        drop(counters);
+        if logged.is_some() {
+            log::info!(
+                "{}: a request above the --fault-throttle rate is dropped (drop mode); it is answered at the first of the client's resends (1 s, 2 s, 4 s ...) that finds room, if the client still waits",
                 self.target
             );
         }

@@ -13,9 +13,12 @@ mod policy;
 mod router;
 mod server;
 mod stats;
+mod throttle;
 mod tokens;
 mod tree;
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod instance_tests;
 #[cfg(test)]
@@ -31,6 +34,7 @@ pub use options::{tag_key_problem, InstanceOptions, Toggle, DEFAULT_HOP_LIMIT, M
 pub use router::Responder;
 pub use server::{bind_standalone, serve_standalone, ServeEnd};
 pub use stats::ResponderStats;
+pub use throttle::{Rate, Throttle, ThrottleMode};
 pub use tokens::{TokenRejection, TokenStore, MAX_TOKEN_TTL};
 
 /// Why a responder could not serve.

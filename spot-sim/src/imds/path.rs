@@ -105,6 +105,11 @@ impl CanonicalPath<'_> {
         self.segments == ["latest", "api", "token"]
     }
 
+    /// `api/token` under a dated version (`/2021-03-23/api/token`), where EC2 refuses the PUT.
+    pub fn is_versioned_token_path(&self) -> bool {
+        self.version().is_some_and(|v| v != "latest") && self.rest() == ["api", "token"]
+    }
+
     /// The API version, if the first segment is one the real service lists.
     pub fn version(&self) -> Option<&str> {
         self.segments
@@ -193,6 +198,16 @@ mod tests {
         assert!(!canonical("/2021-03-23/api/token", 64)
             .unwrap()
             .is_token_path());
+        for (raw, versioned) in [
+            ("/2021-03-23/api/token", true),
+            ("//1.0/api//token/", true),
+            ("/latest/api/token", false),
+            ("/2010-01-01/api/token", false),
+            ("/2021-03-23/api/token/x", false),
+        ] {
+            let p = canonical(raw, 64).unwrap();
+            assert_eq!(p.is_versioned_token_path(), versioned, "{raw}");
+        }
         assert_eq!(
             canonical("/2009-04-04/meta-data", 64).unwrap().version(),
             Some("2009-04-04")

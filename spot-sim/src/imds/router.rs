@@ -15,6 +15,7 @@ use super::passthrough::Upstream;
 use super::path::{self, CanonicalPath};
 use super::policy::{self, Decision};
 use super::stats::{Counters, ResponderStats};
+use super::throttle::{Bucket, ThrottleMode};
 use super::tokens::{TokenStore, MAX_TOKEN_TTL};
 use super::tree::{self, Node, Snapshot};
 use crate::scenario::{lock, rfc3339, Clock, Timeline};
@@ -38,6 +39,8 @@ pub struct Responder {
     pending_time: String,
     /// Where every answered request is journaled for the game-day report, once attached.
     journal: std::sync::OnceLock<Arc<crate::journal::Journal>>,
+    /// `--fault-throttle`: this target's allowance.
+    pub(crate) throttle: Option<Bucket>,
 }
 
 /// How the router answered, besides the response itself.
@@ -57,6 +60,7 @@ impl Responder {
         let upstream = config.passthrough.as_ref().map(Upstream::new);
         let connections = Arc::new(Semaphore::new(config.limits.max_connections));
         let pending_time = rfc3339(clock.now());
+        let throttle = config.faults.throttle.map(Bucket::new);
         Arc::new(Responder {
             counters: Mutex::new(Counters {
                 stats: ResponderStats {
@@ -74,6 +78,7 @@ impl Responder {
             connections,
             pending_time,
             journal: std::sync::OnceLock::new(),
+            throttle,
         })
     }
 
@@ -101,16 +106,33 @@ impl Responder {
         let (parts, _body) = req.into_parts();
         let head = parts.method == Method::HEAD;
         let faults = &self.config.faults;
+        // Throttling counts requests as they arrive, before any added latency. Drop mode was
+        // decided before this request was read (`handle_from`).
+        let throttled = self
+            .throttle
+            .as_ref()
+            .is_some_and(|t| t.mode() == ThrottleMode::TooManyRequests && !t.admit());
         if !faults.latency.is_zero() {
             tokio::time::sleep(faults.latency).await;
         }
         let path = parts.uri.path();
-        let routed = if faults.error_503_rate > 0.0
+        let asked_v2 =
+            parts.headers.contains_key(TOKEN_HEADER) || parts.headers.contains_key(TTL_HEADER);
+        let fault = if throttled {
+            lock(&self.counters).stats.requests_throttled += 1;
+            // The status line users report from IMDS; its usual error page (throttle.rs).
+            Some(StatusCode::TOO_MANY_REQUESTS)
+        } else if faults.error_503_rate > 0.0
             && rand::thread_rng().gen_bool(faults.error_503_rate.min(1.0))
         {
+            Some(StatusCode::SERVICE_UNAVAILABLE)
+        } else {
+            None
+        };
+        let routed = if let Some(status) = fault {
             Routed {
-                response: error_page(StatusCode::SERVICE_UNAVAILABLE, head),
-                v2: parts.headers.contains_key(TOKEN_HEADER),
+                response: error_page(status, head),
+                v2: asked_v2,
             }
         } else {
             self.route(&parts.method, path, &parts.headers).await
@@ -182,6 +204,19 @@ impl Responder {
         if canonical.as_ref().is_ok_and(|p| p.is_token_path()) {
             return Routed {
                 response: self.token_endpoint(method, headers),
+                v2: true,
+            };
+        }
+        // The EC2 User Guide ("Retrieve instance metadata" → Considerations): a PUT to a
+        // version-specific path such as /2021-03-23/api/token gets 403 Forbidden, "This
+        // behavior is intended" (reported in awsdocs/amazon-ec2-user-guide#183); token or not.
+        if method == Method::PUT
+            && canonical
+                .as_ref()
+                .is_ok_and(|p| p.is_versioned_token_path())
+        {
+            return Routed {
+                response: error_page(StatusCode::FORBIDDEN, false),
                 v2: true,
             };
         }

@@ -27,6 +27,8 @@ pub struct ResponderStats {
     pub connections_over_limit: u64,
     /// Token PUTs never answered: hop limit 1 and the client in another network namespace.
     pub token_puts_unanswered: u64,
+    /// Requests above the `--fault-throttle` rate: answered 429, or dropped (drop mode).
+    pub requests_throttled: u64,
     /// The instance's metadata options (http-tokens, hop limit, endpoint, IPv6, tags, ASG).
     pub options: BTreeMap<String, String>,
     /// RFC 3339, whole seconds.
@@ -107,6 +109,13 @@ impl Counters {
                  node a containerized handler must fall back to IMDSv1, or the node needs a hop \
                  limit of 2",
                 s.token_puts_unanswered
+            ));
+        }
+        if s.requests_throttled > 0 {
+            s.warnings.push(format!(
+                "{} requests came above the --fault-throttle rate (answered 429, or dropped in \
+                 drop mode): on EC2 the handler would be throttled the same way",
+                s.requests_throttled
             ));
         }
         if s.tokens_issued >= 50 && s.tokens_issued * 2 > s.imds_v2_requests {

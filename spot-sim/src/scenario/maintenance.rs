@@ -149,6 +149,11 @@ pub fn imds_date(t: SystemTime) -> String {
 /// Parses an IMDS maintenance date (day zero-padded or not), within the dates spot-sim
 /// accepts ([`super::dates::bounded`]).
 pub fn parse_imds_date(s: &str) -> Option<SystemTime> {
+    super::dates::bounded(imds_datetime(s)?).ok()
+}
+
+/// The IMDS form alone, unbounded.
+fn imds_datetime(s: &str) -> Option<time::OffsetDateTime> {
     let padded = time::macros::format_description!(
         "[day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
@@ -158,5 +163,78 @@ pub fn parse_imds_date(s: &str) -> Option<SystemTime> {
     time::PrimitiveDateTime::parse(s, padded)
         .or_else(|_| time::PrimitiveDateTime::parse(s, unpadded))
         .ok()
-        .and_then(|dt| super::dates::bounded(dt.assume_utc()).ok())
+        .map(|dt| dt.assume_utc())
+}
+
+/// Why a maintenance date was not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DateProblem {
+    /// RFC 3339 but for its zone: which instant it means depends on a zone it does not say.
+    NoZone,
+    NotADate,
+    /// A date, but outside what spot-sim accepts ([`super::dates::bounded`]).
+    OutOfRange,
+}
+
+/// A maintenance date as a scenario writes it: IMDS's form (`21 Jan 2026 09:00:00 GMT`) or
+/// RFC 3339 with its zone (`2026-01-21T09:00:00Z`, `2026-01-21T10:00:00+01:00`). Either way it
+/// is shown in IMDS's form ([`imds_date`]).
+pub fn parse_event_date(s: &str) -> Result<SystemTime, DateProblem> {
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    // Both forms through the one date bound (scenario/dates.rs).
+    let bounded = |t| super::dates::bounded(t).map_err(|_| DateProblem::OutOfRange);
+    if let Some(t) = imds_datetime(s) {
+        return bounded(t);
+    }
+    match time::OffsetDateTime::parse(s, rfc3339) {
+        Ok(t) => bounded(t),
+        // Valid once a zone is added: a local time (also what a bare TOML local date-time is).
+        Err(_) if time::OffsetDateTime::parse(&format!("{s}Z"), rfc3339).is_ok() => {
+            Err(DateProblem::NoZone)
+        }
+        Err(_) => Err(DateProblem::NotADate),
+    }
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates_are_read_and_shown_in_the_imds_form() {
+        let imds = parse_event_date("21 Jan 2026 09:00:00 GMT").expect("IMDS form");
+        for text in [
+            "2026-01-21T09:00:00Z",
+            "2026-01-21T10:00:00+01:00",
+            "2026-01-21t09:00:00z",
+            " 2026-01-21T09:00:00.000Z ",
+        ] {
+            let t = parse_event_date(text).expect(text);
+            assert_eq!(t, imds, "{text}");
+            assert_eq!(imds_date(t), "21 Jan 2026 09:00:00 GMT");
+        }
+    }
+
+    #[test]
+    fn a_date_without_a_zone_is_told_apart_from_one_that_is_no_date() {
+        for text in ["2026-01-21T09:00:00", "2026-01-21T09:00:00.5"] {
+            assert_eq!(parse_event_date(text), Err(DateProblem::NoZone), "{text}");
+        }
+        for text in ["2026-01-21", "tomorrow", "21 Jan 2026 09:00:00", ""] {
+            assert_eq!(parse_event_date(text), Err(DateProblem::NotADate), "{text}");
+        }
+        // Dates in either form go through the one bound (issue #20).
+        for text in [
+            "31 Dec 9999 23:00:00 GMT",
+            "9999-12-31T23:00:00Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert_eq!(
+                parse_event_date(text),
+                Err(DateProblem::OutOfRange),
+                "{text}"
+            );
+        }
+    }
 }

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 pub(crate) use clock::lock;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use maintenance::{
-    imds_date, parse_imds_date, EventTime, MaintenancePlan, MaintenanceState, MaintenanceView,
+    imds_date, parse_event_date, parse_imds_date, DateProblem, EventTime, MaintenancePlan,
+    MaintenanceState, MaintenanceView,
 };
 pub use timeline::{
     rfc3339, whole_seconds, Action, EventKind, IssuedEvent, NextEvent, OnInterrupt, Phase,

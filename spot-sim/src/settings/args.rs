@@ -95,6 +95,8 @@ impl ScenarioArgs {
         set(&mut f.error_503_rate, self.fault_503_rate);
         set(&mut f.latency, self.fault_latency.map(Dur));
         set(&mut f.token_ttl, self.fault_token_ttl);
+        set(&mut f.throttle, self.fault_throttle);
+        set(&mut f.throttle_mode, self.fault_throttle_mode);
 
         let m = &mut file.metadata;
         set(&mut m.instance_id, self.instance_id.clone());
@@ -267,10 +269,23 @@ fn settings_from(
             "1 or more seconds",
         ));
     }
+    if let (None, Some(mode)) = (f.throttle, f.throttle_mode) {
+        return Err(invalid(
+            origin,
+            "faults.throttle-mode",
+            format!("{:?}", mode.as_str()),
+            "does nothing without a rate",
+            "set faults.throttle (--fault-throttle) too, like \"5/s\"",
+        ));
+    }
     let faults = Faults {
         error_503_rate: rate,
         latency: f.latency.map_or(Duration::ZERO, |d| d.0),
         token_ttl: f.token_ttl,
+        throttle: f.throttle.map(|rate| crate::imds::Throttle {
+            rate,
+            mode: f.throttle_mode.unwrap_or_default(),
+        }),
     };
 
     let options = super::instance::options(&i, file.tags, origin)?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::imds::{Imdsv2Mode, Toggle};
+use crate::imds::{Imdsv2Mode, Rate, ThrottleMode, Toggle};
 use crate::scenario::{Action, OnInterrupt, ScenarioError, MAX_SCENARIO_BYTES};
 
 /// A whole scenario file; every field optional so the command line and defaults can fill gaps.
@@ -71,6 +71,9 @@ pub(crate) struct FaultsSection {
     pub error_503_rate: Option<f64>,
     pub latency: Option<Dur>,
     pub token_ttl: Option<u64>,
+    /// "5/s", "30/min" or a number (per second).
+    pub throttle: Option<Rate>,
+    pub throttle_mode: Option<ThrottleMode>,
 }
 
 /// `[metadata]`: the typed fields below, plus any key of the IMDS catalogue (imds/catalogue.rs)
@@ -112,13 +115,14 @@ pub(crate) struct MaintenanceSection {
     /// From t0 to the moment the event appears [default: 0s].
     #[serde(default)]
     pub issue_in: Option<Dur>,
-    /// Absolute dates, in IMDS's format ("21 Jan 2026 09:00:00 GMT").
+    /// Absolute dates, in IMDS's format ("21 Jan 2026 09:00:00 GMT") or RFC 3339 (a string
+    /// or a TOML date-time).
     #[serde(default)]
-    pub not_before: Option<String>,
+    pub not_before: Option<TimeText>,
     #[serde(default)]
-    pub not_after: Option<String>,
+    pub not_after: Option<TimeText>,
     #[serde(default)]
-    pub not_before_deadline: Option<String>,
+    pub not_before_deadline: Option<TimeText>,
     /// The same dates counted from the event's issue.
     #[serde(default)]
     pub not_before_in: Option<Dur>,

@@ -11,7 +11,8 @@ use super::file::{Dur, ImdsSection, MaintenanceSection, ScenarioFile, TimeText};
 use super::options::ScenarioArgs;
 use crate::imds::{tag_key_problem, InstanceOptions, DEFAULT_HOP_LIMIT, MAX_HOP_LIMIT};
 use crate::scenario::{
-    parse_imds_date, rfc3339, EventTime, MaintenancePlan, MaintenanceState, ScenarioError, Start,
+    parse_event_date, rfc3339, DateProblem, EventTime, MaintenancePlan, MaintenanceState,
+    ScenarioError, Start,
 };
 
 /// Longest tag value EC2 accepts.
@@ -244,25 +245,41 @@ pub(super) fn maintenance_plan(
             ));
         }
     }
-    let date = |name: &str, abs: &Option<String>, rel: Option<Dur>| match (abs, rel) {
-        (Some(_), Some(_)) => Err(invalid(
+    let date = |name: &str, abs: &Option<TimeText>, rel: Option<Dur>| match (abs, rel) {
+        (Some(TimeText(text)), Some(_)) => Err(invalid(
             origin,
             &field(name),
-            format!("{abs:?}"),
+            format!("{text:?}"),
             &format!("given together with {name}-in"),
             &format!("either {name} (a date) or {name}-in (a duration from the issue)"),
         )),
-        (Some(text), None) => parse_imds_date(text)
-            .map(|t| Some(EventTime::At(t)))
-            .ok_or_else(|| {
-                invalid(
-                    origin,
-                    &field(name),
-                    format!("{text:?}"),
-                    "not an IMDS date from 1970 to 2999",
-                    "a date like \"21 Jan 2026 09:00:00 GMT\"",
-                )
-            }),
+        (Some(TimeText(text)), None) => match parse_event_date(text) {
+            Ok(t) => Ok(Some(EventTime::At(t))),
+            Err(DateProblem::NoZone) => Err(invalid(
+                origin,
+                &field(name),
+                format!("{text:?}"),
+                "an RFC 3339 time without a zone",
+                &format!(
+                    "the same with its zone, like {:?} (UTC)",
+                    format!("{}Z", text.trim())
+                ),
+            )),
+            Err(DateProblem::OutOfRange) => Err(invalid(
+                origin,
+                &field(name),
+                format!("{text:?}"),
+                "outside the dates spot-sim accepts",
+                crate::scenario::dates::ALLOWED,
+            )),
+            Err(DateProblem::NotADate) => Err(invalid(
+                origin,
+                &field(name),
+                format!("{text:?}"),
+                "not a date",
+                "a date like \"21 Jan 2026 09:00:00 GMT\" or \"2026-01-21T09:00:00Z\"",
+            )),
+        },
         (None, Some(d)) => Ok(Some(EventTime::AfterIssue(d.0))),
         (None, None) => Ok(None),
     };

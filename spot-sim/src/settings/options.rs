@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::file::parse_duration;
-use crate::imds::{Imdsv2Mode, Toggle};
+use crate::imds::{Imdsv2Mode, Rate, ThrottleMode, Toggle};
 use crate::scenario::{Action, OnInterrupt};
 
 /// Options shared by `exec`, `run` and `serve`.
@@ -129,6 +129,17 @@ pub struct ScenarioArgs {
     /// Expire every token after this many seconds, whatever TTL the client asked for
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub fault_token_ttl: Option<u64>,
+
+    /// Throttle each target's IMDS above this rate (5/s, 30/min, 100/h), as EC2 throttles
+    /// queries per instance: the excess is answered 429 Too Many Requests, or dropped
+    /// (--fault-throttle-mode)
+    #[arg(long, value_name = "RATE", value_parser = |s: &str| s.parse::<Rate>())]
+    pub fault_throttle: Option<Rate>,
+
+    /// What a request above --fault-throttle gets: `429`, or `drop`: no answer, as packets
+    /// dropped at EC2's link-local packet cap, so the client times out [default: 429]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub fault_throttle_mode: Option<ThrottleMode>,
 
     /// The instance id to serve [default: i-0e5a6b3c9d2f41a78]
     #[arg(long, value_name = "ID")]

@@ -78,13 +78,18 @@ impl Experiment {
             NodeSet::List(nodes) => {
                 // Sorted by draw (file.rs), so membership and rank are one binary search:
                 // 150k names stay well under a second for `experiment plan`.
-                let from = self.draws.partition_point(|d| *d < h);
-                let Some(rank) = (from..self.draws.len())
-                    .take_while(|i| self.draws[*i] == h)
-                    .find(|i| nodes[*i] == node)
-                else {
-                    return Decision::Skipped;
-                };
+                let mut rank = self.draws.partition_point(|d| *d < h);
+                loop {
+                    match (self.draws.get(rank), nodes.get(rank)) {
+                        (Some(d), Some(n)) if *d == h => {
+                            if n == node {
+                                break;
+                            }
+                            rank += 1;
+                        }
+                        _ => return Decision::Skipped,
+                    }
+                }
                 rank as f64 / nodes.len() as f64
             }
         };

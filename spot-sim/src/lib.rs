@@ -14,6 +14,7 @@ pub mod imds;
 pub mod journal;
 pub mod redirect;
 pub mod report;
+pub mod safe_file;
 pub mod scenario;
 pub mod session;
 pub mod settings;

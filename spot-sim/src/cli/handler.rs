@@ -2,16 +2,13 @@
 //! `target add|remove` and `report` ([`SessionHandler`]). The commands that ask are in
 //! `control.rs`.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{path::PathBuf, sync::Arc};
 
 use anyhow::{anyhow, bail, Result};
 
 use super::resolve::Resolver;
 use crate::{
-    control::{ControlServer, Handler, Reply, Request},
+    control::{ControlListener, ControlServer, Handler, Reply, Request},
     session::Session,
     targets::{HostView, PodSelector},
 };
@@ -61,7 +58,7 @@ impl Handler for SessionHandler {
             },
             Request::Report => Reply::Report {
                 pid: std::process::id(),
-                report: Box::new(self.session.report(&self.session.expectations())),
+                report: Box::new(self.session.live_report(&self.session.expectations())),
             },
             Request::TargetRemove { name } => match self.session.remove_target(&name) {
                 Ok(()) => Reply::Done {
@@ -105,14 +102,15 @@ impl SessionHandler {
     }
 }
 
-pub(super) async fn start_control(
-    path: &Path,
+/// Serves the control socket bound before anything started (`ControlListener::bind`).
+pub(super) fn start_control(
+    listener: ControlListener,
     session: &Arc<Session>,
     add: Option<AddContext>,
-) -> Result<ControlServer> {
+) -> ControlServer {
     let handler = Arc::new(SessionHandler {
         session: Arc::clone(session),
         add,
     });
-    Ok(ControlServer::start(path, handler).await?)
+    listener.serve(handler)
 }

@@ -3,6 +3,7 @@
 //! layer above this one and `crate::imds`.
 
 mod clock;
+pub mod dates;
 mod maintenance;
 mod timeline;
 

@@ -804,19 +804,17 @@ fn kernel_to_wall_ms(now: SystemTime) -> impl Fn(u64) -> u64 {
 /// the pid still names the program the kernel saw start, not a later process with its pid.
 fn command_line(proc: &std::path::Path, pid: u32, comm: &str) -> String {
     let dir = proc.join(pid.to_string());
-    let same = std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim_end() == comm);
+    // `comm` was escaped where it entered (redirect/activity.rs): compare it escaped.
+    let same = std::fs::read(dir.join("comm"))
+        .is_ok_and(|c| crate::escape::untrusted_bytes(c.strip_suffix(b"\n").unwrap_or(&c)) == comm);
     if !same {
         return String::new();
     }
     std::fs::read(dir.join("cmdline"))
         .map(|b| {
-            let s: String = String::from_utf8_lossy(&b)
-                .replace('\0', " ")
-                .trim()
-                .chars()
-                .take(200)
-                .collect();
-            s
+            let b: Vec<u8> = b.iter().map(|&c| if c == 0 { b' ' } else { c }).collect();
+            let cut = &b[..b.len().min(200)];
+            crate::escape::untrusted_bytes(cut.trim_ascii())
         })
         .unwrap_or_default()
 }

@@ -80,17 +80,23 @@ pub(super) fn start_at(
             "one of start-at, start-in or manual = true",
         ));
     }
-    let parsed =
-        time::OffsetDateTime::parse(at.0.trim(), &time::format_description::well_known::Rfc3339)
-            .map_err(|_| {
-                invalid(
-                    origin,
-                    field,
-                    &value,
-                    "not an RFC 3339 time",
-                    "a time like \"2026-11-26T09:00:00Z\" or \"2026-11-26T10:00:00+01:00\"",
-                )
-            })?;
+    // The one date bound (scenario/dates.rs), as for every date from a file or a flag.
+    let parsed = crate::scenario::dates::parse_rfc3339(&at.0).map_err(|e| match e {
+        crate::scenario::dates::Rfc3339Error::Syntax => invalid(
+            origin,
+            field,
+            &value,
+            "not an RFC 3339 time",
+            "a time like \"2026-11-26T09:00:00Z\" or \"2026-11-26T10:00:00+01:00\"",
+        ),
+        crate::scenario::dates::Rfc3339Error::OutOfRange => invalid(
+            origin,
+            field,
+            &value,
+            "outside the dates spot-sim accepts",
+            crate::scenario::dates::ALLOWED,
+        ),
+    })?;
     let t: SystemTime = parsed.into();
     if t <= now {
         return Err(invalid(
@@ -258,6 +264,13 @@ pub(super) fn maintenance_plan(
                     "the same with its zone, like {:?} (UTC)",
                     format!("{}Z", text.trim())
                 ),
+            )),
+            Err(DateProblem::OutOfRange) => Err(invalid(
+                origin,
+                &field(name),
+                format!("{text:?}"),
+                "outside the dates spot-sim accepts",
+                crate::scenario::dates::ALLOWED,
             )),
             Err(DateProblem::NotADate) => Err(invalid(
                 origin,

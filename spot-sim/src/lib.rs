@@ -15,6 +15,7 @@ pub mod journal;
 mod lock;
 pub mod redirect;
 pub mod report;
+pub mod safe_file;
 pub mod scenario;
 pub mod session;
 pub mod settings;

@@ -181,6 +181,10 @@ pub(super) struct ReportArgs {
     /// Control socket of the instance to ask [default: every running one].
     #[arg(long)]
     pub(super) control: Option<PathBuf>,
+    /// How long to wait for each instance's report (bounded, but built from every target's
+    /// journal), like "10s".
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub(super) timeout: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -221,7 +221,7 @@ pub(super) fn print_done(reply: Reply) -> Result<()> {
 pub(super) async fn report(a: ReportArgs) -> Result<ExitCode> {
     let mut all = Vec::new();
     for path in ctl::discover(a.control.as_deref()).await? {
-        match ctl::call(&path, &Request::Report).await? {
+        match ctl::call_within(&path, &Request::Report, a.timeout).await? {
             Reply::Report { pid, report } => all.push((path, pid, report)),
             Reply::Error { message } => bail!("{}: {message}", path.display()),
             _ => bail!(

@@ -43,6 +43,9 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
     // What instances killed with SIGKILL left: their empty transient cgroups, their sockets.
     remove_dead_transients(&mount, TRANSIENT_PREFIX);
     ctl::remove_dead_sockets().await;
+    // Before anything is attached or run: a refused --control stops us here (issue #22).
+    let control_path = a.control.unwrap_or_else(ctl::default_exec_socket);
+    let control = ctl::ControlListener::bind(&control_path).await?;
     let session = Session::start(Arc::new(SystemClock))?;
     gameday::prepare(&session, &a.verdict, &settings.scenario)?;
     let cgroup = TransientCgroup::create(&mount, TRANSIENT_PREFIX)?;
@@ -61,8 +64,7 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
     let spec = resolver.resolve(&target, None)?;
     let netns = spec.netns.try_clone()?;
     let name = session.add_target(spec)?;
-    let control_path = a.control.unwrap_or_else(ctl::default_exec_socket);
-    let _control = start_control(&control_path, &session, None).await?;
+    let _control = start_control(control, &session, None);
     let _metrics = match a.metrics {
         Some(addr) => Some(MetricsServer::start(addr, &session).await?),
         None => None,

@@ -44,6 +44,7 @@ const SCAN_EVERY: Duration = Duration::from_secs(2);
 const WAITING_NOTE_EVERY: Duration = Duration::from_secs(60);
 
 pub(super) fn plan(a: PlanArgs) -> Result<ExitCode> {
+    use std::io::Write as _;
     let exp = Experiment::load(&a.file)?;
     let given = if a.nodes == ["-"] {
         std::io::read_to_string(std::io::stdin().lock())
@@ -67,19 +68,23 @@ pub(super) fn plan(a: PlanArgs) -> Result<ExitCode> {
         );
     }
     let mut selected = 0;
+    // One buffered writer: a line per node, and a cluster may have 150k of them.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for name in &names {
-        match exp.decide(name) {
+        let _ = match exp.decide(name) {
             Decision::Selected { t0 } => {
                 selected += 1;
                 if exp.stagger.is_zero() {
-                    println!("{name} selected");
+                    writeln!(out, "{name} selected")
                 } else {
-                    println!("{name} selected {}", rfc3339(t0));
+                    writeln!(out, "{name} selected {}", rfc3339(t0))
                 }
             }
-            Decision::Skipped => println!("{name} skipped"),
-        }
+            Decision::Skipped => writeln!(out, "{name} skipped"),
+        };
     }
+    out.flush().context("writing the plan")?;
+    drop(out);
     eprintln!(
         "experiment {}: {selected} of {} node(s) selected; start-at {}{}",
         exp.name,
@@ -145,6 +150,8 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
             rfc3339(t0)
         );
     }
+    // Before anything is attached: a refused --control stops us here (issue #22).
+    let control = crate::control::ControlListener::bind(&a.control).await?;
     let host = HostView::detect(a.host_root.as_deref(), a.cgroup_root.as_deref())?;
     // The node's pods must be readable now: a wrong --host-root should fail here, not be
     // reported as "no matching pod yet" forever.
@@ -157,7 +164,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     // The node's verdict is the game-day report's: --expect-* as `run` takes them, else "the
     // notice was read before the interruption".
     gameday::prepare(&session, &a.verdict, &settings.scenario)?;
-    let _control = start_control(&a.control, &session, None).await?;
+    let _control = start_control(control, &session, None);
     let _metrics = match a.metrics {
         Some(addr) => Some(node_metrics(addr, &session, &result).await?),
         None => None,
@@ -198,6 +205,11 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     if !node_run.reported {
         node_run.update(&session);
         print_result(&lock(&result));
+    }
+    // The --report files, which were checked at start and then never written (issue #20).
+    if !a.verdict.report.is_empty() {
+        let report = session.report(&session.expectations());
+        gameday::write_reports(&report, &a.verdict);
     }
     session.shutdown();
     log::info!("detached; exiting");

@@ -37,16 +37,7 @@ pub(super) fn finish(session: &Session, args: &VerdictArgs, otherwise: ExitCode)
     if !summary.is_empty() {
         eprint!("spot-sim: game-day summary\n{summary}");
     }
-    let mut failed_write = false;
-    for path in &args.report {
-        match report.write(path) {
-            Ok(()) => log::info!("report written to {}", path.display()),
-            Err(e) => {
-                eprintln!("spot-sim: {e}");
-                failed_write = true;
-            }
-        }
-    }
+    let failed_write = !write_reports(&report, args);
     if report.stopped.is_some() {
         ExitCode::from(STOPPED)
     } else if expect.any() {
@@ -103,4 +94,20 @@ pub(super) async fn experiment_stops(
         }
         None => watch_stops(plan, session, "SIGINT/SIGTERM"),
     })
+}
+
+/// Writes every `--report` file of `args`; whether all were written (each failure is said in
+/// one line). `run --experiment` writes its reports through here too.
+pub(super) fn write_reports(report: &crate::report::Report, args: &VerdictArgs) -> bool {
+    let mut ok = true;
+    for path in &args.report {
+        match report.write(path, args.report_mode()) {
+            Ok(()) => log::info!("report written to {}", path.display()),
+            Err(e) => {
+                eprintln!("spot-sim: {e}");
+                ok = false;
+            }
+        }
+    }
+    ok
 }

@@ -74,6 +74,8 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     stop.check_before_start().await?;
     // What `exec` instances killed with SIGKILL left behind: sockets of processes now gone.
     crate::control::remove_dead_sockets().await;
+    // Before anything is attached: a refused --control stops us here (issue #22).
+    let control = crate::control::ControlListener::bind(&a.control).await?;
     let session = Session::start(Arc::new(SystemClock))?;
     for spec in &specs {
         gameday::prepare(&session, &a.verdict, &spec.settings.scenario)?;
@@ -84,7 +86,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     let add = AddContext {
         resolver: resolver.clone(),
     };
-    let _control = start_control(&a.control, &session, Some(add)).await?;
+    let _control = start_control(control, &session, Some(add));
     let _metrics = match a.metrics {
         Some(addr) => Some(MetricsServer::start(addr, &session).await?),
         None => None,

@@ -485,10 +485,30 @@ fn the_scenario_sets_any_catalogue_value_and_user_data_from_a_file() {
         .expect_err("missing file")
         .to_string();
     assert!(e.contains("user-data-file") && e.contains("nope"), "{e}");
+    // Outside the scenario's directory (issue #20): refused, whatever it is.
     let e = Settings::from_toml(&scenario, "[metadata]\nuser-data-file = \"/dev/zero\"\n")
-        .expect_err("endless")
+        .expect_err("outside")
         .to_string();
-    assert!(e.contains("not a regular file"), "{e}");
+    assert!(e.contains("outside the scenario file's directory"), "{e}");
+    let e = Settings::from_toml(&scenario, "[metadata]\nuser-data-file = \"../x/boot.sh\"\n")
+        .expect_err("outside")
+        .to_string();
+    assert!(e.contains("outside the scenario file's directory"), "{e}");
+    // A FIFO beside it: refused at once, not waited on.
+    nix::unistd::mkfifo(
+        &dir.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    let started = std::time::Instant::now();
+    let e = Settings::from_toml(&scenario, "[metadata]\nuser-data-file = \"fifo\"\n")
+        .expect_err("fifo")
+        .to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(
+        e.contains("FIFO") && e.contains("not a regular file"),
+        "{e}"
+    );
     std::fs::write(dir.join("big"), vec![b'x'; 20_000]).expect("write");
     let e = Settings::from_toml(&scenario, "[metadata]\nuser-data-file = \"big\"\n")
         .expect_err("too big")

@@ -185,9 +185,10 @@ fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<(), String> {
     Ok(())
 }
 
+/// A process name as the target chose it, escaped where it enters (escape.rs).
 fn comm(raw: &[u8; 16]) -> String {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
+    crate::escape::untrusted_bytes(&raw[..end])
 }
 
 fn destination(k: &OutboundKey) -> String {

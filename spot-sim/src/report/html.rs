@@ -19,6 +19,8 @@ const AXIS_Y: f64 = 140.0;
 
 /// XML/HTML text and attribute escaping.
 pub fn esc(s: &str) -> String {
+    // The one rule first (escape.rs: controls, bidi, XML-invalid code points), HTML on top.
+    let s = crate::escape::inert(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -27,26 +29,15 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
             c => out.push(c),
         }
     }
     out
 }
 
-/// Safe for a terminal: control characters (escape sequences) shown as `\u{1b}`.
+/// Safe for a terminal: the one rule of escape.rs (escape sequences, bidi controls, ...).
 pub fn plain(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                format!("\\u{{{:x}}}", c as u32)
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    crate::escape::inert(s)
 }
 
 /// Milliseconds since the epoch from an RFC 3339 timestamp the report wrote.

@@ -2,6 +2,7 @@
 //! first read each event, what it did next) and a verdict against the user's expectations;
 //! written as JSON, as an HTML page with an SVG timeline per target, or as the SVG alone.
 
+pub mod bound;
 mod html;
 mod judge;
 mod verdict_args;
@@ -69,6 +70,9 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stopped>,
     pub targets: Vec<TargetReport>,
+    /// A live report past its bound (bound.rs): what was counted but not listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_listed: Option<bound::NotListed>,
 }
 
 /// One scenario event, and when the handler first read it.
@@ -196,6 +200,7 @@ impl Report {
             pass: targets.iter().all(|t| t.verdict.pass),
             stopped: None,
             targets,
+            not_listed: None,
         }
     }
 
@@ -280,21 +285,28 @@ impl Report {
                 let _ = writeln!(out, "  FAILED: {}", html::plain(r));
             }
         }
+        if let Some(n) = &self.not_listed {
+            let _ = writeln!(out, "{}", n.sentence());
+        }
         out
     }
 
-    /// Writes the report to `path` in the format its extension names.
-    pub fn write(&self, path: &Path) -> Result<(), ReportError> {
+    /// Writes the report to `path` in the format its extension names, with `mode`, through
+    /// the one safe writer (safe_file/write.rs): a temporary file renamed into place, never
+    /// through a symlink or into a FIFO someone planted at the path.
+    pub fn write(&self, path: &Path, mode: u32) -> Result<(), ReportError> {
         let format = ReportFormat::of(path)?;
         let text = match format {
             ReportFormat::Json => self.to_json(),
             ReportFormat::Html => html::page(self),
             ReportFormat::Svg => html::svg_document(self),
         };
-        std::fs::write(path, text).map_err(|source| ReportError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        crate::safe_file::write_file(path, text.as_bytes(), mode)
+            .map_err(|e| ReportError::from_file(path, &dir, e))
     }
 }
 
@@ -319,6 +331,43 @@ pub enum ReportError {
     },
     #[error("{0}")]
     Expectation(String),
+    /// The path breaks the safe-write rule (safe_file/): said with the fix.
+    #[error("--report {}: {source} ({fix})", path.display())]
+    Unsafe {
+        path: PathBuf,
+        #[source]
+        source: crate::safe_file::FileError,
+        fix: &'static str,
+    },
+}
+
+impl ReportError {
+    /// A refusal of the safe writer, with what to do about it.
+    fn from_file(path: &Path, dir: &Path, e: crate::safe_file::FileError) -> Self {
+        use crate::safe_file::FileError;
+        let e = match e {
+            FileError::Io { source, .. } => {
+                return ReportError::NotWritable {
+                    path: path.to_path_buf(),
+                    dir: dir.to_path_buf(),
+                    source,
+                }
+            }
+            other => other,
+        };
+        let fix = match &e {
+            FileError::Io { .. } => "pick a writable folder",
+            FileError::UnsafeDir { .. } => "others could swap the file spot-sim writes as root: pick a folder only root or you can write, such as /root or /var/lib/spot-sim, or a new name in a sticky one such as /tmp",
+            FileError::NotRegular { .. } => "spot-sim replaces only a regular file: remove it yourself, or pick another path",
+            FileError::Foreign { .. } | FileError::Raced { .. } => "pick another name, or a folder only root or you can write",
+            _ => "pick another path",
+        };
+        ReportError::Unsafe {
+            path: path.to_path_buf(),
+            source: e,
+            fix,
+        }
+    }
 }
 
 /// `2026-11-26T08:30:01.123Z`.

@@ -203,6 +203,18 @@ impl Session {
         self.report_with(expect, Journal::snapshot)
     }
 
+    /// The report a control client asks for while the rehearsal runs: bounded (report/bound.rs)
+    /// whatever the targets did, and never built whole.
+    pub fn live_report(&self, expect: &Expectations) -> Report {
+        let mut r = self.report_with(expect, |j| {
+            let mut s = j.snapshot();
+            crate::report::bound::trim_snapshot(&mut s);
+            s
+        });
+        crate::report::bound::fit(&mut r, crate::report::bound::MAX_LIVE_BYTES);
+        r
+    }
+
     /// The findings and verdicts alone (no request list): for metrics scrapes.
     pub fn verdicts(&self) -> Report {
         self.report_with(&self.expectations(), Journal::summary_snapshot)

@@ -351,16 +351,17 @@ async fn file_flag(path: &std::path::Path, table: &str, key: &str) -> Check {
     }
 }
 
-/// The file at `path` now (opened afresh: through the `..data` symlink as it is now).
+/// The file at `path` now (opened afresh: through the `..data` symlink as it is now), through
+/// the one reader of named files: a regular file only, never blocking (a FIFO put there would
+/// otherwise hold a blocking thread for good), at most 1 MiB.
 async fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
-    use tokio::io::AsyncReadExt as _;
-    let f = tokio::fs::File::open(path).await?;
-    let mut text = String::new();
-    f.take(MAX_FILE + 1).read_to_string(&mut text).await?;
-    if text.len() as u64 > MAX_FILE {
-        return Err(std::io::Error::other("larger than 1 MiB"));
-    }
-    Ok(text)
+    let owned = path.to_path_buf();
+    let bytes = tokio::task::spawn_blocking(move || {
+        crate::safe_file::read_bounded(&owned, MAX_FILE).map_err(std::io::Error::other)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
 }
 
 #[cfg(test)]

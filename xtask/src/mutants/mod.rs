@@ -86,6 +86,8 @@ pub fn run(root: &Path, args: MutantsArgs) -> Result<ExitCode> {
     }
     spot_sim_testkit::stop_on_signals();
     let started = Instant::now();
+    // The guards are the suite's own tests: they need what `cargo xtask test` installs.
+    crate::deps::ensure(crate::deps::TEST)?;
     let check = Check::prepare(root)?;
     let mut verdicts: Vec<(&Mutant, Verdict)> = stale
         .into_iter()

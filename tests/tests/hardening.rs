@@ -1043,7 +1043,11 @@ fn a_second_spot_sim_on_the_same_cgroup_refuses_and_names_the_first() {
     let first = run_on(&[&t], &[]);
     let fp = Footprint::of(&first);
     let control = control_path("second");
-    let out = Command::new(spot_sim_bin())
+    // Bounded: a second instance that attached anyway would serve until stopped (`timeout`
+    // ends it after 20 s, and the checks below then fail instead of the test hanging).
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(spot_sim_bin())
         .args(["run", "--cgroup", t.path.to_str().unwrap(), "--control"])
         .arg(&*control)
         .output()

@@ -256,13 +256,18 @@ impl<'a> Check<'a> {
         };
         let r = self.runner(&object);
         let log = |what: &str| format!("{}-{what}.log", m.id);
-        if m.tests.iter().any(Guard::needs_binary) && !r.build_binary(&log("build"))? {
-            return Ok(Verdict::DoesNotBuild(format!(
-                "see target/mutants/logs/{}",
-                log("build")
-            )));
-        }
+        let mut built = false;
         for (i, g) in m.tests.iter().enumerate() {
+            // The binary only when an end-to-end guard is reached: a unit test may kill first.
+            if g.needs_binary() && !built {
+                if !r.build_binary(&log("build"))? {
+                    return Ok(Verdict::DoesNotBuild(format!(
+                        "see target/mutants/logs/{}",
+                        log("build")
+                    )));
+                }
+                built = true;
+            }
             let name = log(&format!("test{i}"));
             match r.test(g, &name, Duration::from_secs(m.timeout))? {
                 Outcome::Passed(_) => {}

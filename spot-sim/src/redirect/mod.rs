@@ -107,7 +107,10 @@ impl Redirector {
         preflight().map_err(RedirectError::Preflight)?;
         clock.lap("preflight");
         let level = ebpf_log_level();
-        let mut ebpf = EbpfLoader::new()
+        // aya reads and parses the kernel's BTF (/sys/kernel/btf/vmlinux) here.
+        let mut loader = EbpfLoader::new();
+        clock.lap("kernel BTF parsed");
+        let mut ebpf = loader
             .override_global(aya_log::LEVEL, &level, false)
             .load(OBJECT)
             .map_err(|e| RedirectError::Preflight(preflight::explain_load_error(e)))?;
@@ -129,7 +132,7 @@ impl Redirector {
             .take_map("EVENTS")
             .ok_or(RedirectError::Missing("EVENTS map"))?;
         let activity = ActivityReader::load(&mut ebpf);
-        clock.lap("process watchers verified and attached");
+        clock.lap("process watchers (kernel BTF parsed again, tracepoints verified and attached)");
         log::debug!(target: STARTUP, "eBPF loaded in {clock}");
         Ok(Self {
             ebpf,

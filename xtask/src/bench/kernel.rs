@@ -195,18 +195,18 @@ impl Bench<'_> {
             let [n, failed, took] = f[..] else {
                 bail!("cannot read the connect-rate probe's output: {said}");
             };
-            if failed > 0.0 {
-                bail!("{failed} of {n} connects to {to} failed");
-            }
+            // A connect that failed (a SYN dropped by a full backlog on a loaded machine) still
+            // ran the program: it counts, and the row says how many there were.
             let achieved = n / took.max(1e-3);
             eprintln!(
-                "   to {to} at {}: {ns_per_call:.0} ns per call over {calls} calls ({achieved:.0} connects/s)",
+                "   to {to} at {}: {ns_per_call:.0} ns per call over {calls} calls ({achieved:.0} connects/s, {failed} failed)",
                 rate_words(rate)
             );
             runs.push(KernelRun {
                 ns_per_call,
                 calls,
                 rate: achieved,
+                failed: failed as u64,
             });
         }
         Ok(KernelRuns {

@@ -360,6 +360,8 @@ pub(super) struct KernelRun {
     pub(super) calls: u64,
     /// Connects a second the probe achieved.
     pub(super) rate: f64,
+    /// Connects that failed (timed out): the program ran for them too.
+    pub(super) failed: u64,
 }
 
 /// Repeated runs of one load: connects to the IMDS address (redirected) or elsewhere, at a
@@ -392,8 +394,14 @@ impl KernelRuns {
         } else {
             format!("at {} connects/s", self.asked)
         };
+        let failed: u64 = self.runs.iter().map(|r| r.failed).sum();
+        let failed = if failed > 0 {
+            format!(" ({failed} connects failed)")
+        } else {
+            String::new()
+        };
         format!(
-            "{what}, {at}: min / median / max of {} runs of about {calls:.0} calls",
+            "{what}, {at}: min / median / max of {} runs of about {calls:.0} calls{failed}",
             self.runs.len()
         )
     }

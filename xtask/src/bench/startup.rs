@@ -27,8 +27,9 @@ fn parts(lines: &[(f64, String)], answered: f64, st: &mut Startup) -> Result<()>
             .find(|(_, l)| l.contains(needle))
             .map(|(at, l)| (*at, l.as_str()))
     };
-    let (Some(load), Some(session), Some(attach), Some(added)) = (
+    let (Some(load), Some(btf), Some(session), Some(attach), Some(added)) = (
         find("eBPF loaded in "),
+        find("process watchers: kernel BTF parsed in "),
         find("session started in "),
         find("attached in "),
         find(": added in "),
@@ -46,21 +47,38 @@ fn parts(lines: &[(f64, String)], answered: f64, st: &mut Startup) -> Result<()>
     );
     for (label, part) in [
         ("preflight", "eBPF: preflight (kernel, capabilities)"),
+        (
+            "kernel BTF parsed",
+            "eBPF: the kernel's BTF read and parsed (by aya's loader)",
+        ),
         ("object and maps", "eBPF: object parsed, maps created"),
         (
             "connect/getpeername programs verified",
             "eBPF: connect/getpeername programs loaded and verified",
         ),
-        (
-            "process watchers verified and attached",
-            "eBPF: exec/exit tracepoints loaded, verified and attached",
-        ),
     ] {
         st.add(part, num(load, label)?);
     }
+    let watchers = num(
+        load,
+        "process watchers (kernel BTF parsed again, tracepoints verified and attached)",
+    )?;
+    let btf_again = num(btf, "kernel BTF parsed in")?;
+    st.add(
+        "eBPF: the kernel's BTF read and parsed again (for the tracepoints)",
+        btf_again,
+    );
+    st.add(
+        "eBPF: exec/exit tracepoints loaded, verified and attached",
+        watchers - btf_again,
+    );
     st.add(
         "session: the rest (inotify, poller, owner thread)",
         session_ms - load_ms,
+    );
+    st.add(
+        "session start → the target's add (game-day checks, the owner's first job)",
+        added.0 - add_ms - session.0,
     );
     st.add("target: listeners and responder", add_ms - attach_ms);
     st.add("target: attach (4 cgroup links)", attach_ms);
@@ -110,7 +128,8 @@ mod tests {
     #[test]
     fn a_start_is_broken_into_its_parts_from_spot_sims_lines() {
         let lines: Vec<(f64, String)> = [
-            (30.0, "DEBUG] eBPF loaded in 20.0 ms (preflight 0.2 ms, object and maps 3.1 ms, connect/getpeername programs verified 9.5 ms, process watchers verified and attached 7.2 ms)"),
+            (29.9, "DEBUG] process watchers: kernel BTF parsed in 3.0 ms"),
+            (30.0, "DEBUG] eBPF loaded in 20.0 ms (preflight 0.2 ms, kernel BTF parsed 4.0 ms, object and maps 3.1 ms, connect/getpeername programs verified 5.5 ms, process watchers (kernel BTF parsed again, tracepoints verified and attached) 7.2 ms)"),
             (31.0, "DEBUG] session started in 21.0 ms"),
             (33.0, "DEBUG] attached in 0.4 ms (checked for another spot-sim, 4 programs linked)"),
             (33.5, "DEBUG] cgroup /x: added in 1.5 ms (its listeners, responder and attach)"),
@@ -128,7 +147,14 @@ mod tests {
         };
         assert_eq!(get("process start"), Some(10.0));
         assert_eq!(get("eBPF: object"), Some(3.1));
-        assert_eq!(get("eBPF: connect/getpeername"), Some(9.5));
+        assert_eq!(get("eBPF: connect/getpeername"), Some(5.5));
+        assert_eq!(get("eBPF: the kernel's BTF read and parsed (by"), Some(4.0));
+        assert_eq!(
+            get("eBPF: the kernel's BTF read and parsed again"),
+            Some(3.0)
+        );
+        assert!((get("eBPF: exec/exit").unwrap() - 4.2).abs() < 1e-9);
+        assert!((get("session start → the target's add").unwrap() - 1.0).abs() < 1e-9);
         assert_eq!(get("session: the rest"), Some(1.0));
         assert!((get("target: listeners").unwrap() - 1.1).abs() < 1e-9);
         assert_eq!(get("attached → "), Some(1.5));

@@ -158,6 +158,7 @@ fn kernel_runs(rate: u32, redirected: bool, ns: &[f64]) -> KernelRuns {
                 ns_per_call,
                 calls,
                 rate: achieved,
+                failed: 0,
             })
             .collect(),
     }

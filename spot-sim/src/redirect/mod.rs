@@ -114,6 +114,9 @@ impl Redirector {
             .override_global(aya_log::LEVEL, &level, false)
             .load(OBJECT)
             .map_err(|e| RedirectError::Preflight(preflight::explain_load_error(e)))?;
+        // Its copy of the kernel's BTF goes now, before the tracepoints parse their own: two
+        // at once would double the peak, and the heap would keep it.
+        drop(loader);
         let logs = events::EbpfLogs::forward(&mut ebpf);
         clock.lap("object and maps");
         for name in PROGRAMS {

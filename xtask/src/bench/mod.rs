@@ -16,9 +16,10 @@ use spot_sim_testkit::{
     cgroup2_mount, place, placed, Capture, ControlSocket, NetNs, Proc, TestCgroup,
 };
 
-use probes::{rss_kib, status_field, RssSampler};
-use report::{median, parse_wrk, render, Attach, Load, Mode, Report, Row, Startup};
+use probes::{rss_kib, RssSampler};
+use report::{parse_wrk, render, Load, Mode, Report, Row, Startup};
 
+mod attach;
 mod chart;
 mod dnat;
 mod kernel;
@@ -309,55 +310,8 @@ impl<'a> Bench<'a> {
         }
 
         let max = usize::try_from(self.args.max_cgroups)?;
-        let counts: Vec<usize> =
-            [1, 100, 1000, max]
-                .into_iter()
-                .filter(|n| *n <= max)
-                .fold(Vec::new(), |mut v, n| {
-                    if !v.contains(&n) {
-                        v.push(n);
-                    }
-                    v
-                });
-        eprintln!("== attach cost: {counts:?} cgroups");
-        // Connects to another address (a local listener) from inside a target cgroup: the
-        // connect program runs for each and passes it untouched. Timed with nothing attached,
-        // with the most cgroups attached, and with nothing attached again.
-        let probe_ns = NetNs::new_private()?;
-        let mut attaches = Vec::new();
-        let mut connect = None;
-        for &n in &counts {
-            let dirs: Vec<PathBuf> = (0..n)
-                .map(|i| cg.child(&format!("many-{n}/c{i:04}")))
-                .collect::<std::io::Result<_>>()?;
-            let before = (n == max)
-                .then(|| self.connect_latency(&probe_ns, &dirs[0]))
-                .transpose()?;
-            let t0 = Instant::now();
-            let (mut p, _ctl) = self.spot_sim_run(&ns, &servers, &dirs, 0, "info")?;
-            let at = p.wait_for(&format!("serving {n} target"), Duration::from_secs(120))?;
-            let secs = at.duration_since(t0).as_secs_f64();
-            std::thread::sleep(Duration::from_millis(500));
-            attaches.push(Attach {
-                n,
-                secs,
-                rss_kib: rss_kib(p.pid()),
-                threads: status_field(p.pid(), "Threads:"),
-            });
-            let during = (n == max)
-                .then(|| self.connect_latency(&probe_ns, &dirs[0]))
-                .transpose()?;
-            p.stop();
-            if let (Some(before), Some(during)) = (before, during) {
-                let after = self.connect_latency(&probe_ns, &dirs[0])?;
-                connect = Some((
-                    ((before.0 + after.0) / 2.0, (before.1 + after.1) / 2.0),
-                    during,
-                ));
-            }
-        }
-        let (connect_none, connect_attached) =
-            connect.ok_or_else(|| anyhow!("no run with {max} cgroups"))?;
+        let (attaches, connect_none, connect_attached) =
+            self.attach_rows(&ns, &servers, &cg, max)?;
 
         let idle_dirs: Vec<PathBuf> = (0..self.args.idle_targets)
             .map(|i| cg.child(&format!("idle/c{i:04}")))
@@ -389,7 +343,7 @@ impl<'a> Bench<'a> {
             max_cgroups: max,
             kernel,
             startup,
-            machine: machine(),
+            machine: probes::machine(),
             dnat,
             args: self.args,
         }))
@@ -484,58 +438,6 @@ impl<'a> Bench<'a> {
         );
         Ok(load)
     }
-
-    /// Median p50 and p99 (µs) of a non-targeted process's connects, over three probe runs.
-    fn connect_latency(&self, ns: &NetNs, cgroup: &Path) -> Result<(f64, f64)> {
-        let mut p50 = Vec::new();
-        let mut p99 = Vec::new();
-        for _ in 0..3 {
-            check_interrupted()?;
-            let out = command_in(
-                ns,
-                cgroup,
-                &self.xtask,
-                &["bench", "--probe", "connect-latency"],
-            )?
-            .stdin(Stdio::null())
-            .output()?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            let mut it = text.split_whitespace().map(str::parse::<f64>);
-            match (it.next(), it.next()) {
-                (Some(Ok(a)), Some(Ok(b))) => {
-                    p50.push(a);
-                    p99.push(b);
-                }
-                _ => bail!(
-                    "connect probe failed: {text}{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            }
-        }
-        Ok((median(&mut p50), median(&mut p99)))
-    }
-}
-
-/// The machine, as the results state it: CPUs, kernel, and the load when the run began.
-fn machine() -> String {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
-        .map_or("unknown CPU", str::trim)
-        .to_string();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ");
-    format!(
-        "{cpus} × {model}, Linux {}, load average {load} (1, 5, 15 min) when the run began",
-        kernel.trim()
-    )
 }
 
 fn root_bench_dir() -> PathBuf {

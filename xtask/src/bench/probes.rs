@@ -167,3 +167,25 @@ pub(super) fn probe_connect_latency() -> Result<ExitCode> {
     println!("{:.2} {:.2}", times[N / 2], times[N * 99 / 100]);
     Ok(ExitCode::SUCCESS)
 }
+
+/// The machine, as the results state it: CPUs, kernel, and the load when the run began.
+pub(super) fn machine() -> String {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
+        .map_or("unknown CPU", str::trim)
+        .to_string();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "{cpus} × {model}, Linux {}, load average {load} (1, 5, 15 min) when the run began",
+        kernel.trim()
+    )
+}

@@ -156,6 +156,11 @@ impl Proc {
             .map(|(at, _)| *at)
     }
 
+    /// Every line so far, with when it arrived.
+    pub fn lines(&self) -> Vec<(Instant, String)> {
+        lock(&self.lines).clone()
+    }
+
     /// Every line so far, each ending in a newline.
     pub fn log(&self) -> String {
         lock(&self.lines)

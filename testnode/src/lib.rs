@@ -27,7 +27,7 @@ use std::{
 };
 
 use nix::{sys::signal::Signal, unistd::Pid};
-use spot_sim_testkit::{remove_cgroup_tree, unique, OwnedPath};
+use spot_sim_testkit::{lock, remove_cgroup_tree, unique, OwnedPath};
 
 pub use containerd::CGROUPNS_HANDLER;
 pub use images::{BUSYBOX, PAUSE};
@@ -78,7 +78,7 @@ impl Node {
             Layout::Host => &HOST,
             Layout::Unified => &UNIFIED,
         };
-        let mut weak = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let mut weak = lock(slot);
         if let Some(node) = weak.upgrade() {
             return node;
         }
@@ -242,10 +242,6 @@ fn remove_cgroup_everywhere(cgroup: &str) {
     for (mount, _) in mounts {
         remove_cgroup_tree(&mount.join(rel));
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Waits for containerd's CRI service to answer; containerd's own last words when it exits or

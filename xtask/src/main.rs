@@ -5,6 +5,7 @@ mod bench;
 mod deps;
 mod fuzz;
 mod image;
+mod mutants;
 mod toolchain;
 
 use std::{
@@ -43,6 +44,10 @@ enum Task {
     /// Run every cargo-fuzz target in fuzz/ for a bounded time (nightly; installs cargo-fuzz
     /// into target/tools/ on first use).
     Fuzz(fuzz::FuzzArgs),
+    /// Apply each deliberate break of xtask/mutants.toml, one at a time, to a scratch copy of
+    /// the tree under target/mutants/, and run the tests that guard it: every one must fail
+    /// (the break is "killed"). As root; `--ci` runs the fixed fast subset.
+    Mutants(mutants::MutantsArgs),
     /// Check licences, bans and sources with cargo-deny (installed into target/tools/ on first
     /// use; advisories need the RustSec database from GitHub, see SECURITY.md).
     Deny,
@@ -128,6 +133,7 @@ fn run(task: Task) -> Result<ExitCode> {
         }
         Task::Bench(args) => bench::run(&root, args),
         Task::Fuzz(args) => fuzz::run(&root, args),
+        Task::Mutants(args) => mutants::run(&root, args),
         Task::Image(args) => image::run(&root, args),
         Task::Deny => deny(&root),
     }
@@ -181,13 +187,25 @@ pub fn build_ebpf(root: &Path) -> Result<()> {
 /// `cargo +nightly ARGS --target-dir target/ebpf TAIL` in the eBPF crate, with bpf-linker on
 /// PATH.
 fn ebpf_cargo(root: &Path, args: &[&str], tail: &[&str]) -> Result<()> {
+    ebpf_cargo_in(root, root, &root.join("target/ebpf"), args, tail)
+}
+
+/// [`ebpf_cargo`] for the eBPF crate of the tree at `tree` (the mutation check's scratch copy),
+/// into `target_dir`, with the tools installed under `root`.
+fn ebpf_cargo_in(
+    root: &Path,
+    tree: &Path,
+    target_dir: &Path,
+    args: &[&str],
+    tail: &[&str],
+) -> Result<()> {
     let tools = toolchain::ensure(root)?;
     let status = Command::new("cargo")
-        .current_dir(root.join("spot-sim-ebpf"))
+        .current_dir(tree.join("spot-sim-ebpf"))
         .arg("+nightly")
         .args(args)
         .arg("--target-dir")
-        .arg(root.join("target/ebpf"))
+        .arg(target_dir)
         .args(tail)
         .env("PATH", tools.path_with_linker())
         // The host workspace's cargo/rustc variables would point the nightly build at stable.

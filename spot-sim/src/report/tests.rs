@@ -307,3 +307,52 @@ fn a_stopped_game_day_says_so_in_every_format_and_only_then() {
     );
     assert!(html::svg_document(&r).contains("class=\"stop\""));
 }
+
+/// [`polling`] every second (the notice read at once, at T+10 s), with `kubectl` started
+/// `after_ms` after that read.
+fn reacting_after(after_ms: u64) -> JournalSnapshot {
+    let mut s = polling(1);
+    s.reactions.push(crate::journal::Reaction {
+        kind: "exec",
+        at_ms: T + 10_000 + after_ms,
+        pid: 42,
+        comm: "kubectl".into(),
+        detail: "kubectl drain node-1".into(),
+    });
+    s
+}
+
+fn expect_react(s: u64) -> Expectations {
+    Expectations {
+        react: Some(Duration::from_secs(s)),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_reaction_later_than_expect_react_fails_and_says_when_it_came() {
+    let r = Report::build(&[reacting_after(3_000)], &expect_react(1), T + 20_000);
+    assert!(!r.pass);
+    assert_eq!(
+        r.targets[0].verdict.reasons,
+        ["notice read 08:00:10, no reaction within 1 s (the first, exec kubectl, came 3 s later)"]
+    );
+    assert_eq!(r.targets[0].first_exec_s, Some(3.0));
+    // The same reaction within a limit it meets passes, and one just past it fails.
+    assert!(Report::build(&[reacting_after(3_000)], &expect_react(3), T + 20_000).pass);
+    assert!(!Report::build(&[reacting_after(3_001)], &expect_react(3), T + 20_000).pass);
+}
+
+#[test]
+fn a_notice_first_read_3_4_s_after_its_issue_is_reported_3_4_s_late() {
+    let mut s = polling(1);
+    s.events[0].first_read_ms = Some(T + 13_400);
+    let r = Report::build(&[s.clone()], &expect_detect(4), T + 20_000);
+    assert!(r.pass, "{:?}", r.targets[0].verdict);
+    assert_eq!(r.targets[0].events[0].detection_latency_s, Some(3.4));
+    let r = Report::build(&[s], &expect_detect(3), T + 20_000);
+    assert_eq!(
+        r.targets[0].verdict.reasons,
+        ["notice issued 08:00:10, first read 08:00:13.400: 3.4 s > 3 s expected; polls were 1 s apart"]
+    );
+}

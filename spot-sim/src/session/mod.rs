@@ -21,13 +21,14 @@ use std::{
     path::PathBuf,
     sync::{mpsc, Arc},
     thread::JoinHandle,
+    time::Instant,
 };
 
 use serde::Serialize;
 
 use crate::{
     journal::{Journal, JournalSnapshot},
-    redirect::RedirectError,
+    redirect::{ms, RedirectError, STARTUP},
     report::{Expectations, Report},
     scenario::Clock,
     settings::Settings,
@@ -109,6 +110,7 @@ impl Session {
     /// Loads the redirect and starts the owner thread. Needs a tokio runtime: the responders
     /// and the eBPF log forwarding run on it.
     pub fn start(clock: Arc<dyn Clock>) -> Result<Arc<Self>, SessionError> {
+        let started = Instant::now();
         let doorbell = Arc::new(Doorbell::new().map_err(SessionError::Start)?);
         let owner = Owner::new(clock, Arc::clone(&doorbell))?;
         let sees_processes = owner.sees_processes();
@@ -122,6 +124,7 @@ impl Session {
                 owner.run(rx);
             })
             .map_err(SessionError::Start)?;
+        log::debug!(target: STARTUP, "session started in {}", ms(started));
         Ok(Arc::new(Self {
             jobs,
             doorbell,
@@ -147,8 +150,18 @@ impl Session {
     /// Starts a target: opens its listeners inside its namespace, starts its responder, and
     /// only then attaches the redirect.
     pub fn add_target(&self, spec: TargetSpec) -> Result<String, SessionError> {
-        self.ask(move |o| o.add(spec))
-            .unwrap_or(Err(SessionError::Stopped))
+        let started = Instant::now();
+        let added = self
+            .ask(move |o| o.add(spec))
+            .unwrap_or(Err(SessionError::Stopped));
+        if let Ok(name) = &added {
+            log::debug!(
+                target: STARTUP,
+                "{name}: added in {} (its listeners, responder and attach)",
+                ms(started)
+            );
+        }
+        added
     }
 
     /// Detaches a target and stops its responder.

@@ -18,7 +18,10 @@ use std::{
     io,
     path::Path,
     process::{Command, Output},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Mutex, MutexGuard,
+    },
 };
 
 pub use cgroup::{cgroup2_mount, remove_cgroup_tree, TestCgroup};
@@ -37,6 +40,12 @@ pub fn unique(tag: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A lock of the fixtures' shared state (a process's lines, a node's sandboxes), even when a
+/// panicking test thread poisoned it: what it guards is a plain list, still whole.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Where a command starts: `cgroup` (or the caller's own) and `netns` (or the caller's own).

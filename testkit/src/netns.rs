@@ -32,6 +32,13 @@ impl NetNs {
         .map_err(|_| io::Error::other("the namespace thread panicked"))?
     }
 
+    /// The namespace at `path` (a `/proc/PID/ns/net` link, e.g. a container's).
+    pub fn open(path: &std::path::Path) -> io::Result<Self> {
+        File::open(path)
+            .map(NetNs)
+            .map_err(|e| context(format!("opening {}", path.display()), e))
+    }
+
     /// The namespace's inode number, as `ip netns identify` and `/proc/PID/ns/net` name it
     /// (`net:[INODE]`).
     pub fn inode(&self) -> io::Result<u64> {

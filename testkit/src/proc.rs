@@ -6,14 +6,14 @@ use std::{
     process::{Child, Command, ExitStatus, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
 
 use nix::{sys::signal::Signal, unistd::Pid};
 
-use crate::ControlSocket;
+use crate::{lock, ControlSocket};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -156,6 +156,11 @@ impl Proc {
             .map(|(at, _)| *at)
     }
 
+    /// Every line so far, with when it arrived.
+    pub fn lines(&self) -> Vec<(Instant, String)> {
+        lock(&self.lines).clone()
+    }
+
     /// Every line so far, each ending in a newline.
     pub fn log(&self) -> String {
         lock(&self.lines)
@@ -198,9 +203,4 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// The lines, even when a panicking thread poisoned their lock.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

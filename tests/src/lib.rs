@@ -157,15 +157,16 @@ fn bpftool_ids(kind: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Connects to the IMDS address (IPv4 169.254.169.254 and IPv6 fd00:ec2::254, port 80) from
-/// `cgroup` (or the test's own) inside `netns`, and names how each connect ended:
-/// "redirected" (connected, and getpeername still says the IMDS), "connected elsewhere", or
-/// the errno's name.
-pub fn imds_connects(cgroup: Option<&Path>, netns: &NetNs) -> Vec<String> {
-    const SCRIPT: &str = r#"
+/// A Python probe that connects to the IMDS address in its three forms — IPv4
+/// `169.254.169.254`, IPv6 `fd00:ec2::254` and IPv4-mapped `::ffff:169.254.169.254`, port 80
+/// each — and prints, as a JSON list in that order, how each connect ended: "redirected"
+/// (connected, and getpeername still says the IMDS), "connected elsewhere", or the errno's
+/// name (ENETUNREACH: not redirected, in a private namespace; ECONNREFUSED: sent somewhere
+/// nothing listens).
+pub const IMDS_CONNECTS: &str = r#"
 import errno, json, socket
 out = []
-for family, addr in ((socket.AF_INET, ("169.254.169.254", 80)), (socket.AF_INET6, ("fd00:ec2::254", 80))):
+for family, addr in ((socket.AF_INET, ("169.254.169.254", 80)), (socket.AF_INET6, ("fd00:ec2::254", 80)), (socket.AF_INET6, ("::ffff:169.254.169.254", 80))):
     s = socket.socket(family, socket.SOCK_STREAM)
     s.settimeout(5)
     try:
@@ -176,21 +177,26 @@ for family, addr in ((socket.AF_INET, ("169.254.169.254", 80)), (socket.AF_INET6
     s.close()
 print(json.dumps(out))
 "#;
-    let probe = spot_sim_testkit::command_in(cgroup, Some(netns), "python3", &["-c", SCRIPT]);
+
+/// [`IMDS_CONNECTS`] from `cgroup` (or the test's own) inside `netns`.
+pub fn imds_connects(cgroup: Option<&Path>, netns: &NetNs) -> Vec<String> {
+    let probe =
+        spot_sim_testkit::command_in(cgroup, Some(netns), "python3", &["-c", IMDS_CONNECTS]);
     let got = json_ok(probe.unwrap());
     strs(&got).into_iter().map(String::from).collect()
 }
 
 /// A process in `cgroup` (the test's own with `None`) inside the private namespace `netns`
-/// (only `lo`) is not redirected: its connects to the IMDS address fail with ENETUNREACH.
-/// A leaked redirect ends otherwise: connected, or ECONNREFUSED when nothing listens on the
-/// port it was sent to. curl says "Couldn't connect" for both, so this decides by errno.
+/// (only `lo`) is not redirected: its connects to the IMDS address, in each of its three forms,
+/// fail with ENETUNREACH. A leaked redirect ends otherwise: connected, or ECONNREFUSED when
+/// nothing listens on the port it was sent to. curl says "Couldn't connect" for both, so this
+/// decides by errno.
 pub fn assert_not_redirected(cgroup: Option<&Path>, netns: &NetNs, who: &str) {
     let got = imds_connects(cgroup, netns);
     assert_eq!(
         got,
-        ["ENETUNREACH", "ENETUNREACH"],
-        "{who}: connects to the IMDS address (IPv4, IPv6) should be unreachable, not redirected"
+        ["ENETUNREACH", "ENETUNREACH", "ENETUNREACH"],
+        "{who}: connects to the IMDS address (IPv4, IPv6, IPv4-mapped) should be unreachable, not redirected"
     );
 }
 

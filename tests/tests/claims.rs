@@ -16,7 +16,8 @@ fn python(node: &Node, script: &str, args: &[&str]) -> serde_json::Value {
 // The redirect touches only TCP to the IMDS address and port.
 
 /// From inside a target: TCP to a local listener (another address), TCP to the IMDS address on
-/// another port, UDP to the IMDS address and port, and, for contrast, TCP to the IMDS.
+/// another port (IPv4, IPv4-mapped from an IPv6 socket, IPv6), UDP to the IMDS address and
+/// port, and, for contrast, TCP to the IMDS.
 const OTHER_TRAFFIC: &str = r#"
 import errno, json, socket, sys
 port = int(sys.argv[1])
@@ -44,6 +45,8 @@ print(json.dumps({
     "loopback6": tcp(socket.AF_INET6, ("::1", port)),
     "imds port 81": tcp(socket.AF_INET, ("169.254.169.254", 81)),
     "imds port 443": tcp(socket.AF_INET, ("169.254.169.254", 443)),
+    "imds mapped port 81": tcp(socket.AF_INET6, ("::ffff:169.254.169.254", 81)),
+    "imds6 port 81": tcp(socket.AF_INET6, ("fd00:ec2::254", 81)),
     "imds udp 80": udp(("169.254.169.254", 80)),
     "imds": tcp(socket.AF_INET, ("169.254.169.254", 80)),
 }))
@@ -75,6 +78,8 @@ fn a_targets_other_tcp_and_its_udp_pass_untouched() {
     // Not rewritten: the namespace has no route to the IMDS address.
     assert_eq!(r["imds port 81"], "ENETUNREACH", "{r}");
     assert_eq!(r["imds port 443"], "ENETUNREACH", "{r}");
+    assert_eq!(r["imds mapped port 81"], "ENETUNREACH", "{r}");
+    assert_eq!(r["imds6 port 81"], "ENETUNREACH", "{r}");
     assert_eq!(r["imds udp 80"], "ENETUNREACH", "{r}");
     // While TCP to the IMDS address and port is redirected.
     assert_eq!(r["imds"], "connected to 169.254.169.254:80", "{r}");

@@ -56,7 +56,7 @@ fn scenario_file() -> OwnedPath {
 }
 
 /// Runs `client` under `spot-sim exec --netns new` with the scenario; returns its JSON line
-/// and spot-sim's log.
+/// and spot-sim's log, which records every request (debug: info keeps one a second).
 fn exec(
     tag: &str,
     mode: &str,
@@ -68,7 +68,7 @@ fn exec(
     cmd.arg(&*scenario)
         .arg("--")
         .args(client)
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "debug");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -109,7 +109,11 @@ fn real_client_javascript_sdk_reads_the_instance_and_the_notice_in_both_modes() 
         parse_time(v["spot"]["time"].as_str().unwrap());
         assert_eq!(v["token"], true, "{v}");
         assert_through_the_redirect(&log, mode);
-        // The SDK writes every path as `//latest/...`; they answered as single slashes.
+        // The SDK writes every path as `//latest/...`; they answered as single slashes. The
+        // log holds every request (the token, the id, the region, the notice at least), so
+        // no 404 can hide between two logged ones.
+        let answered = log.matches(" → 200 (IMDSv").count();
+        assert!(answered >= 4, "{mode}: {answered} requests logged:\n{log}");
         assert!(!log.contains("→ 404"), "{mode}: a 404 on the way:\n{log}");
     }
 }

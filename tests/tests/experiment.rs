@@ -145,7 +145,13 @@ fn bad_experiments_are_refused_with_one_line_naming_the_fix() {
     let no_name =
         "[experiment]\nnodes = \"50%\"\nstart-at = \"2030-01-01T00:00:00Z\"\npods = [\"a/b\"]\n";
     // (the experiment file, the command line with FILE for its path, what the line must say)
-    let cases: [(&str, &[&str], &str); 5] = [
+    let bad_switch = experiment_text(
+        "gd",
+        "\"100%\"",
+        "2030-01-01T00:00:00Z",
+        "abort = \"yes\"\n",
+    );
+    let cases: [(&str, &[&str], &str); 6] = [
         (
             no_name,
             &["run", "--experiment", "FILE", "--node-name", "n-1"],
@@ -171,6 +177,12 @@ fn bad_experiments_are_refused_with_one_line_naming_the_fix() {
             &good,
             &["experiment", "plan", "FILE", "--nodes", "n-1,Bad Node"],
             "is not a node name",
+        ),
+        // The kill switch is a boolean: a typo in it is refused, not read as "go on".
+        (
+            &bad_switch,
+            &["run", "--experiment", "FILE", "--node-name", "n-1"],
+            "field `abort`: invalid type: string \"yes\", expected a boolean",
         ),
     ];
     for (i, (body, args, needle)) in cases.into_iter().enumerate() {
@@ -268,6 +280,11 @@ impl FakeNode {
     /// `spot-sim run --experiment FILE --metrics 127.0.0.1:0` as this node, its stdout (the
     /// result line) in a file.
     fn run(&self, experiment: &Path) -> (Proc, PathBuf) {
+        self.run_with(experiment, &[])
+    }
+
+    /// [`FakeNode::run`] with `extra` arguments.
+    fn run_with(&self, experiment: &Path, extra: &[&str]) -> (Proc, PathBuf) {
         let control = control_path("gd");
         let stdout = self.root.join("stdout");
         let mut cmd = Command::new(spot_sim_bin());
@@ -279,6 +296,7 @@ impl FakeNode {
             .arg("--control")
             .arg(&*control)
             .args(["--metrics", "127.0.0.1:0"])
+            .args(extra)
             // The DaemonSet's way of naming the node.
             .env("NODE_NAME", &self.name)
             .stdout(Stdio::from(fs::File::create(&stdout).unwrap()));
@@ -659,6 +677,125 @@ fn a_notice_read_through_a_dated_version_or_doubled_slashes_counts_in_the_line_t
         assert!(notice["first_read_at"].is_string(), "{t:#}");
     }
     assert_eq!(report["targets"].as_array().unwrap().len(), 2, "{report:#}");
+}
+
+/// A folder laid out as kubelet lays out a ConfigMap volume: each key a symlink through
+/// `..data`, which points to a timestamped folder and is swapped for a new one on an update
+/// (pkg/volume/util/atomic_writer.go).
+struct ConfigMapVolume {
+    dir: ScratchDir,
+    n: u32,
+}
+
+impl ConfigMapVolume {
+    fn new(experiment: &str) -> ConfigMapVolume {
+        let mut v = ConfigMapVolume {
+            dir: ScratchDir::scratch_dir("gd-cm-volume").unwrap(),
+            n: 0,
+        };
+        v.update(experiment);
+        std::os::unix::fs::symlink("..data/experiment.toml", v.file()).unwrap();
+        v
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.join("experiment.toml")
+    }
+
+    /// kubelet's update: the new content in a new folder, `..data` renamed over to it.
+    fn update(&mut self, experiment: &str) {
+        self.n += 1;
+        let ts = format!("..2026_11_26_14_00_00.{:09}", self.n);
+        fs::create_dir(self.dir.join(&ts)).unwrap();
+        fs::write(self.dir.join(&ts).join("experiment.toml"), experiment).unwrap();
+        std::os::unix::fs::symlink(&ts, self.dir.join("..data_tmp")).unwrap();
+        fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).unwrap();
+    }
+}
+
+/// The last result line a node printed.
+fn last_result(out: &Path) -> serde_json::Value {
+    let text = fs::read_to_string(out).unwrap();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn flipping_the_kill_switch_in_the_configmap_detaches_every_selected_node_within_an_interval() {
+    root_or_skip!();
+    let start = unix(SystemTime::now()) - 5;
+    let start_at = time::OffsetDateTime::from_unix_timestamp(start)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let file = |abort: bool| {
+        experiment_text(
+            "gd-abort",
+            "[\"gd-abort-a\", \"gd-abort-b\"]",
+            &start_at,
+            &format!("abort = {abort}\n\n[scenario]\ninterruption-in = \"5m\"\n"),
+        )
+    };
+    let mut volume = ConfigMapVolume::new(&file(false));
+    let nodes = [FakeNode::new("gd-abort-a"), FakeNode::new("gd-abort-b")];
+    let pods = [
+        nodes[0].running_pod("shop", "checkout-a1"),
+        nodes[1].running_pod("shop", "checkout-b1"),
+    ];
+    let mut runs: Vec<(Proc, PathBuf)> = nodes
+        .iter()
+        .map(|n| n.run_with(&volume.file(), &["--stop-check-every", "1s"]))
+        .collect();
+    for (run, _) in &mut runs {
+        run.wait_for_log("targeting pod shop/checkout-", Duration::from_secs(15));
+    }
+    for pod in &pods {
+        let (ok, body, err) = pod.curl(REBALANCE);
+        assert!(
+            ok && body.contains(&start_at),
+            "redirected before the flip: {body} {err}"
+        );
+    }
+
+    // `kubectl edit configmap`: abort = true reaches the nodes through the ..data swap.
+    let flipped = time::OffsetDateTime::now_utc();
+    volume.update(&file(true));
+    for (run, _) in &mut runs {
+        run.wait_for_log("stopped (abort)", Duration::from_secs(10));
+    }
+    for (i, pod) in pods.iter().enumerate() {
+        assert_not_redirected(Some(&pod.container), &pod.netns, &format!("node {i}'s pod"));
+        pod.is_not_redirected(&format!("node {i}'s pod"));
+    }
+    for (run, out) in &mut runs {
+        let result = last_result(out);
+        assert_eq!(result["verdict"], "stopped", "{result}");
+        assert_eq!(result["stopped"]["reason"], "abort", "{result}");
+        let condition = result["stopped"]["condition"].as_str().unwrap();
+        assert!(
+            condition.starts_with("experiment.abort in ") && condition.ends_with(": set to true"),
+            "{condition}"
+        );
+        // Within one re-read interval (1 s), plus a second for a loaded machine.
+        let at = parse_time(result["stopped"]["at"].as_str().unwrap());
+        let took = (at - flipped).as_seconds_f64();
+        assert!(
+            (0.0..2.0).contains(&took),
+            "stopped {took} s after the flip"
+        );
+        let m = metrics(run);
+        assert!(m.contains("spot_sim_stopped{reason=\"abort\""), "{m}");
+        assert!(!m.contains("spot_sim_experiment_passed{"), "{m}");
+        // The node stays up (a DaemonSet would restart it), detached, until SIGTERM.
+        assert!(run.child.try_wait().unwrap().is_none(), "{}", run.log());
+        run.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = run.wait_timeout(Duration::from_secs(10)).expect("exited");
+        assert!(status.success(), "{}", run.log());
+    }
 }
 
 /// The deploy/ manifests, validated offline against the Kubernetes schemas

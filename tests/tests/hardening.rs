@@ -666,9 +666,13 @@ fn slowloris_idle_and_trickling_connections_are_dropped_while_others_are_served(
     println!("FIGURE slowloris: 100 idle + 100 trickling (1 byte/s) connections: {r}");
     assert_eq!(r["idle"]["closed"], 100, "{r}");
     assert_eq!(r["trickle"]["closed"], 100, "{r}");
-    // The head must arrive within 10 s (header_read_timeout); a little slack for the poll.
-    assert!(r["trickle"]["last_s"].as_f64().unwrap() <= 13.0, "{r}");
-    assert!(r["idle"]["last_s"].as_f64().unwrap() <= 31.5, "{r}");
+    // The head must arrive within 10 s (header_read_timeout), for a silent connection as for
+    // a trickling one: none closed before, all soon after (the client looks once a second).
+    for kind in ["idle", "trickle"] {
+        let (first, last) = (r[kind]["first_s"].as_f64(), r[kind]["last_s"].as_f64());
+        assert!(first.is_some_and(|f| f >= 8.5), "{kind}: {r}");
+        assert!(last.is_some_and(|l| l <= 12.5), "{kind}: {r}");
+    }
     // Every ordinary request made meanwhile (one a second, as the loop allows) was answered.
     assert_eq!(r["failed"], 0, "{r}");
     assert!(r["served"].as_u64().unwrap() >= 1, "{r}");
@@ -795,16 +799,39 @@ fn thousands_of_idle_connections_are_bounded_per_target_and_the_neighbour_is_sti
 #[test]
 fn a_target_cgroup_deleted_while_attached_is_reported_and_the_others_carry_on() {
     let _heavy = heavy_or_skip!();
-    let (_cg, [doomed, other]) = targets("deleted", ["doomed", "other"]);
-    let mut p = run_on(&[&doomed, &other], &[]);
+    let (_cg, [d1, d2, d3, d4, d5, other]) =
+        targets("deleted", ["d1", "d2", "d3", "d4", "d5", "other"]);
+    let doomed = [&d1, &d2, &d3, &d4, &d5];
+    let mut all: Vec<&Target> = doomed.to_vec();
+    all.push(&other);
+    let mut p = run_on(&all, &[]);
     let fp = Footprint::of(&p);
-    assert_eq!(http_code(&doomed, "/latest/meta-data/instance-id"), "200");
-    // The pod is deleted: its processes killed, its cgroup removed, under spot-sim's feet.
-    remove_cgroup_tree(&doomed.path);
-    assert!(!doomed.path.exists(), "could not remove the doomed cgroup");
-    // Noticed from the parent directory's inotify event, not a poll of every target (which
-    // took up to 2 s).
-    p.wait_for_log("is gone (pod deleted?)", Duration::from_secs(1));
+    assert_eq!(http_code(&d1, "/latest/meta-data/instance-id"), "200");
+    // Five pods deleted one after another: processes killed, cgroup removed, under spot-sim's
+    // feet. Each is noticed from inotify at once; without it the 2 s tick (or, for a cgroup
+    // not seen empty, the minute's scan) would find it, so the median of the five says which
+    // did, whatever one slow moment on a loaded machine costs. Each line is waited for
+    // generously: the bound is on the median, not on a single wait.
+    let mut took = Vec::new();
+    for t in doomed {
+        std::thread::sleep(Duration::from_millis(300));
+        remove_cgroup_tree(&t.path);
+        assert!(!t.path.exists(), "could not remove {}", t.path.display());
+        let removed = Instant::now();
+        let name = t.path.file_name().unwrap().to_string_lossy().into_owned();
+        let line = format!("{name} is gone (pod deleted?)");
+        let at = p
+            .wait_for(&line, Duration::from_secs(90))
+            .unwrap_or_else(|e| panic!("{e}"));
+        took.push(at.saturating_duration_since(removed).as_secs_f64());
+    }
+    took.sort_by(f64::total_cmp);
+    println!("FIGURE deleted cgroup noticed after (s, sorted): {took:?}");
+    assert!(
+        took[2] < 0.3,
+        "median {:.2} s: not inotify ({took:?})",
+        took[2]
+    );
     assert_eq!(http_code(&other, "/latest/meta-data/instance-id"), "200");
     let st = status_json(&p);
     let gone: Vec<_> = st["targets"]
@@ -813,7 +840,7 @@ fn a_target_cgroup_deleted_while_attached_is_reported_and_the_others_carry_on() 
         .iter()
         .filter(|t| t["cgroup_exists"] == false)
         .collect();
-    assert_eq!(gone.len(), 1, "{st}");
+    assert_eq!(gone.len(), 5, "{st}");
     stop(p);
     fp.assert_gone(&[&other.path], &[]);
 }
@@ -1016,7 +1043,11 @@ fn a_second_spot_sim_on_the_same_cgroup_refuses_and_names_the_first() {
     let first = run_on(&[&t], &[]);
     let fp = Footprint::of(&first);
     let control = control_path("second");
-    let out = Command::new(spot_sim_bin())
+    // Bounded: a second instance that attached anyway would serve until stopped (`timeout`
+    // ends it after 20 s, and the checks below then fail instead of the test hanging).
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(spot_sim_bin())
         .args(["run", "--cgroup", t.path.to_str().unwrap(), "--control"])
         .arg(&*control)
         .output()

@@ -170,7 +170,10 @@ for a in "" . / /runner/.. "{m}" "{m}/." /runner; do
   echo "RC=$?"
 done
 printf 'CASE[pod]\n'
-timeout 10 {bin} run --control {ctl} --cgroup-root {m} --pod default/nothing 2>&1 | head -1
+pod={m}/kubepods/besteffort/pod0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0
+mkdir -p $pod
+sh -c "echo \$\$ > $pod/cgroup.procs && exec timeout 10 {bin} run --control {ctl} --cgroup-root {m} --pod-uid 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0" 2>&1
+echo "RC=$?"
 mkdir {m}/ns-target
 {bin} run --control {ctl} --cgroup /ns-target 2>/dev/null &
 run=$!
@@ -196,9 +199,6 @@ kill $run; wait $run
     assert!(!text.contains("RC=124"), "a case hung (attached?): {text}");
     for case in text.split("CASE[").skip(1) {
         let (name, rest) = case.split_once(']').unwrap();
-        if name == "pod" {
-            continue;
-        }
         // An empty value for `target add --cgroup` is refused by the argument parser itself.
         if name == "target add " && rest.contains("a value is required") {
             assert!(rest.contains("RC=2"), "{rest}");
@@ -207,7 +207,9 @@ kill $run; wait $run
         }
         assert!(rest.contains("RC=1"), "{name:?} was not refused: {rest}");
         assert!(!rest.contains("panicked"), "{rest}");
-        let want = if name == "/runner" {
+        // The pod case: a pod whose cgroup holds spot-sim (resolved by uid under the
+        // namespace's own kubepods) goes through the same check as --cgroup.
+        let want = if name == "/runner" || name == "pod" {
             "it holds spot-sim itself"
         } else {
             "the root of the cgroup v2 mount"
@@ -226,6 +228,10 @@ kill $run; wait $run
         attached_programs(&cg.path.join("runner")),
         Vec::<String>::new()
     );
+    let pod = cg
+        .path
+        .join("kubepods/besteffort/pod0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+    assert_eq!(attached_programs(&pod), Vec::<String>::new());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -302,7 +308,9 @@ fn the_control_directory_is_created_0700_under_umask_000_and_unsafe_ones_are_ref
     fs::create_dir(&loose).unwrap();
     fs::set_permissions(&loose, fs::Permissions::from_mode(0o777)).unwrap();
     let (out, _) = run_with_control(loose.join("run.sock").to_str().unwrap(), &t);
-    assert_refused(&out, "chmod 700");
+    // The fix is another path in a private directory, never a chmod of a shared one (#22).
+    assert_refused(&out, "private directory");
+    assert!(!stderr(&out).contains("chmod"), "{}", stderr(&out));
     assert!(!loose.join("run.sock").exists());
     // A directory another user owns: refused.
     let foreign = base.join("foreign");

@@ -18,6 +18,8 @@ pub enum Probe {
     PythonModule(&'static str),
     /// A file under the workspace's `target/tools/`, written last by its installation.
     Tool(&'static str),
+    /// A file at this absolute path (a package's file that is not a program on `PATH`).
+    File(&'static str),
 }
 
 /// Where a missing piece comes from.
@@ -68,8 +70,52 @@ const fn pip(module: &'static str, package: &'static str, why: &'static str) -> 
     }
 }
 
+/// A file shipped in a Debian package.
+const fn deb_file(path: &'static str, package: &'static str, why: &'static str) -> Need {
+    Need {
+        probe: Probe::File(path),
+        source: Source::Apt(package),
+        why,
+    }
+}
+
+/// What building the whole workspace needs besides Rust (clippy and the tests build every
+/// member): `protoc`, for the build script of `k8s-cri` (the test node's CRI client).
+pub const WORKSPACE: &[Need] = &[apt(
+    "protoc",
+    "protobuf-compiler",
+    "building k8s-cri, the test node's CRI client (its build script runs protoc)",
+)];
+
 /// Everything the test suite uses besides Rust crates.
 pub const TEST: &[Need] = &[
+    apt(
+        "protoc",
+        "protobuf-compiler",
+        "building k8s-cri, the test node's CRI client (its build script runs protoc)",
+    ),
+    deb(
+        "containerd",
+        "the test node's container runtime (tests/tests/node.rs)",
+    ),
+    apt("ctr", "containerd", "importing the test node's images"),
+    deb("runc", "the test node's OCI runtime"),
+    deb_file(
+        "/usr/lib/cni/loopback",
+        "containernetworking-plugins",
+        "the test node's pod network (loopback and ptp)",
+    ),
+    deb_file(
+        "/usr/lib/cni/ptp",
+        "containernetworking-plugins",
+        "the test node's pod network (loopback and ptp)",
+    ),
+    deb_file(
+        "/bin/busybox",
+        "busybox-static",
+        "the test node's workload and pause images (a static busybox)",
+    ),
+    deb("buildah", "building the test node's images"),
     deb("curl", "the HTTP client most end-to-end tests use"),
     apt(
         "ip",
@@ -129,6 +175,14 @@ pub const TEST: &[Need] = &[
             python: &[],
         },
         why: "Canonical's ec2metadata (IMDS API 2009-04-04) in tests/tests/clients.rs",
+    },
+    Need {
+        probe: Probe::Tool("prometheus/.unpacked"),
+        source: Source::DebUnpack {
+            package: "prometheus",
+            python: &[],
+        },
+        why: "a real Prometheus answering --stop-if prom: queries in tests/tests/stop.rs",
     },
 ];
 
@@ -323,6 +377,7 @@ fn is_present(probe: &Probe) -> bool {
             .output()
             .is_ok_and(|o| o.status.success()),
         Probe::Tool(path) => tools_dir().join(path).is_file(),
+        Probe::File(path) => Path::new(path).is_file(),
     }
 }
 
@@ -359,7 +414,17 @@ mod tests {
         let m = missing(TEST, |_| false);
         assert_eq!(m.len(), TEST.len());
         let (apt, pip) = split(&m);
-        for p in ["bpftool", "wrk", "socat", "curl"] {
+        for p in [
+            "bpftool",
+            "wrk",
+            "socat",
+            "curl",
+            "containerd",
+            "runc",
+            "containernetworking-plugins",
+            "busybox-static",
+            "protobuf-compiler",
+        ] {
             assert!(apt.contains(&p), "{p} is not installed on a fresh machine");
         }
         assert_eq!(pip, vec!["botocore", "pyyaml", "kubernetes-validate"]);

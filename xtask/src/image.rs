@@ -119,6 +119,12 @@ pub fn run(root: &Path, args: ImageArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `cargo xtask image` for this machine's architecture: builds and checks [`TAG`]; its name.
+pub fn native(root: &Path) -> Result<String> {
+    run(root, ImageArgs { arch: None })?;
+    Ok(TAG.to_string())
+}
+
 /// Builds a static spot-sim for `p` and checks it is one: the right machine, no dynamic loader.
 pub fn build_static(root: &Path, p: Platform, release: bool) -> Result<PathBuf> {
     eprintln!(

@@ -5,6 +5,7 @@ mod bench;
 mod deps;
 mod fuzz;
 mod image;
+mod mutants;
 mod toolchain;
 
 use std::{
@@ -43,6 +44,10 @@ enum Task {
     /// Run every cargo-fuzz target in fuzz/ for a bounded time (nightly; installs cargo-fuzz
     /// into target/tools/ on first use).
     Fuzz(fuzz::FuzzArgs),
+    /// Apply each deliberate break of xtask/mutants.toml, one at a time, to a scratch copy of
+    /// the tree under target/mutants/, and run the tests that guard it: every one must fail
+    /// (the break is "killed"). As root; `--ci` runs the fixed fast subset.
+    Mutants(mutants::MutantsArgs),
     /// Check licences, bans and sources with cargo-deny (installed into target/tools/ on first
     /// use; advisories need the RustSec database from GitHub, see SECURITY.md).
     Deny,
@@ -90,6 +95,9 @@ fn run(task: Task) -> Result<ExitCode> {
             deps::ensure(deps::TEST)?;
             build_ebpf(&root)?;
             let bin = build_spot_sim(&root, false)?;
+            // tests/tests/node.rs runs spot-sim's own image on the test node: `cargo xtask
+            // image`'s, current (quick when CI has just built it).
+            let image = image::native(&root)?;
             // The arm64 test runs a cross-built spot-sim under qemu-user (debug: quicker).
             deps::ensure(deps::CROSS)?;
             let arm64 = image::build_static(&root, image::ARM64, false)?;
@@ -118,12 +126,14 @@ fn run(task: Task) -> Result<ExitCode> {
                 .args(&args)
                 .env("SPOT_SIM_BIN", &bin)
                 .env("SPOT_SIM_ARM64_BIN", &arm64)
+                .env("SPOT_SIM_IMAGE", &image)
                 .status()
                 .context("running cargo test")?;
             Ok(exit_code(status))
         }
         Task::Bench(args) => bench::run(&root, args),
         Task::Fuzz(args) => fuzz::run(&root, args),
+        Task::Mutants(args) => mutants::run(&root, args),
         Task::Image(args) => image::run(&root, args),
         Task::Deny => deny(&root),
     }
@@ -166,21 +176,36 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-/// Builds the eBPF object into `target/ebpf/`, where `spot-sim/build.rs` picks it up.
+/// Builds the eBPF object into `target/ebpf/`, where `spot-sim/build.rs` picks it up. Every
+/// task that builds starts here (so does CI, before clippy builds the whole workspace): the
+/// workspace's own build needs are ensured first.
 pub fn build_ebpf(root: &Path) -> Result<()> {
+    deps::ensure(deps::WORKSPACE)?;
     ebpf_cargo(root, &["build", "--release"], &[])
 }
 
 /// `cargo +nightly ARGS --target-dir target/ebpf TAIL` in the eBPF crate, with bpf-linker on
 /// PATH.
 fn ebpf_cargo(root: &Path, args: &[&str], tail: &[&str]) -> Result<()> {
+    ebpf_cargo_in(root, root, &root.join("target/ebpf"), args, tail)
+}
+
+/// [`ebpf_cargo`] for the eBPF crate of the tree at `tree` (the mutation check's scratch copy),
+/// into `target_dir`, with the tools installed under `root`.
+fn ebpf_cargo_in(
+    root: &Path,
+    tree: &Path,
+    target_dir: &Path,
+    args: &[&str],
+    tail: &[&str],
+) -> Result<()> {
     let tools = toolchain::ensure(root)?;
     let status = Command::new("cargo")
-        .current_dir(root.join("spot-sim-ebpf"))
+        .current_dir(tree.join("spot-sim-ebpf"))
         .arg("+nightly")
         .args(args)
         .arg("--target-dir")
-        .arg(root.join("target/ebpf"))
+        .arg(target_dir)
         .args(tail)
         .env("PATH", tools.path_with_linker())
         // The host workspace's cargo/rustc variables would point the nightly build at stable.

@@ -2,16 +2,13 @@
 //! `target add|remove` and `report` ([`SessionAnswers`]). The commands that ask are in
 //! `control.rs`.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{path::PathBuf, sync::Arc};
 
 use anyhow::{anyhow, bail, Result};
 
 use super::resolve::Resolver;
 use crate::{
-    control::{ControlServer, Handler, Reply, Request},
+    control::{ControlListener, ControlServer, Handler, Reply, Request},
     session::Session,
     targets::TargetKind,
 };
@@ -35,6 +32,7 @@ impl Handler for SessionAnswers {
             Request::Status => Reply::Status {
                 pid: std::process::id(),
                 targets: self.session.status(),
+                stopped: self.session.stopped(),
             },
             Request::Trigger { target } => match self.session.trigger(target.as_deref()) {
                 Ok(names) => Reply::Done {
@@ -52,7 +50,7 @@ impl Handler for SessionAnswers {
             },
             Request::Report => Reply::Report {
                 pid: std::process::id(),
-                report: Box::new(self.session.report(&self.session.expectations())),
+                report: Box::new(self.session.live_report(&self.session.expectations())),
             },
             Request::TargetRemove { name } => match self.session.remove_target(&name) {
                 Ok(()) => Reply::Done {
@@ -84,14 +82,15 @@ impl SessionAnswers {
     }
 }
 
-pub(super) async fn start_control(
-    path: &Path,
+/// Serves the control socket bound before anything started (`ControlListener::bind`).
+pub(super) fn start_control(
+    listener: ControlListener,
     session: &Arc<Session>,
     add: Option<AddContext>,
-) -> Result<ControlServer> {
+) -> ControlServer {
     let handler = Arc::new(SessionAnswers {
         session: Arc::clone(session),
         add,
     });
-    Ok(ControlServer::start(path, handler).await?)
+    listener.serve(handler)
 }

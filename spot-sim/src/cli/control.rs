@@ -5,7 +5,7 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::{anyhow, bail, Result};
 
-use super::{ReportArgs, StatusArgs, TargetAction};
+use super::args::{ReportArgs, StatusArgs, TargetAction};
 use crate::{
     control::{self as ctl, Reply, Request},
     escape::{untrusted, untrusted_path},
@@ -26,7 +26,11 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
     // Asked at once: n stuck instances cost one timeout, not n.
     for (path, reply) in futures_join_all(asks).await {
         match reply {
-            Ok(Reply::Status { pid, targets }) => all.push((path, pid, targets)),
+            Ok(Reply::Status {
+                pid,
+                targets,
+                stopped,
+            }) => all.push((path, pid, targets, stopped)),
             Ok(Reply::Error { message }) => failed.push((path, message)),
             Ok(Reply::Done { message }) => println!("{message}"),
             Ok(Reply::Report { .. }) => {}
@@ -49,8 +53,8 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
     if a.json {
         let v: Vec<_> = all
             .iter()
-            .map(|(path, pid, targets)| {
-                serde_json::json!({ "control": path, "pid": pid, "targets": targets })
+            .map(|(path, pid, targets, stopped)| {
+                serde_json::json!({ "control": path, "pid": pid, "targets": targets, "stopped": stopped })
             })
             .chain(failed.iter().map(|(path, error)| {
                 serde_json::json!({ "control": path, "error": error })
@@ -62,8 +66,15 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode> {
     for (path, _) in &failed {
         println!("spot-sim at {}: NOT ANSWERING (see above)", path.display());
     }
-    for (path, pid, targets) in all {
+    for (path, pid, targets, stopped) in all {
         println!("spot-sim pid {pid} (control {})", path.display());
+        if let Some(s) = stopped {
+            let (at, why) = (untrusted(&s.at), untrusted(&s.condition));
+            println!(
+                "  STOPPED at {at} ({}): {why}; every target was detached",
+                s.reason.as_str()
+            );
+        }
         for t in &targets {
             print_target(t);
         }
@@ -210,7 +221,7 @@ pub(super) fn print_done(reply: Reply) -> Result<()> {
 pub(super) async fn report(a: ReportArgs) -> Result<ExitCode> {
     let mut all = Vec::new();
     for path in ctl::discover(a.control.as_deref()).await? {
-        match ctl::call(&path, &Request::Report).await? {
+        match ctl::call_within(&path, &Request::Report, a.timeout).await? {
             Reply::Report { pid, report } => all.push((path, pid, report)),
             Reply::Error { message } => bail!("{}: {message}", path.display()),
             _ => bail!(

@@ -6,6 +6,7 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
+    time::SystemTime,
 };
 
 use anyhow::{bail, Context, Result};
@@ -13,14 +14,15 @@ use spot_sim_place::Placement;
 
 use super::{
     answers::start_control,
+    args::ExecArgs,
     gameday,
     resolve::{NodeRoots, Resolver, SettingsFrom},
-    ExecArgs,
 };
 use crate::{
     control::{self as ctl, metrics::MetricsServer},
     scenario::SystemClock,
     session::Session,
+    stop::StopPlan,
     targets::{
         cgroup::{cgroup2_mount, remove_dead_transients},
         ExecNetns, TargetKind, TargetScope, TransientCgroup,
@@ -34,10 +36,16 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
     let settings = a.scenario.resolve()?;
     let program = a.command[0].clone();
     check_program(&program)?;
+    // Before anything is created: a condition that cannot work, or one that already holds.
+    let stop = StopPlan::new(&a.stop, SystemTime::now());
+    stop.check_before_start().await?;
     let mount = cgroup2_mount()?;
     // What instances killed with SIGKILL left: their empty transient cgroups, their sockets.
     remove_dead_transients(&mount, TRANSIENT_PREFIX);
     ctl::remove_dead_sockets().await;
+    // Before anything is attached or run: a refused --control stops us here (issue #22).
+    let control_path = a.control.unwrap_or_else(ctl::default_exec_socket);
+    let control = ctl::ControlListener::bind(&control_path).await?;
     let session = Session::start(Arc::new(SystemClock))?;
     gameday::prepare(&session, &a.verdict, &settings.scenario)?;
     let cgroup = TransientCgroup::create(&mount, TRANSIENT_PREFIX)?;
@@ -56,12 +64,12 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
     let spec = resolver.resolve(&target, None)?;
     let netns = spec.netns.try_clone()?;
     let name = session.add_target(spec)?;
-    let control_path = a.control.unwrap_or_else(ctl::default_exec_socket);
-    let _control = start_control(&control_path, &session, None).await?;
+    let _control = start_control(control, &session, None);
     let _metrics = match a.metrics {
         Some(addr) => Some(MetricsServer::start(addr, &session).await?),
         None => None,
     };
+    let _stop = gameday::watch_stops(stop, &session, "the command ends");
 
     // Before the spawn: a SIGTERM that comes once the command runs (or while it starts) must
     // be relayed to it, never take spot-sim down with the default action in between.

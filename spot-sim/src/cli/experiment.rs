@@ -14,21 +14,19 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
     process::ExitCode,
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 
 use super::{
     answers::start_control,
+    args::{PlanArgs, RunArgs},
     gameday,
     resolve::{NodeRoots, Resolver, SettingsFrom},
     shutdown::wait_for_shutdown,
-    RunArgs,
 };
 use crate::{
     control::metrics::{session_metrics, MetricsServer},
@@ -36,6 +34,7 @@ use crate::{
     lock::lock,
     scenario::{rfc3339, Schedule, SystemClock},
     session::Session,
+    stop::Stopped,
     targets::{pods, HostView, Pod, PodSelector, TargetKind, TargetScope},
 };
 
@@ -44,18 +43,8 @@ const SCAN_EVERY: Duration = Duration::from_secs(2);
 /// How often a selector that matches nothing is mentioned again.
 const WAITING_NOTE_EVERY: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Args)]
-pub(super) struct PlanArgs {
-    /// The experiment file.
-    file: PathBuf,
-    /// The cluster's node names, comma-separated or repeated; `-` reads them from stdin, one a
-    /// line (`kubectl get nodes -o name | spot-sim experiment plan FILE --nodes -`; the `node/`
-    /// prefix is dropped).
-    #[arg(long, value_delimiter = ',', required = true, value_name = "NAME,...")]
-    nodes: Vec<String>,
-}
-
 pub(super) fn plan(a: PlanArgs) -> Result<ExitCode> {
+    use std::io::Write as _;
     let exp = Experiment::load(&a.file)?;
     let given = if a.nodes == ["-"] {
         std::io::read_to_string(std::io::stdin().lock())
@@ -79,24 +68,33 @@ pub(super) fn plan(a: PlanArgs) -> Result<ExitCode> {
         );
     }
     let mut selected = 0;
+    // One buffered writer: a line per node, and a cluster may have 150k of them.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for name in &names {
-        match exp.decide(name) {
+        let _ = match exp.decide(name) {
             Decision::Selected { t0 } => {
                 selected += 1;
                 if exp.stagger.is_zero() {
-                    println!("{name} selected");
+                    writeln!(out, "{name} selected")
                 } else {
-                    println!("{name} selected {}", rfc3339(t0));
+                    writeln!(out, "{name} selected {}", rfc3339(t0))
                 }
             }
-            Decision::Skipped => println!("{name} skipped"),
-        }
+            Decision::Skipped => writeln!(out, "{name} skipped"),
+        };
     }
+    out.flush().context("writing the plan")?;
+    drop(out);
     eprintln!(
-        "experiment {}: {selected} of {} node(s) selected; start-at {}",
+        "experiment {}: {selected} of {} node(s) selected; start-at {}{}",
         exp.name,
         names.len(),
-        rfc3339(exp.start_at)
+        rfc3339(exp.start_at),
+        if exp.abort {
+            " (but experiment.abort = true: no node attaches anything)"
+        } else {
+            ""
+        }
     );
     if exp.start_at < SystemTime::now() {
         eprintln!(
@@ -134,7 +132,8 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         start_unix: None,
         finished: false,
         targets: Vec::new(),
-        verdict: verdict(false, false, &[]),
+        verdict: verdict(false, false, false, &[]),
+        stopped: None,
     }));
     let t0 = match exp.decide(&node) {
         Decision::Skipped => return skipped(&a, &exp, &node, result).await,
@@ -151,6 +150,8 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
             rfc3339(t0)
         );
     }
+    // Before anything is attached: a refused --control stops us here (issue #22).
+    let control = crate::control::ControlListener::bind(&a.control).await?;
     let host = HostView::detect(a.host_root.as_deref(), a.cgroup_root.as_deref())?;
     // The node's pods must be readable now: a wrong --host-root should fail here, not be
     // reported as "no matching pod yet" forever.
@@ -158,10 +159,12 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     lock(&result).select(t0);
     announce(&exp, &node, t0, now);
     let session = Session::start(Arc::new(SystemClock))?;
+    // Before anything is attached: the kill switch set stops this node at once.
+    let _stop = gameday::experiment_stops(&a.stop, t0, &file, &session).await?;
     // The node's verdict is the game-day report's: --expect-* as `run` takes them, else "the
     // notice was read before the interruption".
     gameday::prepare_node(&session, &a.verdict, &settings.scenario)?;
-    let _control = start_control(&a.control, &session, None).await?;
+    let _control = start_control(control, &session, None);
     let _metrics = match a.metrics {
         Some(addr) => Some(node_metrics(addr, &session, &result).await?),
         None => None,
@@ -190,8 +193,10 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         last_scan: None,
         waiting_noted: HashMap::new(),
         reported: false,
+        stopped: None,
+        stopped_early: false,
     };
-    node_run.scan(&session);
+    node_run.tick(&session);
     log::info!(
         "serving {} target(s); `spot-sim status` shows the timeline; Ctrl-C detaches",
         session.target_names().len()
@@ -200,6 +205,11 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     if !node_run.reported {
         node_run.update(&session);
         print_result(&lock(&result));
+    }
+    // The --report files, which were checked at start and then never written (issue #20).
+    if !a.verdict.report.is_empty() {
+        let report = session.report(&session.expectations());
+        gameday::write_reports(&report, &a.verdict);
     }
     session.shutdown();
     log::info!("detached; exiting");
@@ -309,10 +319,20 @@ struct NodeRun<'a> {
     /// Selector → when it was last said that nothing matches it.
     waiting_noted: HashMap<String, Instant>,
     reported: bool,
+    /// The game day was stopped here (everything detached then), and whether before the
+    /// node's interruption.
+    stopped: Option<Stopped>,
+    stopped_early: bool,
 }
 
 impl NodeRun<'_> {
     fn tick(&mut self, session: &Arc<Session>) {
+        if let Some(s) = self.stopped.is_none().then(|| session.stopped()).flatten() {
+            self.on_stop(session, s);
+        }
+        if self.stopped.is_some() {
+            return;
+        }
         if self.last_scan.is_none_or(|t| t.elapsed() >= SCAN_EVERY) {
             self.scan(session);
         }
@@ -332,6 +352,15 @@ impl NodeRun<'_> {
                 r.targets.len()
             );
         }
+    }
+
+    /// The game day stopped here: the result line says so at once; nothing is attached again.
+    fn on_stop(&mut self, session: &Arc<Session>, s: Stopped) {
+        self.stopped_early = SystemTime::now() < self.schedule.interrupted_at;
+        self.stopped = Some(s);
+        self.update(session);
+        self.reported = true;
+        print_result(&lock(&self.result));
     }
 
     /// Drops targets whose pod is gone and targets matching pods that appeared.
@@ -438,7 +467,8 @@ impl NodeRun<'_> {
         let finished = SystemTime::now() >= self.schedule.interrupted_at;
         let mut r = lock(&self.result);
         r.finished = finished;
-        r.verdict = verdict(true, finished, &targets);
+        r.verdict = verdict(true, finished, self.stopped_early, &targets);
+        r.stopped.clone_from(&self.stopped);
         r.targets = targets;
     }
 }

@@ -10,7 +10,7 @@ use crate::{
     escape::{untrusted, untrusted_path},
     session::TargetSpec,
     settings::{ScenarioArgs, Settings},
-    targets::{pods, CgroupDir, ExecNetns, HostView, NetNs, TargetKind, TargetScope},
+    targets::{pods, visible_pids, CgroupDir, ExecNetns, HostView, NetNs, TargetKind, TargetScope},
 };
 
 /// `--cgroup PATH[=FILE]`, `--pod NS/NAME[=FILE]`, `--pod-uid UID[=FILE]`: a target and its own
@@ -205,9 +205,10 @@ fn relative_name(mount: &Path, path: &Path) -> String {
 
 /// The namespace a target's processes use: that of any process in it, else ours (an empty
 /// cgroup gets the node's namespace; processes that join later are expected to share it).
+/// Refused when spot-sim cannot see them (no `hostPID: true`): never a guess.
 fn netns_of(cgroup: &CgroupDir, proc: &Path) -> Result<NetNs> {
     let ours = NetNs::current()?;
-    for pid in cgroup.pids() {
+    for pid in visible_pids(cgroup)? {
         if let Ok(ns) = NetNs::of_pid(proc, pid) {
             if !ns.same_as(&ours) {
                 log::info!(

@@ -1,21 +1,22 @@
 //! `spot-sim run`: existing cgroups and pods, until SIGINT/SIGTERM (`--follow` re-targets a
 //! recreated pod).
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::SystemTime};
 
 use anyhow::{anyhow, bail, Result};
 
 use super::{
     answers::{start_control, AddContext},
+    args::RunArgs,
     gameday,
     resolve::{NodeRoots, Resolver, SettingsFrom},
     shutdown::wait_for_shutdown,
-    RunArgs,
 };
 use crate::{
     control::metrics::MetricsServer,
     scenario::SystemClock,
     session::Session,
+    stop::StopPlan,
     targets::{cgroup::cgroup2_mount, pods, TargetKind, TargetScope},
 };
 
@@ -69,8 +70,12 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
         }
         specs.push(spec);
     }
+    let stop = StopPlan::new(&a.stop, SystemTime::now());
+    stop.check_before_start().await?;
     // What `exec` instances killed with SIGKILL left behind: sockets of processes now gone.
     crate::control::remove_dead_sockets().await;
+    // Before anything is attached: a refused --control stops us here (issue #22).
+    let control = crate::control::ControlListener::bind(&a.control).await?;
     let session = Session::start(Arc::new(SystemClock))?;
     for spec in &specs {
         gameday::prepare(&session, &a.verdict, &spec.settings.scenario)?;
@@ -81,17 +86,22 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     let add = AddContext {
         resolver: resolver.clone(),
     };
-    let _control = start_control(&a.control, &session, Some(add)).await?;
+    let _control = start_control(control, &session, Some(add));
     let _metrics = match a.metrics {
         Some(addr) => Some(MetricsServer::start(addr, &session).await?),
         None => None,
     };
+    let _stop = gameday::watch_stops(stop, &session, "SIGINT/SIGTERM");
     log::info!(
         "serving {} target(s); `spot-sim status` shows the timeline; Ctrl-C detaches",
         session.target_names().len()
     );
     // Housekeeping is the session's own; only `--follow` has work here on a timer.
     let refollow = |followed: &mut Vec<Followed>| {
+        // A stopped game day follows nothing.
+        if session.stopped().is_some() {
+            return;
+        }
         for f in followed.iter_mut() {
             f.refollow(&session, &resolver);
         }

@@ -5,9 +5,9 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::Result;
 
-use super::ServeArgs;
+use super::args::ServeArgs;
 use crate::{
-    control::{self as ctl, ControlServer, Handler, Reply, Request},
+    control::{self as ctl, Handler, Reply, Request},
     imds::Responder,
     scenario::{Clock, SystemClock, Timeline},
     session::TargetStatus,
@@ -17,18 +17,19 @@ use crate::{
 pub(super) async fn serve(a: ServeArgs) -> Result<ExitCode> {
     // Every check first: a bad option starts nothing.
     let settings = a.scenario.resolve()?;
+    let path = a.control.unwrap_or_else(ctl::default_serve_socket);
+    let control = ctl::ControlListener::bind(&path).await?;
     let listener = crate::imds::bind_standalone(a.listen).await?;
     let addr = listener.local_addr().unwrap_or(a.listen);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let timeline = Timeline::new(settings.scenario, Arc::clone(&clock));
     let responder = Responder::new(format!("serve {addr}"), timeline, settings.imds, clock);
-    let path = a.control.unwrap_or_else(ctl::default_serve_socket);
     let handler = Arc::new(ServeHandler {
         responder: Arc::clone(&responder),
         addr,
         netns: NetNs::current().map(|n| n.inode()).unwrap_or(0),
     });
-    let _control = ControlServer::start(&path, handler).await?;
+    let _control = control.serve(handler);
     log::info!(
         "control socket {}: `spot-sim status` and `spot-sim trigger` reach this serve",
         path.display()
@@ -65,6 +66,7 @@ impl Handler for ServeHandler {
                         responder: serde_json::to_value(self.responder.stats())
                             .unwrap_or_default(),
                     }],
+                    stopped: None,
                 }
             }
             Request::Trigger { target } => {

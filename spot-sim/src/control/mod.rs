@@ -85,6 +85,9 @@ pub enum Reply {
     Status {
         pid: u32,
         targets: Vec<TargetStatus>,
+        /// The game day was stopped early: every target was detached then.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped: Option<crate::stop::Stopped>,
     },
     Done {
         message: String,
@@ -103,15 +106,18 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request) -> Reply;
 }
 
-/// The listening control socket; dropping it removes the socket file.
-pub struct ControlServer {
+/// A control socket bound but not served yet. `exec`, `run` and `serve` bind it before
+/// anything else starts, so a path that is refused stops spot-sim before a target is attached
+/// or a command run (issue #22); dropping it removes the socket file.
+pub struct ControlListener {
     path: PathBuf,
-    task: tokio::task::JoinHandle<()>,
+    listener: Option<tokio::net::UnixListener>,
 }
 
-impl ControlServer {
-    /// Binds `path` (refusing if a live spot-sim already answers there) and serves requests.
-    pub async fn start(path: &Path, handler: Arc<dyn Handler>) -> Result<Self, ControlError> {
+impl ControlListener {
+    /// Checks the directory (the one rule of safe_file/dir.rs), refuses a live spot-sim or
+    /// anything but a dead instance's socket at `path`, and binds it 0600.
+    pub async fn bind(path: &Path) -> Result<Self, ControlError> {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -119,34 +125,63 @@ impl ControlServer {
         socket_dir::prepare(&dir)?;
         socket_dir::clear_stale(path).await?;
         let listener = socket_dir::bind_private(path)?;
-        let task = tokio::spawn(async move {
-            let mut backoff = crate::fdbudget::AcceptBackoff::new("control socket");
-            // `status` must get through whatever floods the targets.
-            let lane = crate::fdbudget::Lane::new("control socket", 4);
-            loop {
-                let Some((stream, _)) = backoff.settle(listener.accept().await).await else {
-                    continue;
-                };
-                let Some(ticket) = lane.try_admit() else {
-                    continue;
-                };
-                let handler = Arc::clone(&handler);
-                tokio::spawn(async move {
-                    let _ticket = ticket;
-                    // The whole exchange is bounded: a client that never reads its reply
-                    // cannot hold the connection (and its descriptor).
-                    let served =
-                        tokio::time::timeout(Duration::from_secs(30), serve_one(stream, handler));
-                    if let Ok(Err(e)) = served.await {
-                        log::debug!("control connection: {e}");
-                    }
-                });
-            }
-        });
         Ok(Self {
             path: path.to_path_buf(),
-            task,
+            listener: Some(listener),
         })
+    }
+
+    /// Serves requests with `handler` from now on.
+    pub fn serve(mut self, handler: Arc<dyn Handler>) -> ControlServer {
+        let path = std::mem::take(&mut self.path);
+        let listener = self.listener.take().expect("a listener is served once");
+        let task = tokio::spawn(serve_all(listener, handler));
+        ControlServer { path, task }
+    }
+}
+
+impl Drop for ControlListener {
+    fn drop(&mut self) {
+        if self.listener.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The listening control socket; dropping it removes the socket file.
+pub struct ControlServer {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn serve_all(listener: tokio::net::UnixListener, handler: Arc<dyn Handler>) {
+    let mut backoff = crate::fdbudget::AcceptBackoff::new("control socket");
+    // `status` must get through whatever floods the targets.
+    let lane = crate::fdbudget::Lane::new("control socket", 4);
+    loop {
+        let Some((stream, _)) = backoff.settle(listener.accept().await).await else {
+            continue;
+        };
+        let Some(ticket) = lane.try_admit() else {
+            continue;
+        };
+        let handler = Arc::clone(&handler);
+        tokio::spawn(async move {
+            let _ticket = ticket;
+            // The whole exchange is bounded: a client that never reads its reply cannot hold
+            // the connection (and its descriptor).
+            let served = tokio::time::timeout(Duration::from_secs(30), serve_one(stream, handler));
+            if let Ok(Err(e)) = served.await {
+                log::debug!("control connection: {e}");
+            }
+        });
+    }
+}
+
+impl ControlServer {
+    /// Binds `path` (refusing if a live spot-sim already answers there) and serves requests.
+    pub async fn start(path: &Path, handler: Arc<dyn Handler>) -> Result<Self, ControlError> {
+        Ok(ControlListener::bind(path).await?.serve(handler))
     }
 
     pub fn path(&self) -> &Path {
@@ -179,8 +214,10 @@ async fn serve_one(stream: UnixStream, handler: Arc<dyn Handler>) -> io::Result<
     tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request"))??;
+    let mut big = false;
     let reply = match serde_json::from_str::<Request>(&line) {
         Ok(req) => {
+            big = matches!(req, Request::Report);
             let h = Arc::clone(&handler);
             tokio::task::spawn_blocking(move || h.handle(req))
                 .await
@@ -193,8 +230,14 @@ async fn serve_one(stream: UnixStream, handler: Arc<dyn Handler>) -> io::Result<
         },
     };
     let mut out = serde_json::to_vec(&reply).map_err(io::Error::other)?;
+    drop(reply);
     out.push(b'\n');
-    write.write_all(&out).await
+    let sent = write.write_all(&out).await;
+    if big {
+        drop(out);
+        crate::report::bound::release_memory();
+    }
+    sent
 }
 
 /// Removes what `exec` instances that were killed (SIGKILL, OOM) left in [`CONTROL_DIR`]:

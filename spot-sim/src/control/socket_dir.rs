@@ -39,44 +39,30 @@ pub(super) fn prepare(dir: &Path) -> Result<(), ControlError> {
     check(dir)
 }
 
-/// The checks alone (also what the tests assert about a directory spot-sim made).
+/// The checks alone: the one directory rule of safe_file/dir.rs, shared with the report. A
+/// sticky directory others can write (`/tmp`) is accepted since the socket is always created
+/// fresh there (`bind` never reuses a name; only our own dead socket is cleared first), and
+/// nobody else can rename or remove it once it is ours.
 pub(super) fn check(dir: &Path) -> Result<(), ControlError> {
-    let meta = std::fs::metadata(dir).map_err(|source| ControlError::Bind {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let me = nix::unistd::geteuid().as_raw();
-    let unsafe_dir = |problem: String, fix: &str| ControlError::UnsafeDir {
-        dir: dir.to_path_buf(),
-        problem,
-        fix: fix.to_string(),
-    };
-    if !meta.is_dir() {
-        return Err(unsafe_dir(
-            "not a directory".into(),
-            "give a --control path inside a directory",
-        ));
+    use crate::safe_file::FileError;
+    match crate::safe_file::check_dir(dir) {
+        Ok(_) => Ok(()),
+        Err(FileError::UnsafeDir { dir: bad, problem }) => Err(ControlError::UnsafeDir {
+            dir: bad,
+            problem,
+            // Never a chmod or chown: the directory may be shared (/var/tmp, a home).
+            fix: PRIVATE_FIX.to_string(),
+        }),
+        Err(FileError::Io { path, source }) => Err(ControlError::Bind { path, source }),
+        Err(other) => Err(ControlError::Bind {
+            path: dir.to_path_buf(),
+            source: io::Error::other(other.to_string()),
+        }),
     }
-    if meta.uid() != me {
-        return Err(unsafe_dir(
-            format!("owned by uid {}, not by this user (uid {me})", meta.uid()),
-            &format!(
-                "`chown {me} {}`, or give a --control path in a directory you own",
-                dir.display()
-            ),
-        ));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(unsafe_dir(
-            format!("mode {:04o} lets others write to it", meta.mode() & 0o7777),
-            &format!(
-                "`chmod 700 {}`, or give a --control path in a directory only you can write",
-                dir.display()
-            ),
-        ));
-    }
-    Ok(())
 }
+
+/// What to do about an unsafe control directory: another path, in a directory of one's own.
+const PRIVATE_FIX: &str = "give a --control path in a private directory instead, such as the default under /run/spot-sim, or one made with `mkdir -m 700 DIR`";
 
 /// What is at `path` already: nothing (fine), a live instance's socket (refused), a socket a
 /// dead instance of this user left (removed), or anything else (refused, left as it was).

@@ -9,6 +9,7 @@
 //! start-at = "2026-11-26T14:00:00Z"    # RFC 3339, with an offset
 //! stagger = "10m"                      # optional: spread the starts over 10 minutes
 //! pods = ["kube-system/aws-node-termination-handler-*"]
+//! abort = false                        # the kill switch: true stops the game day everywhere
 //!
 //! [scenario]
 //! interruption-in = "2m"
@@ -22,7 +23,7 @@ use std::{
 use serde::Deserialize;
 
 use super::ExperimentError;
-use crate::{scenario::Start, settings::Settings, targets::PodSelector};
+use crate::{scenario::Start, settings::Settings, stop::StopCondition, targets::PodSelector};
 
 /// Longest experiment name: it becomes a Prometheus label and a log field, and a Kubernetes
 /// label value is at most 63 characters, so the name fits one too.
@@ -39,7 +40,8 @@ const MAX_STAGGER: Duration = Duration::from_secs(7 * 24 * 3600);
 pub enum NodeSet {
     /// This percentage (0 to 100) of the cluster's nodes, chosen by hash.
     Share(f64),
-    /// Exactly these nodes.
+    /// Exactly these nodes, without repeats, in the order of their draw (`node_hash`, then
+    /// name), so a node finds itself and its rank by binary search.
     List(Vec<String>),
 }
 
@@ -56,6 +58,10 @@ pub struct Experiment {
     pub pods: Vec<PodSelector>,
     /// The scenario sections, resolved; its start is set per node by [`Experiment::settings_at`].
     pub settings: Settings,
+    /// The kill switch is set: no node takes part.
+    pub abort: bool,
+    /// With a node list: each listed node's draw (`node_hash`), in the list's order.
+    pub(super) draws: Vec<u64>,
 }
 
 /// `[experiment]` as written.
@@ -68,14 +74,15 @@ struct Section {
     stagger: Option<String>,
     #[serde(default)]
     pods: Vec<String>,
+    #[serde(default)]
+    abort: bool,
 }
 
-/// The whole file as far as this module reads it: the other sections are the scenario's.
+/// The whole file as far as this module reads it: the other sections are the scenario's
+/// (skipped here, so nothing is buffered twice: a node list may hold 150k names).
 #[derive(Debug, Deserialize)]
 struct Document {
     experiment: Option<Section>,
-    #[serde(flatten)]
-    _scenario: toml::Table,
 }
 
 /// Scenario keys that choose a start: the experiment's `start-at` does that on every node.
@@ -83,26 +90,36 @@ const START_KEYS: &[&str] = &["start-in", "manual", "start-at"];
 
 impl Experiment {
     pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
-        use std::io::Read as _;
-        let read_error = |source| ExperimentError::ReadFile {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .map_err(read_error)?
-            .take(MAX_FILE + 1)
-            .read_to_string(&mut text)
-            .map_err(read_error)?;
-        if text.len() as u64 > MAX_FILE {
-            return Err(invalid(
+        use crate::safe_file::FileError;
+        // The one safe reader (safe_file/read.rs): a FIFO or a device is refused at once.
+        let bytes = crate::safe_file::read_bounded(path, MAX_FILE).map_err(|e| match e {
+            FileError::Io { source, .. } => ExperimentError::ReadFile {
+                path: path.to_path_buf(),
+                source,
+            },
+            FileError::TooLarge { .. } | FileError::Grew { .. } => invalid(
                 path,
                 "(file)",
                 "(larger than 1 MiB)",
                 "too large for an experiment file",
                 "a file under 1 MiB, as a ConfigMap holds",
-            ));
-        }
+            ),
+            FileError::NotRegular { what, .. } => invalid(
+                path,
+                "(file)",
+                format!("({what})"),
+                "not a regular file",
+                "the experiment's TOML file, e.g. the ConfigMap's key as mounted",
+            ),
+            other => ExperimentError::ReadFile {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| ExperimentError::ReadFile {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+        })?;
         Self::parse(path, &text)
     }
 
@@ -118,7 +135,10 @@ impl Experiment {
                 "an [experiment] section with name, nodes, start-at and pods",
             ));
         };
-        let table: toml::Table = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
+        // The scenario's sections as a table (`FromStr`: the TOML crate's own code, fast even
+        // in a debug build).
+        let mut table: toml::Table = text.parse().map_err(|e| parse_error(path, text, &e))?;
+        table.remove("experiment");
         if let Some(scenario) = table.get("scenario").and_then(|s| s.as_table()) {
             if let Some(key) = START_KEYS.iter().find(|k| scenario.contains_key(**k)) {
                 return Err(invalid(
@@ -132,6 +152,16 @@ impl Experiment {
         }
         let settings = Settings::from_toml(path, &scenario_text(text, &table))?;
         from_section(path, section, settings)
+    }
+
+    /// The game day's kill switch in the experiment file at `path`: `[experiment] abort =
+    /// true`, re-read while the node runs (`--stop-check-every`), stops it.
+    pub fn kill_switch(path: &Path) -> StopCondition {
+        StopCondition::FileFlag {
+            path: path.to_path_buf(),
+            table: "experiment",
+            key: "abort",
+        }
     }
 
     /// The settings of a node whose timeline starts at `t0`.
@@ -149,7 +179,16 @@ fn from_section(
 ) -> Result<Experiment, ExperimentError> {
     let name = s.name.unwrap_or_default();
     check_name(path, &name)?;
-    let nodes = node_set(path, &NODES.take(path, s.nodes)?)?;
+    let mut nodes = node_set(path, &NODES.take(path, s.nodes)?)?;
+    let mut draws = Vec::new();
+    if let NodeSet::List(names) = &mut nodes {
+        let mut keyed: Vec<(u64, String)> = names
+            .drain(..)
+            .map(|n| (super::node_hash(&name, &n), n))
+            .collect();
+        keyed.sort_unstable();
+        (draws, *names) = keyed.into_iter().unzip();
+    }
     let start_at = start_at(path, &START_AT.take(path, s.start_at)?)?;
     let stagger = match &s.stagger {
         None => Duration::ZERO,
@@ -206,6 +245,8 @@ fn from_section(
         stagger,
         pods,
         settings,
+        abort: s.abort,
+        draws,
     })
 }
 
@@ -275,10 +316,13 @@ fn node_set(path: &Path, v: &toml::Value) -> Result<NodeSet, ExperimentError> {
         }
         toml::Value::Array(items) => {
             let mut names = Vec::new();
+            // A set, so 150k names are checked in linear time (a scan per name was quadratic:
+            // 55 s of CPU on every node at start).
+            let mut seen = std::collections::HashSet::with_capacity(items.len());
             for item in items {
                 match item.as_str() {
                     Some(n) if is_node_name(n) => {
-                        if !names.iter().any(|m: &String| m == n) {
+                        if seen.insert(n) {
                             names.push(n.to_string());
                         }
                     }
@@ -312,17 +356,24 @@ fn start_at(path: &Path, v: &toml::Value) -> Result<SystemTime, ExperimentError>
         toml::Value::Datetime(d) => d.to_string(),
         other => other.to_string(),
     };
-    let parsed =
-        time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
-            .map_err(|_| {
-                invalid(
-                    path,
-                    "experiment.start-at",
-                    format!("{text:?}"),
-                    "not an RFC 3339 instant with an offset (nodes may not share a time zone)",
-                    "e.g. \"2026-11-26T14:00:00Z\" or \"2026-11-26T15:00:00+01:00\"",
-                )
-            })?;
+    // The one date bound (scenario/dates.rs): a start-at near 9999 once panicked in the
+    // verdict with pods attached.
+    let parsed = crate::scenario::dates::parse_rfc3339(&text).map_err(|e| match e {
+        crate::scenario::dates::Rfc3339Error::Syntax => invalid(
+            path,
+            "experiment.start-at",
+            format!("{text:?}"),
+            "not an RFC 3339 instant with an offset (nodes may not share a time zone)",
+            "e.g. \"2026-11-26T14:00:00Z\" or \"2026-11-26T15:00:00+01:00\"",
+        ),
+        crate::scenario::dates::Rfc3339Error::OutOfRange => invalid(
+            path,
+            "experiment.start-at",
+            format!("{text:?}"),
+            "outside the dates spot-sim accepts",
+            crate::scenario::dates::ALLOWED,
+        ),
+    })?;
     if parsed.nanosecond() != 0 {
         return Err(invalid(
             path,
@@ -380,9 +431,7 @@ fn invalid(
 /// rather than removed, so the scenario parser's errors keep the file's line numbers; when the
 /// section is written in a way blanking cannot isolate (dotted keys, an inline table), the rest
 /// of the document is written out again instead.
-fn scenario_text(text: &str, table: &toml::Table) -> String {
-    let mut rest = table.clone();
-    rest.remove("experiment");
+fn scenario_text(text: &str, rest: &toml::Table) -> String {
     let mut inside = false;
     let blanked: String = text
         .lines()
@@ -398,8 +447,8 @@ fn scenario_text(text: &str, table: &toml::Table) -> String {
         })
         .collect();
     match toml::from_str::<toml::Table>(&blanked) {
-        Ok(t) if t == rest => blanked,
-        _ => toml::to_string(&rest).unwrap_or_default(),
+        Ok(t) if t == *rest => blanked,
+        _ => toml::to_string(rest).unwrap_or_default(),
     }
 }
 
@@ -441,104 +490,5 @@ fn parse_error(path: &Path, text: &str, err: &toml::de::Error) -> ExperimentErro
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = "[experiment]\nname = \"gd\"\nnodes = \"30%\"\nstart-at = \"2026-11-26T14:00:00Z\"\npods = [\"kube-system/nth-*\", \"shop/checkout\"]\n";
-
-    fn parse(text: &str) -> Result<Experiment, String> {
-        Experiment::parse(Path::new("e.toml"), text).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn a_whole_file_gives_the_experiment_and_its_scenario() {
-        let text = format!(
-            "{GOOD}stagger = \"5m\"\n\n[scenario]\naction = \"stop\"\n\n[metadata]\ninstance-id = \"i-0123456789abcdef0\"\n"
-        );
-        let e = parse(&text).unwrap();
-        assert_eq!(e.name, "gd");
-        assert_eq!(e.nodes, NodeSet::Share(30.0));
-        assert_eq!(e.stagger, Duration::from_secs(300));
-        assert_eq!(e.pods.len(), 2);
-        assert_eq!(crate::scenario::rfc3339(e.start_at), "2026-11-26T14:00:00Z");
-        assert_eq!(e.settings.scenario.action, crate::scenario::Action::Stop);
-        assert_eq!(e.settings.imds.metadata.instance_id, "i-0123456789abcdef0");
-        let at = e.settings_at(e.start_at);
-        assert_eq!(at.scenario.start, Start::At(e.start_at));
-    }
-
-    #[test]
-    fn a_bare_toml_date_time_and_an_offset_are_understood() {
-        let text = GOOD.replace("\"2026-11-26T14:00:00Z\"", "2026-11-26T15:00:00+01:00");
-        let e = parse(&text).unwrap();
-        assert_eq!(crate::scenario::rfc3339(e.start_at), "2026-11-26T14:00:00Z");
-    }
-
-    #[test]
-    fn bad_experiments_are_refused_with_the_field_and_the_fix() {
-        let cases = [
-            (GOOD.replace("name = \"gd\"\n", ""), "experiment.name"),
-            (GOOD.replace("\"gd\"", "\"\""), "has no name"),
-            (GOOD.replace("30%", "130%"), "share outside 0-100 %"),
-            (GOOD.replace("30%", "-1%"), "share outside 0-100 %"),
-            (GOOD.replace("\"30%\"", "30"), "neither a share nor a list"),
-            (GOOD.replace("\"30%\"", "[\"Node_A\"]"), "not a node name"),
-            (GOOD.replace("Z\"", "\""), "RFC 3339"),
-            (
-                GOOD.replace("\"shop/checkout\"", "\"checkout\""),
-                "not a pod selector",
-            ),
-            (
-                GOOD.replace(
-                    "pods = [\"kube-system/nth-*\", \"shop/checkout\"]",
-                    "pods = []",
-                ),
-                "no pods",
-            ),
-            (format!("{GOOD}color = \"red\"\n"), "unknown field `color`"),
-            (
-                format!("{GOOD}[scenario]\nstart-in = \"5m\"\n"),
-                "scenario.start-in",
-            ),
-            (
-                format!("{GOOD}[scenario]\nmanual = true\n"),
-                "scenario.manual",
-            ),
-            (
-                "[scenario]\naction = \"stop\"\n".to_string(),
-                "no [experiment] section",
-            ),
-        ];
-        for (text, needle) in cases {
-            let err = parse(&text).expect_err(&text);
-            assert!(err.contains(needle), "{needle:?} not in {err:?}");
-            assert!(err.starts_with("e.toml"), "{err}");
-            assert!(!err.contains('\n'), "{err}");
-        }
-    }
-
-    #[test]
-    fn a_node_timeline_starts_at_the_absolute_instant_whenever_it_is_created() {
-        use crate::scenario::{ManualClock, Phase, Timeline};
-        let e = parse(GOOD).unwrap();
-        // Created before start-at: waits for it.
-        let clock = std::sync::Arc::new(ManualClock::new(e.start_at - Duration::from_secs(90)));
-        let early = Timeline::new(e.settings_at(e.start_at).scenario, clock.clone());
-        assert_eq!(early.phase(), Phase::Waiting);
-        // Created after start-at (a restarted spot-sim): the same t0, not now.
-        clock.set(e.start_at + Duration::from_secs(30));
-        let late = Timeline::new(e.settings_at(e.start_at).scenario, clock.clone());
-        for t in [&early, &late] {
-            assert_eq!(t.schedule().unwrap().t0, e.start_at);
-            // D = 2 min: the notice comes with the recommendation, at start-at.
-            assert_eq!(t.phase(), Phase::Notice);
-        }
-    }
-
-    #[test]
-    fn scenario_errors_keep_the_line_numbers_of_the_file() {
-        let text = format!("{GOOD}\n[scenario]\naction = \"explode\"\n");
-        let err = parse(&text).unwrap_err();
-        assert!(err.starts_with("e.toml:8:"), "{err}");
-    }
-}
+#[path = "file_tests.rs"]
+mod tests;

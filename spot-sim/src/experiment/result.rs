@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::report::TargetReport;
 use crate::scenario::Event;
+use crate::stop::Stopped;
 
 /// What one target (pod) did during the game day.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -74,16 +75,26 @@ pub enum Verdict {
     Pending,
     /// Selected, but no matching pod ran here by the interruption.
     NoTargets,
+    /// Selected, and the game day was stopped here before its interruption (a stop
+    /// condition, `--max-duration`, the kill switch): nothing is decided.
+    Stopped,
     Passed,
     Failed,
 }
 
 /// The one place a node's verdict is decided: every target passed the game-day report's
 /// verdict (the `--expect-*` given, or by default the notice read before the interruption);
-/// a target the report has not judged yet falls back to "read the notice".
-pub fn verdict(selected: bool, finished: bool, targets: &[TargetResult]) -> Verdict {
+/// a target the report has not judged yet falls back to "read the notice". A game day stopped
+/// before the node's interruption decides nothing.
+pub fn verdict(
+    selected: bool,
+    finished: bool,
+    stopped_early: bool,
+    targets: &[TargetResult],
+) -> Verdict {
     match (selected, finished) {
         (false, _) => Verdict::Skipped,
+        _ if stopped_early => Verdict::Stopped,
         (true, false) => Verdict::Pending,
         (true, true) if targets.is_empty() => Verdict::NoTargets,
         (true, true) if targets.iter().all(|t| t.passed.unwrap_or(t.read_notice)) => {
@@ -109,6 +120,10 @@ pub struct NodeResult {
     pub finished: bool,
     pub targets: Vec<TargetResult>,
     pub verdict: Verdict,
+    /// The game day was stopped on this node (at any time: after the interruption, the
+    /// verdict stands).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stopped>,
 }
 
 impl NodeResult {
@@ -120,7 +135,7 @@ impl NodeResult {
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
             .map(|d| d.as_secs());
-        self.verdict = verdict(true, false, &[]);
+        self.verdict = verdict(true, false, false, &[]);
     }
 
     /// The JSON log line (no newline); `spot_sim` tags it for log queries.
@@ -206,14 +221,23 @@ mod tests {
 
     #[test]
     fn a_node_passes_when_every_target_read_the_notice() {
-        assert_eq!(verdict(false, true, &[]), Verdict::Skipped);
-        assert_eq!(verdict(true, false, &[target(true)]), Verdict::Pending);
-        assert_eq!(verdict(true, true, &[]), Verdict::NoTargets);
-        assert_eq!(verdict(true, true, &[target(true)]), Verdict::Passed);
+        assert_eq!(verdict(false, true, false, &[]), Verdict::Skipped);
         assert_eq!(
-            verdict(true, true, &[target(true), target(false)]),
+            verdict(true, false, false, &[target(true)]),
+            Verdict::Pending
+        );
+        assert_eq!(verdict(true, true, false, &[]), Verdict::NoTargets);
+        assert_eq!(verdict(true, true, false, &[target(true)]), Verdict::Passed);
+        assert_eq!(
+            verdict(true, true, false, &[target(true), target(false)]),
             Verdict::Failed
         );
+        // Stopped before the interruption: neither passed nor failed, whatever the pods did.
+        for finished in [false, true] {
+            let v = verdict(true, finished, true, &[target(false)]);
+            assert_eq!(v, Verdict::Stopped);
+        }
+        assert_eq!(verdict(false, false, true, &[]), Verdict::Skipped);
     }
 
     #[test]
@@ -227,12 +251,13 @@ mod tests {
             finished: false,
             targets: vec![target(true)],
             verdict: Verdict::Pending,
+            stopped: None,
         };
         let m = r.metrics();
         assert!(m.contains("spot_sim_experiment_selected{experiment=\"gd\",node=\"n-1\"} 1"));
         assert!(!m.contains("spot_sim_experiment_passed{"), "{m}");
         r.finished = true;
-        r.verdict = verdict(true, true, &r.targets);
+        r.verdict = verdict(true, true, false, &r.targets);
         assert!(r
             .metrics()
             .contains("spot_sim_experiment_passed{experiment=\"gd\",node=\"n-1\"} 1"));
@@ -240,5 +265,21 @@ mod tests {
         assert_eq!(line["verdict"], "passed");
         assert_eq!(line["spot_sim"], "experiment-result");
         assert!(!r.json_line().contains('\n'));
+        assert!(line.get("stopped").is_none(), "{line}");
+
+        // Aborted before the interruption: the line says why and when, and nothing is decided.
+        r.stopped = Some(Stopped::new(
+            crate::stop::Halt {
+                reason: crate::stop::StopReason::Abort,
+                condition: "experiment.abort in /e.toml: set to true".into(),
+            },
+            "2026-11-26T14:00:05.000Z".into(),
+        ));
+        r.verdict = verdict(true, true, true, &r.targets);
+        let line: serde_json::Value = serde_json::from_str(&r.json_line()).unwrap();
+        assert_eq!(line["verdict"], "stopped");
+        assert_eq!(line["stopped"]["reason"], "abort");
+        assert_eq!(line["stopped"]["at"], "2026-11-26T14:00:05.000Z");
+        assert!(!r.metrics().contains("spot_sim_experiment_passed{"));
     }
 }

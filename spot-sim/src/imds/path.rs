@@ -146,10 +146,8 @@ impl CanonicalPath<'_> {
 
 /// `path` fit for one log line: cut short, anything unprintable escaped.
 pub(crate) fn for_log(path: &str) -> String {
-    path.chars()
-        .take(120)
-        .flat_map(char::escape_default)
-        .collect()
+    let cut: String = path.chars().take(120).collect();
+    crate::escape::untrusted(cut)
 }
 
 #[cfg(test)]
@@ -221,7 +219,7 @@ mod tests {
 
     #[test]
     fn log_lines_never_carry_raw_control_bytes() {
-        assert_eq!(for_log("/a\u{1b}[2J"), "/a\\u{1b}[2J");
+        assert_eq!(for_log("/a\u{1b}[2J"), "/a\\x1b[2J");
         assert!(for_log(&"x".repeat(500)).len() <= 120);
     }
 }

@@ -485,14 +485,127 @@ fn the_scenario_sets_any_catalogue_value_and_user_data_from_a_file() {
         .expect_err("missing file")
         .to_string();
     assert!(e.contains("user-data-file") && e.contains("nope"), "{e}");
+    // Outside the scenario's directory (issue #20): refused, whatever it is.
     let e = Settings::from_toml(&scenario, "[metadata]\nuser-data-file = \"/dev/zero\"\n")
-        .expect_err("endless")
+        .expect_err("outside")
         .to_string();
-    assert!(e.contains("not a regular file"), "{e}");
+    assert!(e.contains("outside the scenario file's directory"), "{e}");
+    let e = Settings::from_toml(&scenario, "[metadata]\nuser-data-file = \"../x/boot.sh\"\n")
+        .expect_err("outside")
+        .to_string();
+    assert!(e.contains("outside the scenario file's directory"), "{e}");
+    // A FIFO beside it: refused at once, not waited on.
+    nix::unistd::mkfifo(
+        &dir.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    let started = std::time::Instant::now();
+    let e = Settings::from_toml(&scenario, "[metadata]\nuser-data-file = \"fifo\"\n")
+        .expect_err("fifo")
+        .to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(
+        e.contains("FIFO") && e.contains("not a regular file"),
+        "{e}"
+    );
     std::fs::write(dir.join("big"), vec![b'x'; 20_000]).expect("write");
     let e = Settings::from_toml(&scenario, "[metadata]\nuser-data-file = \"big\"\n")
         .expect_err("too big")
         .to_string();
     assert!(e.contains("16384"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether `path` can be a request's path at all (hyper refuses what a URI cannot hold: a
+/// space, control bytes, `"`, ...): what it refuses never reaches the responder.
+fn request_path_ok(path: &[u8]) -> bool {
+    hyper::Uri::try_from(path).is_ok_and(|u| u.path().as_bytes() == path)
+}
+
+#[tokio::test]
+async fn no_name_outside_the_metadata_byte_set_and_no_prefixed_credential_name_reaches_upstream() {
+    let (addr, seen) = recording_upstream().await;
+    let (_, r) = responder(passthrough_to(addr, Duration::from_secs(2)));
+    // Every byte but the path's own delimiters (`/`, and `?`/`#`, which end it), in a name
+    // that is otherwise forwarded, and in credential names.
+    let mut tried = Vec::new();
+    for b in (0u8..=255).filter(|b| !b"/?#".contains(b)) {
+        let allowed = b.is_ascii_alphanumeric() || b"-._:=".contains(&b);
+        for (head, tail) in [
+            (&b"/latest/meta-data/instance-id"[..], &b""[..]),
+            (b"/2021-03-23/meta-data/placement/region", b"x"),
+            (b"/latest/meta-data/iam", b"x/info"),
+            (b"/latest/user-data", b"bak"),
+            (b"/latest/dynamic/instance-identity/pkcs7", b""),
+        ] {
+            let path = [head, &[b], tail].concat();
+            if !request_path_ok(&path) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&path).into_owned();
+            let (status, body) = get(&r, &text).await;
+            let forwarded = body == "from-upstream" || body.contains("LEAKED");
+            let credential = credential_bearing(&text);
+            assert_eq!(
+                forwarded,
+                allowed && !credential,
+                "{text:?} ({status}): forwarded {forwarded}"
+            );
+            if !allowed {
+                tried.push(b);
+            }
+        }
+    }
+    // These reach the policy (and none got through); a space, a backtick or `<>` cannot be
+    // in a request's path at all (hyper answers 400: imds_surface.rs sends them raw).
+    for b in b";\\,'\"!$&()*+@[]{}|^~" {
+        assert!(
+            tried.contains(b),
+            "{:?} never reached the responder",
+            *b as char
+        );
+    }
+    for b in b" `<>" {
+        assert!(!tried.contains(b), "{:?} reached the responder", *b as char);
+    }
+    // Names that only begin like a credential path are refused as it is, in any case.
+    for tail in [
+        "meta-data/iamx",
+        "meta-data/IAM-x/info",
+        "meta-data/iam.old/security-credentials/",
+        "meta-data/identity-credentialsx/ec2/info",
+        "user-data.bak",
+        "USER-DATAx",
+        "dynamic/instance-identity/pkcs7x",
+        "dynamic/instance-identity/signature.old",
+        "dynamic/instance-identity/RSA2048-x",
+    ] {
+        for version in ["latest", "2021-03-23", "1.0"] {
+            let path = format!("/{version}/{tail}");
+            let (_, body) = get(&r, &path).await;
+            assert_ne!(body, "from-upstream", "{path} was forwarded");
+            assert!(!body.contains("LEAKED"), "{path} leaked: {body}");
+        }
+    }
+    {
+        let seen = seen.lock().expect("lock");
+        let name_bytes = |p: &str| {
+            p.bytes()
+                .all(|b| b == b'/' || b.is_ascii_alphanumeric() || b"-._:=".contains(&b))
+        };
+        let leaked: Vec<&String> = seen
+            .paths
+            .iter()
+            .filter(|p| credential_bearing(p) || !name_bytes(p))
+            .collect();
+        assert!(leaked.is_empty(), "reached upstream: {leaked:?}");
+    }
+    // The byte set itself is forwarded: a MAC's `:` and a key's `=` are real names.
+    for path in [
+        "/latest/meta-data/network/interfaces/macs/0e:3f:5a:91:c2:7d/vpc-id",
+        "/latest/meta-data/public-keys/0=ops",
+    ] {
+        assert_eq!(get(&r, path).await.1, "from-upstream", "{path}");
+    }
 }

@@ -219,7 +219,9 @@ fn exec_args(item: &[u8]) -> (Vec<u8>, bool) {
 }
 
 fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<(), String> {
+    let started = std::time::Instant::now();
     let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
+    log::debug!(target: super::STARTUP, "process watchers: kernel BTF parsed in {}", super::ms(started));
     for name in TRACEPOINTS {
         let prog: &mut BtfTracePoint = ebpf
             .program_mut(name)

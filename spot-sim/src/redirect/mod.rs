@@ -10,7 +10,10 @@ mod holder;
 mod kernel_btf;
 mod preflight;
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 pub use activity::{ActivityReader, KernelActivity};
 use aya::{
@@ -102,7 +105,9 @@ impl Redirector {
         if OBJECT.is_empty() {
             return Err(RedirectError::MissingObject);
         }
+        let mut clock = Phases::start();
         preflight().map_err(RedirectError::Preflight)?;
+        clock.lap("preflight");
         let level = ebpf_log_level();
         // Without them program starts still show, with their command line read from /proc
         // when the program is still there.
@@ -110,12 +115,20 @@ impl Redirector {
             log::warn!("the report's command lines come from /proc, best effort: {e}");
             spot_sim_common::ArgvOffsets::UNKNOWN
         });
-        let mut ebpf = EbpfLoader::new()
+        clock.lap("argv offsets");
+        // aya reads and parses the kernel's BTF (/sys/kernel/btf/vmlinux) here.
+        let mut loader = EbpfLoader::new();
+        clock.lap("kernel BTF parsed");
+        let mut ebpf = loader
             .override_global(aya_log::LEVEL, &level, false)
             .override_global("ARGV_OFFSETS", &argv, false)
             .load(OBJECT)
             .map_err(|e| RedirectError::Preflight(preflight::explain_load_error(e)))?;
+        // Its copy of the kernel's BTF goes now, before the tracepoints parse their own: two
+        // at once would double the peak, and the heap would keep it.
+        drop(loader);
         let logs = events::EbpfLogs::forward(&mut ebpf);
+        clock.lap("object and maps");
         for name in PROGRAMS {
             let prog = sock_addr_program(&mut ebpf, name)?;
             prog.load().map_err(|source| RedirectError::Program {
@@ -123,6 +136,7 @@ impl Redirector {
                 source,
             })?;
         }
+        clock.lap("connect/getpeername programs verified");
         let targets = ebpf
             .take_map("TARGETS")
             .ok_or(RedirectError::Missing("TARGETS map"))?;
@@ -131,6 +145,8 @@ impl Redirector {
             .take_map("EVENTS")
             .ok_or(RedirectError::Missing("EVENTS map"))?;
         let activity = ActivityReader::load(&mut ebpf);
+        clock.lap("process watchers (kernel BTF parsed again, tracepoints verified and attached)");
+        log::debug!(target: STARTUP, "eBPF loaded in {clock}");
         Ok(Self {
             ebpf,
             targets: Arc::new(Mutex::new(targets)),
@@ -156,6 +172,7 @@ impl Redirector {
         cgroup: &CgroupDir,
         target: Target,
     ) -> Result<TargetLink, RedirectError> {
+        let started = Instant::now();
         let id = cgroup.id();
         // Two spot-sims on one cgroup would each answer some connects: refuse the second.
         let ours = sock_addr_program(&mut self.ebpf, "connect4")?
@@ -205,6 +222,12 @@ impl Redirector {
                 .map_err(attach_err)?;
             link.links.push(prog.take_link(id).map_err(attach_err)?);
         }
+        log::debug!(
+            target: STARTUP,
+            "attached in {} (checked for another spot-sim, {} programs linked)",
+            ms(started),
+            PROGRAMS.len()
+        );
         Ok(link)
     }
 }
@@ -263,16 +286,73 @@ impl Drop for TargetLink {
     }
 }
 
-/// The eBPF side's log level follows ours, so debug records cost nothing unless asked for.
+/// The log target of the start-up timings (`RUST_LOG=info,spot_sim::startup=debug` shows them
+/// alone; `cargo xtask bench` reads them to break a start into its parts).
+pub const STARTUP: &str = "spot_sim::startup";
+
+/// Milliseconds since `t`, as the start-up lines show them.
+pub fn ms(t: Instant) -> String {
+    format!("{:.1} ms", t.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Laps of one start-up step: "12.0 ms (preflight 0.3 ms, ...)".
+struct Phases {
+    started: Instant,
+    last: Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            last: now,
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, what: &'static str) {
+        let now = Instant::now();
+        self.laps
+            .push((what, now.duration_since(self.last).as_secs_f64() * 1000.0));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (", ms(self.started))?;
+        for (i, (what, took)) in self.laps.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{what} {took:.1} ms")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// The eBPF side's log level follows ours for its records, so debug records cost nothing
+/// unless asked for. They are logged under `spot_sim::<module>` (the eBPF crate's binary is
+/// `spot-sim`), and their level is what the log lets through for `spot_sim` as a whole: a
+/// debug line asked for one module (`spot_sim::startup=debug`) leaves them at info, so the
+/// verifier does not check their debug paths and slow the very load being timed.
 fn ebpf_log_level() -> u8 {
     use aya_log::Level;
-    let level = match log::max_level() {
-        log::LevelFilter::Off => return 0,
-        log::LevelFilter::Error => Level::Error,
-        log::LevelFilter::Warn => Level::Warn,
-        log::LevelFilter::Info => Level::Info,
-        log::LevelFilter::Debug => Level::Debug,
-        log::LevelFilter::Trace => Level::Trace,
+    let enabled = |level: log::Level| {
+        let meta = log::Metadata::builder()
+            .level(level)
+            .target("spot_sim")
+            .build();
+        log::max_level() >= level && log::logger().enabled(&meta)
     };
-    level as u8
+    [
+        (log::Level::Trace, Level::Trace),
+        (log::Level::Debug, Level::Debug),
+        (log::Level::Info, Level::Info),
+        (log::Level::Warn, Level::Warn),
+        (log::Level::Error, Level::Error),
+    ]
+    .into_iter()
+    .find(|(ours, _)| enabled(*ours))
+    .map_or(0, |(_, theirs)| theirs as u8)
 }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use super::{clock, ReactionReport, Report, TargetReport};
 use crate::journal::ReactKind;
 use crate::scenario::Event;
+use crate::stop::Stopped;
 
 const WIDTH: f64 = 1000.0;
 const LEFT: f64 = 120.0;
@@ -19,6 +20,8 @@ const AXIS_Y: f64 = 140.0;
 
 /// XML/HTML text and attribute escaping.
 pub fn esc(s: &str) -> String {
+    // The one rule first (escape.rs: controls, bidi, XML-invalid code points), HTML on top.
+    let s = crate::escape::inert(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -27,26 +30,15 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
             c => out.push(c),
         }
     }
     out
 }
 
-/// Safe for a terminal: control characters (escape sequences) shown as `\u{1b}`.
+/// Safe for a terminal: the one rule of escape.rs (escape sequences, bidi controls, ...).
 pub fn plain(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                format!("\\u{{{:x}}}", c as u32)
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    crate::escape::inert(s)
 }
 
 /// Milliseconds since the epoch from an RFC 3339 timestamp the report wrote.
@@ -79,8 +71,8 @@ struct Scale {
 }
 
 impl Scale {
-    fn of(t: &TargetReport, generated: u64) -> Scale {
-        let mut times: Vec<u64> = Vec::new();
+    fn of(t: &TargetReport, generated: u64, stopped: Option<u64>) -> Scale {
+        let mut times: Vec<u64> = stopped.into_iter().collect();
         times.extend(t.requests.iter().filter_map(|r| ms_of(&r.at)));
         times.extend(
             t.events
@@ -110,8 +102,14 @@ impl Scale {
 }
 
 /// One target's timeline as an `<svg>` element (no XML prolog).
-fn timeline(t: &TargetReport, generated: u64, standalone: bool) -> String {
-    let scale = Scale::of(t, generated);
+fn timeline(
+    t: &TargetReport,
+    generated: u64,
+    standalone: bool,
+    stopped: Option<&Stopped>,
+) -> String {
+    let stopped_ms = stopped.and_then(|st| ms_of(&st.at));
+    let scale = Scale::of(t, generated, stopped_ms);
     let mut s = String::new();
     let ns = if standalone {
         " xmlns=\"http://www.w3.org/2000/svg\""
@@ -231,6 +229,9 @@ fn timeline(t: &TargetReport, generated: u64, standalone: bool) -> String {
             );
         }
     }
+    if let (Some(st), Some(ms)) = (stopped, stopped_ms) {
+        s.push_str(&stop_marker(&scale, st, ms));
+    }
     for r in &t.reactions {
         let Some(ms) = ms_of(&r.at) else { continue };
         let x = scale.x(ms);
@@ -304,6 +305,18 @@ fn timeline(t: &TargetReport, generated: u64, standalone: bool) -> String {
     s
 }
 
+/// Where the game day was stopped: a dashed black line across the lanes, labelled.
+fn stop_marker(scale: &Scale, st: &Stopped, ms: u64) -> String {
+    let x = scale.x(ms);
+    format!(
+        "<g class=\"stop\" data-reason=\"{}\"><title>stopped {}: {}</title><line x1=\"{x:.2}\" y1=\"24\" x2=\"{x:.2}\" y2=\"{AXIS_Y}\" stroke=\"#212121\" stroke-width=\"3\" stroke-dasharray=\"6 3\"/><text x=\"{x:.2}\" y=\"{}\" dx=\"6\" fill=\"#212121\" font-weight=\"bold\">stopped</text></g>",
+        esc(st.reason.as_str()),
+        esc(&clock(&st.at)),
+        esc(&st.condition),
+        REQ_BOTTOM + 12.0
+    )
+}
+
 fn generated_ms(r: &Report) -> u64 {
     ms_of(&r.generated_at).unwrap_or(0)
 }
@@ -320,7 +333,7 @@ pub fn svg_document(r: &Report) -> String {
             s,
             "<g transform=\"translate(0 {})\">{}</g>",
             HEIGHT * i as f64,
-            timeline(t, generated, false)
+            timeline(t, generated, false, r.stopped.as_ref())
         );
     }
     s.push_str("</svg>\n");
@@ -334,8 +347,8 @@ pub fn page(r: &Report) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>spot-sim game-day report</title><style>\
 body{font-family:sans-serif;margin:2em;color:#222}h2{margin-top:2em}.pass{color:#2e7d32}.fail{color:#c62828}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:13px}\
-svg.timeline{border:1px solid #ddd}.none{color:#555}tr.telling td{font-weight:bold;background:#fff8e1}\
-td.argv{font-family:monospace}</style></head><body>",
+svg.timeline{border:1px solid #ddd}.stopped{background:#fff3e0;border-left:4px solid #212121;padding:.4em .8em}\
+.none{color:#555}tr.telling td{font-weight:bold;background:#fff8e1}td.argv{font-family:monospace}</style></head><body>",
     );
     let (class, verdict) = verdict_words(r.pass);
     let _ = write!(
@@ -343,6 +356,15 @@ td.argv{font-family:monospace}</style></head><body>",
         "<h1>spot-sim game-day report</h1><p>Generated {}. Verdict: <strong class=\"{class}\">{verdict}</strong></p>",
         esc(&r.generated_at),
     );
+    if let Some(st) = &r.stopped {
+        let _ = write!(
+            s,
+            "<p class=\"stopped\"><strong>Stopped</strong> at {} ({}): {}. Every target was detached then; the findings end there.</p>",
+            esc(&clock(&st.at)),
+            esc(st.reason.as_str()),
+            esc(&st.condition)
+        );
+    }
     for t in &r.targets {
         let (class, verdict) = verdict_words(t.verdict.as_ref().map(|v| v.pass));
         let _ = write!(
@@ -365,7 +387,7 @@ td.argv{font-family:monospace}</style></head><body>",
                 "<p>No expectation was given, so nothing was judged: these are the facts. Give --expect-detect, --expect-react or --expect-drained for a verdict.</p>",
             ),
         }
-        s.push_str(&timeline(t, generated, false));
+        s.push_str(&timeline(t, generated, false, r.stopped.as_ref()));
         if t.requests_total > t.requests.len() as u64 {
             let _ = write!(
                 s,

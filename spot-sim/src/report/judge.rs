@@ -196,7 +196,12 @@ fn poll_words(s: &JournalSnapshot) -> String {
         }
         (Some(m), _) => format!("polls were {} apart", said(m)),
         _ if p.count == 1 => "the handler polled only once".into(),
-        _ => "the handler made no IMDS request".into(),
+        // Redirected but never answered: spot-sim failed to serve, not the handler to ask.
+        _ if s.redirects.total > 0 => format!(
+            "not served: the kernel redirected the handler's IMDS connects ({} reported) but spot-sim answered none of them (no listener in the handler's network namespace: see spot-sim's log); the handler is not at fault",
+            s.redirects.total
+        ),
+        _ => "not asked: the handler made no IMDS request".into(),
     }
 }
 

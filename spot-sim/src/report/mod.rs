@@ -2,6 +2,7 @@
 //! first read each event, what it did next) and a verdict against the user's expectations;
 //! written as JSON, as an HTML page with an SVG timeline per target, or as the SVG alone.
 
+pub mod bound;
 mod html;
 mod judge;
 mod react_expect;
@@ -19,6 +20,7 @@ pub use verdict_args::{ReportFormat, VerdictArgs};
 
 use crate::journal::{JournalSnapshot, ReactKind, ReactMatcher, TokenUse};
 use crate::scenario::{rfc3339, Event};
+use crate::stop::Stopped;
 
 /// What the user expects of every target. Nothing given, nothing is judged: the report states
 /// the facts and gives no verdict.
@@ -76,7 +78,14 @@ pub struct Report {
     pub expectations: Expectations,
     /// Every target's verdict passed; `None` when no expectation was given (no verdict).
     pub pass: Option<bool>,
+    /// The game day was stopped early (a stop condition, `--max-duration`, an abort): every
+    /// target was detached then, and its findings end there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stopped>,
     pub targets: Vec<TargetReport>,
+    /// A live report past its bound (bound.rs): what was counted but not listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_listed: Option<bound::NotListed>,
 }
 
 /// One scenario event, and when the handler first read it.
@@ -231,7 +240,9 @@ impl Report {
                     .iter()
                     .all(|t| t.verdict.as_ref().is_some_and(|v| v.pass))
             }),
+            stopped: None,
             targets,
+            not_listed: None,
         }
     }
 
@@ -245,6 +256,15 @@ impl Report {
     pub fn summary(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
+        if let Some(s) = &self.stopped {
+            let _ = writeln!(
+                out,
+                "stopped at {} ({}): {}; every target was detached then",
+                clock(&s.at),
+                s.reason.as_str(),
+                html::plain(&s.condition)
+            );
+        }
         for t in &self.targets {
             let name = crate::report::html::plain(&t.name);
             let _ = match &t.verdict {
@@ -287,21 +307,28 @@ impl Report {
                 let _ = writeln!(out, "  FAILED: {}", html::plain(r));
             }
         }
+        if let Some(n) = &self.not_listed {
+            let _ = writeln!(out, "{}", n.sentence());
+        }
         out
     }
 
-    /// Writes the report to `path` in the format its extension names.
-    pub fn write(&self, path: &Path) -> Result<(), ReportError> {
+    /// Writes the report to `path` in the format its extension names, with `mode`, through
+    /// the one safe writer (safe_file/write.rs): a temporary file renamed into place, never
+    /// through a symlink or into a FIFO someone planted at the path.
+    pub fn write(&self, path: &Path, mode: u32) -> Result<(), ReportError> {
         let format = ReportFormat::of(path)?;
         let text = match format {
             ReportFormat::Json => self.to_json(),
             ReportFormat::Html => html::page(self),
             ReportFormat::Svg => html::svg_document(self),
         };
-        std::fs::write(path, text).map_err(|source| ReportError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        crate::safe_file::write_file(path, text.as_bytes(), mode)
+            .map_err(|e| ReportError::from_file(path, &dir, e))
     }
 }
 
@@ -326,6 +353,43 @@ pub enum ReportError {
     },
     #[error("{0}")]
     Expectation(String),
+    /// The path breaks the safe-write rule (safe_file/): said with the fix.
+    #[error("--report {}: {source} ({fix})", path.display())]
+    Unsafe {
+        path: PathBuf,
+        #[source]
+        source: crate::safe_file::FileError,
+        fix: &'static str,
+    },
+}
+
+impl ReportError {
+    /// A refusal of the safe writer, with what to do about it.
+    fn from_file(path: &Path, dir: &Path, e: crate::safe_file::FileError) -> Self {
+        use crate::safe_file::FileError;
+        let e = match e {
+            FileError::Io { source, .. } => {
+                return ReportError::NotWritable {
+                    path: path.to_path_buf(),
+                    dir: dir.to_path_buf(),
+                    source,
+                }
+            }
+            other => other,
+        };
+        let fix = match &e {
+            FileError::Io { .. } => "pick a writable folder",
+            FileError::UnsafeDir { .. } => "others could swap the file spot-sim writes as root: pick a folder only root or you can write, such as /root or /var/lib/spot-sim, or a new name in a sticky one such as /tmp",
+            FileError::NotRegular { .. } => "spot-sim replaces only a regular file: remove it yourself, or pick another path",
+            FileError::Foreign { .. } | FileError::Raced { .. } => "pick another name, or a folder only root or you can write",
+            _ => "pick another path",
+        };
+        ReportError::Unsafe {
+            path: path.to_path_buf(),
+            source: e,
+            fix,
+        }
+    }
 }
 
 /// `2026-11-26T08:30:01.123Z`.
@@ -382,6 +446,15 @@ pub fn prometheus(r: &Report) -> String {
                 u8::from(v.pass)
             );
         }
+    }
+    out.push_str("# HELP spot_sim_stopped 1 once the game day was stopped early (reason: stop-if, max-duration or abort); every target was detached then.\n# TYPE spot_sim_stopped gauge\n");
+    if let Some(s) = &r.stopped {
+        let _ = writeln!(
+            out,
+            "spot_sim_stopped{{reason=\"{}\",condition=\"{}\"}} 1",
+            s.reason.as_str(),
+            label(&s.condition)
+        );
     }
     out
 }

@@ -258,3 +258,99 @@ fn report_timestamps_are_rfc3339_with_milliseconds() {
     assert_eq!(clock(&at(1_795_645_080_000)), "22:18:00");
     assert_eq!(clock(&at(1_795_645_080_450)), "22:18:00.450");
 }
+
+/// A handler whose connects spot-sim redirected but never answered (its listener was in
+/// another network namespace) was not served; one that never connected was not asked. The
+/// verdict blames the handler only for the second.
+#[test]
+fn not_served_and_not_asked_are_different_findings() {
+    let mut silent = polling(8);
+    silent.requests = Sample::default();
+    silent.polls = Polls::default().summary();
+    silent.events[0].first_read_ms = None;
+    let node = Expectations {
+        read_in_time: true,
+        ..Default::default()
+    };
+    let r = Report::build(&[silent.clone()], &node, T + 20_000);
+    let reason = &reasons(&r)[0];
+    assert!(
+        reason.ends_with("not asked: the handler made no IMDS request"),
+        "{reason}"
+    );
+
+    silent.redirects = Sample {
+        kept: Vec::new(),
+        total: 3,
+    };
+    let r = Report::build(&[silent], &node, T + 20_000);
+    let reason = &reasons(&r)[0];
+    assert!(reason.contains("not served: the kernel redirected the handler's IMDS connects (3 reported) but spot-sim answered none"), "{reason}");
+    assert!(reason.contains("the handler is not at fault"), "{reason}");
+    assert!(!reason.contains("not asked"), "{reason}");
+}
+
+#[test]
+fn a_stopped_game_day_says_so_in_every_format_and_only_then() {
+    let mut r = Report::build(&[polling(1)], &Expectations::default(), T + 20_000);
+    let plain = (r.to_json(), r.summary(), prometheus(&r), html::page(&r));
+    assert!(!plain.0.contains("stopped"), "{}", plain.0);
+    assert!(!plain.1.contains("stopped"), "{}", plain.1);
+    assert!(!plain.2.contains("spot_sim_stopped{"), "{}", plain.2);
+    assert!(
+        !plain.3.contains("class=\"stop"),
+        "stop marker without a stop"
+    );
+    r.stopped = Some(crate::stop::Stopped::new(
+        crate::stop::Halt {
+            reason: crate::stop::StopReason::StopIf,
+            condition: "http:http://127.0.0.1:8080/healthz: answered 503 <b>".into(),
+        },
+        at(T + 12_000),
+    ));
+    let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(json["stopped"]["reason"], "stop-if");
+    assert_eq!(json["stopped"]["at"], at(T + 12_000));
+    let back: Report = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(back.stopped, r.stopped);
+    let summary = r.summary();
+    assert!(
+        summary.starts_with(&format!(
+            "stopped at {} (stop-if): http:http://127.0.0.1:8080/healthz: answered 503 <b>; every target was detached then\n",
+            clock(&at(T + 12_000))
+        )),
+        "{summary}"
+    );
+    assert!(prometheus(&r).contains(
+        "spot_sim_stopped{reason=\"stop-if\",condition=\"http:http://127.0.0.1:8080/healthz: answered 503 <b>\"} 1\n"
+    ));
+    let page = html::page(&r);
+    assert_eq!(
+        page.matches("<g class=\"stop\" data-reason=\"stop-if\">")
+            .count(),
+        1
+    );
+    assert!(
+        page.contains("<p class=\"stopped\"><strong>Stopped</strong>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("answered 503 &lt;b&gt;") && !page.contains("503 <b>"),
+        "escaped"
+    );
+    assert!(html::svg_document(&r).contains("class=\"stop\""));
+}
+
+#[test]
+fn a_notice_first_read_3_4_s_after_its_issue_is_reported_3_4_s_late() {
+    let mut s = polling(1);
+    s.events[0].first_read_ms = Some(T + 13_400);
+    let r = Report::build(&[s.clone()], &expect_detect(4), T + 20_000);
+    assert_eq!(r.pass, Some(true), "{:?}", r.targets[0].verdict);
+    assert_eq!(r.targets[0].events[0].detection_latency_s, Some(3.4));
+    let r = Report::build(&[s], &expect_detect(3), T + 20_000);
+    assert_eq!(
+        reasons(&r),
+        ["notice issued 08:00:10, first read 08:00:13.400: 3.4 s > 3 s expected; polls were 1 s apart"]
+    );
+}

@@ -29,6 +29,18 @@ pub struct VerdictArgs {
     /// per target) or .svg (the timeline alone). Repeatable
     #[arg(long, value_name = "FILE")]
     pub report: Vec<PathBuf>,
+    /// Mode of the --report files, in octal (e.g. 0640). Reports hold the workload's command
+    /// lines, so only their owner reads them by default [default: 0600]
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub report_mode: Option<u32>,
+}
+
+/// `0640` or `640`: permission bits only (no setuid, setgid or sticky bit on a report).
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim(), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("invalid mode `{s}`: give octal permission bits like 0600 or 0640"))
 }
 
 /// The formats `--report` writes.
@@ -58,6 +70,11 @@ impl ReportFormat {
 }
 
 impl VerdictArgs {
+    /// The mode the report files are written with.
+    pub fn report_mode(&self) -> u32 {
+        self.report_mode.unwrap_or(crate::safe_file::DEFAULT_MODE)
+    }
+
     /// The expectations given, `--expect-react`'s parsed.
     pub fn expectations(&self) -> Result<Expectations, ReportError> {
         let react = self
@@ -157,30 +174,8 @@ fn check_report_path(path: &Path) -> Result<(), ReportError> {
             dir,
         });
     }
-    if path.is_dir() {
-        return Err(ReportError::Write {
-            path: path.to_path_buf(),
-            source: std::io::Error::other("it is a folder"),
-        });
-    }
-    // access(2) says yes to root on any folder that is not read-only mounted; creating a
-    // file is the only honest test.
-    let probe = dir.join(format!(".spot-sim-report-check-{}", std::process::id()));
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-    {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-        }
-        Err(source) => {
-            return Err(ReportError::NotWritable {
-                path: path.to_path_buf(),
-                dir,
-                source,
-            })
-        }
-    }
+    // The same checks and the same temporary-file dance as the write at the end
+    // (safe_file/write.rs): a report that would be refused then is refused now.
+    crate::safe_file::check_writable(path).map_err(|e| ReportError::from_file(path, &dir, e))?;
     Ok(())
 }

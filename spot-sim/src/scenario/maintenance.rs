@@ -173,15 +173,21 @@ pub fn imds_json(events: &[MaintenanceView]) -> String {
 /// parsed it with Go's `"02 Jan 2006 15:04:05 GMT"` (two digits required) before moving to
 /// `"2 Jan 2006 ..."` (either), so "01 Dec" suits both and "1 Dec" only the newer.
 pub fn imds_date(t: SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(t);
+    let dt = super::dates::to_datetime(t);
     let format = time::macros::format_description!(
         "[day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
     dt.format(format).unwrap_or_default()
 }
 
-/// Parses an IMDS maintenance date (day zero-padded or not).
+/// Parses an IMDS maintenance date (day zero-padded or not), within the dates spot-sim
+/// accepts ([`super::dates::bounded`]).
 pub fn parse_imds_date(s: &str) -> Option<SystemTime> {
+    super::dates::bounded(imds_datetime(s)?).ok()
+}
+
+/// The IMDS form alone, unbounded.
+fn imds_datetime(s: &str) -> Option<time::OffsetDateTime> {
     let padded = time::macros::format_description!(
         "[day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
@@ -191,7 +197,7 @@ pub fn parse_imds_date(s: &str) -> Option<SystemTime> {
     time::PrimitiveDateTime::parse(s, padded)
         .or_else(|_| time::PrimitiveDateTime::parse(s, unpadded))
         .ok()
-        .map(|dt| dt.assume_utc().into())
+        .map(|dt| dt.assume_utc())
 }
 
 /// Why a maintenance date was not read.
@@ -200,6 +206,8 @@ pub enum DateProblem {
     /// RFC 3339 but for its zone: which instant it means depends on a zone it does not say.
     NoZone,
     NotADate,
+    /// A date, but outside what spot-sim accepts ([`super::dates::bounded`]).
+    OutOfRange,
 }
 
 /// A maintenance date as a scenario writes it: IMDS's form (`21 Jan 2026 09:00:00 GMT`) or
@@ -208,11 +216,13 @@ pub enum DateProblem {
 pub fn parse_event_date(s: &str) -> Result<SystemTime, DateProblem> {
     let rfc3339 = &time::format_description::well_known::Rfc3339;
     let s = s.trim();
-    if let Some(t) = parse_imds_date(s) {
-        return Ok(t);
+    // Both forms through the one date bound (scenario/dates.rs).
+    let bounded = |t| super::dates::bounded(t).map_err(|_| DateProblem::OutOfRange);
+    if let Some(t) = imds_datetime(s) {
+        return bounded(t);
     }
     match time::OffsetDateTime::parse(s, rfc3339) {
-        Ok(t) => Ok(t.into()),
+        Ok(t) => bounded(t),
         // Valid once a zone is added: a local time (also what a bare TOML local date-time is).
         Err(_) if time::OffsetDateTime::parse(&format!("{s}Z"), rfc3339).is_ok() => {
             Err(DateProblem::NoZone)
@@ -247,6 +257,18 @@ mod date_tests {
         }
         for text in ["2026-01-21", "tomorrow", "21 Jan 2026 09:00:00", ""] {
             assert_eq!(parse_event_date(text), Err(DateProblem::NotADate), "{text}");
+        }
+        // Dates in either form go through the one bound (issue #20).
+        for text in [
+            "31 Dec 9999 23:00:00 GMT",
+            "9999-12-31T23:00:00Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert_eq!(
+                parse_event_date(text),
+                Err(DateProblem::OutOfRange),
+                "{text}"
+            );
         }
     }
 }

@@ -4,6 +4,7 @@
 //! layer above this one and `crate::imds`.
 
 mod clock;
+pub mod dates;
 mod maintenance;
 mod published;
 mod timeline;

@@ -181,8 +181,9 @@ async fn the_notice_read_through_a_dated_version_or_doubled_slashes_counts_every
             start_at: None,
             start_unix: None,
             finished: true,
-            verdict: verdict(true, true, std::slice::from_ref(&result)),
+            verdict: verdict(true, true, false, std::slice::from_ref(&result)),
             targets: vec![result],
+            stopped: None,
         };
         let line: serde_json::Value = serde_json::from_str(&node.json_line()).unwrap();
         assert_eq!(

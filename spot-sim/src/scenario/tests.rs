@@ -109,6 +109,17 @@ fn hibernation_gets_no_warning() {
     // The guest takes D (here the default, two minutes) to suspend; until then the notice shows.
     assert_eq!(t.phase(), Phase::Notice);
     assert_eq!(s.interrupted_at, start() + secs(120));
+    // A longer D does not keep a hibernating instance up longer: two minutes at most.
+    let (_clock, t) = timeline(Scenario {
+        action: Action::Hibernate,
+        interruption_in: secs(600),
+        ..Scenario::default()
+    });
+    let s = t.schedule().expect("started");
+    assert_eq!(
+        (s.notice_at, s.interrupted_at),
+        (start(), start() + secs(120))
+    );
 }
 
 #[test]

@@ -469,7 +469,8 @@ pub fn whole_seconds(t: SystemTime) -> SystemTime {
 
 /// `2026-11-25T22:20:00Z`: RFC 3339, UTC, whole seconds, as IMDS writes it.
 pub fn rfc3339(t: SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(t);
+    // Total: an instant past `time`'s range shows at its end instead of panicking.
+    let dt = super::dates::to_datetime(t);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         dt.year(),

@@ -21,16 +21,18 @@ use std::{
     path::PathBuf,
     sync::{mpsc, Arc},
     thread::JoinHandle,
+    time::Instant,
 };
 
 use serde::Serialize;
 
 use crate::{
     journal::{Journal, JournalSnapshot},
-    redirect::RedirectError,
+    redirect::{ms, RedirectError, STARTUP},
     report::{Expectations, Report},
     scenario::Clock,
     settings::Settings,
+    stop::{Halt, Stopped},
     targets::{CgroupDir, NetNs, NetNsError},
 };
 use owner::Owner;
@@ -59,6 +61,8 @@ pub enum SessionError {
     Start(std::io::Error),
     #[error("spot-sim is shutting down: nothing more can be added or changed")]
     Stopped,
+    #[error("the game day was stopped ({0}): nothing is attached again; start spot-sim anew for another one")]
+    Halted(String),
 }
 
 /// What to target, resolved: a cgroup and the namespace its processes use.
@@ -106,6 +110,7 @@ impl Session {
     /// Loads the redirect and starts the owner thread. Needs a tokio runtime: the responders
     /// and the eBPF log forwarding run on it.
     pub fn start(clock: Arc<dyn Clock>) -> Result<Arc<Self>, SessionError> {
+        let started = Instant::now();
         let doorbell = Arc::new(Doorbell::new().map_err(SessionError::Start)?);
         let owner = Owner::new(clock, Arc::clone(&doorbell))?;
         let sees_processes = owner.sees_processes();
@@ -119,6 +124,7 @@ impl Session {
                 owner.run(rx);
             })
             .map_err(SessionError::Start)?;
+        log::debug!(target: STARTUP, "session started in {}", ms(started));
         Ok(Arc::new(Self {
             jobs,
             doorbell,
@@ -144,8 +150,18 @@ impl Session {
     /// Starts a target: opens its listeners inside its namespace, starts its responder, and
     /// only then attaches the redirect.
     pub fn add_target(&self, spec: TargetSpec) -> Result<String, SessionError> {
-        self.ask(move |o| o.add(spec))
-            .unwrap_or(Err(SessionError::Stopped))
+        let started = Instant::now();
+        let added = self
+            .ask(move |o| o.add(spec))
+            .unwrap_or(Err(SessionError::Stopped));
+        if let Ok(name) = &added {
+            log::debug!(
+                target: STARTUP,
+                "{name}: added in {} (its listeners, responder and attach)",
+                ms(started)
+            );
+        }
+        added
     }
 
     /// Detaches a target and stops its responder.
@@ -200,6 +216,18 @@ impl Session {
         self.report_with(expect, Journal::snapshot)
     }
 
+    /// The report a control client asks for while the rehearsal runs: bounded (report/bound.rs)
+    /// whatever the targets did, and never built whole.
+    pub fn live_report(&self, expect: &Expectations) -> Report {
+        let mut r = self.report_with(expect, |j| {
+            let mut s = j.snapshot();
+            crate::report::bound::trim_snapshot(&mut s);
+            s
+        });
+        crate::report::bound::fit(&mut r, crate::report::bound::MAX_LIVE_BYTES);
+        r
+    }
+
     /// The findings and verdicts alone (no request list): for metrics scrapes.
     pub fn verdicts(&self) -> Report {
         self.report_with(&self.expectations(), Journal::summary_snapshot)
@@ -214,7 +242,20 @@ impl Session {
         // hundred thousand requests) are taken here, off its thread.
         let (journals, now_ms) = self.ask(|o| o.journals_for_report()).unwrap_or_default();
         let snapshots: Vec<_> = journals.iter().map(|j| snapshot(j)).collect();
-        Report::build(&snapshots, expect, now_ms)
+        let mut report = Report::build(&snapshots, expect, now_ms);
+        report.stopped = self.stopped();
+        report
+    }
+
+    /// Stops the game day (a stop condition held, `--max-duration` passed, an abort): every
+    /// target is detached at once and none is attached again. The first stop is kept.
+    pub fn halt(&self, halt: Halt) -> Option<Stopped> {
+        self.ask(move |o| o.halt(halt))
+    }
+
+    /// The stop, once the game day was stopped.
+    pub fn stopped(&self) -> Option<Stopped> {
+        self.ask(|o| o.halted.clone()).flatten()
     }
 
     /// Detaches every target, then stops every responder.

@@ -19,8 +19,11 @@ use crate::{
     redirect::{ActivityReader, EventReader, KernelActivity, Redirector},
     report::Expectations,
     scenario::{Clock, OnInterrupt, Phase},
+    stop::Stopped,
     targets::{process, CgroupChange, CgroupWatch},
 };
+
+mod halt;
 
 /// How often the owner wakes without being asked. Everything urgent wakes it by itself: a
 /// job, a program start or a redirect in a target (the kernel wakes it), a cgroup that
@@ -65,6 +68,9 @@ pub(super) struct Owner {
     watch: Option<CgroupWatch>,
     poller: Poller,
     stopped: bool,
+    /// The game day was stopped (a stop condition, `--max-duration`, an abort): nothing is
+    /// attached again, as a stopped FIS experiment cannot be resumed.
+    pub(super) halted: Option<Stopped>,
 }
 
 impl Owner {
@@ -117,6 +123,7 @@ impl Owner {
             watch,
             poller,
             stopped: false,
+            halted: None,
         })
     }
 
@@ -200,6 +207,9 @@ impl Owner {
     /// only then attaches the redirect. The name is checked and taken in the same job, so two
     /// `target add`s (or one and `--follow`) cannot both get it.
     pub(super) fn add(&mut self, spec: TargetSpec) -> Result<String, SessionError> {
+        if let Some(h) = &self.halted {
+            return Err(SessionError::Halted(h.condition.clone()));
+        }
         if self.targets.iter().any(|t| t.name == spec.name) {
             return Err(SessionError::Duplicate(spec.name));
         }
@@ -276,8 +286,9 @@ impl Owner {
     }
 
     pub(super) fn command_ended(&self, name: &str, status: i32) {
-        if let Some(t) = self.find(name) {
-            t.journal.command_ended(status);
+        // By journal: a stopped game day has detached the target, not forgotten it.
+        if let Some((_, j)) = self.journals.iter().rev().find(|(_, j)| j.name() == name) {
+            j.command_ended(status);
         }
     }
 

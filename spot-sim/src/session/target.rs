@@ -52,6 +52,8 @@ pub(super) struct ActiveTarget {
     tasks: Vec<JoinHandle<()>>,
     pub(super) on_interrupt: OnInterrupt,
     gone_reported: bool,
+    /// Processes outside spot-sim's PID namespace joined: said once.
+    hidden_reported: bool,
     /// The cgroup emptied: watch it for removal until it fills again.
     pub(super) empty: bool,
     throttle: LogThrottle,
@@ -145,6 +147,7 @@ impl ActiveTarget {
             tasks,
             on_interrupt: spec.settings.on_interrupt,
             gone_reported: false,
+            hidden_reported: false,
             empty: false,
             throttle: LogThrottle::default(),
             journal,
@@ -216,6 +219,25 @@ impl ActiveTarget {
         );
     }
 
+    /// A pid the kernel reported that our /proc does not show as the target's: said once when
+    /// the target holds processes spot-sim cannot see.
+    fn check_hidden(&mut self) {
+        if !self.hidden_reported && self.cgroup.pids().contains(&0) {
+            self.hidden_pids();
+        }
+    }
+
+    /// Processes spot-sim cannot see joined (pid 0 in cgroup.procs): said once, and their
+    /// namespace is never guessed.
+    fn hidden_pids(&mut self) {
+        if !std::mem::replace(&mut self.hidden_reported, true) {
+            let why = crate::targets::HiddenPids {
+                cgroup: self.cgroup.path().to_path_buf(),
+            };
+            log::warn!("{}: not served: {why}", self.name);
+        }
+    }
+
     /// Says once that the cgroup is gone (a pod deleted): `status` shows it too.
     pub(super) fn check_gone(&mut self) {
         if self.gone_reported || self.cgroup.exists() {
@@ -251,9 +273,20 @@ impl ActiveTarget {
     /// starts after spot-sim): each such namespace gets a listener on the same ports, as soon
     /// as the kernel reports a program start there (or the safety scan finds it).
     pub(super) fn serve_namespace_of(&mut self, pid: u32) {
+        if pid == 0 {
+            return self.hidden_pids();
+        }
         // Most pids live in a namespace already served: a stat tells, without an open.
-        if NetNs::inode_of_pid(&self.proc, pid).is_none_or(|i| self.served.contains(&i)) {
-            return;
+        match NetNs::inode_of_pid(&self.proc, pid) {
+            Some(i) if self.served.contains(&i) => return,
+            Some(_) => {}
+            // Gone already, or outside our PID namespace: only the cgroup can tell which.
+            None => return self.check_hidden(),
+        }
+        // The kernel reports program starts with the node's pids: one names this target's
+        // process in our /proc only when spot-sim shares the node's PID namespace.
+        if !self.cgroup.pids().contains(&pid) {
+            return self.check_hidden();
         }
         let Ok(ns) = NetNs::of_pid(&self.proc, pid) else {
             return; // Gone already, or not ours to see.

@@ -180,6 +180,12 @@ impl Entry<'_> {
                         format!("{}Z", text.trim())
                     ),
                 )),
+                Err(DateProblem::OutOfRange) => Err(self.invalid(
+                    name,
+                    format!("{text:?}"),
+                    "outside the dates spot-sim accepts",
+                    crate::scenario::dates::ALLOWED,
+                )),
                 Err(DateProblem::NotADate) => Err(self.invalid(
                     name,
                     format!("{text:?}"),

@@ -161,17 +161,23 @@ fn start_at(
             "one of start-at, start-in or manual = true",
         ));
     }
-    let parsed =
-        time::OffsetDateTime::parse(at.0.trim(), &time::format_description::well_known::Rfc3339)
-            .map_err(|_| {
-                invalid(
-                    origin,
-                    field,
-                    &value,
-                    "not an RFC 3339 time",
-                    "a time like \"2026-11-26T09:00:00Z\" or \"2026-11-26T10:00:00+01:00\"",
-                )
-            })?;
+    // The one date bound (scenario/dates.rs), as for every date from a file or a flag.
+    let parsed = crate::scenario::dates::parse_rfc3339(&at.0).map_err(|e| match e {
+        crate::scenario::dates::Rfc3339Error::Syntax => invalid(
+            origin,
+            field,
+            &value,
+            "not an RFC 3339 time",
+            "a time like \"2026-11-26T09:00:00Z\" or \"2026-11-26T10:00:00+01:00\"",
+        ),
+        crate::scenario::dates::Rfc3339Error::OutOfRange => invalid(
+            origin,
+            field,
+            &value,
+            "outside the dates spot-sim accepts",
+            crate::scenario::dates::ALLOWED,
+        ),
+    })?;
     let t: SystemTime = parsed.into();
     if t <= now {
         return Err(invalid(
@@ -409,42 +415,12 @@ fn user_data(
         }
         (Some(text), None) => (text, "metadata.user-data"),
         (None, Some(path)) => {
-            let path = match Path::new(origin).parent() {
-                Some(dir) if path.is_relative() => dir.join(path),
-                _ => path,
-            };
-            let shown = format!("{:?}", path.display().to_string());
-            let unreadable = |e: std::io::Error| {
-                invalid(
-                    origin,
-                    "metadata.user-data-file",
-                    &shown,
-                    &format!("cannot read it ({e})"),
-                    "a readable file",
-                )
-            };
-            let file = std::fs::File::open(&path).map_err(unreadable)?;
-            // A regular file only: `/dev/zero` or a FIFO would never end.
-            if !file.metadata().map_err(unreadable)?.is_file() {
-                return Err(invalid(
-                    origin,
-                    "metadata.user-data-file",
-                    &shown,
-                    "not a regular file",
-                    "a text file",
-                ));
-            }
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(
-                &mut std::io::Read::take(file, MAX_USER_DATA + 1),
-                &mut bytes,
-            )
-            .map_err(unreadable)?;
+            let bytes = read_user_data(&path, origin)?;
             let text = String::from_utf8(bytes).map_err(|_| {
                 invalid(
                     origin,
                     "metadata.user-data-file",
-                    &shown,
+                    format!("{:?}", path.display().to_string()),
                     "not UTF-8 text (gzip'd or binary user data is not supported)",
                     "a text file: a script, cloud-config, or MIME multipart",
                 )
@@ -463,6 +439,43 @@ fn user_data(
         ));
     }
     Ok(Some(text))
+}
+
+/// The bytes of `user-data-file`, read once at start by the user who ran spot-sim, through
+/// the one safe reader (safe_file/read.rs): a regular file of at most 16 KB, beneath the
+/// scenario file's own directory. Whoever can write the scenario (in a DaemonSet, whoever
+/// edits the ConfigMap) chooses this path, and the file is served to the target: so an absolute
+/// path, a `..` or a symlink leading out of that directory is refused, and a DaemonSet's
+/// ConfigMap mount bounds what can be served. Put the file beside the scenario (or inline it as
+/// `user-data`) to use it.
+fn read_user_data(path: &Path, origin: &str) -> Result<Vec<u8>, ScenarioError> {
+    use crate::safe_file::FileError;
+    let base = match Path::new(origin).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let shown = format!("{:?}", path.display().to_string());
+    let refuse = |problem: String, allowed: &str| {
+        invalid(origin, "metadata.user-data-file", &shown, &problem, allowed)
+    };
+    crate::safe_file::read_beneath(base, path, MAX_USER_DATA).map_err(|e| match e {
+        FileError::Outside { .. } => refuse(
+            format!(
+                "outside the scenario file's directory {:?}",
+                base.display().to_string()
+            ),
+            "a file in the scenario's directory (no absolute path, no `..`, no symlink leading out); copy it there or inline it as user-data",
+        ),
+        FileError::NotRegular { what, .. } => {
+            refuse(format!("{what}, not a regular file"), "a text file")
+        }
+        FileError::TooLarge { len, .. } => refuse(
+            format!("{len} bytes, more than EC2 accepts"),
+            "at most 16384 bytes",
+        ),
+        FileError::Grew { .. } => refuse("grew while being read".into(), "at most 16384 bytes"),
+        other => refuse(format!("cannot read it ({other})"), "a readable file"),
+    })
 }
 
 /// "us-east-1a" → "us-east-1".

@@ -118,55 +118,29 @@ fn parse_error(path: &Path, text: &str, err: &toml::de::Error) -> ScenarioError 
     }
 }
 
-/// Reads a scenario file that is a regular file of at most [`MAX_SCENARIO_BYTES`]. Opened
-/// non-blocking so a FIFO cannot hang us (and "ghost-add" a target when written later), and
-/// checked on the open descriptor, so the file cannot be swapped between check and read.
-/// `/dev/zero` would otherwise grow memory until the OOM killer ends a running instance.
+/// Reads a scenario file that is a regular file of at most [`MAX_SCENARIO_BYTES`], through
+/// the one safe reader (safe_file/read.rs): non-blocking, so a FIFO cannot hang us (and
+/// "ghost-add" a target when written later), and checked on the open descriptor.
 pub(crate) fn read_bounded(path: &Path) -> Result<String, ScenarioError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let read_err = |source| ScenarioError::ReadFile {
-        path: path.to_path_buf(),
-        source,
-    };
+    use crate::safe_file::FileError;
     let refuse = |problem: String| ScenarioError::NotAScenarioFile {
         path: path.to_path_buf(),
         problem,
     };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
-    if !meta.is_file() {
-        let kind = meta.file_type();
-        use std::os::unix::fs::FileTypeExt;
-        let what = if kind.is_dir() {
-            "a directory"
-        } else if kind.is_fifo() {
-            "a FIFO (named pipe)"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        return Err(refuse(what.to_string()));
-    }
-    if meta.len() > MAX_SCENARIO_BYTES {
-        return Err(refuse(format!("it is {} bytes", meta.len())));
-    }
-    let mut text = String::new();
-    // Bounded again while reading: a file that grows after the check is cut off, not followed.
-    file.take(MAX_SCENARIO_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(read_err)?;
-    if text.len() as u64 > MAX_SCENARIO_BYTES {
-        return Err(refuse("it grew beyond the limit while being read".into()));
-    }
-    Ok(text)
+    let bytes = crate::safe_file::read_bounded(path, MAX_SCENARIO_BYTES).map_err(|e| match e {
+        FileError::NotRegular { what, .. } => refuse(what.to_string()),
+        FileError::TooLarge { len, .. } => refuse(format!("it is {len} bytes")),
+        FileError::Grew { .. } => refuse("it grew beyond the limit while being read".into()),
+        FileError::Io { source, .. } => ScenarioError::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => refuse(other.to_string()),
+    })?;
+    String::from_utf8(bytes).map_err(|_| ScenarioError::ReadFile {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+    })
 }
 
 #[cfg(test)]

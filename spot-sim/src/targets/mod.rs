@@ -8,6 +8,7 @@ pub mod kind;
 pub mod netns;
 pub mod pods;
 pub mod process;
+pub mod visible;
 pub mod watch;
 
 pub use cgroup::{CgroupDir, CgroupError, TargetScope, TransientCgroup};
@@ -15,4 +16,5 @@ pub use host::{HostError, HostView};
 pub use kind::{ExecNetns, TargetKind};
 pub use netns::{NetNs, NetNsError};
 pub use pods::{Pod, PodError, PodSelector};
+pub use visible::{visible_pids, HiddenPids};
 pub use watch::{CgroupChange, CgroupWatch};

@@ -16,12 +16,16 @@ use spot_sim_testkit::{
     cgroup2_mount, place, placed, Capture, ControlSocket, NetNs, Proc, TestCgroup,
 };
 
-use probes::{rss_kib, status_field, RssSampler};
-use report::{median, parse_wrk, render, svg, Attach, Load, Mode, Report, Row};
+use probes::{rss_kib, RssSampler};
+use report::{parse_wrk, render, Load, Mode, Report, Row, Startup};
 
+mod attach;
+mod chart;
+mod dnat;
 mod kernel;
 mod probes;
 mod report;
+mod startup;
 
 /// The responder port of the main `spot-sim run`, inside the bench's namespace.
 const PORT: u16 = 1338;
@@ -57,14 +61,21 @@ pub struct BenchArgs {
     /// itself in a short run; its figures are not the release build's).
     #[arg(long)]
     bin: Option<PathBuf>,
-    /// Internal: run one probe (`first-answer`, `connect-latency`) in the bench's namespaces.
+    /// Internal: run one probe (`first-answer`, `connect-latency`, `connect-rate`) in the
+    /// bench's namespaces.
     #[arg(long, hide = true)]
     probe: Option<String>,
+    /// Internal: the `connect-rate` probe's connects a second (0: as fast as it can).
+    #[arg(long, hide = true, default_value_t = 0)]
+    probe_rate: u32,
+    /// Internal: where the `connect-rate` probe connects.
+    #[arg(long, hide = true)]
+    probe_to: Option<String>,
 }
 
 pub fn run(root: &Path, args: BenchArgs) -> Result<ExitCode> {
     if let Some(p) = &args.probe {
-        return probes::probe(p);
+        return probes::probe(p, &args);
     }
     if !super::is_root() {
         eprintln!("xtask: not root; running the benchmark through sudo -E");
@@ -141,6 +152,10 @@ struct Bench<'a> {
     args: &'a BenchArgs,
     xtask: PathBuf,
     sockets: usize,
+    /// Empty the conntrack table before each load run (the DNAT phase), and the most entries
+    /// seen after one.
+    conntrack_flush: std::cell::Cell<bool>,
+    conntrack_peak: std::cell::Cell<u64>,
 }
 
 impl<'a> Bench<'a> {
@@ -153,6 +168,8 @@ impl<'a> Bench<'a> {
             args,
             xtask: std::env::current_exe()?,
             sockets: 0,
+            conntrack_flush: std::cell::Cell::new(false),
+            conntrack_peak: std::cell::Cell::new(0),
         })
     }
 
@@ -161,13 +178,15 @@ impl<'a> Bench<'a> {
         ControlSocket::control_socket(&format!("bench-{}", self.sockets))
     }
 
-    /// `spot-sim run` inside `netns` (so targets with no process get their responder there).
+    /// `spot-sim run` inside `netns` (so targets with no process get their responder there),
+    /// logging at `log` (RUST_LOG).
     fn spot_sim_run(
         &mut self,
         netns: &NetNs,
         servers: &Path,
         cgroups: &[PathBuf],
         port: u16,
+        log: &str,
     ) -> Result<(Proc, ControlSocket)> {
         let control = self.control();
         let port = port.to_string();
@@ -183,7 +202,7 @@ impl<'a> Bench<'a> {
             args.extend(["--cgroup", p]);
         }
         let mut cmd = command_in(netns, servers, &self.bin, &args)?;
-        cmd.env("RUST_LOG", "info");
+        cmd.env("RUST_LOG", log);
         Ok((spawn("spot-sim run", &mut cmd)?, control))
     }
 
@@ -203,7 +222,7 @@ impl<'a> Bench<'a> {
         let binary_size = fs::metadata(&self.bin)?.len();
         eprintln!("== load: direct and spot-sim");
         let (mut sim, _ctl) =
-            self.spot_sim_run(&ns, &servers, std::slice::from_ref(&target), PORT)?;
+            self.spot_sim_run(&ns, &servers, std::slice::from_ref(&target), PORT, "info")?;
         sim.wait_for("serving 1 target", Duration::from_secs(30))?;
         std::thread::sleep(Duration::from_secs(1));
         let rss_idle = rss_kib(sim.pid());
@@ -225,8 +244,7 @@ impl<'a> Bench<'a> {
             direct.extend(d.into_iter().map(|l| (mode, l)));
             rows.push(row);
         }
-        let (redirect_ns, other_ns) =
-            self.kernel_connect_rows(&ns, &target, sim.pid(), &imds_url, &direct_url)?;
+        let connects = self.kernel_connect_rows(&ns, &target, sim.pid())?;
 
         eprintln!("== load: the old way (loopback alias + socat)");
         ns.sh(&format!("ip addr add {IMDS}/32 dev lo"))?;
@@ -255,38 +273,10 @@ impl<'a> Bench<'a> {
                 rows.push(row);
             }
         }
+        // DNAT needs no address on lo: a fair measure of it starts without the alias.
+        ns.sh(&format!("ip addr del {IMDS}/32 dev lo"))?;
+        let dnat = self.dnat_rows(&ns, reference, &clients, &imds_url, &mut rows, &mut direct)?;
 
-        eprintln!("== load: iptables DNAT");
-        let dnat = ns
-            .sh("echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && echo 1 > /proc/sys/net/ipv4/conf/lo/route_localnet")
-            .and_then(|_| {
-                ns.sh(&format!(
-                    "iptables -t nat -A OUTPUT -d {IMDS}/32 -p tcp --dport 80 -j DNAT --to-destination 127.0.0.1:{PORT}"
-                ))
-            })
-            .map_err(anyhow::Error::from)
-            .and_then(|_| check_answer(&ns, &clients, &imds_url));
-        for mode in [Mode::NewConnection, Mode::KeepAlive] {
-            match &dnat {
-                Ok(()) => {
-                    let (d, row) =
-                        self.compare(&ns, reference, "iptables DNAT", (&clients, &imds_url), mode)?;
-                    direct.extend(d.into_iter().map(|l| (mode, l)));
-                    rows.push(row);
-                }
-                Err(e) => rows.push(Row {
-                    setup: "iptables DNAT",
-                    mode,
-                    runs: Vec::new(),
-                    ratios: Vec::new(),
-                    note: format!("unavailable: {}", first_line(&format!("{e:#}"))),
-                }),
-            }
-        }
-        // Leaves the namespace as spot-sim found it, for the runs below.
-        let _ = ns.sh(&format!(
-            "iptables -t nat -F OUTPUT; ip addr del {IMDS}/32 dev lo"
-        ));
         sim.stop();
         // Direct first in the table: every direct run of each mode, across all pairings.
         for mode in [Mode::KeepAlive, Mode::NewConnection] {
@@ -312,62 +302,16 @@ impl<'a> Bench<'a> {
         );
         let mut firsts = Vec::new();
         let mut servings = Vec::new();
+        let mut startup = Startup::default();
         for _ in 0..self.args.starts {
-            let (first, serving) = self.first_answer(&ns, &target, &servers)?;
+            let (first, serving) = self.first_answer(&ns, &target, &servers, &mut startup)?;
             firsts.push(first);
             servings.push(serving);
         }
 
         let max = usize::try_from(self.args.max_cgroups)?;
-        let counts: Vec<usize> =
-            [1, 100, 1000, max]
-                .into_iter()
-                .filter(|n| *n <= max)
-                .fold(Vec::new(), |mut v, n| {
-                    if !v.contains(&n) {
-                        v.push(n);
-                    }
-                    v
-                });
-        eprintln!("== attach cost: {counts:?} cgroups");
-        // Connects to another address (a local listener) from inside a target cgroup: the
-        // connect program runs for each and passes it untouched. Timed with nothing attached,
-        // with the most cgroups attached, and with nothing attached again.
-        let probe_ns = NetNs::new_private()?;
-        let mut attaches = Vec::new();
-        let mut connect = None;
-        for &n in &counts {
-            let dirs: Vec<PathBuf> = (0..n)
-                .map(|i| cg.child(&format!("many-{n}/c{i:04}")))
-                .collect::<std::io::Result<_>>()?;
-            let before = (n == max)
-                .then(|| self.connect_latency(&probe_ns, &dirs[0]))
-                .transpose()?;
-            let t0 = Instant::now();
-            let (mut p, _ctl) = self.spot_sim_run(&ns, &servers, &dirs, 0)?;
-            let at = p.wait_for(&format!("serving {n} target"), Duration::from_secs(120))?;
-            let secs = at.duration_since(t0).as_secs_f64();
-            std::thread::sleep(Duration::from_millis(500));
-            attaches.push(Attach {
-                n,
-                secs,
-                rss_kib: rss_kib(p.pid()),
-                threads: status_field(p.pid(), "Threads:"),
-            });
-            let during = (n == max)
-                .then(|| self.connect_latency(&probe_ns, &dirs[0]))
-                .transpose()?;
-            p.stop();
-            if let (Some(before), Some(during)) = (before, during) {
-                let after = self.connect_latency(&probe_ns, &dirs[0])?;
-                connect = Some((
-                    ((before.0 + after.0) / 2.0, (before.1 + after.1) / 2.0),
-                    during,
-                ));
-            }
-        }
-        let (connect_none, connect_attached) =
-            connect.ok_or_else(|| anyhow!("no run with {max} cgroups"))?;
+        let (attaches, connect_none, connect_attached) =
+            self.attach_rows(&ns, &servers, &cg, max)?;
 
         let idle_dirs: Vec<PathBuf> = (0..self.args.idle_targets)
             .map(|i| cg.child(&format!("idle/c{i:04}")))
@@ -375,8 +319,7 @@ impl<'a> Bench<'a> {
         let (idle_cpu_pct, new_netns_ms, exec) =
             self.idle_and_new_netns(&ns, &servers, &idle_dirs)?;
         let kernel = report::Figures {
-            redirect: redirect_ns,
-            other: other_ns,
+            connects,
             idle_targets: idle_dirs.len(),
             idle_cpu_pct,
             new_netns_ms,
@@ -385,7 +328,7 @@ impl<'a> Bench<'a> {
 
         fs::write(
             Path::new(&root_bench_dir()).join("requests.svg"),
-            svg(&rows),
+            chart::svg(&rows),
         )?;
         Ok(render(&Report {
             rows,
@@ -399,6 +342,9 @@ impl<'a> Bench<'a> {
             connect_attached,
             max_cgroups: max,
             kernel,
+            startup,
+            machine: probes::machine(),
+            dnat,
             args: self.args,
         }))
     }
@@ -449,6 +395,9 @@ impl<'a> Bench<'a> {
     /// flagged), not dropped; output that cannot be read at all ends the bench.
     fn wrk(&self, netns: &NetNs, cgroup: &Path, url: &str, mode: Mode, secs: u64) -> Result<Load> {
         check_interrupted()?;
+        if self.conntrack_flush.get() {
+            dnat::flush(netns)?;
+        }
         let d = format!("{secs}s");
         let c = self.args.connections.to_string();
         let mut args = vec!["-t", "2", "-c", &c, "-d", &d, "--latency"];
@@ -461,6 +410,10 @@ impl<'a> Bench<'a> {
             .output()
             .context("running wrk")?;
         check_interrupted()?;
+        if self.conntrack_flush.get() {
+            let n = dnat::count(netns);
+            self.conntrack_peak.set(self.conntrack_peak.get().max(n));
+        }
         let text = String::from_utf8_lossy(&out.stdout);
         let mut load = parse_wrk(&text).ok_or_else(|| {
             anyhow!(
@@ -484,57 +437,6 @@ impl<'a> Bench<'a> {
             }
         );
         Ok(load)
-    }
-
-    /// Starts spot-sim with a probe already polling from the target; returns the seconds to
-    /// the probe's first answer and to the "serving" log line.
-    fn first_answer(&mut self, ns: &NetNs, target: &Path, servers: &Path) -> Result<(f64, f64)> {
-        check_interrupted()?;
-        let xtask = self.xtask.clone();
-        let mut probe = spawn(
-            "probe",
-            &mut command_in(ns, target, &xtask, &["bench", "--probe", "first-answer"])?,
-        )?;
-        probe.wait_for("polling", Duration::from_secs(10))?;
-        let t0 = Instant::now();
-        let (mut sim, _ctl) = self.spot_sim_run(ns, servers, &[target.to_path_buf()], 0)?;
-        let answered = probe.wait_for("answered", Duration::from_secs(30))?;
-        let serving = sim.wait_for("serving 1 target", Duration::from_secs(30))?;
-        sim.stop();
-        Ok((
-            answered.duration_since(t0).as_secs_f64(),
-            serving.duration_since(t0).as_secs_f64(),
-        ))
-    }
-
-    /// Median p50 and p99 (µs) of a non-targeted process's connects, over three probe runs.
-    fn connect_latency(&self, ns: &NetNs, cgroup: &Path) -> Result<(f64, f64)> {
-        let mut p50 = Vec::new();
-        let mut p99 = Vec::new();
-        for _ in 0..3 {
-            check_interrupted()?;
-            let out = command_in(
-                ns,
-                cgroup,
-                &self.xtask,
-                &["bench", "--probe", "connect-latency"],
-            )?
-            .stdin(Stdio::null())
-            .output()?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            let mut it = text.split_whitespace().map(str::parse::<f64>);
-            match (it.next(), it.next()) {
-                (Some(Ok(a)), Some(Ok(b))) => {
-                    p50.push(a);
-                    p99.push(b);
-                }
-                _ => bail!(
-                    "connect probe failed: {text}{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            }
-        }
-        Ok((median(&mut p50), median(&mut p99)))
     }
 }
 

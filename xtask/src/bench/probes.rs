@@ -61,11 +61,58 @@ impl RssSampler {
 }
 
 /// Runs one probe by name (`cargo xtask bench --probe KIND`, started by the bench itself).
-pub(super) fn probe(kind: &str) -> Result<ExitCode> {
+pub(super) fn probe(kind: &str, args: &super::BenchArgs) -> Result<ExitCode> {
     match kind {
         "first-answer" => probe_first_answer(),
         "connect-latency" => probe_connect_latency(),
+        "connect-rate" => {
+            let to = args.probe_to.as_deref().unwrap_or("169.254.169.254:80");
+            probe_connect_rate(to.parse()?, args.probe_rate, args.duration)
+        }
         other => bail!("unknown probe {other}"),
+    }
+}
+
+/// Connects to `to` at `rate` connects a second (0: one after another, as fast as one
+/// process can) for `secs` seconds, closing each at once with a reset (no TIME_WAIT, so ports
+/// never run out); prints `connects failed seconds`.
+pub(super) fn probe_connect_rate(to: SocketAddr, rate: u32, secs: u64) -> Result<ExitCode> {
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    let (mut n, mut failed) = (0u64, 0u64);
+    while Instant::now() < end {
+        if rate > 0 {
+            // Paced from the start, so a late connect does not shift the ones after it.
+            let due = start + Duration::from_secs_f64(n as f64 / f64::from(rate));
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        match TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
+            Ok(s) => close_with_reset(&s),
+            Err(_) => failed += 1,
+        }
+        n += 1;
+    }
+    println!("{n} {failed} {:.3}", start.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Closing with RST leaves no TIME_WAIT behind.
+fn close_with_reset(s: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a correctly sized option value.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
     }
 }
 
@@ -114,23 +161,31 @@ pub(super) fn probe_connect_latency() -> Result<ExitCode> {
         let t = Instant::now();
         let s = TcpStream::connect(addr)?;
         times.push(t.elapsed().as_secs_f64() * 1e6);
-        // Closing with RST leaves no TIME_WAIT behind, so ports never run out.
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: a valid socket and a correctly sized option value.
-        unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&linger as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            );
-        }
+        close_with_reset(&s);
     }
     times.sort_by(f64::total_cmp);
     println!("{:.2} {:.2}", times[N / 2], times[N * 99 / 100]);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The machine, as the results state it: CPUs, kernel, and the load when the run began.
+pub(super) fn machine() -> String {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
+        .map_or("unknown CPU", str::trim)
+        .to_string();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "{cpus} × {model}, Linux {}, load average {load} (1, 5, 15 min) when the run began",
+        kernel.trim()
+    )
 }

@@ -153,6 +153,12 @@ pub(super) struct Report<'a> {
     pub(super) connect_attached: (f64, f64),
     pub(super) max_cgroups: usize,
     pub(super) kernel: Figures,
+    /// Where spot-sim's starts spent their time, part by part.
+    pub(super) startup: Startup,
+    /// The machine the figures are from (CPUs, kernel, load when the run began).
+    pub(super) machine: String,
+    /// How the iptables DNAT setup was made and kept fair.
+    pub(super) dnat: String,
     pub(super) args: &'a BenchArgs,
 }
 
@@ -180,6 +186,7 @@ pub(super) fn verdict(ok: bool, rows: &[&Row]) -> &'static str {
 
 pub(super) fn render(r: &Report) -> String {
     let mut s = String::new();
+    let _ = writeln!(s, "Machine: {}\n", r.machine);
     let _ = writeln!(
         s,
         "Load: wrk -t 2 -c {} -d {}s --latency, GET {PATH} (a 200 answer); every client in a private network namespace. Each setup: {} runs, each paired with a direct run in ABBA order after a {} s warm-up of both; requests/s and \"vs direct\" (each run over its paired direct run) as median (min–max); p50 and p99 are medians. ⚠ marks a row with errors or a failed wrk.\n",
@@ -224,6 +231,7 @@ pub(super) fn render(r: &Report) -> String {
         }
     }
 
+    let _ = writeln!(s, "\n{}", r.dnat);
     let mut firsts = r.firsts.clone();
     let mut servings = r.servings.clone();
     let first = median(&mut firsts) * 1e3;
@@ -284,8 +292,8 @@ pub(super) fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "| first redirected answer within 100 ms of start (median) | {first:.0} ms | {} |",
-        met(first <= 100.0)
+        "| first redirected answer within 50 ms of start (median; its parts below) | {first:.0} ms | {} |",
+        met(first <= 50.0)
     );
     let _ = writeln!(
         s,
@@ -310,8 +318,102 @@ pub(super) fn render(r: &Report) -> String {
         r.connect_none.0,
         met(r.connect_attached.0 <= r.connect_none.0 + slack)
     );
+    s.push_str(&render_startup(&r.startup));
     s.push_str(&render_kernel(&r.kernel));
     s
+}
+
+/// The parts of a start of `spot-sim run`, each timed in every start: from spot-sim's own
+/// start-up log lines (`spot_sim::startup` at debug) and the arrival of each line.
+#[derive(Default)]
+pub(super) struct Startup {
+    pub(super) parts: Vec<(&'static str, Vec<f64>)>,
+}
+
+impl Startup {
+    /// Adds one start's figure (ms) for `part`, keeping the parts in first-seen order.
+    pub(super) fn add(&mut self, part: &'static str, ms: f64) {
+        match self.parts.iter_mut().find(|(p, _)| *p == part) {
+            Some((_, v)) => v.push(ms),
+            None => self.parts.push((part, vec![ms])),
+        }
+    }
+}
+
+pub(super) fn render_startup(st: &Startup) -> String {
+    let n = st.parts.first().map_or(0, |(_, v)| v.len());
+    let mut s = format!(
+        "\n### Start-up, part by part\n\nEach start of `spot-sim run` (one target, a probe already polling from it), as spot-sim's `spot_sim::startup` debug lines time it; median (min–max) of {n} starts, in ms.\n\n| part | ms |\n|---|---:|\n"
+    );
+    for (part, v) in &st.parts {
+        let (lo, mid, hi) = spread(v);
+        let _ = writeln!(s, "| {part} | {mid:.1} ({lo:.1}–{hi:.1}) |");
+    }
+    s
+}
+
+/// One run of the connect-rate probe, as the kernel's statistics saw it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct KernelRun {
+    /// connect4's mean run time per call, in ns.
+    pub(super) ns_per_call: f64,
+    pub(super) calls: u64,
+    /// Connects a second the probe achieved.
+    pub(super) rate: f64,
+    /// Connects that failed (timed out): the program ran for them too.
+    pub(super) failed: u64,
+}
+
+/// Repeated runs of one load: connects to the IMDS address (redirected) or elsewhere, at a
+/// rate asked for (0: as fast as one process connects).
+#[derive(Clone, Debug, Default)]
+pub(super) struct KernelRuns {
+    pub(super) asked: u32,
+    pub(super) redirected: bool,
+    pub(super) runs: Vec<KernelRun>,
+}
+
+impl KernelRuns {
+    /// min / median / max of the ns per call.
+    pub(super) fn ns(&self) -> (f64, f64, f64) {
+        spread(&self.runs.iter().map(|r| r.ns_per_call).collect::<Vec<_>>())
+    }
+
+    /// "redirected connect (connect4) at 100 connects/s: min / median / max of 5 runs of about
+    /// 500 calls".
+    pub(super) fn label(&self) -> String {
+        let (_, rate, _) = spread(&self.runs.iter().map(|r| r.rate).collect::<Vec<_>>());
+        let (_, calls, _) = spread(&self.runs.iter().map(|r| r.calls as f64).collect::<Vec<_>>());
+        let what = if self.redirected {
+            "kernel ns per redirected connect (connect4)"
+        } else {
+            "kernel ns per connect from a target to another address (connect4)"
+        };
+        let at = if self.asked == 0 {
+            format!("as fast as one process connects ({rate:.0} connects/s)")
+        } else {
+            format!("at {} connects/s", self.asked)
+        };
+        let failed: u64 = self.runs.iter().map(|r| r.failed).sum();
+        let failed = if failed > 0 {
+            format!(" ({failed} connects failed)")
+        } else {
+            String::new()
+        };
+        format!(
+            "{what}, {at}: min / median / max of {} runs of about {calls:.0} calls{failed}",
+            self.runs.len()
+        )
+    }
+}
+
+/// "100 connects/s", or "full speed".
+pub(super) fn rate_words(rate: u32) -> String {
+    if rate == 0 {
+        "full speed".into()
+    } else {
+        format!("{rate} connects/s")
+    }
 }
 
 pub(super) fn fmt_us(us: f64) -> String {
@@ -326,98 +428,11 @@ pub(super) fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// A grouped bar chart of requests/s: one group per setup, one bar per mode.
-pub(super) fn svg(rows: &[Row]) -> String {
-    let setups: Vec<&str> = rows.iter().fold(Vec::new(), |mut v, r| {
-        if !v.contains(&r.setup) {
-            v.push(r.setup);
-        }
-        v
-    });
-    let max = rows
-        .iter()
-        .filter_map(|r| r.median().map(|l| l.rps))
-        .fold(1.0, f64::max);
-    let (w, h, left, top, bottom) = (760.0, 400.0, 70.0, 40.0, 60.0);
-    let plot_h = h - top - bottom;
-    let group_w = (w - left - 20.0) / setups.len().max(1) as f64;
-    let bar_w = group_w * 0.35;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{left}\" y=\"22\" font-size=\"15\">IMDS requests/s by setup (higher is better)</text>\n"
-    );
-    for i in 0..=4 {
-        let v = max * f64::from(i) / 4.0;
-        let y = top + plot_h - plot_h * f64::from(i) / 4.0;
-        let _ = writeln!(
-            s,
-            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.0}</text>",
-            w - 20.0,
-            left - 6.0,
-            y + 4.0
-        );
-    }
-    for (g, setup) in setups.iter().enumerate() {
-        let x0 = left + g as f64 * group_w + group_w * 0.12;
-        for (k, (mode, color)) in [
-            (Mode::NewConnection, "#4e79a7"),
-            (Mode::KeepAlive, "#f28e2b"),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let x = x0 + k as f64 * bar_w;
-            match find(rows, setup, mode).and_then(Row::median) {
-                Some(l) => {
-                    let bh = plot_h * l.rps / max;
-                    let y = top + plot_h - bh;
-                    let _ = writeln!(
-                        s,
-                        "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{:.0}</text>",
-                        bar_w - 2.0,
-                        x + bar_w / 2.0,
-                        y - 3.0,
-                        l.rps
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        s,
-                        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">n/a</text>",
-                        x + bar_w / 2.0,
-                        top + plot_h - 3.0
-                    );
-                }
-            }
-        }
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{setup}</text>",
-            x0 + bar_w,
-            top + plot_h + 18.0
-        );
-    }
-    let ly = h - 18.0;
-    let _ = writeln!(
-        s,
-        "<rect x=\"{left}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"#4e79a7\"/><text x=\"{}\" y=\"{ly}\">new connection per request</text>\n\
-         <rect x=\"{}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"#f28e2b\"/><text x=\"{}\" y=\"{ly}\">keep-alive</text>\n</svg>",
-        ly - 10.0,
-        left + 16.0,
-        left + 220.0,
-        ly - 10.0,
-        left + 236.0
-    );
-    s
-}
-
 /// What the kernel-side rows show.
 pub(super) struct Figures {
-    /// Mean ns per connect4 call that redirected, and the calls counted.
-    pub redirect: (f64, u64),
-    /// Mean ns per connect4 call from a target to another address (passed untouched).
-    pub other: (f64, u64),
+    /// connect4 per call: redirected at 100/s, redirected at full speed, elsewhere at full
+    /// speed (passed untouched).
+    pub connects: [KernelRuns; 3],
     pub idle_targets: usize,
     /// Percent of one core spot-sim used while idle with `idle_targets` targets.
     pub idle_cpu_pct: f64,
@@ -433,19 +448,24 @@ pub(super) fn render_kernel(f: &Figures) -> String {
     let (lo, mid, hi) = spread(&f.new_netns_ms);
     let mut ms = f.new_netns_ms.clone();
     let goal = |ok: bool| if ok { "met" } else { "not met" };
-    format!(
-        "\n### Kernel path and discovery\n\n\
-         | figure | value | goal |\n|---|---|---|\n\
-         | kernel ns per redirected connect (connect4, mean over {} calls) | {:.0} ns | ≤ 300 ns: {} |\n\
-         | kernel ns per connect from a target to another address (mean over {} calls) | {:.0} ns | |\n\
-         | idle CPU with {} targets, each in its own network namespace | {:.2} % of a core | ≤ 0.3 %: {} |\n\
+    let mut s = String::from(
+        "\n### Kernel path and discovery\n\n| figure | value | goal |\n|---|---|---|\n",
+    );
+    for k in &f.connects {
+        let (a, m, b) = k.ns();
+        // The goal is for a busy target: at full speed, the cost that adds up.
+        let g = if k.redirected && k.asked == 0 {
+            format!("≤ 300 ns (median): {}", goal(m <= 300.0))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(s, "| {} | {a:.0} / {m:.0} / {b:.0} ns | {g} |", k.label());
+    }
+    let _ = write!(
+        s,
+        "| idle CPU with {} targets, each in its own network namespace | {:.2} % of a core | ≤ 0.3 %: {} |\n\
          | new network namespace in a target: first answer (min / median / max of {}) | {lo:.0} / {mid:.0} / {hi:.0} ms | ≤ 150 ms: {} |\n\
          | exec tracepoint per exec anywhere on the node (mean over {} execs) | {:.0} ns | |\n",
-        f.redirect.1,
-        f.redirect.0,
-        goal(f.redirect.0 <= 300.0),
-        f.other.1,
-        f.other.0,
         f.idle_targets,
         f.idle_cpu_pct,
         goal(f.idle_cpu_pct <= 0.3),
@@ -453,5 +473,6 @@ pub(super) fn render_kernel(f: &Figures) -> String {
         goal(median(&mut ms) <= 150.0),
         f.exec.1,
         f.exec.0,
-    )
+    );
+    s
 }

@@ -53,6 +53,8 @@ fn a_row_with_errors_is_flagged_and_meets_no_target() {
         max_cgroups: 1,
         bin: None,
         probe: None,
+        probe_rate: 0,
+        probe_to: None,
     };
     let rows = vec![
         Row {
@@ -82,16 +84,44 @@ fn a_row_with_errors_is_flagged_and_meets_no_target() {
         connect_attached: (5.0, 9.0),
         max_cgroups: 1,
         kernel: Figures {
-            redirect: (250.0, 1000),
-            other: (40.0, 1000),
+            connects: [
+                kernel_runs(100, true, &[1100.0, 900.0, 1000.0]),
+                kernel_runs(0, true, &[250.0, 240.0, 260.0]),
+                kernel_runs(0, false, &[40.0, 41.0, 39.0]),
+            ],
             idle_targets: 1,
             idle_cpu_pct: 0.5,
             new_netns_ms: vec![20.0, 30.0, 400.0],
             exec: (900.0, 10),
         },
+        startup: {
+            let mut st = Startup::default();
+            st.add("total: start → first redirected answer", 40.0);
+            st.add("total: start → first redirected answer", 60.0);
+            st
+        },
+        machine: "2 × a test CPU".into(),
+        dnat: "iptables DNAT: how".into(),
         args: &args,
     });
-    assert!(report.contains("| 250 ns | ≤ 300 ns: met |"), "{report}");
+    assert!(
+        report.contains("(connect4), at 100 connects/s: min / median / max of 3 runs of about 500 calls | 900 / 1000 / 1100 ns |  |"),
+        "{report}"
+    );
+    assert!(
+        report.contains("as fast as one process connects (20000 connects/s): min / median / max of 3 runs of about 100000 calls | 240 / 250 / 260 ns | ≤ 300 ns (median): met |"),
+        "{report}"
+    );
+    assert!(
+        report.contains("another address (connect4), as fast"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| total: start → first redirected answer | 50.0 (40.0–60.0) |"),
+        "{report}"
+    );
+    assert!(report.starts_with("Machine: 2 × a test CPU"), "{report}");
+    assert!(report.contains("\niptables DNAT: how\n"), "{report}");
     assert!(
         report.contains("| 0.50 % of a core | ≤ 0.3 %: not met |"),
         "{report}"
@@ -110,4 +140,26 @@ fn a_row_with_errors_is_flagged_and_meets_no_target() {
         "{report}"
     );
     assert!(report.contains("| reference |"), "{report}");
+}
+
+/// Runs of the connect-rate probe: `rate` asked (0: full speed), `ns` per call in each.
+fn kernel_runs(rate: u32, redirected: bool, ns: &[f64]) -> KernelRuns {
+    let (calls, achieved) = if rate == 0 {
+        (100_000, 20_000.0)
+    } else {
+        (500, 100.0)
+    };
+    KernelRuns {
+        asked: rate,
+        redirected,
+        runs: ns
+            .iter()
+            .map(|&ns_per_call| KernelRun {
+                ns_per_call,
+                calls,
+                rate: achieved,
+                failed: 0,
+            })
+            .collect(),
+    }
 }

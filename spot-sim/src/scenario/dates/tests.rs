@@ -132,7 +132,9 @@ fn verdict_path(exp: &Experiment) {
             detect: Some(Duration::from_secs(5)),
             react: vec![
                 "5s".parse().expect("an expectation"),
-                "exec kubectl drain within 5s".parse().expect("an expectation"),
+                "exec kubectl drain within 5s"
+                    .parse()
+                    .expect("an expectation"),
             ],
             drained: true,
             read_in_time: true,

@@ -2,7 +2,7 @@
 //! the same report, so it is unit-tested without a kernel.
 
 use super::{
-    at, clock, reactions, EventReport, Expectations, OutboundReport, PollReport, ProcReport,
+    at, clock, reactions, said, EventReport, Expectations, OutboundReport, PollReport, ProcReport,
     ReactionReport, RequestReport, TargetReport, Verdict,
 };
 use std::time::Duration;
@@ -12,15 +12,6 @@ use crate::scenario::Event;
 
 fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
-}
-
-/// `8 s`, `1.5 s`: the way a person says a duration.
-pub(super) fn said(s: f64) -> String {
-    if (s - s.round()).abs() < 0.05 {
-        format!("{} s", s.round() as i64)
-    } else {
-        format!("{s:.1} s")
-    }
 }
 
 /// Findings and verdict for one target.

@@ -7,6 +7,7 @@ mod html;
 mod judge;
 mod react_expect;
 mod reactions;
+mod svg;
 mod verdict_args;
 
 use std::path::{Path, PathBuf};
@@ -321,7 +322,7 @@ impl Report {
         let text = match format {
             ReportFormat::Json => self.to_json(),
             ReportFormat::Html => html::page(self),
-            ReportFormat::Svg => html::svg_document(self),
+            ReportFormat::Svg => svg::document(self),
         };
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -403,6 +404,15 @@ pub fn at(ms: u64) -> String {
 pub fn clock(at: &str) -> String {
     let t = at.split('T').nth(1).unwrap_or(at).trim_end_matches('Z');
     t.strip_suffix(".000").unwrap_or(t).to_string()
+}
+
+/// `8 s`, `1.5 s`: the way a person says a duration.
+pub(super) fn said(s: f64) -> String {
+    if (s - s.round()).abs() < 0.05 {
+        format!("{} s", s.round() as i64)
+    } else {
+        format!("{s:.1} s")
+    }
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ impl ReactExpectation {
     pub fn said(&self) -> String {
         let what = self.said_what();
         match self.within {
-            Some(d) => format!("{what} within {}", super::judge::said(d.as_secs_f64())),
+            Some(d) => format!("{what} within {}", super::said(d.as_secs_f64())),
             None => format!("{what} before the interruption"),
         }
     }

@@ -4,8 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::judge::said;
-use super::{at, clock, html, ReactExpectation, ReactionReport, TargetReport, Verdict};
+use super::{at, clock, html, said, ReactExpectation, ReactionReport, TargetReport, Verdict};
 use crate::journal::{JournalSnapshot, ReactKind, ReactMatcher, Reaction};
 
 /// Longest command line shown in a list or a sentence (the report keeps the whole argv).

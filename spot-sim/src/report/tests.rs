@@ -152,7 +152,7 @@ fn the_html_has_one_tick_per_request_and_one_marker_per_issued_event_all_escaped
     assert_eq!(page.matches("<g class=\"event").count(), 2);
     assert!(!page.contains("<script>"));
     assert!(page.contains("&lt;script&gt;"));
-    let svg = html::svg_document(&r);
+    let svg = svg::document(&r);
     assert!(svg.starts_with("<?xml"));
     assert_eq!(
         svg.matches("class=\"req\"").count(),
@@ -338,7 +338,7 @@ fn a_stopped_game_day_says_so_in_every_format_and_only_then() {
         page.contains("answered 503 &lt;b&gt;") && !page.contains("503 <b>"),
         "escaped"
     );
-    assert!(html::svg_document(&r).contains("class=\"stop\""));
+    assert!(svg::document(&r).contains("class=\"stop\""));
 }
 
 #[test]

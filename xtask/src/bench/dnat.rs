@@ -1,4 +1,5 @@
-//! The iptables DNAT setup, measured fairly: no alias of the old way left on `lo` (a route to
+//! The two setups spot-sim replaces. The old way: an alias of the IMDS address on `lo` and socat
+//! relaying it. The iptables DNAT setup, measured fairly: no alias of the old way left on `lo` (a route to
 //! the IMDS address instead, which is all DNAT needs), the conntrack table emptied before every
 //! run of the phase, direct runs included (once a NAT rule exists every connection in the
 //! namespace is tracked), and the sysctls it needs set, and said in the results.
@@ -10,21 +11,67 @@
 
 use std::{
     io,
+    net::SocketAddr,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::Path,
 };
 
 use anyhow::Result;
 
 use super::{
-    check_answer,
+    check_answer, command_in,
     report::{Load, Mode, Row},
-    Bench, NetNs, IMDS, PORT,
+    spawn, wait_listening, Bench, NetNs, IMDS, PATH, PORT,
 };
 
 /// What the DNAT setup sets in the bench's namespace, as the results state it.
 const SYSCTLS: &str = "net.ipv4.conf.{all,lo}.route_localnet=1";
 
 impl Bench<'_> {
+    /// The old way's rows: an alias of the IMDS address on `lo` and socat relaying it to the
+    /// server, compared with direct; the alias is removed after.
+    pub(super) fn old_way_rows(
+        &self,
+        ns: &NetNs,
+        servers: &Path,
+        (clients, imds_url): (&Path, &str),
+        rows: &mut Vec<Row>,
+        direct: &mut Vec<(Mode, Load)>,
+    ) -> Result<()> {
+        let direct_url = format!("http://127.0.0.1:{PORT}{PATH}");
+        let reference = (clients, direct_url.as_str());
+        eprintln!("== load: the old way (loopback alias + socat)");
+        ns.sh(&format!("ip addr add {IMDS}/32 dev lo"))?;
+        {
+            let mut cmd = command_in(
+                ns,
+                servers,
+                Path::new("socat"),
+                &[
+                    &format!("TCP4-LISTEN:80,bind={IMDS},fork,reuseaddr,backlog=1024"),
+                    &format!("TCP4:127.0.0.1:{PORT}"),
+                ],
+            )?;
+            let _socat = spawn("socat", &mut cmd)?;
+            wait_listening(ns, SocketAddr::from(([169, 254, 169, 254], 80)))?;
+            check_answer(ns, clients, imds_url)?;
+            for mode in [Mode::NewConnection, Mode::KeepAlive] {
+                let (d, row) = self.compare(
+                    ns,
+                    reference,
+                    "old way (alias + socat)",
+                    (clients, imds_url),
+                    mode,
+                )?;
+                direct.extend(d.into_iter().map(|l| (mode, l)));
+                rows.push(row);
+            }
+        }
+        // DNAT needs no address on lo: a fair measure of it starts without the alias.
+        ns.sh(&format!("ip addr del {IMDS}/32 dev lo"))?;
+        Ok(())
+    }
+
     /// The DNAT rows (or a row saying why it could not run), each run paired with direct;
     /// returns the paragraph that says how they were measured.
     pub(super) fn dnat_rows(

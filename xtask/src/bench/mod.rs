@@ -246,55 +246,11 @@ impl<'a> Bench<'a> {
         }
         let connects = self.kernel_connect_rows(&ns, &target, sim.pid())?;
 
-        eprintln!("== load: the old way (loopback alias + socat)");
-        ns.sh(&format!("ip addr add {IMDS}/32 dev lo"))?;
-        {
-            let mut cmd = command_in(
-                &ns,
-                &servers,
-                Path::new("socat"),
-                &[
-                    &format!("TCP4-LISTEN:80,bind={IMDS},fork,reuseaddr,backlog=1024"),
-                    &format!("TCP4:127.0.0.1:{PORT}"),
-                ],
-            )?;
-            let _socat = spawn("socat", &mut cmd)?;
-            wait_listening(&ns, SocketAddr::from(([169, 254, 169, 254], 80)))?;
-            check_answer(&ns, &clients, &imds_url)?;
-            for mode in [Mode::NewConnection, Mode::KeepAlive] {
-                let (d, row) = self.compare(
-                    &ns,
-                    reference,
-                    "old way (alias + socat)",
-                    (&clients, &imds_url),
-                    mode,
-                )?;
-                direct.extend(d.into_iter().map(|l| (mode, l)));
-                rows.push(row);
-            }
-        }
-        // DNAT needs no address on lo: a fair measure of it starts without the alias.
-        ns.sh(&format!("ip addr del {IMDS}/32 dev lo"))?;
+        self.old_way_rows(&ns, &servers, (&clients, &imds_url), &mut rows, &mut direct)?;
         let dnat = self.dnat_rows(&ns, reference, &clients, &imds_url, &mut rows, &mut direct)?;
 
         sim.stop();
-        // Direct first in the table: every direct run of each mode, across all pairings.
-        for mode in [Mode::KeepAlive, Mode::NewConnection] {
-            rows.insert(
-                0,
-                Row {
-                    setup: "direct",
-                    mode,
-                    runs: direct
-                        .iter()
-                        .filter(|(m, _)| *m == mode)
-                        .map(|(_, l)| *l)
-                        .collect(),
-                    ratios: Vec::new(),
-                    note: String::new(),
-                },
-            );
-        }
+        direct_first(&mut rows, &direct);
 
         eprintln!(
             "== start to first redirected answer ({} starts)",
@@ -482,6 +438,26 @@ fn wait_listening(ns: &NetNs, addr: SocketAddr) -> Result<()> {
         std::thread::sleep(Duration::from_millis(10));
     }
     bail!("nothing listens on {addr} in the bench's namespace")
+}
+
+/// Direct first in the table: every direct run of each mode, across all pairings.
+fn direct_first(rows: &mut Vec<Row>, direct: &[(Mode, Load)]) {
+    for mode in [Mode::KeepAlive, Mode::NewConnection] {
+        rows.insert(
+            0,
+            Row {
+                setup: "direct",
+                mode,
+                runs: direct
+                    .iter()
+                    .filter(|(m, _)| *m == mode)
+                    .map(|(_, l)| *l)
+                    .collect(),
+                ratios: Vec::new(),
+                note: String::new(),
+            },
+        );
+    }
 }
 
 #[cfg(test)]

@@ -196,7 +196,47 @@ pub(super) fn render(r: &Report) -> String {
         s,
         "| setup | mode | requests/s | p50 | p99 | vs direct | errors |\n|---|---|---:|---:|---:|---:|---:|"
     );
-    for row in &r.rows {
+    load_rows(&mut s, &r.rows);
+
+    let _ = writeln!(s, "\n{}", r.dnat);
+    let mut firsts = r.firsts.clone();
+    let mut servings = r.servings.clone();
+    let first = median(&mut firsts) * 1e3;
+    let serving = median(&mut servings) * 1e3;
+    let _ = writeln!(
+        s,
+        "\n| measure | value |\n|---|---:|\n| start of `spot-sim run` → first redirected answer (median of {}) | {first:.0} ms |\n| start → \"serving\" log line (median) | {serving:.0} ms |\n| resident memory, idle (1 target) | {} |\n| resident memory, under load (max) | {} |\n| binary size (the measured spot-sim) | {} |",
+        r.firsts.len(),
+        mib(r.rss_idle * 1024),
+        mib(r.rss_load * 1024),
+        mib(r.binary_size)
+    );
+    for a in &r.attaches {
+        let _ = writeln!(
+            s,
+            "| attach {} cgroup(s): start → serving; memory; threads | {:.0} ms; {}; {} |",
+            a.n,
+            a.secs * 1e3,
+            mib(a.rss_kib * 1024),
+            a.threads
+        );
+    }
+    let n = r.max_cgroups;
+    let _ = writeln!(
+        s,
+        "| a target's connect() to another address, p50 / p99, nothing attached | {:.1} / {:.1} µs |\n| a target's connect() to another address, p50 / p99, {n} cgroups attached | {:.1} / {:.1} µs |",
+        r.connect_none.0, r.connect_none.1, r.connect_attached.0, r.connect_attached.1
+    );
+
+    targets(&mut s, r, first);
+    s.push_str(&render_startup(&r.startup));
+    s.push_str(&render_kernel(&r.kernel));
+    s
+}
+
+/// The load table's rows: each setup and mode, its spread and its ratio to direct.
+fn load_rows(s: &mut String, rows: &[Row]) {
+    for row in rows {
         match row.median() {
             Some(l) => {
                 let (lo, _, hi) = spread(&row.runs.iter().map(|l| l.rps).collect::<Vec<_>>());
@@ -230,37 +270,11 @@ pub(super) fn render(r: &Report) -> String {
             }
         }
     }
+}
 
-    let _ = writeln!(s, "\n{}", r.dnat);
-    let mut firsts = r.firsts.clone();
-    let mut servings = r.servings.clone();
-    let first = median(&mut firsts) * 1e3;
-    let serving = median(&mut servings) * 1e3;
-    let _ = writeln!(
-        s,
-        "\n| measure | value |\n|---|---:|\n| start of `spot-sim run` → first redirected answer (median of {}) | {first:.0} ms |\n| start → \"serving\" log line (median) | {serving:.0} ms |\n| resident memory, idle (1 target) | {} |\n| resident memory, under load (max) | {} |\n| binary size (the measured spot-sim) | {} |",
-        r.firsts.len(),
-        mib(r.rss_idle * 1024),
-        mib(r.rss_load * 1024),
-        mib(r.binary_size)
-    );
-    for a in &r.attaches {
-        let _ = writeln!(
-            s,
-            "| attach {} cgroup(s): start → serving; memory; threads | {:.0} ms; {}; {} |",
-            a.n,
-            a.secs * 1e3,
-            mib(a.rss_kib * 1024),
-            a.threads
-        );
-    }
+/// The targets, each with its figure and whether it was met.
+fn targets(s: &mut String, r: &Report, first: f64) {
     let n = r.max_cgroups;
-    let _ = writeln!(
-        s,
-        "| a target's connect() to another address, p50 / p99, nothing attached | {:.1} / {:.1} µs |\n| a target's connect() to another address, p50 / p99, {n} cgroups attached | {:.1} / {:.1} µs |",
-        r.connect_none.0, r.connect_none.1, r.connect_attached.0, r.connect_attached.1
-    );
-
     let _ = writeln!(s, "\n| target | result | |\n|---|---|---|");
     for mode in [Mode::NewConnection, Mode::KeepAlive] {
         if let (Some(sp), Some(d)) = (
@@ -318,9 +332,6 @@ pub(super) fn render(r: &Report) -> String {
         r.connect_none.0,
         met(r.connect_attached.0 <= r.connect_none.0 + slack)
     );
-    s.push_str(&render_startup(&r.startup));
-    s.push_str(&render_kernel(&r.kernel));
-    s
 }
 
 /// The parts of a start of `spot-sim run`, each timed in every start: from spot-sim's own

@@ -255,28 +255,18 @@ pub(crate) fn stop(child: &mut Child) {
 /// The shims (`containerd-shim-runc-v2 ... -address SOCKET`) that our containerd started: they
 /// outlive it by design, so a node that could not remove a pod kills them itself, by pid.
 pub(crate) fn our_shims(socket: &Path) -> Vec<i32> {
-    let want = socket.as_os_str().as_encoded_bytes();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let cmdline = fs::read(e.path().join("cmdline")).ok()?;
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let is_shim = args
-                .first()
-                .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
-            let ours = args.windows(2).any(|w| w[0] == b"-address" && w[1] == want);
-            (is_shim && ours).then_some(pid)
-        })
-        .collect()
+    processes_of(b"containerd-shim-runc-v2", b"-address", socket)
 }
 
 /// containerd daemons started with `--config CONFIG`, by pid.
 pub(crate) fn our_daemons(config: &Path) -> Vec<i32> {
-    let want = config.as_os_str().as_encoded_bytes();
+    processes_of(b"containerd", b"--config", config)
+}
+
+/// The pids of processes whose program ends with `program` and whose arguments hold `flag`
+/// followed by `value`.
+fn processes_of(program: &[u8], flag: &[u8], value: &Path) -> Vec<i32> {
+    let want = value.as_os_str().as_encoded_bytes();
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -286,9 +276,9 @@ pub(crate) fn our_daemons(config: &Path) -> Vec<i32> {
             let pid: i32 = e.file_name().to_str()?.parse().ok()?;
             let cmdline = fs::read(e.path().join("cmdline")).ok()?;
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let is_containerd = args.first().is_some_and(|a| a.ends_with(b"containerd"));
-            let ours = args.windows(2).any(|w| w[0] == b"--config" && w[1] == want);
-            (is_containerd && ours).then_some(pid)
+            let is_it = args.first().is_some_and(|a| a.ends_with(program));
+            let ours = args.windows(2).any(|w| w[0] == flag && w[1] == want);
+            (is_it && ours).then_some(pid)
         })
         .collect()
 }

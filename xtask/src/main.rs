@@ -248,6 +248,23 @@ unsafe extern "C" {
     fn libc_geteuid() -> u32;
 }
 
+/// When not root: runs this same xtask command again through `sudo -E` and gives its exit
+/// status, saying why (`what` is the task: "the benchmark"). As root: `None`, go on.
+fn rerun_as_root(what: &str) -> Result<Option<ExitCode>> {
+    if is_root() {
+        return Ok(None);
+    }
+    eprintln!("xtask: not root; running {what} through sudo -E");
+    let exe = std::env::current_exe().context("finding the xtask binary")?;
+    let status = Command::new("sudo")
+        .arg("-E")
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .status()
+        .context("starting sudo")?;
+    Ok(Some(exit_code(status)))
+}
+
 fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     match status.code() {
         Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),

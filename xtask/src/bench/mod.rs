@@ -77,16 +77,8 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<ExitCode> {
     if let Some(p) = &args.probe {
         return probes::probe(p, &args);
     }
-    if !super::is_root() {
-        eprintln!("xtask: not root; running the benchmark through sudo -E");
-        let exe = std::env::current_exe().context("finding the xtask binary")?;
-        let status = Command::new("sudo")
-            .arg("-E")
-            .arg(exe)
-            .args(std::env::args_os().skip(1))
-            .status()
-            .context("starting sudo")?;
-        return Ok(super::exit_code(status));
+    if let Some(code) = super::rerun_as_root("the benchmark")? {
+        return Ok(code);
     }
     let started = Instant::now();
     let bin = match &args.bin {

@@ -17,7 +17,7 @@ use std::{
     fmt::Write as _,
     fs,
     path::{Path, PathBuf},
-    process::{Command, ExitCode},
+    process::ExitCode,
     time::{Duration, Instant},
 };
 
@@ -73,16 +73,8 @@ pub fn run(root: &Path, args: MutantsArgs) -> Result<ExitCode> {
             ExitCode::FAILURE
         });
     }
-    if !super::is_root() {
-        eprintln!("xtask: not root; running the mutation check through sudo -E");
-        let exe = std::env::current_exe().context("finding the xtask binary")?;
-        let status = Command::new("sudo")
-            .arg("-E")
-            .arg(exe)
-            .args(std::env::args_os().skip(1))
-            .status()
-            .context("starting sudo")?;
-        return Ok(super::exit_code(status));
+    if let Some(code) = super::rerun_as_root("the mutation check")? {
+        return Ok(code);
     }
     spot_sim_testkit::stop_on_signals();
     let started = Instant::now();

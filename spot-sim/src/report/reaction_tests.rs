@@ -260,3 +260,27 @@ fn a_handler_that_never_read_the_notice_had_nothing_to_react_to() {
         vec!["expected `exec kubectl drain` within 5 s, but the handler never read the notice (nor any other event), so there was nothing to react to; seen: it made no IMDS request; the workload exited at 08:00:00.300 with status 1"]
     );
 }
+
+/// A handler that drained on the rebalance recommendation, 2 s before it read the notice (as
+/// the journal watched for the matcher): not a reaction within any time of reading the notice.
+#[test]
+fn a_reaction_before_the_notice_read_does_not_meet_a_limit_counted_from_it() {
+    let mut s = kstnh();
+    s.reactions.listed = vec![exec(
+        T + 8_000,
+        "kubectl",
+        &["kubectl", "drain", "node-1"],
+        true,
+    )];
+    s.reactions.matched = vec![(
+        "exec kubectl drain".parse().unwrap(),
+        Some(s.reactions.listed[0].clone()),
+    )];
+    let r = Report::build(&[s], &expect(&["exec kubectl drain within 1s"]), T + 20_000);
+    assert_eq!(r.pass, Some(false), "{:?}", r.targets[0].verdict);
+    let why = reasons(&r);
+    assert!(
+        why[0].starts_with("expected `exec kubectl drain` within 1 s of reading the notice at 08:00:10; seen instead:"),
+        "{why:?}"
+    );
+}

@@ -200,21 +200,16 @@ impl Judged<'_> {
 
     /// The earliest reaction the matcher met: as the journal watched for it (exact past the
     /// lists' bounds), else among those listed.
-    ///
-    /// Only from the read it is judged from on: a reaction to an earlier event (the rebalance
-    /// recommendation) is listed with a negative delay, but it is not a reaction to the notice
-    /// within any time of reading it.
     fn first_match(&self, m: &ReactMatcher) -> Option<Reaction> {
-        let from = self.react_from?;
         let watched = self.s.reactions.matched.iter().find(|(w, _)| w == m);
         match watched {
-            Some((_, Some(found))) if found.at_ms >= from => Some(found.clone()),
-            _ => self
+            Some((_, found)) => found.clone(),
+            None => self
                 .s
                 .reactions
                 .listed
                 .iter()
-                .find(|r| r.at_ms >= from && m.matches(r))
+                .find(|r| m.matches(r))
                 .cloned(),
         }
     }

@@ -200,6 +200,17 @@ pub fn assert_not_redirected(cgroup: Option<&Path>, netns: &NetNs, who: &str) {
     );
 }
 
+/// The resident set size of process `pid` in KiB, per /proc/PID/status (0 when it cannot be
+/// read there).
+pub fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Parses an RFC 3339 `...Z` timestamp.
 pub fn parse_time(s: &str) -> time::OffsetDateTime {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()

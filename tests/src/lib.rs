@@ -6,6 +6,7 @@
 //! only `lo`: a missed redirect fails with "network unreachable" instead of leaving the machine.
 
 mod fixtures;
+mod scratch;
 
 /// What every test file uses from std, so `use spot_sim_tests::*;` is a file's one prologue.
 pub mod prelude {
@@ -23,6 +24,7 @@ pub mod prelude {
 pub use prelude::*;
 
 pub use fixtures::*;
+pub use scratch::*;
 pub use spot_sim_testkit::{
     heavy, heavy_or_skip, poll_until, remove_cgroup_tree, require_root, root_or_skip, skip, stderr,
     stdout, unique, Capture, ControlSocket, NetNs, OwnedPath, Placement, Proc, ScratchDir,

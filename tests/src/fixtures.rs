@@ -5,6 +5,7 @@ use std::{
     borrow::BorrowMut,
     path::{Path, PathBuf},
     process::{Command, Output},
+    time::Duration,
 };
 
 use crate::{curl_in, sleeper_in, spot_sim_bin, start_run_with, NetNs, Proc, TestCgroup};
@@ -195,6 +196,21 @@ pub fn first_answer(serve: &mut Proc, url: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     panic!("{url} did not answer within 10 s:\n{}", serve.log());
+}
+
+/// The Prometheus series a spot-sim started with `--metrics 127.0.0.1:0` serves, from the
+/// address it logged.
+pub fn metrics(p: &mut Proc) -> String {
+    p.wait_for_log("metrics on http://", Duration::from_secs(10));
+    let log = p.log();
+    let url = log
+        .lines()
+        .find_map(|l| l.split("metrics on ").nth(1))
+        .unwrap()
+        .trim()
+        .to_string();
+    let out = output_ok(Command::new("curl").args(["-sS", "--max-time", "5", &url]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A JSON array of strings as `&str`s; panics on anything else.

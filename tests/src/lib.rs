@@ -6,6 +6,7 @@
 //! only `lo`: a missed redirect fails with "network unreachable" instead of leaving the machine.
 
 mod fixtures;
+mod scratch;
 
 /// What every test file uses from std, so `use spot_sim_tests::*;` is a file's one prologue.
 pub mod prelude {
@@ -23,6 +24,7 @@ pub mod prelude {
 pub use prelude::*;
 
 pub use fixtures::*;
+pub use scratch::*;
 pub use spot_sim_testkit::{
     heavy, heavy_or_skip, poll_until, remove_cgroup_tree, require_root, root_or_skip, skip, stderr,
     stdout, unique, Capture, ControlSocket, NetNs, OwnedPath, Placement, Proc, ScratchDir,
@@ -198,6 +200,17 @@ pub fn assert_not_redirected(cgroup: Option<&Path>, netns: &NetNs, who: &str) {
         ["ENETUNREACH", "ENETUNREACH", "ENETUNREACH"],
         "{who}: connects to the IMDS address (IPv4, IPv6, IPv4-mapped) should be unreachable, not redirected"
     );
+}
+
+/// The resident set size of process `pid` in KiB, per /proc/PID/status (0 when it cannot be
+/// read there).
+pub fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Parses an RFC 3339 `...Z` timestamp.

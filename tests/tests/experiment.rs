@@ -366,20 +366,6 @@ impl FakePod {
     }
 }
 
-/// The node's Prometheus series, from the address its spot-sim logged.
-fn metrics(p: &mut Proc) -> String {
-    p.wait_for_log("metrics on http://", Duration::from_secs(10));
-    let log = p.log();
-    let url = log
-        .lines()
-        .find_map(|l| l.split("metrics on ").nth(1))
-        .unwrap()
-        .trim()
-        .to_string();
-    let out = output_ok(Command::new("curl").args(["-sS", "--max-time", "5", &url]));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A node name the experiment selects and one it skips, as `experiment plan` says.
 fn one_selected_one_skipped(file: &Path) -> (String, String) {
     let candidates: Vec<String> = (0..32).map(|i| format!("gd-node-{i}")).collect();

@@ -54,6 +54,45 @@ fn mode_of(p: &Path) -> u32 {
     fs::symlink_metadata(p).unwrap().mode() & 0o7777
 }
 
+/// Creates the folder `dir/name` with `mode` (set after, so the umask has no say).
+fn folder(dir: &Path, name: &str, mode: u32) -> PathBuf {
+    let path = dir.join(name);
+    fs::create_dir(&path).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// `spot-sim exec --netns new OPTION PATH -- sh -c SCRIPT` (see [`spot_sim`]).
+fn exec_sh_with(option: &str, path: &Path, script: &str) -> (Output, Duration) {
+    let path = path.to_str().unwrap();
+    spot_sim(&[
+        "exec", "--netns", "new", option, path, "--", "sh", "-c", script,
+    ])
+}
+
+/// [`exec_sh_with`] a command that creates the file `marker` if it ever runs.
+fn exec_touching(marker: &Path, option: &str, path: &Path) -> (Output, Duration) {
+    exec_sh_with(option, path, &format!("touch {}", marker.display()))
+}
+
+/// `spot-sim serve --scenario FILE` on any loopback port.
+fn serve_scenario(file: &Path) -> (Output, Duration) {
+    let file = file.to_str().unwrap();
+    spot_sim(&["serve", "--listen", "127.0.0.1:0", "--scenario", file])
+}
+
+/// `spot-sim experiment plan FILE --nodes n-1`.
+fn plan_on_n1(file: &Path) -> (Output, Duration) {
+    let file = file.to_str().unwrap();
+    spot_sim(&["experiment", "plan", file, "--nodes", "n-1"])
+}
+
+/// `spot-sim run --experiment FILE --node-name n-1`.
+fn run_as_n1(file: &Path) -> (Output, Duration) {
+    let file = file.to_str().unwrap();
+    spot_sim(&["run", "--experiment", file, "--node-name", "n-1"])
+}
+
 // ---------------------------------------------------------------------------------------------
 // 1. A symlink at the report path, before and after start; the report's mode.
 
@@ -64,18 +103,7 @@ fn a_symlink_at_the_report_path_before_start_is_refused_and_nothing_runs() {
     let link = dir.join("r.json");
     std::os::unix::fs::symlink(&victim, &link).unwrap();
     let marker = dir.join("ran");
-    let script = format!("touch {}", marker.display());
-    let (out, took) = spot_sim(&[
-        "exec",
-        "--netns",
-        "new",
-        "--report",
-        link.to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let (out, took) = exec_touching(&marker, "--report", &link);
     assert_refused(&out, took, "symbolic link");
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
     assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
@@ -87,13 +115,9 @@ fn a_symlink_planted_after_start_is_not_followed_the_report_is_refused_in_one_li
     root_or_skip!();
     let (dir, victim) = with_victim("rep-link-after");
     // A root-only folder a dangling link points into: root must not create a file there.
-    let private = dir.join("private");
-    fs::create_dir(&private).unwrap();
-    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    let private = folder(&dir, "private", 0o700);
     // A sticky folder anyone can write, as /tmp; the links are planted there by uid 65534.
-    let shared = dir.join("shared");
-    fs::create_dir(&shared).unwrap();
-    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let shared = folder(&dir, "shared", 0o1777);
     for (report, target) in [
         (dir.join("r.json"), victim.clone()),
         (shared.join("r.html"), victim.clone()),
@@ -107,17 +131,7 @@ fn a_symlink_planted_after_start_is_not_followed_the_report_is_refused_in_one_li
             target.display(),
             report.display()
         );
-        let (out, _) = spot_sim(&[
-            "exec",
-            "--netns",
-            "new",
-            "--report",
-            report.to_str().unwrap(),
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ]);
+        let (out, _) = exec_sh_with("--report", &report, &script);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("symbolic link"), "{err}");
@@ -169,9 +183,7 @@ fn a_report_is_0600_under_umask_000_and_report_mode_sets_another() {
 fn a_loose_report_folder_is_refused_at_start_naming_a_safe_one() {
     root_or_skip!();
     let dir = ScratchDir::scratch_dir("rep-loose").unwrap();
-    let loose = dir.join("loose");
-    fs::create_dir(&loose).unwrap();
-    fs::set_permissions(&loose, fs::Permissions::from_mode(0o777)).unwrap();
+    let loose = folder(&dir, "loose", 0o777);
     let report = loose.join("r.json");
     let (out, took) = spot_sim(&["exec", "--report", report.to_str().unwrap(), "--", "true"]);
     assert_refused(&out, took, "without the sticky bit");
@@ -225,31 +237,13 @@ fn a_fifo_as_user_data_file_or_experiment_file_is_refused_at_once() {
     mkfifo(&dir.join("boot.sh"));
     let scenario = dir.join("s.toml");
     fs::write(&scenario, "[metadata]\nuser-data-file = \"boot.sh\"\n").unwrap();
-    let (out, took) = spot_sim(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--scenario",
-        scenario.to_str().unwrap(),
-    ]);
+    let (out, took) = serve_scenario(&scenario);
     assert_refused(&out, took, "FIFO");
     let experiment = dir.join("e.toml");
     mkfifo(&experiment);
-    let (out, took) = spot_sim(&[
-        "experiment",
-        "plan",
-        experiment.to_str().unwrap(),
-        "--nodes",
-        "n-1",
-    ]);
+    let (out, took) = plan_on_n1(&experiment);
     assert_refused(&out, took, "FIFO");
-    let (out, took) = spot_sim(&[
-        "run",
-        "--experiment",
-        experiment.to_str().unwrap(),
-        "--node-name",
-        "n-1",
-    ]);
+    let (out, took) = run_as_n1(&experiment);
     assert_refused(&out, took, "FIFO");
 }
 
@@ -268,13 +262,7 @@ fn user_data_file_outside_the_scenarios_folder_is_refused_whatever_it_is() {
             format!("[metadata]\nuser-data-file = \"{file}\"\n"),
         )
         .unwrap();
-        let (out, took) = spot_sim(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--scenario",
-            scenario.to_str().unwrap(),
-        ]);
+        let (out, took) = serve_scenario(&scenario);
         assert_refused(&out, took, "outside the scenario file's directory");
     }
 }
@@ -299,11 +287,10 @@ fn a_start_at_near_9999_or_before_1970_is_one_line_and_exit_1_in_plan_and_run() 
             format!("[experiment]\nname = \"gd\"\nnodes = [\"n-1\"]\nstart-at = \"{at}\"\npods = [\"shop/x\"]\n"),
         )
         .unwrap();
-        let f = file.to_str().unwrap();
-        let (out, took) = spot_sim(&["experiment", "plan", f, "--nodes", "n-1"]);
+        let (out, took) = plan_on_n1(&file);
         assert_refused(&out, took, "experiment.start-at");
         assert!(stderr(&out).contains("1970-01-01 to 2999-12-31"), "{at}");
-        let (out, took) = spot_sim(&["run", "--experiment", f, "--node-name", "n-1"]);
+        let (out, took) = run_as_n1(&file);
         assert_refused(&out, took, "experiment.start-at");
     }
     let (out, took) = spot_sim(&["exec", "--start-at", "9999-12-31T23:00:00Z", "--", "true"]);
@@ -490,15 +477,6 @@ fn a_live_report_of_16_targets_x_5000_requests_is_complete_bounded_and_its_memor
     );
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 // ---------------------------------------------------------------------------------------------
 // 7. Bidi and XML-invalid process names.
 
@@ -614,23 +592,10 @@ fn a_refused_control_path_stops_spot_sim_before_anything_is_attached_or_run() {
     let cg = TestCgroup::new("ctl-first").unwrap();
     let t = target(&cg, "t");
     let dir = ScratchDir::scratch_dir("ctl-first").unwrap();
-    let loose = dir.join("loose");
-    fs::create_dir(&loose).unwrap();
-    fs::set_permissions(&loose, fs::Permissions::from_mode(0o777)).unwrap();
+    let loose = folder(&dir, "loose", 0o777);
     let sock = loose.join("c.sock");
     let marker = dir.join("ran");
-    let script = format!("touch {}", marker.display());
-    let (out, took) = spot_sim(&[
-        "exec",
-        "--netns",
-        "new",
-        "--control",
-        sock.to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let (out, took) = exec_touching(&marker, "--control", &sock);
     assert_refused(&out, took, "private directory");
     assert!(!stderr(&out).contains("chmod"), "{}", stderr(&out));
     assert!(!marker.exists(), "the command ran");

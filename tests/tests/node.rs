@@ -171,17 +171,25 @@ fn spot_sim_image(node: &Node) -> Option<String> {
     }
 }
 
-/// The pod `kubectl debug node/N --profile=sysadmin --image=IMAGE -- spot-sim ARGS` makes
-/// (kubectl's pkg/cmd/debug: `generateNodeDebugPod` puts it in the node's PID, network and
-/// IPC namespaces with the node's `/` at `/host`; the sysadmin profile makes the container
-/// privileged). `host_pid: false` is the same pod without the node's PID namespace.
-fn debug_pod(image: &str, args: &[&str], host_pid: bool) -> PodSpec {
-    let mut command = vec!["spot-sim".to_owned()];
-    command.extend(args.iter().map(|a| a.to_string()));
+/// The shared node of `layout`, spot-sim's image imported into it (see [`spot_sim_image`]), and
+/// a workload for spot-sim to serve: a pod of one poller, `app`. `None` after the skip.
+fn image_and_workload(layout: Layout) -> Option<(Arc<Node>, String, Pod)> {
+    let node = Node::shared(layout);
+    let image = spot_sim_image(&node)?;
+    let workload = polling_pod(&node, "default", "handler", &["app"]);
+    Some((node, image, workload))
+}
+
+/// The pod `kubectl debug node/N --profile=sysadmin --image=IMAGE -- spot-sim run --pod
+/// WORKLOAD` makes (kubectl's pkg/cmd/debug: `generateNodeDebugPod` puts it in the node's PID,
+/// network and IPC namespaces with the node's `/` at `/host`; the sysadmin profile makes the
+/// container privileged). `host_pid: false` is the same pod without the node's PID namespace.
+fn debug_pod(image: &str, workload: &Pod, host_pid: bool) -> PodSpec {
+    let command = ["spot-sim", "run", "--pod", &workload.full_name()].map(str::to_owned);
     let container = ContainerSpec {
         name: "debugger".into(),
         image: image.to_owned(),
-        command,
+        command: command.to_vec(),
         privileged: true,
         mounts: vec![spot_sim_testnode::MountSpec {
             container_path: "/host".into(),
@@ -239,18 +247,10 @@ fn serves_then_detaches(spot_sim: &Pod, container: &str, workload: &Pod) {
 #[test]
 fn spot_sims_image_as_the_sysadmin_debug_pod_serves_a_pod_and_detaches_when_stopped() {
     root_or_skip!();
-    let node = Node::shared(Layout::Host);
-    let Some(image) = spot_sim_image(&node) else {
+    let Some((node, image, workload)) = image_and_workload(Layout::Host) else {
         return;
     };
-    let workload = polling_pod(&node, "default", "handler", &["app"]);
-    let debug = node
-        .run_pod(debug_pod(
-            &image,
-            &["run", "--pod", &workload.full_name()],
-            true,
-        ))
-        .unwrap();
+    let debug = node.run_pod(debug_pod(&image, &workload, true)).unwrap();
     serves_then_detaches(&debug, "debugger", &workload);
 }
 
@@ -275,6 +275,23 @@ fn manifest(file: &str) -> serde_json::Value {
     spot_sim_testnode::manifest::read(&path).unwrap()
 }
 
+/// The pod spec deploy/`file` describes, named `unique(tag)`, on the node `test-node`: its
+/// `IMAGE` is `image`, and `args` are the replacements made in its args.
+fn manifest_pod(node: &Node, file: &str, image: &str, args: &[(&str, &str)], tag: &str) -> PodSpec {
+    let fill = spot_sim_testnode::manifest::Fill {
+        image,
+        args,
+        node_name: "test-node",
+    };
+    spot_sim_testnode::manifest::pod_spec(node, &manifest(file), &unique(tag), &fill).unwrap()
+}
+
+/// deploy/pod.yaml's pod spec (see [`manifest_pod`]) with `workload` as its `NAMESPACE/NAME`.
+fn pod_yaml_for(node: &Node, image: &str, workload: &Pod, tag: &str) -> PodSpec {
+    let target = workload.full_name();
+    manifest_pod(node, "pod.yaml", image, &[("NAMESPACE/NAME", &target)], tag)
+}
+
 #[test]
 fn spot_sims_image_with_the_daemonsets_pod_spec_serves_the_handler_and_detaches_when_stopped() {
     root_or_skip!();
@@ -289,14 +306,7 @@ fn spot_sims_image_with_the_daemonsets_pod_spec_serves_the_handler_and_detaches_
     let workload = node
         .run_pod(PodSpec::new("kube-system", &name, vec![poller("app")]))
         .unwrap();
-    let doc = manifest("daemonset.yaml");
-    let fill = spot_sim_testnode::manifest::Fill {
-        image: &image,
-        args: &[],
-        node_name: "test-node",
-    };
-    let spec =
-        spot_sim_testnode::manifest::pod_spec(&node, &doc, &unique("spot-sim"), &fill).unwrap();
+    let spec = manifest_pod(&node, "daemonset.yaml", &image, &[], "spot-sim");
     assert!(
         spec.host_pid,
         "the DaemonSet asks for the node's PID namespace"
@@ -309,20 +319,10 @@ fn spot_sims_image_with_the_daemonsets_pod_spec_serves_the_handler_and_detaches_
 #[test]
 fn spot_sims_image_with_pod_yamls_spec_serves_the_pod_named_and_detaches_when_stopped() {
     root_or_skip!();
-    let node = Node::shared(Layout::Host);
-    let Some(image) = spot_sim_image(&node) else {
+    let Some((node, image, workload)) = image_and_workload(Layout::Host) else {
         return;
     };
-    let workload = polling_pod(&node, "default", "handler", &["app"]);
-    let doc = manifest("pod.yaml");
-    let target = workload.full_name();
-    let fill = spot_sim_testnode::manifest::Fill {
-        image: &image,
-        args: &[("NAMESPACE/NAME", &target)],
-        node_name: "test-node",
-    };
-    let spec =
-        spot_sim_testnode::manifest::pod_spec(&node, &doc, &unique("spot-sim"), &fill).unwrap();
+    let spec = pod_yaml_for(&node, &image, &workload, "spot-sim");
     let pod = node.run_pod(spec).unwrap();
     serves_then_detaches(&pod, "spot-sim", &workload);
 }
@@ -335,18 +335,10 @@ fn spot_sims_image_with_pod_yamls_spec_serves_the_pod_named_and_detaches_when_st
 #[test]
 fn without_the_nodes_pid_namespace_spot_sim_refuses_naming_host_pid_and_attaches_nothing() {
     root_or_skip!();
-    let node = Node::shared(Layout::Host);
-    let Some(image) = spot_sim_image(&node) else {
+    let Some((node, image, workload)) = image_and_workload(Layout::Host) else {
         return;
     };
-    let workload = polling_pod(&node, "default", "handler", &["app"]);
-    let debug = node
-        .run_pod(debug_pod(
-            &image,
-            &["run", "--pod", &workload.full_name()],
-            false,
-        ))
-        .unwrap();
+    let debug = node.run_pod(debug_pod(&image, &workload, false)).unwrap();
     let code = debug.wait_exited("debugger", Duration::from_secs(30));
     let log = debug.log("debugger");
     let code = code.unwrap_or_else(|e| panic!("{e}; spot-sim said:\n{log}"));
@@ -611,20 +603,10 @@ fn a_container_that_exits_while_spot_sim_opens_its_listener_is_served_when_resta
 #[test]
 fn a_second_spot_sim_pod_for_the_same_pod_refuses_and_a_sigkilled_one_leaves_nothing() {
     root_or_skip!();
-    let node = Node::shared(Layout::Host);
-    let Some(image) = spot_sim_image(&node) else {
+    let Some((node, image, workload)) = image_and_workload(Layout::Host) else {
         return;
     };
-    let workload = polling_pod(&node, "default", "handler", &["app"]);
-    let doc = manifest("pod.yaml");
-    let target = workload.full_name();
-    let fill = spot_sim_testnode::manifest::Fill {
-        image: &image,
-        args: &[("NAMESPACE/NAME", &target)],
-        node_name: "test-node",
-    };
-    let spec =
-        |tag| spot_sim_testnode::manifest::pod_spec(&node, &doc, &unique(tag), &fill).unwrap();
+    let spec = |tag| pod_yaml_for(&node, &image, &workload, tag);
     let first = node.run_pod(spec("first")).unwrap();
     poll_until(Duration::from_secs(30), "the first serving", || {
         first
@@ -666,12 +648,10 @@ fn a_second_spot_sim_pod_for_the_same_pod_refuses_and_a_sigkilled_one_leaves_not
 #[test]
 fn on_a_cgroup_v2_only_node_the_debug_pod_in_its_own_cgroup_namespace_serves_and_detaches() {
     root_or_skip!();
-    let node = Node::shared(Layout::Unified);
-    let Some(image) = spot_sim_image(&node) else {
+    let Some((node, image, workload)) = image_and_workload(Layout::Unified) else {
         return;
     };
-    let workload = polling_pod(&node, "default", "handler", &["app"]);
-    let mut spec = debug_pod(&image, &["run", "--pod", &workload.full_name()], true);
+    let mut spec = debug_pod(&image, &workload, true);
     spec.runtime_handler = spot_sim_testnode::CGROUPNS_HANDLER.into();
     let debug = node.run_pod(spec).unwrap();
     let pid = debug.pid("debugger").unwrap();

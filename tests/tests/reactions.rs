@@ -143,32 +143,6 @@ open(sys.argv[2], "w").close()
 server.serve_forever()
 "#;
 
-/// A scratch folder with a `bin` for stand-ins, removed on drop.
-struct Scratch(OwnedPath);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let dir = OwnedPath::scratch_dir(tag).unwrap();
-        fs::create_dir_all(dir.join("bin")).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn file(&self, name: &str, text: &str, mode: u32) -> PathBuf {
-        let p = self.path(name);
-        fs::write(&p, text).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-        p
-    }
-
-    fn text(&self, name: &str) -> String {
-        fs::read_to_string(self.path(name)).unwrap_or_default()
-    }
-}
-
 /// The Python interpreter itself (not a version manager's shim, which starts programs of its
 /// own): what the handler under test should be the only program of.
 fn python() -> String {
@@ -177,29 +151,6 @@ fn python() -> String {
         .output()
         .expect("python3 is installed");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// `spot-sim exec ARGS` with the scratch `bin` first on PATH and `env` set.
-fn exec(s: &Scratch, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let path = format!(
-        "{}:{}",
-        s.path("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    Command::new(spot_sim_bin())
-        .arg("exec")
-        .args(args)
-        .env("PATH", path)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    let text = fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read the report {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
 }
 
 fn reactions<'a>(t: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
@@ -221,7 +172,7 @@ fn line<'a>(summary: &'a str, start: &str) -> &'a str {
 
 /// KSTNH, its stand-in kubectl (`kubectl` text) and the stand-in API server started first in
 /// its namespace; `spot-sim exec OPTIONS --report json --report html -- wrapper`.
-fn run_kstnh(s: &Scratch, kubectl: &str, options: &[&str]) -> Output {
+fn run_kstnh(s: &Scratch, kubectl: &str) -> Output {
     s.file("bin/kubectl", kubectl, 0o755);
     let entrypoint = s.file("entrypoint.sh", KSTNH, 0o755);
     let api = s.file("apiserver.py", API_SERVER, 0o644);
@@ -241,8 +192,19 @@ fn run_kstnh(s: &Scratch, kubectl: &str, options: &[&str]) -> Output {
         0o755,
     );
     let (report, html) = (s.path("report.json"), s.path("report.html"));
-    let mut args = vec!["--netns", "new"];
-    args.extend_from_slice(options);
+    // OPTIONS: the notice 3 s in, the instance ended 8 s after it, a drain expected in 5 s.
+    let mut args = vec![
+        "--netns",
+        "new",
+        "--start-in",
+        "3s",
+        "--interruption-in",
+        "8s",
+        "--on-interrupt",
+        "kill",
+        "--expect-react",
+        "exec kubectl drain within 5s",
+    ];
     args.extend([
         "--report",
         report.to_str().unwrap(),
@@ -252,8 +214,7 @@ fn run_kstnh(s: &Scratch, kubectl: &str, options: &[&str]) -> Output {
         wrapper.to_str().unwrap(),
     ]);
     let record = s.path("kubectl.args");
-    exec(
-        s,
+    s.exec(
         &args,
         &[
             ("NAMESPACE", "kube-system"),
@@ -266,22 +227,8 @@ fn run_kstnh(s: &Scratch, kubectl: &str, options: &[&str]) -> Output {
 
 #[test]
 fn kstnh_unchanged_drains_within_5s_and_the_report_shows_the_drain_and_the_api_server_connect() {
-    root_or_skip!();
-    let s = Scratch::new("react-kstnh");
-    let out = run_kstnh(
-        &s,
-        KUBECTL,
-        &[
-            "--start-in",
-            "3s",
-            "--interruption-in",
-            "8s",
-            "--on-interrupt",
-            "kill",
-            "--expect-react",
-            "exec kubectl drain within 5s",
-        ],
-    );
+    let s = scratch_or_skip!("react-kstnh");
+    let out = run_kstnh(&s, KUBECTL);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     // What the handler did, as its stand-ins saw it: the API server before and after.
@@ -299,7 +246,7 @@ fn kstnh_unchanged_drains_within_5s_and_the_report_shows_the_drain_and_the_api_s
         "GET /api/v1/namespaces/kube-system/pods/kstnh-7d4f9\nPATCH /api/v1/nodes/node-1\n"
     );
 
-    let v = json(&s.path("report.json"));
+    let v = report_json(&s.path("report.json"));
     assert_eq!(v["pass"], true, "{v:#}");
     let t = &v["targets"][0];
     let detected = t["detected_at"].as_str().unwrap().to_string();
@@ -308,12 +255,7 @@ fn kstnh_unchanged_drains_within_5s_and_the_report_shows_the_drain_and_the_api_s
         .into_iter()
         .find(|r| r["comm"] == "kubectl")
         .unwrap_or_else(|| panic!("no kubectl in the reactions: {t:#}"));
-    let argv: Vec<&str> = drain["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w.as_str().unwrap())
-        .collect();
+    let argv = strs(&drain["argv"]);
     assert!(
         argv.ends_with(&[
             "drain",
@@ -392,22 +334,8 @@ fn kstnh_unchanged_drains_within_5s_and_the_report_shows_the_drain_and_the_api_s
 
 #[test]
 fn kstnh_with_a_kubectl_that_may_not_read_pods_never_drains_and_exec_exits_3() {
-    root_or_skip!();
-    let s = Scratch::new("react-kstnh-rbac");
-    let out = run_kstnh(
-        &s,
-        KUBECTL_FORBIDDEN,
-        &[
-            "--start-in",
-            "3s",
-            "--interruption-in",
-            "8s",
-            "--on-interrupt",
-            "kill",
-            "--expect-react",
-            "exec kubectl drain within 5s",
-        ],
-    );
+    let s = scratch_or_skip!("react-kstnh-rbac");
+    let out = run_kstnh(&s, KUBECTL_FORBIDDEN);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("pods \"kstnh-7d4f9\" is forbidden"), "{err}");
@@ -423,15 +351,14 @@ fn kstnh_with_a_kubectl_that_may_not_read_pods_never_drains_and_exec_exits_3() {
         "{failed}"
     );
     assert!(failed.ends_with(" exited with status 1"), "{failed}");
-    let t = &json(&s.path("report.json"))["targets"][0];
+    let t = &report_json(&s.path("report.json"))["targets"][0];
     assert_eq!(t["verdict"]["pass"], false);
     assert_eq!(t["command_status"], 1);
 }
 
 #[test]
 fn an_in_process_handler_is_told_no_program_ran_and_passes_on_its_api_server_connect() {
-    root_or_skip!();
-    let s = Scratch::new("react-in-process");
+    let s = scratch_or_skip!("react-in-process");
     // Polls instance-action as the SDKs do, then calls the API server itself (refused here:
     // a connect all the same), as aws-node-termination-handler does with client-go.
     let handler = s.file(
@@ -453,8 +380,7 @@ fn an_in_process_handler_is_told_no_program_ran_and_passes_on_its_api_server_con
     );
     let py = python();
     let run = |expect: &str| {
-        exec(
-            &s,
+        s.exec(
             &[
                 "--netns",
                 "new",
@@ -496,13 +422,11 @@ fn an_in_process_handler_is_told_no_program_ran_and_passes_on_its_api_server_con
 
 #[test]
 fn a_bare_exec_prints_no_verdict_and_keeps_the_commands_exit_status() {
-    root_or_skip!();
-    let s = Scratch::new("react-bare");
+    let s = scratch_or_skip!("react-bare");
     let report = s.path("r.json");
     let poll = "curl -s -o /dev/null http://169.254.169.254/latest/meta-data/spot/instance-action";
     // The notice not even due (the old default verdict failed this: "never issued").
-    let out = exec(
-        &s,
+    let out = s.exec(
         &[
             "--netns",
             "new",
@@ -527,7 +451,7 @@ fn a_bare_exec_prints_no_verdict_and_keeps_the_commands_exit_status() {
         assert!(!err.contains(word), "{word} in: {err}");
     }
     assert!(err.contains("notice issued") || err.contains("polls:") || err.contains("exec:"));
-    let v = json(&report);
+    let v = report_json(&report);
     assert_eq!(v["pass"], serde_json::Value::Null, "{v:#}");
     assert_eq!(v["targets"][0]["verdict"], serde_json::Value::Null);
     assert_eq!(v["targets"][0]["requests_total"], 2);
@@ -536,8 +460,7 @@ fn a_bare_exec_prints_no_verdict_and_keeps_the_commands_exit_status() {
 
 #[test]
 fn a_flood_of_40000_distinct_connects_before_the_notice_hides_no_later_reaction() {
-    root_or_skip!();
-    let s = Scratch::new("react-flood");
+    let s = scratch_or_skip!("react-flood");
     let control = control_path("react-flood");
     let report = s.path("r.json");
     let notice = "http://169.254.169.254/latest/meta-data/spot/instance-action";
@@ -586,7 +509,7 @@ fn a_flood_of_40000_distinct_connects_before_the_notice_hides_no_later_reaction(
         .wait_timeout(Duration::from_secs(120))
         .expect("the handler ended");
     assert_eq!(status.code(), Some(0), "{}", run.log());
-    let t = &json(&report)["targets"][0];
+    let t = &report_json(&report)["targets"][0];
     // The flood was there: the journal's own list of destinations is full.
     assert_eq!(
         t["outbound"].as_array().unwrap().len(),
@@ -612,8 +535,7 @@ fn a_flood_of_40000_distinct_connects_before_the_notice_hides_no_later_reaction(
 
 #[test]
 fn the_first_connect_after_detection_is_timed_exactly_though_its_window_began_before() {
-    root_or_skip!();
-    let s = Scratch::new("react-window");
+    let s = scratch_or_skip!("react-window");
     let report = s.path("r.json");
     let notice = "http://169.254.169.254/latest/meta-data/spot/termination-time";
     // The session sweeps the kernel's connect windows 2 s after it starts, then every 10 s:
@@ -632,8 +554,7 @@ fn the_first_connect_after_detection_is_timed_exactly_though_its_window_began_be
         ),
         0o755,
     );
-    let out = exec(
-        &s,
+    let out = s.exec(
         &[
             "--netns",
             "new",
@@ -652,7 +573,7 @@ fn the_first_connect_after_detection_is_timed_exactly_though_its_window_began_be
     );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    let t = &json(&report)["targets"][0];
+    let t = &report_json(&report)["targets"][0];
     let connect = reactions(t, "connect");
     assert_eq!(connect.len(), 1, "{t:#}");
     let after = connect[0]["latency_s"].as_f64().unwrap();
@@ -662,8 +583,7 @@ fn the_first_connect_after_detection_is_timed_exactly_though_its_window_began_be
 
 #[test]
 fn an_expect_react_that_does_not_read_is_refused_before_anything_starts() {
-    root_or_skip!();
-    let s = Scratch::new("react-bad");
+    let s = scratch_or_skip!("react-bad");
     let marker = s.path("ran");
     let touch = format!("touch {}", marker.display());
     for (what, says) in [
@@ -673,8 +593,7 @@ fn an_expect_react_that_does_not_read_is_refused_before_anything_starts() {
         ("exec", "needs the program's command line"),
         ("exec kubectl drain within 0s", "can never hold"),
     ] {
-        let out = exec(
-            &s,
+        let out = s.exec(
             &[
                 "--netns",
                 "new",

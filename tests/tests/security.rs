@@ -122,15 +122,6 @@ fn fd_count(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// A Unix socket file nobody listens on, as a spot-sim killed with SIGKILL leaves it.
 fn stale_socket(path: &Path) {
     drop(std::os::unix::net::UnixListener::bind(path).unwrap());

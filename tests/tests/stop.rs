@@ -32,20 +32,6 @@ fn write_atomically(path: &Path, content: &str) {
     fs::rename(&tmp, path).unwrap();
 }
 
-/// The metrics `spot-sim --metrics 127.0.0.1:0` serves, from the address it logged.
-fn scrape(p: &mut Proc) -> String {
-    p.wait_for_log("metrics on http://", Duration::from_secs(10));
-    let log = p.log();
-    let url = log
-        .lines()
-        .find_map(|l| l.split("metrics on ").nth(1))
-        .unwrap()
-        .trim()
-        .to_string();
-    let out = output_ok(Command::new("curl").args(["-sS", "--max-time", "5", &url]));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The first connect is redirected (IPv6 is off by default: it is not).
 fn assert_redirected(t: &Target, who: &str) {
     let got = imds_connects(Some(&t.path), &t.ns);
@@ -122,7 +108,7 @@ fn a_failing_health_url_stops_run_mid_rehearsal_and_every_target_gets_the_real_i
         )),
         "{status}"
     );
-    let metrics = scrape(&mut run);
+    let metrics = metrics(&mut run);
     let series = format!("spot_sim_stopped{{reason=\"stop-if\",condition=\"{condition}\"}} 1");
     assert!(metrics.contains(&series), "{series} not in:\n{metrics}");
     let readd = Command::new(spot_sim_bin())

@@ -5,51 +5,19 @@ use spot_sim_tests::*;
 
 const TERMINATION_TIME: &str = "http://169.254.169.254/latest/meta-data/spot/termination-time";
 
-/// A scratch folder for one test (with a `bin` for stand-ins on PATH), removed on drop.
-struct Scratch(OwnedPath);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let dir = OwnedPath::scratch_dir(tag).unwrap();
-        fs::create_dir_all(dir.join("bin")).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn script(&self, name: &str, body: &str) -> PathBuf {
-        let p = self.path(name);
-        fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    }
-}
-
-/// The first line of a root-only test with a [`Scratch`] folder: skips when not root.
-macro_rules! scratch_or_skip {
-    ($tag:expr) => {{
-        root_or_skip!();
-        Scratch::new($tag)
-    }};
-}
-
 /// A termination handler as people write them: poll `spot/termination-time` every `every`
 /// seconds; once it answers 200, `kubectl drain` the node and exit. `kubectl` is a stand-in
 /// on PATH that records its arguments and, like the real one, connects to its API server
 /// (a closed port on loopback here: the handler runs in a namespace with only loopback).
 fn handler(s: &Scratch, every: u32) -> PathBuf {
-    let kubectl = s.path("bin/kubectl");
-    fs::write(
-        &kubectl,
-        format!(
+    s.file(
+        "bin/kubectl",
+        &format!(
             "#!/bin/bash\necho \"$@\" >> {}\n(exec 3<>/dev/tcp/127.0.0.1/6443) 2>/dev/null\nexit 0\n",
             s.path("kubectl.args").display()
         ),
-    )
-    .unwrap();
-    fs::set_permissions(&kubectl, fs::Permissions::from_mode(0o755)).unwrap();
+        0o755,
+    );
     s.script(
         "handler",
         &format!(
@@ -66,29 +34,7 @@ fn exec(s: &Scratch, options: &str, reports: &[&Path], command: &str) -> Output 
         line += &format!(" --report {}", r.display());
     }
     line += &format!(" -- {command}");
-    exec_args(s, &line.split_whitespace().collect::<Vec<_>>())
-}
-
-/// `spot-sim exec ARGS`, with the scratch `bin` first on PATH.
-fn exec_args(s: &Scratch, args: &[&str]) -> Output {
-    let path = format!(
-        "{}:{}",
-        s.path("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    Command::new(spot_sim_bin())
-        .arg("exec")
-        .args(args)
-        .env("PATH", path)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    let text = fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read the report {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
+    s.exec(&line.split_whitespace().collect::<Vec<_>>(), &[])
 }
 
 fn event<'a>(target: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
@@ -116,7 +62,7 @@ fn a_handler_polling_every_second_reads_the_notice_in_time_drains_and_passes() {
     let args = fs::read_to_string(s.path("kubectl.args")).unwrap();
     assert!(args.starts_with("drain node-1"), "{args}");
 
-    let v = json(&report);
+    let v = report_json(&report);
     assert_eq!(v["pass"], true, "{v:#}");
     let t = &v["targets"][0];
     let notice = event(t, "notice");
@@ -135,12 +81,7 @@ fn a_handler_polling_every_second_reads_the_notice_in_time_drains_and_passes() {
         .unwrap_or_else(|| panic!("no kubectl reaction: {t:#}"));
     assert!(kubectl["latency_s"].as_f64().unwrap() < 1.0, "{kubectl}");
     // The kernel's copy of its command line, through bash.
-    let argv: Vec<&str> = kubectl["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w.as_str().unwrap())
-        .collect();
+    let argv = strs(&kubectl["argv"]);
     assert!(
         argv.ends_with(&[
             "drain",
@@ -240,7 +181,7 @@ fn a_handler_polling_every_8_s_misses_a_4_s_window_and_exec_exits_3() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(!s.path("kubectl.args").exists(), "never drained");
-    let v = json(&report);
+    let v = report_json(&report);
     let t = &v["targets"][0];
     assert_eq!(t["verdict"]["pass"], false);
     let reasons = t["verdict"]["reasons"].as_array().unwrap();
@@ -276,7 +217,7 @@ fn every_redirect_of_a_50_ms_command_is_in_the_log_and_the_report() {
             err.contains("(curl) → IMDS 169.254.169.254 redirected"),
             "{err}"
         );
-        let t = &json(&report)["targets"][0];
+        let t = &report_json(&report)["targets"][0];
         assert_eq!(t["redirects_total"], 1, "{t:#}");
         assert_eq!(t["requests_total"], 1, "{t:#}");
         assert_eq!(t["execs"][0]["comm"], "curl", "{t:#}");
@@ -357,10 +298,10 @@ fn a_known_detection_delay_is_reported_as_it_was_and_a_late_reaction_fails_expec
         "--",
         handler.to_str().unwrap(),
     ]);
-    let out = exec_args(&s, &args);
+    let out = s.exec(&args, &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "a late reaction fails: {err}");
-    let t = &json(&report)["targets"][0];
+    let t = &report_json(&report)["targets"][0];
     // Read 3 s after the issue: the handler's 3 s sleep, plus up to 0.1 s of polling and
     // the time curl takes to start. 0 s, or the whole 30 s window, would be wrong.
     let notice = event(t, "notice");
@@ -472,7 +413,7 @@ fn memory_stays_bounded_with_100000_requests_and_10000_outbound_connects() {
         .wait_timeout(Duration::from_secs(5))
         .expect("spot-sim ended");
     assert!(status.success(), "{}", run.log());
-    let t = &json(&report)["targets"][0];
+    let t = &report_json(&report)["targets"][0];
     assert_eq!(t["requests_total"], 100_000, "{}", t["requests_total"]);
     assert_eq!(
         t["requests"].as_array().unwrap().len(),
@@ -519,7 +460,7 @@ fn bad_input_is_refused_before_anything_starts() {
         let mut all = vec!["--netns", "new"];
         all.extend(args);
         all.extend(["--", "sh", "-c", &cmd]);
-        let out = exec_args(&s, &all);
+        let out = s.exec(&all, &[]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{all:?}: {err}");
         assert!(err.contains(needle), "{all:?}: {err}");
@@ -570,7 +511,7 @@ fn run_judges_an_existing_cgroup_when_it_detaches() {
         svg.starts_with("<?xml") && svg.contains("class=\"req\""),
         "{svg}"
     );
-    let t = &json(&json_report)["targets"][0];
+    let t = &report_json(&json_report)["targets"][0];
     assert!(t["name"].as_str().unwrap().starts_with("cgroup "), "{t}");
     assert_eq!(t["verdict"]["pass"], true, "{t:#}");
     // The curl above ran in the target: its start is in the journal.

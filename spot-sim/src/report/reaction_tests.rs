@@ -2,7 +2,7 @@
 //! without a verdict when nothing is expected, the most telling reaction named, and
 //! `--expect-react` failures that say what was expected and what was seen.
 
-use super::tests::{polling, T};
+use super::tests::{polling, reasons, T};
 use super::*;
 use crate::journal::{JournalSnapshot, ReactKind, Reaction};
 
@@ -64,15 +64,6 @@ fn expect(react: &[&str]) -> Expectations {
         react: react.iter().map(|r| r.parse().unwrap()).collect(),
         ..Default::default()
     }
-}
-
-fn reasons(r: &Report) -> Vec<String> {
-    r.targets[0]
-        .verdict
-        .as_ref()
-        .expect("a verdict")
-        .reasons
-        .clone()
 }
 
 #[test]

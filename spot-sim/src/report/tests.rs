@@ -64,7 +64,7 @@ fn expect_detect(s: u64) -> Expectations {
 }
 
 /// The first target's reasons (it must have a verdict).
-fn reasons(r: &Report) -> Vec<String> {
+pub(super) fn reasons(r: &Report) -> Vec<String> {
     r.targets[0]
         .verdict
         .as_ref()

@@ -827,8 +827,18 @@ fn sigkill_of_exec_takes_the_command_along_and_the_next_start_clears_what_was_le
     while !live_socket.exists() && t0.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The socket is bound before anything starts, so the cgroup comes a moment later.
     let live_prefix = format!("spot-sim-exec-{}-", live.pid());
-    let live_cgroup = child_named(&runner, &live_prefix).expect("the live instance's cgroup");
+    let t0 = Instant::now();
+    let live_cgroup = loop {
+        match child_named(&runner, &live_prefix) {
+            Some(c) => break c,
+            None if t0.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            None => panic!("the live instance's cgroup never appeared"),
+        }
+    };
     p.signal(Signal::SIGKILL);
     let _ = p.wait_timeout(Duration::from_secs(5));
     let t0 = Instant::now();

@@ -74,6 +74,9 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     stop.check_before_start().await?;
     // What `exec` instances killed with SIGKILL left behind: sockets of processes now gone.
     crate::control::remove_dead_sockets().await;
+    // Without the rights to attach, that is the one line to read, not the control socket's
+    // EACCES under /run/spot-sim that binding it first would give.
+    crate::redirect::preflight().map_err(anyhow::Error::msg)?;
     // Before anything is attached: a refused --control stops us here (issue #22).
     let control = crate::control::ControlListener::bind(&a.control).await?;
     let session = Session::start(Arc::new(SystemClock))?;

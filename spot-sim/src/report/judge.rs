@@ -188,12 +188,17 @@ fn poll_words(s: &JournalSnapshot) -> String {
         (Some(m), _) => format!("polls were {} apart", said(m)),
         _ if p.count == 1 => "the handler polled only once".into(),
         // Redirected but never answered: spot-sim failed to serve, not the handler to ask.
-        _ if s.redirects.total > 0 => format!(
-            "not served: the kernel redirected the handler's IMDS connects ({} reported) but spot-sim answered none of them (no listener in the handler's network namespace: see spot-sim's log); the handler is not at fault",
-            s.redirects.total
-        ),
+        _ if s.redirects.total > 0 => not_served(s.redirects.total),
         _ => "not asked: the handler made no IMDS request".into(),
     }
+}
+
+/// Redirected but never answered: spot-sim failed to serve, not the handler to ask. A fact
+/// with or without a verdict.
+pub(super) fn not_served(redirects: u64) -> String {
+    format!(
+        "not served: the kernel redirected the handler's IMDS connects ({redirects} reported) but spot-sim answered none of them (no listener in the handler's network namespace: see spot-sim's log); the handler is not at fault"
+    )
 }
 
 fn verdict(s: &JournalSnapshot, expect: &Expectations, judged: &reactions::Judged) -> Verdict {

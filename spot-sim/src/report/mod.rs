@@ -300,6 +300,10 @@ impl Report {
                     t.polls.tokens.v2
                 );
             }
+            // Without a verdict to say it, spot-sim's own failure to serve is still said.
+            if t.verdict.is_none() && t.requests_total == 0 && t.redirects_total > 0 {
+                let _ = writeln!(out, "  {}", judge::not_served(t.redirects_total));
+            }
             if t.detected_at.is_some() {
                 out.push_str(&reactions::summary_lines(t));
             }

@@ -283,11 +283,19 @@ fn not_served_and_not_asked_are_different_findings() {
         kept: Vec::new(),
         total: 3,
     };
-    let r = Report::build(&[silent], &node, T + 20_000);
+    let r = Report::build(&[silent.clone()], &node, T + 20_000);
     let reason = &reasons(&r)[0];
     assert!(reason.contains("not served: the kernel redirected the handler's IMDS connects (3 reported) but spot-sim answered none"), "{reason}");
     assert!(reason.contains("the handler is not at fault"), "{reason}");
     assert!(!reason.contains("not asked"), "{reason}");
+    // Without an expectation there is no verdict, and the summary still says it as a fact.
+    let facts = Report::build(&[silent], &Expectations::default(), T + 20_000).summary();
+    assert!(
+        facts.contains(
+            "  not served: the kernel redirected the handler's IMDS connects (3 reported)"
+        ),
+        "{facts}"
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ pub mod fdbudget;
 pub mod imds;
 pub mod journal;
 mod lock;
+mod memory;
 pub mod redirect;
 pub mod report;
 pub mod safe_file;

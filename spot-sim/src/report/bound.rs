@@ -126,15 +126,10 @@ fn json_len(r: &Report) -> usize {
     c.0
 }
 
-/// Gives the memory of a big reply back to the system once it is sent: glibc keeps freed
-/// memory in its arenas, so eight reports at once left 316 MB behind. (musl returns large
-/// blocks by itself.)
+/// Gives the memory of a big reply back to the system once it is sent: eight reports at once
+/// left 316 MB behind in glibc's arenas.
 pub fn release_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::memory::release();
 }
 
 #[cfg(test)]

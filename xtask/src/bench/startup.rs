@@ -48,6 +48,10 @@ fn parts(lines: &[(f64, String)], answered: f64, st: &mut Startup) -> Result<()>
     for (label, part) in [
         ("preflight", "eBPF: preflight (kernel, capabilities)"),
         (
+            "argv offsets",
+            "eBPF: where the kernel keeps a command line (its BTF read and parsed by spot-sim)",
+        ),
+        (
             "kernel BTF parsed",
             "eBPF: the kernel's BTF read and parsed (by aya's loader)",
         ),
@@ -129,7 +133,7 @@ mod tests {
     fn a_start_is_broken_into_its_parts_from_spot_sims_lines() {
         let lines: Vec<(f64, String)> = [
             (29.9, "DEBUG] process watchers: kernel BTF parsed in 3.0 ms"),
-            (30.0, "DEBUG] eBPF loaded in 20.0 ms (preflight 0.2 ms, kernel BTF parsed 4.0 ms, object and maps 3.1 ms, connect/getpeername programs verified 5.5 ms, process watchers (kernel BTF parsed again, tracepoints verified and attached) 7.2 ms)"),
+            (30.0, "DEBUG] eBPF loaded in 20.0 ms (preflight 0.2 ms, argv offsets 1.5 ms, kernel BTF parsed 4.0 ms, object and maps 3.1 ms, connect/getpeername programs verified 5.5 ms, process watchers (kernel BTF parsed again, tracepoints verified and attached) 7.2 ms)"),
             (31.0, "DEBUG] session started in 21.0 ms"),
             (33.0, "DEBUG] attached in 0.4 ms (checked for another spot-sim, 4 programs linked)"),
             (33.5, "DEBUG] cgroup /x: added in 1.5 ms (its listeners, responder and attach)"),
@@ -146,6 +150,7 @@ mod tests {
                 .map(|(_, v)| v[0])
         };
         assert_eq!(get("process start"), Some(10.0));
+        assert_eq!(get("eBPF: where the kernel keeps"), Some(1.5));
         assert_eq!(get("eBPF: object"), Some(3.1));
         assert_eq!(get("eBPF: connect/getpeername"), Some(5.5));
         assert_eq!(get("eBPF: the kernel's BTF read and parsed (by"), Some(4.0));

@@ -13,7 +13,9 @@ from cloudinit import helpers  # noqa: E402
 from cloudinit.sources import DataSourceEc2 as ec2  # noqa: E402
 
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-tmp = tempfile.mkdtemp(prefix="spot-sim-cloud-init-")
+# Removed when the script ends, however it ends (the finalizer runs at exit).
+tmp_dir = tempfile.TemporaryDirectory(prefix="spot-sim-cloud-init-")
+tmp = tmp_dir.name
 paths = helpers.Paths({"cloud_dir": tmp, "run_dir": tmp})
 cfg = {
     "datasource": {

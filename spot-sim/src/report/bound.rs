@@ -126,12 +126,6 @@ fn json_len(r: &Report) -> usize {
     c.0
 }
 
-/// Gives the memory of a big reply back to the system once it is sent: eight reports at once
-/// left 316 MB behind in glibc's arenas.
-pub fn release_memory() {
-    crate::memory::release();
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

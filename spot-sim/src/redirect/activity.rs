@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::BtfTracePoint,
-    Btf, Ebpf,
+    Btf, Ebpf, Endianness,
 };
 use spot_sim_common::{ExecEvent, OutboundKey, OutboundValue, ProcEvent, PROC_EXEC};
 
@@ -101,13 +101,14 @@ impl ActivityReader {
     /// Takes the maps and attaches the tracepoints. Nothing here is fatal: without BTF the
     /// report just has no process starts and exits (and says so through
     /// [`ActivityReader::sees_processes`]).
-    pub(super) fn load(ebpf: &mut Ebpf) -> Self {
+    /// `kernel_btf`: the kernel's BTF as read at start (or why it could not be).
+    pub(super) fn load(ebpf: &mut Ebpf, kernel_btf: Result<&[u8], &String>) -> Self {
         let outbound = ebpf
             .take_map("OUTBOUND")
             .and_then(|m| HashMap::try_from(m).ok());
         let dropped = Dropped::take(ebpf, "OUTBOUND_DROPPED");
         let procs_dropped = Dropped::take(ebpf, "PROCS_DROPPED");
-        let procs = match attach_tracepoints(ebpf) {
+        let procs = match attach_tracepoints(ebpf, kernel_btf) {
             Ok(()) => ebpf
                 .take_map("PROCS")
                 .and_then(|m| RingBuf::try_from(m).ok()),
@@ -218,9 +219,13 @@ fn exec_args(item: &[u8]) -> (Vec<u8>, bool) {
     (ev.args[..len].to_vec(), ev.args_total as usize > len)
 }
 
-fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<(), String> {
+fn attach_tracepoints(ebpf: &mut Ebpf, kernel_btf: Result<&[u8], &String>) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
+    let btf = kernel_btf
+        .map_err(|e| format!("no kernel BTF: {e}"))
+        .and_then(|data| {
+            Btf::parse(data, Endianness::default()).map_err(|e| format!("no kernel BTF: {e}"))
+        })?;
     log::debug!(target: super::STARTUP, "process watchers: kernel BTF parsed in {}", super::ms(started));
     for name in TRACEPOINTS {
         let prog: &mut BtfTracePoint = ebpf

@@ -109,12 +109,18 @@ impl Redirector {
         preflight().map_err(RedirectError::Preflight)?;
         clock.lap("preflight");
         let level = ebpf_log_level();
+        // Read once for the argv offsets and the tracepoints (aya's loader reads its own).
+        let kernel_btf = kernel_btf::read();
         // Without them program starts still show, with their command line read from /proc
         // when the program is still there.
-        let argv = kernel_btf::argv_offsets().unwrap_or_else(|e| {
-            log::warn!("the report's command lines come from /proc, best effort: {e}");
-            spot_sim_common::ArgvOffsets::UNKNOWN
-        });
+        let argv = kernel_btf
+            .as_deref()
+            .map_err(String::clone)
+            .and_then(kernel_btf::argv_offsets_in)
+            .unwrap_or_else(|e| {
+                log::warn!("the report's command lines come from /proc, best effort: {e}");
+                spot_sim_common::ArgvOffsets::UNKNOWN
+            });
         clock.lap("argv offsets");
         // aya reads and parses the kernel's BTF (/sys/kernel/btf/vmlinux) here.
         let mut loader = EbpfLoader::new();
@@ -144,11 +150,12 @@ impl Redirector {
         let events = ebpf
             .take_map("EVENTS")
             .ok_or(RedirectError::Missing("EVENTS map"))?;
-        let activity = ActivityReader::load(&mut ebpf);
+        let activity = ActivityReader::load(&mut ebpf, kernel_btf.as_deref());
+        drop(kernel_btf);
         clock.lap("process watchers (kernel BTF parsed again, tracepoints verified and attached)");
-        // Three copies of the kernel's BTF (the argv offsets', aya's loader's, the
-        // tracepoints') were read and freed; without this glibc kept 17 MiB of them (idle RSS
-        // 28 MiB, 11 without: `cargo xtask bench`).
+        // The kernel's BTF was read twice (ours, aya's loader's) and parsed three times, and
+        // all of it freed; without this glibc kept 17 MiB of it (idle RSS 28.1 MiB, 9.4 with
+        // it: `cargo xtask bench`).
         crate::memory::release();
         log::debug!(target: STARTUP, "eBPF loaded in {clock}");
         Ok(Self {

@@ -69,7 +69,7 @@ fn parts(lines: &[(f64, String)], answered: f64, st: &mut Startup) -> Result<()>
     )?;
     let btf_again = num(btf, "kernel BTF parsed in")?;
     st.add(
-        "eBPF: the kernel's BTF read and parsed again (for the tracepoints)",
+        "eBPF: the kernel's BTF parsed again (for the tracepoints, from spot-sim's read)",
         btf_again,
     );
     st.add(
@@ -154,10 +154,7 @@ mod tests {
         assert_eq!(get("eBPF: object"), Some(3.1));
         assert_eq!(get("eBPF: connect/getpeername"), Some(5.5));
         assert_eq!(get("eBPF: the kernel's BTF read and parsed (by"), Some(4.0));
-        assert_eq!(
-            get("eBPF: the kernel's BTF read and parsed again"),
-            Some(3.0)
-        );
+        assert_eq!(get("eBPF: the kernel's BTF parsed again"), Some(3.0));
         assert!((get("eBPF: exec/exit").unwrap() - 4.2).abs() < 1e-9);
         assert!((get("session start → the target's add").unwrap() - 1.0).abs() < 1e-9);
         assert_eq!(get("session: the rest"), Some(1.0));

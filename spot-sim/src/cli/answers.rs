@@ -2,7 +2,10 @@
 //! `target add|remove` and `report` ([`SessionAnswers`]). The commands that ask are in
 //! `control.rs`.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::{anyhow, bail, Result};
 
@@ -93,4 +96,13 @@ pub(super) fn start_control(
         add,
     });
     listener.serve(handler)
+}
+
+/// Binds the control socket of a command that attaches (`exec`, `run`, a game day's node)
+/// before anything is attached or run, so a refused `--control` stops it there (issue #22).
+/// The rights to attach are checked first: without them that is the one line to read, not
+/// the socket's EACCES under /run/spot-sim.
+pub(super) async fn bind_before_attaching(path: &Path) -> Result<ControlListener> {
+    crate::redirect::preflight().map_err(anyhow::Error::msg)?;
+    Ok(ControlListener::bind(path).await?)
 }

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use spot_sim_place::Placement;
 
 use super::{
-    answers::start_control,
+    answers::{bind_before_attaching, start_control},
     args::ExecArgs,
     gameday,
     resolve::{NodeRoots, Resolver, SettingsFrom},
@@ -43,12 +43,8 @@ pub(super) async fn exec(a: ExecArgs) -> Result<ExitCode> {
     // What instances killed with SIGKILL left: their empty transient cgroups, their sockets.
     remove_dead_transients(&mount, TRANSIENT_PREFIX);
     ctl::remove_dead_sockets().await;
-    // Without the rights to attach, that is the one line to read, not the control socket's
-    // EACCES under /run/spot-sim that binding it first would give.
-    crate::redirect::preflight().map_err(anyhow::Error::msg)?;
-    // Before anything is attached or run: a refused --control stops us here (issue #22).
     let control_path = a.control.unwrap_or_else(ctl::default_exec_socket);
-    let control = ctl::ControlListener::bind(&control_path).await?;
+    let control = bind_before_attaching(&control_path).await?;
     let session = Session::start(Arc::new(SystemClock))?;
     gameday::prepare(&session, &a.verdict, &settings.scenario)?;
     let cgroup = TransientCgroup::create(&mount, TRANSIENT_PREFIX)?;

@@ -22,7 +22,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use super::{
-    answers::start_control,
+    answers::{bind_before_attaching, start_control},
     args::{PlanArgs, RunArgs},
     gameday,
     resolve::{NodeRoots, Resolver, SettingsFrom},
@@ -150,11 +150,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
             rfc3339(t0)
         );
     }
-    // Without the rights to attach, that is the one line to read, not the control socket's
-    // EACCES under /run/spot-sim that binding it first would give.
-    crate::redirect::preflight().map_err(anyhow::Error::msg)?;
-    // Before anything is attached: a refused --control stops us here (issue #22).
-    let control = crate::control::ControlListener::bind(&a.control).await?;
+    let control = bind_before_attaching(&a.control).await?;
     let host = HostView::detect(a.host_root.as_deref(), a.cgroup_root.as_deref())?;
     // The node's pods must be readable now: a wrong --host-root should fail here, not be
     // reported as "no matching pod yet" forever.

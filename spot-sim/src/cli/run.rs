@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc, time::SystemTime};
 use anyhow::{anyhow, bail, Result};
 
 use super::{
-    answers::{start_control, AddContext},
+    answers::{bind_before_attaching, start_control, AddContext},
     args::RunArgs,
     gameday,
     resolve::{NodeRoots, Resolver, SettingsFrom},
@@ -74,11 +74,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode> {
     stop.check_before_start().await?;
     // What `exec` instances killed with SIGKILL left behind: sockets of processes now gone.
     crate::control::remove_dead_sockets().await;
-    // Without the rights to attach, that is the one line to read, not the control socket's
-    // EACCES under /run/spot-sim that binding it first would give.
-    crate::redirect::preflight().map_err(anyhow::Error::msg)?;
-    // Before anything is attached: a refused --control stops us here (issue #22).
-    let control = crate::control::ControlListener::bind(&a.control).await?;
+    let control = bind_before_attaching(&a.control).await?;
     let session = Session::start(Arc::new(SystemClock))?;
     for spec in &specs {
         gameday::prepare(&session, &a.verdict, &spec.settings.scenario)?;

@@ -699,15 +699,25 @@ impl ConfigMapVolume {
     }
 }
 
-/// The last result line a node printed.
+/// The last result line a node printed, waiting up to 10 s for one: a stop's line is printed
+/// just after its log line, which a test may have seen first.
 fn last_result(out: &Path) -> serde_json::Value {
-    let text = fs::read_to_string(out).unwrap();
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {text}"))
+    let t0 = Instant::now();
+    loop {
+        let text = fs::read_to_string(out).unwrap();
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        match serde_json::from_str(line) {
+            Ok(v) => return v,
+            Err(_) if t0.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => panic!("{e}: {text}"),
+        }
+    }
 }
 
 #[test]
